@@ -1,0 +1,38 @@
+"""Canonical JSON and stable hashes for params and exit rules.
+
+Key order never matters and an integral float hashes like the int (``14`` == ``14.0``), so the
+same configuration always maps to the same key in the store, whoever typed it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+
+def _normalise(value: Any) -> Any:
+    """Turn numpy scalars into Python ones and integral floats into ints, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalar
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        return value
+    raise TypeError(f"Cannot canonicalise {value!r} of type {type(value).__name__}")
+
+
+def canonical_json(obj: Any) -> str:
+    """Compact JSON with sorted keys and normalised numbers: the stored form of params."""
+    return json.dumps(_normalise(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def stable_hash(obj: Any) -> str:
+    """16-hex-digit BLAKE2b digest of ``canonical_json(obj)``; identical on every machine."""
+    return hashlib.blake2b(canonical_json(obj).encode(), digest_size=8).hexdigest()

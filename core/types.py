@@ -1,0 +1,106 @@
+"""Plain data shapes shared by the engine, the store and the UI (no computation, no I/O)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from core.canonical import canonical_json, stable_hash
+
+#: Every metric the engine computes, in display order. NaN where undefined (see docs/engine.md).
+METRIC_NAMES: tuple[str, ...] = (
+    "num_trades",
+    "win_rate",
+    "total_return",
+    "cagr",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "max_drawdown",
+    "calmar_ratio",
+    "expectancy",
+    "profit_factor",
+    "exposure",
+    "avg_bars_held",
+    "best_trade",
+    "worst_trade",
+)
+
+#: Columns of a trade log, in order.
+TRADE_COLUMNS: tuple[str, ...] = (
+    "entry_time",
+    "entry_price",
+    "exit_time",
+    "exit_price",
+    "units",
+    "pnl",
+    "return",
+    "bars_held",
+    "exit_reason",
+)
+
+#: Why a trade closed; the integer code of a reason is its index here.
+EXIT_REASONS: tuple[str, ...] = (
+    "signal",
+    "stop_loss",
+    "take_profit",
+    "trailing_stop",
+    "time_stop",
+    "atr_stop",
+    "end_of_data",
+)
+
+
+@dataclass
+class BacktestResult:
+    """One backtest: identity, settings, metrics, equity curve and trade log."""
+
+    symbol: str
+    strategy: str
+    params: dict[str, Any]  # canonical: every param, typed, defaults filled in
+    exit_rule: list[dict[str, Any]]  # canonical list of exit-rule dicts
+    metrics: dict[str, float]
+    equity: pd.Series  # DatetimeIndex -> equity value, one point per bar
+    trades: pd.DataFrame  # TRADE_COLUMNS
+    start: pd.Timestamp
+    end: pd.Timestamp
+    costs: dict[str, float] = field(default_factory=dict)
+    initial_capital: float = 100_000.0
+    settings: dict[str, Any] = field(default_factory=dict)  # whole_shares, stop_on_entry_bar
+    engine_version: str = ""
+    data_fingerprint: str = ""
+
+    @property
+    def params_json(self) -> str:
+        return canonical_json(self.params)
+
+    @property
+    def params_hash(self) -> str:
+        return stable_hash(self.params)
+
+    @property
+    def exit_json(self) -> str:
+        return canonical_json(self.exit_rule)
+
+    @property
+    def exit_hash(self) -> str:
+        return stable_hash(self.exit_rule)
+
+
+@dataclass
+class BatchResult:
+    """Columnar output of ``run_many``: one row per symbol x params x exit rule.
+
+    ``table`` columns: symbol, strategy, params_json, params_hash, exit_json, exit_hash, start,
+    end, initial_capital, costs_json, settings_json, engine_version, data_fingerprint, one float
+    column per strategy param named ``<prefix>_<param>``, then every name in METRIC_NAMES.
+    ``trades`` (optional) holds every trade of every row, TRADE_COLUMNS plus ``row`` (the
+    positional row of ``table`` it belongs to), sorted by row then entry_time.
+    Equity curves are not kept for batches: they are recomputed on demand (deterministic engine).
+    """
+
+    table: pd.DataFrame
+    trades: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.table)
