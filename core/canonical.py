@@ -36,3 +36,19 @@ def canonical_json(obj: Any) -> str:
 def stable_hash(obj: Any) -> str:
     """16-hex-digit BLAKE2b digest of ``canonical_json(obj)``; identical on every machine."""
     return hashlib.blake2b(canonical_json(obj).encode(), digest_size=8).hexdigest()
+
+
+def bars_fingerprint(bars: Any) -> str:
+    """16-hex-digit digest of a bars DataFrame (timestamps + OHLCV values).
+
+    Recorded with every stored backtest so that it says which data it used; equal data on any
+    machine gives the same fingerprint.
+    """
+    import numpy as np
+
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(np.ascontiguousarray(bars.index.asi8 if hasattr(bars.index, "asi8") else
+                                       np.asarray(bars.index, dtype="datetime64[ns]").view("i8")))
+    for column in ("open", "high", "low", "close", "volume"):
+        digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
