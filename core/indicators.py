@@ -1,0 +1,232 @@
+"""Technical indicators over plain float64 arrays (numpy in, numpy out).
+
+Each indicator returns an array as long as its input, NaN before the first bar where it is
+defined (``first_valid`` says which bar that is). Recursive indicators run in numba kernels
+(``_nb`` suffix, cached on disk); conventions are pinned in docs/engine.md:
+
+- SMA: plain rolling mean of the last ``p`` values, defined from bar ``p - 1``.
+- EMA: alpha = 2 / (p + 1), seeded with the SMA of the first ``p`` values (TA-Lib), from ``p - 1``.
+- RSI: Wilder's smoothing seeded with the simple mean of the first ``p`` gains and losses
+  (TA-Lib), defined from bar ``p``; 100 when the average loss is 0, 50 when both are 0.
+- Bollinger: SMA(p) +/- k x population standard deviation (ddof 0) of the same window.
+- Donchian: highest high / lowest low of the ``p`` bars *before* bar t, defined from bar ``p``.
+- ATR: Wilder's average of the true range, seeded with the mean of TR[1..p], defined from ``p``.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+from numba import njit
+
+#: Indicator keys understood by ``compute_series``: name -> number of integer/float arguments.
+SERIES_KINDS: dict[str, int] = {
+    "close": 0,
+    "sma": 1,
+    "ema": 1,
+    "rsi": 1,
+    "bb_upper": 2,
+    "bb_lower": 2,
+    "dc_high": 1,
+    "dc_low": 1,
+    "atr": 1,
+}
+
+
+@njit(cache=True)
+def sma_nb(x, p):
+    out = np.full(x.shape[0], np.nan)
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i]
+        if i >= p:
+            total -= x[i - p]
+        if i >= p - 1:
+            out[i] = total / p
+    return out
+
+
+@njit(cache=True)
+def ema_nb(x, p):
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if n < p:
+        return out
+    alpha = 2.0 / (p + 1.0)
+    seed = 0.0
+    for i in range(p):
+        seed += x[i]
+    value = seed / p
+    out[p - 1] = value
+    for i in range(p, n):
+        value = value + alpha * (x[i] - value)
+        out[i] = value
+    return out
+
+
+@njit(cache=True)
+def _rsi_value(avg_gain, avg_loss):
+    total = avg_gain + avg_loss
+    if total == 0.0:
+        return 50.0
+    return 100.0 * avg_gain / total
+
+
+@njit(cache=True)
+def rsi_nb(close, p):
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    if n <= p:
+        return out
+    gain = 0.0
+    loss = 0.0
+    for i in range(1, p + 1):
+        change = close[i] - close[i - 1]
+        if change > 0:
+            gain += change
+        else:
+            loss -= change
+    avg_gain = gain / p
+    avg_loss = loss / p
+    out[p] = _rsi_value(avg_gain, avg_loss)
+    for i in range(p + 1, n):
+        change = close[i] - close[i - 1]
+        up = change if change > 0 else 0.0
+        down = -change if change < 0 else 0.0
+        avg_gain = (avg_gain * (p - 1) + up) / p
+        avg_loss = (avg_loss * (p - 1) + down) / p
+        out[i] = _rsi_value(avg_gain, avg_loss)
+    return out
+
+
+@njit(cache=True)
+def rolling_std_nb(x, p):
+    """Population standard deviation (ddof 0) of each window of ``p`` values (two-pass)."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    mean = sma_nb(x, p)
+    for i in range(p - 1, n):
+        acc = 0.0
+        for j in range(i - p + 1, i + 1):
+            d = x[j] - mean[i]
+            acc += d * d
+        out[i] = np.sqrt(acc / p)
+    return out
+
+
+@njit(cache=True)
+def donchian_high_nb(high, p):
+    n = high.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(p, n):
+        best = high[i - p]
+        for j in range(i - p + 1, i):
+            if high[j] > best:
+                best = high[j]
+        out[i] = best
+    return out
+
+
+@njit(cache=True)
+def donchian_low_nb(low, p):
+    n = low.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(p, n):
+        best = low[i - p]
+        for j in range(i - p + 1, i):
+            if low[j] < best:
+                best = low[j]
+        out[i] = best
+    return out
+
+
+@njit(cache=True)
+def atr_nb(high, low, close, p):
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    if n <= p:
+        return out
+    total = 0.0
+    value = 0.0
+    for i in range(1, n):
+        tr = max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
+        if i < p:
+            total += tr
+        elif i == p:
+            value = (total + tr) / p
+            out[i] = value
+        else:
+            value = (value * (p - 1) + tr) / p
+            out[i] = value
+    return out
+
+
+def _f64(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def sma(x, period: int) -> np.ndarray:
+    """Simple moving average; NaN before bar ``period - 1``."""
+    return sma_nb(_f64(x), int(period))
+
+
+def ema(x, period: int) -> np.ndarray:
+    """Exponential moving average seeded with the first SMA; NaN before bar ``period - 1``."""
+    return ema_nb(_f64(x), int(period))
+
+
+def rsi(close, period: int) -> np.ndarray:
+    """Wilder's RSI (TA-Lib seeding); NaN before bar ``period``."""
+    return rsi_nb(_f64(close), int(period))
+
+
+def bollinger(close, period: int, num_std: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(middle, upper, lower) bands: SMA(period) +/- num_std x population std."""
+    close = _f64(close)
+    middle = sma_nb(close, int(period))
+    width = float(num_std) * rolling_std_nb(close, int(period))
+    return middle, middle + width, middle - width
+
+
+def donchian(high, low, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """(upper, lower): highest high and lowest low of the ``period`` bars before each bar."""
+    return donchian_high_nb(_f64(high), int(period)), donchian_low_nb(_f64(low), int(period))
+
+
+def atr(high, low, close, period: int) -> np.ndarray:
+    """Wilder's average true range; NaN before bar ``period``."""
+    return atr_nb(_f64(high), _f64(low), _f64(close), int(period))
+
+
+def first_valid(key: tuple) -> int:
+    """Index of the first bar where the series named by ``key`` is defined."""
+    kind = key[0]
+    if kind == "close":
+        return 0
+    period = int(key[1])
+    if kind in ("sma", "ema", "bb_upper", "bb_lower"):
+        return period - 1
+    return period  # rsi, dc_high, dc_low, atr
+
+
+def compute_series(key: tuple[Hashable, ...], open_, high, low, close) -> np.ndarray:
+    """The series named by ``key`` (e.g. ``("rsi", 14)``, ``("bb_lower", 20, 2.0)``)."""
+    kind = key[0]
+    if kind == "close":
+        return _f64(close)
+    if kind == "sma":
+        return sma(close, key[1])
+    if kind == "ema":
+        return ema(close, key[1])
+    if kind == "rsi":
+        return rsi(close, key[1])
+    if kind in ("bb_upper", "bb_lower"):
+        _, upper, lower = bollinger(close, key[1], key[2])
+        return upper if kind == "bb_upper" else lower
+    if kind == "dc_high":
+        return donchian_high_nb(_f64(high), int(key[1]))
+    if kind == "dc_low":
+        return donchian_low_nb(_f64(low), int(key[1]))
+    if kind == "atr":
+        return atr(high, low, close, key[1])
+    raise KeyError(f"Unknown indicator series {key!r}; known kinds: {', '.join(SERIES_KINDS)}.")

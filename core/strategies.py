@@ -1,0 +1,292 @@
+"""Strategy registry: each strategy is one small declaration (typed params + crossing rules).
+
+A strategy's entry and exit are each a *crossing*: a series (optionally minus another series)
+crossing a level. "Crosses below L" at bar t means ``v[t-1] >= L and v[t] < L``; "crosses above
+H" means ``v[t-1] <= H and v[t] > H``; NaN never crosses. Signals are decided on bar t's close.
+The same declaration drives the pure numpy ``signals`` function (scanner, tests) and the numba
+kernels (engine), and the UI builds its forms from ``Param``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from core import indicators
+from core.errors import ParamError, UnknownStrategyError, did_you_mean
+
+BELOW = -1
+ABOVE = 1
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed parameter with its default and valid range (inclusive)."""
+
+    name: str
+    kind: type | str  # int | float | "int" | "float" | "choice"
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    help: str = ""
+
+    @property
+    def kind_name(self) -> str:
+        """``"int"``, ``"float"`` or ``"choice"`` whichever way ``kind`` was written."""
+        return self.kind if isinstance(self.kind, str) else self.kind.__name__
+
+    def coerce(self, value: Any, owner: str) -> Any:
+        """Return ``value`` typed and range-checked, or raise ``ParamError`` naming the fix."""
+        kind = self.kind_name
+        if kind == "choice":
+            if value not in self.choices:
+                options = ", ".join(map(repr, self.choices))
+                hint = did_you_mean(value, [str(c) for c in self.choices])
+                raise ParamError(
+                    f"{owner}: {self.name}={value!r} is not one of {options}.{hint}"
+                )
+            return value
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise ParamError(
+                f"{owner}: {self.name} must be a number ({kind}), got {value!r} "
+                f"of type {type(value).__name__}."
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamError(f"{owner}: {self.name} must be a finite number, got {value!r}.")
+        if kind == "int":
+            if not isinstance(value, Integral) and not float(value).is_integer():
+                raise ParamError(
+                    f"{owner}: {self.name} must be a whole number, got {value!r}."
+                )
+            value = int(value)
+        else:
+            value = float(value)
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ParamError(
+                f"{owner}: {self.name}={value!r} is out of range; use {self.low}..{self.high}."
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Cross:
+    """A crossing rule: ``series - other`` (or ``series`` alone) crosses ``level``."""
+
+    series: tuple
+    other: tuple | None
+    level: float
+    direction: int  # BELOW or ABOVE
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy: identity, typed params and a pure signal function."""
+
+    name: str
+    prefix: str
+    title: str
+    description: str
+    params: tuple[Param, ...]
+    signals: Callable[..., tuple[np.ndarray, np.ndarray]]
+    rules: Callable[..., tuple[Cross, Cross]] | None = None  # params -> (entry, exit) crossing
+    check: Callable[[dict], str | None] | None = None  # cross-param constraint -> error text
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+
+def crossings(value: np.ndarray, level: float, direction: int) -> np.ndarray:
+    """Boolean array: where ``value`` crosses ``level`` in ``direction`` (bar 0 never)."""
+    out = np.zeros(value.shape[0], dtype=bool)
+    prev, cur = value[:-1], value[1:]
+    if direction == BELOW:
+        out[1:] = (prev >= level) & (cur < level)
+    else:
+        out[1:] = (prev <= level) & (cur > level)
+    return out
+
+
+def rule_value(rule: Cross, series: Mapping[tuple, np.ndarray]) -> np.ndarray:
+    """The crossing series of a rule: ``series`` or ``series - other``."""
+    value = series[rule.series]
+    return value if rule.other is None else value - series[rule.other]
+
+
+def _signals_from_rules(name: str, open_, high, low, close, **params):
+    """Entries and exits of strategy ``name`` over the given bars (params validated here)."""
+    entry, exit_ = get_strategy(name).rules(**validate_params(name, params))
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close)]
+    series: dict[tuple, np.ndarray] = {}
+    for rule in (entry, exit_):
+        for key in (rule.series, rule.other):
+            if key is not None and key not in series:
+                series[key] = indicators.compute_series(key, *arrays)
+    entries = crossings(rule_value(entry, series), entry.level, entry.direction)
+    exits = crossings(rule_value(exit_, series), exit_.level, exit_.direction)
+    return entries, exits
+
+
+def _declare(name, prefix, title, description, params, rules, check=None) -> Strategy:
+    return Strategy(name, prefix, title, description, tuple(params),
+                    partial(_signals_from_rules, name), rules, check)
+
+
+# --- the strategies -------------------------------------------------------------------------
+
+def _rsi_rules(period, oversold, overbought):
+    rsi = ("rsi", period)
+    return Cross(rsi, None, oversold, BELOW), Cross(rsi, None, overbought, ABOVE)
+
+
+def _rsi_check(p):
+    if p["oversold"] >= p["overbought"]:
+        return f"oversold ({p['oversold']}) must be below overbought ({p['overbought']})"
+    return None
+
+
+def _ma_rules(fast, slow, kind):
+    fast_ma, slow_ma = (kind, fast), (kind, slow)
+    return Cross(fast_ma, slow_ma, 0.0, ABOVE), Cross(fast_ma, slow_ma, 0.0, BELOW)
+
+
+def _ma_check(p):
+    if p["fast"] >= p["slow"]:
+        return f"fast ({p['fast']}) must be below slow ({p['slow']})"
+    return None
+
+
+def _bb_rules(period, num_std):
+    lower, middle = ("bb_lower", period, num_std), ("sma", period)
+    return Cross(("close",), lower, 0.0, BELOW), Cross(("close",), middle, 0.0, ABOVE)
+
+
+def _dc_rules(period, exit_period):
+    return (Cross(("close",), ("dc_high", period), 0.0, ABOVE),
+            Cross(("close",), ("dc_low", exit_period), 0.0, BELOW))
+
+
+_STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        _declare(
+            "rsi_meanrev", "rsi", "RSI mean reversion",
+            "Buy when RSI crosses below `oversold`; sell when it crosses above `overbought`.",
+            (
+                Param("period", int, 14, 2, 500, 1, help="RSI look-back in bars (Wilder)"),
+                Param("oversold", float, 30.0, 0, 100, 1, help="enter when RSI crosses below"),
+                Param("overbought", float, 70.0, 0, 100, 1, help="exit when RSI crosses above"),
+            ),
+            _rsi_rules, _rsi_check,
+        ),
+        _declare(
+            "ma_crossover", "ma", "Moving-average crossover",
+            "Buy when the fast average crosses above the slow one; sell when it crosses below.",
+            (
+                Param("fast", int, 10, 1, 1000, 1, help="fast average length in bars"),
+                Param("slow", int, 50, 2, 2000, 1, help="slow average length in bars"),
+                Param("kind", "choice", "sma", choices=("sma", "ema"), help="average type"),
+            ),
+            _ma_rules, _ma_check,
+        ),
+        _declare(
+            "bollinger_reversion", "bb", "Bollinger band reversion",
+            "Buy when the close crosses below the lower band; sell when it crosses back above "
+            "the middle band (the SMA).",
+            (
+                Param("period", int, 20, 2, 500, 1, help="band look-back in bars"),
+                Param("num_std", float, 2.0, 0.1, 10.0, 0.1, help="band width in std devs"),
+            ),
+            _bb_rules,
+        ),
+        _declare(
+            "breakout", "dc", "Donchian breakout",
+            "Buy when the close crosses above the highest high of the previous `period` bars; "
+            "sell when it crosses below the lowest low of the previous `exit_period` bars.",
+            (
+                Param("period", int, 20, 1, 1000, 1, help="entry channel: prior N-bar high"),
+                Param("exit_period", int, 10, 1, 1000, 1, help="exit channel: prior N-bar low"),
+            ),
+            _dc_rules,
+        ),
+    )
+}
+
+
+def list_strategies() -> list[Strategy]:
+    """Every registered strategy, in registration order."""
+    return list(_STRATEGIES.values())
+
+
+def get_strategy(name: str | Strategy) -> Strategy:
+    """The strategy registered as ``name``; ``UnknownStrategyError`` suggests the nearest."""
+    if isinstance(name, Strategy):
+        return name
+    try:
+        return _STRATEGIES[name]
+    except (KeyError, TypeError):
+        raise UnknownStrategyError(
+            f"Unknown strategy {name!r}.{did_you_mean(name, _STRATEGIES)}"
+        ) from None
+
+
+def validate_params(strategy_name: str | Strategy, params: Mapping[str, Any] | None) -> dict:
+    """Typed params in declaration order with defaults filled in, or ``ParamError``."""
+    strategy = get_strategy(strategy_name)
+    if params is not None and not isinstance(params, Mapping):
+        raise ParamError(
+            f"{strategy.name}: params must be a mapping like {{'period': 14}}, got {params!r}."
+        )
+    params = dict(params or {})
+    known = strategy.param_names
+    for key in params:
+        if key not in known:
+            raise ParamError(
+                f"{strategy.name} has no parameter {key!r}.{did_you_mean(key, known)}"
+            )
+    out = {
+        p.name: p.coerce(params[p.name], strategy.name) if p.name in params else p.default
+        for p in strategy.params
+    }
+    problem = strategy.check(out) if strategy.check else None
+    if problem:
+        raise ParamError(f"{strategy.name}: {problem}.")
+    return out
+
+
+def series_keys(strategy_name: str | Strategy, params: Mapping[str, Any]) -> list[tuple]:
+    """Indicator series the strategy needs for these (validated) params."""
+    entry, exit_ = get_strategy(strategy_name).rules(**params)
+    keys = [entry.series, entry.other, exit_.series, exit_.other]
+    return [k for k in dict.fromkeys(keys) if k is not None]
+
+
+def min_bars(strategy_name: str | Strategy, params: Mapping[str, Any] | None) -> int:
+    """Bars needed before a signal can occur: first defined bar of each series, plus 2.
+
+    A crossing at bar t needs the series at t-1 and t, and the fill happens at t+1.
+    """
+    strategy = get_strategy(strategy_name)
+    params = validate_params(strategy, params)
+    return max(indicators.first_valid(k) for k in series_keys(strategy, params)) + 2
+
+
+def param_columns(strategy_name: str | Strategy, params: Mapping[str, Any]) -> dict[str, float]:
+    """Stored numeric columns ``<prefix>_<param>``; a choice param is stored as its index."""
+    strategy = get_strategy(strategy_name)
+    out = {}
+    for p in strategy.params:
+        value = params[p.name]
+        if p.kind_name == "choice":
+            value = p.choices.index(value)
+        out[f"{strategy.prefix}_{p.name}"] = float(value)
+    return out
