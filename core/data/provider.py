@@ -1,0 +1,99 @@
+"""The provider interface shared by the demo, folder and Yahoo sources and the cached wrapper.
+
+A provider knows how to fetch the *full history* of one symbol (``fetch``); everything else —
+symbol checks, validation, date slicing, the fingerprint — is done here once, identically for
+every source.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+import pandas as pd
+
+from core.canonical import bars_fingerprint
+from core.data.symbols import validate_symbol
+from core.data.validate import validate_bars
+from core.errors import DataValidationError, UnknownSymbolError, did_you_mean
+
+
+class Provider(ABC):
+    """Base class: subclasses set ``name`` and implement ``symbols()`` and ``fetch(symbol)``."""
+
+    name: str = ""
+    #: Identifies this source's data in the price cache (e.g. one folder vs another).
+    cache_key: str = ""
+
+    @abstractmethod
+    def symbols(self) -> list[str]:
+        """Every symbol this source can load, sorted."""
+
+    @abstractmethod
+    def fetch(self, symbol: str) -> pd.DataFrame:
+        """The full history of a known, already validated symbol, as raw bars."""
+
+    def load_bars(self, symbol: str, start=None, end=None) -> pd.DataFrame:
+        """Validated bars of ``symbol`` between ``start`` and ``end`` (inclusive, optional).
+
+        The frame carries ``attrs["symbol"]`` and ``attrs["fingerprint"]`` (of the returned bars).
+        """
+        symbol = self.check_symbol(symbol)
+        return slice_bars(validate_bars(self.fetch(symbol), symbol), symbol, start, end)
+
+    def load_many(self, symbols: Iterable[str], start=None, end=None) -> dict[str, pd.DataFrame]:
+        """``load_bars`` for several symbols, keyed by symbol in the order given."""
+        return {symbol: self.load_bars(symbol, start, end) for symbol in symbols}
+
+    def check_symbol(self, symbol: str) -> str:
+        """Validate the name and make sure this source has it (did-you-mean otherwise)."""
+        symbol = validate_symbol(symbol)
+        known = self.symbols()
+        if symbol not in known:
+            raise UnknownSymbolError(
+                f"Unknown symbol '{symbol}' for the {self.name} data source."
+                + did_you_mean(symbol, known)
+            )
+        return symbol
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.cache_key or self.name}>"
+
+
+def _timestamp(value, label: str, symbol: str) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise DataValidationError(
+            f"{symbol}: {label} date {value!r} is not a date. Use YYYY-MM-DD."
+        ) from None
+    if pd.isna(stamp):
+        return None
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
+def slice_bars(bars: pd.DataFrame, symbol: str, start=None, end=None) -> pd.DataFrame:
+    """Bars within [start, end] with symbol and fingerprint attrs; no bars is an error."""
+    lo, hi = _timestamp(start, "start", symbol), _timestamp(end, "end", symbol)
+    if lo is not None and hi is not None and lo > hi:
+        raise DataValidationError(
+            f"{symbol}: start {lo.date()} is after end {hi.date()}. Swap the dates."
+        )
+    out = bars
+    if lo is not None or hi is not None:
+        index = bars.index
+        first = 0 if lo is None else index.searchsorted(lo, side="left")
+        last = len(index) if hi is None else index.searchsorted(hi, side="right")
+        out = bars.iloc[first:last]
+    if out.empty:
+        have = f"{bars.index[0].date()} to {bars.index[-1].date()}"
+        raise DataValidationError(
+            f"{symbol}: no bars between {lo.date() if lo is not None else 'the start'} and "
+            f"{hi.date() if hi is not None else 'the end'}; the data covers {have}. "
+            "Widen the date range."
+        )
+    if out is bars:
+        out = bars.copy(deep=False)
+    out.attrs = {**bars.attrs, "symbol": symbol, "fingerprint": bars_fingerprint(out)}
+    return out
