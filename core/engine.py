@@ -1,0 +1,413 @@
+"""Backtest engine: ``run_backtest`` (one run, equity + trades) and ``run_many`` (grids).
+
+Both validate everything up front (strategy, params, exit rule, costs, bars) and then run the
+numba kernels in ``core.kernels``. Indicators are computed once per distinct series per symbol
+and shared by every grid cell. Conventions: docs/engine.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core import indicators
+from core.canonical import bars_fingerprint, canonical_json, stable_hash
+from core.data.validate import validate_bars
+from core.errors import DataValidationError, ParamError, did_you_mean
+from core.exits import atr_periods, canonical_exit_rule, exit_vector
+from core.kernels import grid_metrics_nb, grid_trades_nb, simulate_nb
+from core.metrics import N_METRICS, compute_metrics
+from core.strategies import (
+    Strategy,
+    get_strategy,
+    min_bars,
+    param_columns,
+    series_keys,
+    validate_params,
+)
+from core.types import EXIT_REASONS, METRIC_NAMES, TRADE_COLUMNS, BacktestResult, BatchResult
+
+ENGINE_VERSION = "1.0.0"
+
+COST_FIELDS = ("commission", "fixed", "slippage_bps")
+_REASONS = np.array(EXIT_REASONS, dtype=object)
+_NO_SERIES = np.empty(0)
+
+
+# --- validation of the simple inputs --------------------------------------------------------
+
+def canonical_costs(costs: Mapping[str, Any] | None) -> dict[str, float]:
+    """``{"commission": fraction, "fixed": amount, "slippage_bps": bps}``, zeros by default."""
+    if costs is None:
+        costs = {}
+    if not isinstance(costs, Mapping):
+        raise ParamError(
+            f"costs must be a dict like {{'commission': 0.001, 'fixed': 1.0, 'slippage_bps': 5}}, "
+            f"got {costs!r}."
+        )
+    for key in costs:
+        if key not in COST_FIELDS:
+            raise ParamError(f"Unknown cost {key!r}.{did_you_mean(key, COST_FIELDS)}")
+    out = {}
+    for key, high in (("commission", 0.5), ("fixed", math.inf), ("slippage_bps", 5000.0)):
+        value = costs.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ParamError(f"Cost {key} must be a number, got {value!r}.")
+        value = float(value)
+        if not (0.0 <= value <= high) or math.isnan(value):
+            raise ParamError(f"Cost {key}={value!r} is out of range; use 0..{high}.")
+        out[key] = value
+    return out
+
+
+def _check_capital(initial_capital: Any, costs: dict[str, float]) -> float:
+    if isinstance(initial_capital, bool) or not isinstance(initial_capital, (int, float, np.number)):
+        raise ParamError(f"initial_capital must be a number, got {initial_capital!r}.")
+    capital = float(initial_capital)
+    if not math.isfinite(capital) or capital <= costs["fixed"]:
+        raise ParamError(
+            f"initial_capital={capital!r} must be finite and above the fixed cost per order "
+            f"({costs['fixed']})."
+        )
+    return capital
+
+
+def _settings(whole_shares: bool, stop_on_entry_bar: bool) -> dict[str, bool]:
+    return {"whole_shares": bool(whole_shares), "stop_on_entry_bar": bool(stop_on_entry_bar)}
+
+
+class _Bars:
+    """Validated bars of one symbol as contiguous float64 arrays plus index facts."""
+
+    __slots__ = ("frame", "symbol", "open", "high", "low", "close", "index", "days", "cache")
+
+    def __init__(self, bars: pd.DataFrame, symbol: str):
+        frame = validate_bars(bars, symbol or "?")
+        columns = frame.to_numpy(dtype=np.float64, copy=False).T
+        self.frame = frame
+        self.symbol = symbol
+        self.open, self.high, self.low, self.close = (
+            np.ascontiguousarray(columns[i]) for i in range(4)
+        )
+        self.index = frame.index
+        self.days = (self.index[-1] - self.index[0]).total_seconds() / 86400.0
+        self.cache: dict[tuple, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.close.shape[0]
+
+    def series(self, key: tuple) -> np.ndarray:
+        """Indicator series ``key`` over these bars, computed once."""
+        if key not in self.cache:
+            self.cache[key] = indicators.compute_series(
+                key, self.open, self.high, self.low, self.close
+            )
+        return self.cache[key]
+
+    def fingerprint(self) -> str:
+        return self.frame.attrs.get("fingerprint") or bars_fingerprint(self.frame)
+
+    def require(self, needed: int, what: str) -> None:
+        if len(self) < needed:
+            raise DataValidationError(
+                f"{self.symbol or 'bars'}: {len(self)} bars is too few; {what} needs at least "
+                f"{needed} bars. Load a longer history or use shorter look-backs."
+            )
+
+
+def _hash_json(text: str) -> str:
+    """``stable_hash`` of an object from its canonical JSON (same digest, no second dump)."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _symbol_of(bars: Any, symbol: str | None) -> str:
+    if symbol is not None:
+        return str(symbol)
+    attrs = getattr(bars, "attrs", {})
+    return str(attrs.get("symbol", "")) if isinstance(attrs, Mapping) else ""
+
+
+def _describe(strategy: Strategy, params: Mapping[str, Any]) -> str:
+    return f"{strategy.name} with " + ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+# --- one backtest ---------------------------------------------------------------------------
+
+def run_backtest(
+    bars: pd.DataFrame,
+    strategy: str | Strategy,
+    params: Mapping[str, Any] | None = None,
+    exit_rule: Mapping | list | None = None,
+    costs: Mapping[str, Any] | None = None,
+    initial_capital: float = 100_000,
+    whole_shares: bool = False,
+    stop_on_entry_bar: bool = True,
+    symbol: str | None = None,
+) -> BacktestResult:
+    """Run one backtest: metrics, equity curve (one point per bar) and the trade log."""
+    strategy = get_strategy(strategy)
+    params = validate_params(strategy, params)
+    rule = canonical_exit_rule(exit_rule)
+    costs = canonical_costs(costs)
+    capital = _check_capital(initial_capital, costs)
+    symbol = _symbol_of(bars, symbol)
+    data = _Bars(bars, symbol)
+    data.require(min_bars(strategy, params), _describe(strategy, params))
+
+    entry, exit_ = strategy.rules(**params)
+    periods = atr_periods(rule)
+    atr = data.series(("atr", periods[0])) if periods else _NO_SERIES
+    n = len(data)
+    equity = np.empty(n)
+    trades_int = np.empty((n, 4), dtype=np.int64)
+    trades_float = np.empty((n, 5))
+    count = simulate_nb(
+        data.open, data.high, data.low, data.close,
+        data.series(entry.series), _other(data, entry), float(entry.level), entry.direction,
+        data.series(exit_.series), _other(data, exit_), float(exit_.level), exit_.direction,
+        exit_vector(rule), atr,
+        costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4, capital,
+        bool(whole_shares), bool(stop_on_entry_bar), data.days,
+        equity, trades_int, trades_float, np.empty(N_METRICS),
+    )
+    trades_int, trades_float = trades_int[:count], trades_float[:count]
+    return BacktestResult(
+        symbol=symbol,
+        strategy=strategy.name,
+        params=params,
+        exit_rule=rule,
+        metrics=compute_metrics(
+            equity, trades_float[:, 4], trades_float[:, 3], trades_int[:, 3], data.days, capital
+        ),
+        equity=pd.Series(equity, index=data.index, name="equity"),
+        trades=_trades_frame(data.index, trades_int, trades_float),
+        start=data.index[0],
+        end=data.index[-1],
+        costs=costs,
+        initial_capital=capital,
+        settings=_settings(whole_shares, stop_on_entry_bar),
+        engine_version=ENGINE_VERSION,
+        data_fingerprint=data.fingerprint(),
+    )
+
+
+def _other(data: _Bars, rule) -> np.ndarray:
+    return _NO_SERIES if rule.other is None else data.series(rule.other)
+
+
+def _trades_frame(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float: np.ndarray,
+                  rows: np.ndarray | None = None) -> pd.DataFrame:
+    """Trade records from the kernel as a TRADE_COLUMNS frame (plus ``row`` for batches)."""
+    columns = {
+        "entry_time": index.take(trades_int[:, 0]),
+        "entry_price": trades_float[:, 0],
+        "exit_time": index.take(trades_int[:, 1]),
+        "exit_price": trades_float[:, 1],
+        "units": trades_float[:, 2],
+        "pnl": trades_float[:, 3],
+        "return": trades_float[:, 4],
+        "bars_held": trades_int[:, 3],
+        "exit_reason": _REASONS[trades_int[:, 2]],
+    }
+    frame = pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
+    if rows is not None:
+        frame["row"] = rows
+    return frame
+
+
+# --- grids ----------------------------------------------------------------------------------
+
+def expand_grid(strategy: str | Strategy, param_grid: Mapping[str, Any] | Sequence[Mapping] | None
+                ) -> list[dict]:
+    """Validated param dicts of a grid, in order, duplicates dropped.
+
+    A dict maps param names to a value or a list of values (missing params take defaults) and
+    expands to the cartesian product in declaration order; combinations that break a
+    cross-param rule (e.g. ``fast >= slow``) are skipped. A list holds explicit param dicts,
+    each of which must be valid.
+    """
+    strategy = get_strategy(strategy)
+    if param_grid is None or isinstance(param_grid, Mapping):
+        cells = _product(strategy, dict(param_grid or {}))
+    elif isinstance(param_grid, Sequence) and not isinstance(param_grid, str):
+        cells = [validate_params(strategy, p) for p in param_grid]
+    else:
+        raise ParamError(
+            f"param_grid must be a dict of lists like {{'period': [10, 14]}} or a list of "
+            f"param dicts, got {param_grid!r}."
+        )
+    seen: set[tuple] = set()
+    ordered = []
+    for cell in cells:
+        key = tuple(cell.values())  # values are typed by Param.coerce, so equal means same
+        if key not in seen:
+            seen.add(key)
+            ordered.append(cell)
+    if not ordered:
+        raise ParamError(f"The {strategy.name} grid {param_grid!r} has no valid combination.")
+    return ordered
+
+
+def _product(strategy: Strategy, grid: dict) -> list[dict]:
+    names = strategy.param_names
+    for key in grid:
+        if key not in names:
+            raise ParamError(f"{strategy.name} has no parameter {key!r}.{did_you_mean(key, names)}")
+    axes = []
+    for p in strategy.params:
+        values = grid.get(p.name, [p.default])
+        if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+            values = [values]
+        if len(values) == 0:
+            raise ParamError(f"{strategy.name}: the grid gives no values for {p.name!r}.")
+        axes.append([p.coerce(v, strategy.name) for v in values])
+    cells = []
+    for combo in itertools.product(*axes):
+        cell = dict(zip(names, combo))
+        if strategy.check is None or strategy.check(cell) is None:
+            cells.append(cell)
+    return cells
+
+
+def run_many(
+    bars_by_symbol: Mapping[str, pd.DataFrame],
+    strategy: str | Strategy,
+    param_grid: Mapping[str, Any] | Sequence[Mapping] | None,
+    exit_rules: Sequence | None = None,
+    costs: Mapping[str, Any] | None = None,
+    initial_capital: float = 100_000,
+    whole_shares: bool = False,
+    stop_on_entry_bar: bool = True,
+    with_trades: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Metrics for every symbol x params x exit rule (rows in that order), in parallel.
+
+    Each row equals ``run_backtest`` of the same cell; equity curves are not kept (a cell is
+    recomputed on demand). ``with_trades`` also returns every trade with its ``row``.
+    """
+    strategy = get_strategy(strategy)
+    if not isinstance(bars_by_symbol, Mapping) or not bars_by_symbol:
+        raise ParamError("bars_by_symbol must be a non-empty dict {symbol: bars DataFrame}.")
+    cells = expand_grid(strategy, param_grid)
+    rules = [canonical_exit_rule(r) for r in (list(exit_rules) if exit_rules else [None])]
+    costs = canonical_costs(costs)
+    capital = _check_capital(initial_capital, costs)
+    settings = _settings(whole_shares, stop_on_entry_bar)
+    longest = max(cells, key=lambda c: min_bars(strategy, c))
+    grid = _GridSpec(strategy, cells, rules)
+
+    metrics, symbols, trade_frames, offset = [], [], [], 0
+    total = len(bars_by_symbol)
+    for done, (symbol, bars) in enumerate(bars_by_symbol.items(), start=1):
+        data = _Bars(bars, str(symbol))
+        data.require(min_bars(strategy, longest), _describe(strategy, longest))
+        cell_metrics, trades = grid.run(data, costs, capital, settings, with_trades, offset)
+        metrics.append(cell_metrics)
+        symbols.append(data)
+        if trades is not None:
+            trade_frames.append(trades)
+        offset += len(cell_metrics)
+        if progress is not None:
+            progress(done, total)
+    table = grid.table(symbols, np.concatenate(metrics), costs, capital, settings)
+    trades = None
+    if with_trades:
+        trades = pd.concat(trade_frames, ignore_index=True) if len(trade_frames) > 1 else trade_frames[0]
+    return BatchResult(table=table, trades=trades)
+
+
+class _GridSpec:
+    """The symbol-independent part of a grid: params cells, exit rules and their columns."""
+
+    def __init__(self, strategy: Strategy, cells: list[dict], rules: list[list[dict]]):
+        self.strategy = strategy
+        self.cells = cells
+        self.rules = rules
+        self.crosses = [strategy.rules(**c) for c in cells]
+        self.exit_vecs = np.array([exit_vector(r) for r in rules])
+        self.atr_keys = [("atr", p[0]) if (p := atr_periods(r)) else None for r in rules]
+        keys = [k for c in cells for k in series_keys(strategy, c)]
+        keys += [k for k in self.atr_keys if k is not None]
+        self.keys = list(dict.fromkeys(keys))
+        self.row_of = {k: i for i, k in enumerate(self.keys)}
+        self.rule_rows = np.array(
+            [[*self._side(entry), *self._side(exit_)] for entry, exit_ in self.crosses],
+            dtype=np.float64,
+        )
+        self.atr_rows = np.array(
+            [self.row_of[k] if k is not None else -1 for k in self.atr_keys], dtype=np.int64
+        )
+        params_json = [canonical_json(c) for c in cells]
+        per_cell = {"params_json": params_json, "params_hash": [_hash_json(j) for j in params_json]}
+        per_rule = {
+            "exit_json": [canonical_json(r) for r in rules],
+            "exit_hash": [stable_hash(r) for r in rules],
+        }
+        n_rules = len(rules)
+        self.columns = {k: np.repeat(np.array(v, dtype=object), n_rules) for k, v in per_cell.items()}
+        self.columns.update({k: np.tile(np.array(v, dtype=object), len(cells)) for k, v in per_rule.items()})
+        param_cols = [param_columns(strategy, c) for c in cells]
+        self.param_columns = {
+            name: np.repeat(np.array([pc[name] for pc in param_cols]), n_rules)
+            for name in param_cols[0]
+        }
+
+    def _side(self, cross) -> tuple[float, float, float, float]:
+        other = self.row_of[cross.other] if cross.other is not None else -1
+        return self.row_of[cross.series], other, float(cross.level), float(cross.direction)
+
+    def run(self, data: _Bars, costs, capital, settings, with_trades, offset):
+        """Metrics matrix (cells x METRIC_NAMES) and, if asked, the trades frame."""
+        series = np.vstack([data.series(k) for k in self.keys])
+        args = (
+            data.open, data.high, data.low, data.close, series, self.rule_rows, self.exit_vecs,
+            self.atr_rows, costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4,
+            capital, settings["whole_shares"], settings["stop_on_entry_bar"], data.days,
+        )
+        metrics = grid_metrics_nb(*args)
+        if not with_trades:
+            return metrics, None
+        counts = metrics[:, 0].astype(np.int64)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        trades_int, trades_float = grid_trades_nb(*args, offsets)
+        rows = np.repeat(np.arange(len(counts), dtype=np.int64) + offset, counts)
+        return metrics, _trades_frame(data.index, trades_int, trades_float, rows)
+
+    def table(self, symbols: list[_Bars], metrics: np.ndarray, costs, capital, settings
+              ) -> pd.DataFrame:
+        """The BatchResult table: per-symbol facts repeated, per-cell columns tiled."""
+        per_symbol = len(metrics) // len(symbols)
+        n_symbols = len(symbols)
+
+        def each_symbol(values, dtype=object):
+            return np.repeat(np.array(values, dtype=dtype), per_symbol)
+
+        def each_cell(values):
+            return np.tile(values, n_symbols)
+
+        n = len(metrics)
+        columns: dict[str, Any] = {
+            "symbol": each_symbol([d.symbol for d in symbols]),
+            "strategy": np.full(n, self.strategy.name, dtype=object),
+            "params_json": each_cell(self.columns["params_json"]),
+            "params_hash": each_cell(self.columns["params_hash"]),
+            "exit_json": each_cell(self.columns["exit_json"]),
+            "exit_hash": each_cell(self.columns["exit_hash"]),
+            "start": each_symbol([d.index[0].to_datetime64() for d in symbols], None),
+            "end": each_symbol([d.index[-1].to_datetime64() for d in symbols], None),
+            "initial_capital": np.full(n, capital),
+            "costs_json": np.full(n, canonical_json(costs), dtype=object),
+            "settings_json": np.full(n, canonical_json(settings), dtype=object),
+            "engine_version": np.full(n, ENGINE_VERSION, dtype=object),
+            "data_fingerprint": each_symbol([d.fingerprint() for d in symbols]),
+        }
+        columns.update({k: each_cell(v) for k, v in self.param_columns.items()})
+        columns.update({name: metrics[:, i] for i, name in enumerate(METRIC_NAMES)})
+        return pd.DataFrame(columns)

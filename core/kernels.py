@@ -1,0 +1,314 @@
+"""Numba simulation kernels: one bar-by-bar state machine shared by single runs and grids.
+
+``simulate_nb`` runs one backtest over plain arrays: signals are crossings evaluated on the fly
+(``entry``/``exit`` series, optional second series, level, direction), the exit rule is the
+vector from ``core.exits.exit_vector`` and metrics are accumulated as running sums, so a grid
+cell needs no equity array. It records the equity curve and the trade log only when given
+non-empty output arrays. ``grid_nb`` runs many cells in parallel (``prange``) over one symbol.
+Conventions (fills, costs, exit order within a bar) are in docs/engine.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from core.metrics import N_METRICS, finish_metrics_nb
+
+# Exit reason codes: index into core.types.EXIT_REASONS.
+SIGNAL, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, TIME_STOP, ATR_STOP, END_OF_DATA = range(7)
+
+#: Columns of the integer / float trade records written by the kernels.
+TRADE_INT_FIELDS = ("entry_bar", "exit_bar", "reason", "bars_held")
+TRADE_FLOAT_FIELDS = ("entry_price", "exit_price", "units", "pnl", "return")
+
+#: Columns of a grid cell's rule row: entry series row, entry other row (-1: none), entry
+#: level, entry direction, then the same four for the exit.
+RULE_FIELDS = ("entry_series", "entry_other", "entry_level", "entry_dir",
+               "exit_series", "exit_other", "exit_level", "exit_dir")
+
+
+@njit(cache=True)
+def crossed_nb(x, y, level, direction, t):
+    """True if ``x - y`` (``x`` alone when ``y`` is empty) crosses ``level`` at bar t."""
+    if t < 1:
+        return False
+    if y.shape[0] > 0:
+        prev = x[t - 1] - y[t - 1]
+        cur = x[t] - y[t]
+    else:
+        prev = x[t - 1]
+        cur = x[t]
+    if direction < 0:
+        return prev >= level and cur < level
+    return prev <= level and cur > level
+
+
+@njit(cache=True)
+def simulate_nb(
+    open_, high, low, close,
+    entry_x, entry_y, entry_level, entry_dir,
+    exit_x, exit_y, exit_level, exit_dir,
+    exit_vec, atr,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+    equity_out, trades_int, trades_float, metrics_out,
+):
+    """Simulate one long-only, all-in backtest; return the number of trades.
+
+    ``exit_vec`` = (signal on, stop pct, target pct, trail pct, time bars, atr mult, atr
+    period), NaN where absent; ``atr`` is the ATR series for the atr stop (empty if none).
+    """
+    n = close.shape[0]
+    record_equity = equity_out.shape[0] > 0
+    max_records = trades_int.shape[0]
+    signal_on = exit_vec[0] == 1.0
+    stop_pct = exit_vec[1]
+    target_pct = exit_vec[2]
+    trail_pct = exit_vec[3]
+    time_bars = exit_vec[4]
+    atr_mult = exit_vec[5]
+    has_stop = stop_pct == stop_pct
+    has_target = target_pct == target_pct
+    has_trail = trail_pct == trail_pct
+    has_time = time_bars == time_bars
+    has_atr = atr_mult == atr_mult
+    buy_factor = 1.0 + slippage
+    sell_factor = 1.0 - slippage
+
+    cash = initial
+    units = 0.0
+    long = False
+    pending_entry = False
+    pending_exit = False
+    entry_bar = 0
+    entry_price = 0.0
+    cost_basis = 0.0
+    stop_level = 0.0
+    target_level = 0.0
+    peak = 0.0
+    atr_level = np.nan
+
+    prev_equity = initial
+    peak_equity = initial
+    worst_drawdown = 0.0
+    ret_count = 0
+    ret_sum = 0.0
+    ret_sumsq = 0.0
+    down_sumsq = 0.0
+    n_trades = 0
+    wins = 0
+    trade_ret_sum = 0.0
+    gross_win = 0.0
+    gross_loss = 0.0
+    held_sum = 0
+    best = -np.inf
+    worst = np.inf
+
+    t = 0
+    while t < n:
+        if not long and not pending_entry:
+            # Flat: equity stays at cash (returns exactly 0, drawdown unchanged) until the
+            # next entry crossing, so scan for it in a tight loop.
+            s = t
+            while s < n - 1 and not crossed_nb(entry_x, entry_y, entry_level, entry_dir, s):
+                s += 1
+            if record_equity:
+                equity_out[t:s + 1] = cash
+            first = t if t > 0 else 1
+            if s >= first:
+                ret_count += s - first + 1
+            prev_equity = cash
+            pending_entry = s < n - 1
+            t = s + 1
+            continue
+        if pending_entry:
+            pending_entry = False
+            fill = open_[t] * buy_factor
+            size = (cash - fixed) / (fill * (1.0 + commission))
+            if whole_shares:
+                size = np.floor(size)
+            if size > 0:
+                units = size
+                cost_basis = units * fill * (1.0 + commission) + fixed
+                cash -= cost_basis
+                long = True
+                entry_bar = t
+                entry_price = fill
+                stop_level = fill * (1.0 - stop_pct)
+                target_level = fill * (1.0 + target_pct)
+                peak = fill
+                atr_level = fill - atr_mult * atr[t - 1] if has_atr else np.nan
+
+        exit_price = 0.0
+        reason = -1
+        if long:
+            if pending_exit:
+                exit_price = open_[t]
+                reason = SIGNAL
+            elif has_time and t >= entry_bar + time_bars:
+                exit_price = open_[t]
+                reason = TIME_STOP
+            elif t > entry_bar or stop_on_entry_bar:
+                level = -np.inf
+                level_reason = -1
+                if has_stop:
+                    level = stop_level
+                    level_reason = STOP_LOSS
+                if has_trail:
+                    trail_level = peak * (1.0 - trail_pct)
+                    if trail_level > level:
+                        level = trail_level
+                        level_reason = TRAILING_STOP
+                if has_atr and atr_level > level:
+                    level = atr_level
+                    level_reason = ATR_STOP
+                gap = t > entry_bar
+                if gap and level_reason >= 0 and open_[t] <= level:
+                    exit_price = open_[t]
+                    reason = level_reason
+                elif gap and has_target and open_[t] >= target_level:
+                    exit_price = open_[t]
+                    reason = TAKE_PROFIT
+                elif level_reason >= 0 and low[t] <= level:
+                    exit_price = level
+                    reason = level_reason
+                elif has_target and high[t] >= target_level:
+                    exit_price = target_level
+                    reason = TAKE_PROFIT
+        pending_exit = False
+        held = t - entry_bar
+        if long and reason < 0 and t == n - 1:
+            exit_price = close[t]
+            reason = END_OF_DATA
+            held += 1
+
+        if reason >= 0:
+            fill = exit_price * sell_factor
+            proceeds = units * fill * (1.0 - commission) - fixed
+            cash += proceeds
+            pnl = proceeds - cost_basis
+            trade_return = pnl / cost_basis
+            if n_trades < max_records:
+                trades_int[n_trades, 0] = entry_bar
+                trades_int[n_trades, 1] = t
+                trades_int[n_trades, 2] = reason
+                trades_int[n_trades, 3] = held
+                trades_float[n_trades, 0] = entry_price
+                trades_float[n_trades, 1] = fill
+                trades_float[n_trades, 2] = units
+                trades_float[n_trades, 3] = pnl
+                trades_float[n_trades, 4] = trade_return
+            n_trades += 1
+            if trade_return > 0:
+                wins += 1
+            trade_ret_sum += trade_return
+            if pnl > 0:
+                gross_win += pnl
+            elif pnl < 0:
+                gross_loss -= pnl
+            held_sum += held
+            best = max(best, trade_return)
+            worst = min(worst, trade_return)
+            long = False
+            units = 0.0
+        elif long:
+            peak = max(peak, high[t])
+
+        equity = cash + units * close[t] if long else cash
+        if record_equity:
+            equity_out[t] = equity
+        if t > 0:
+            r = equity / prev_equity - 1.0
+            ret_count += 1
+            ret_sum += r
+            ret_sumsq += r * r
+            if r < 0:
+                down_sumsq += r * r
+        prev_equity = equity
+        if equity >= peak_equity:
+            peak_equity = equity
+        else:
+            drawdown = equity / peak_equity - 1.0
+            if drawdown < worst_drawdown:
+                worst_drawdown = drawdown
+
+        if t < n - 1:
+            if long:
+                if signal_on and crossed_nb(exit_x, exit_y, exit_level, exit_dir, t):
+                    pending_exit = True
+            elif crossed_nb(entry_x, entry_y, entry_level, entry_dir, t):
+                pending_entry = True
+        t += 1
+
+    finish_metrics_nb(
+        metrics_out, n, prev_equity, initial, days,
+        ret_count, ret_sum, ret_sumsq, down_sumsq, worst_drawdown,
+        n_trades, wins, trade_ret_sum, gross_win, gross_loss, held_sum, best, worst,
+    )
+    return n_trades
+
+
+@njit(cache=True)
+def _cell_nb(
+    open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+    equity_out, trades_int, trades_float, metrics_out,
+):
+    """Run grid cell ``cell`` (params row = cell // n_exits, exit rule = cell % n_exits)."""
+    rule = rules[cell // n_exits]
+    e = cell % n_exits
+    empty = series[0, :0]
+    entry_y = series[int(rule[1])] if rule[1] >= 0 else empty
+    exit_y = series[int(rule[5])] if rule[5] >= 0 else empty
+    atr = series[atr_rows[e]] if atr_rows[e] >= 0 else empty
+    return simulate_nb(
+        open_, high, low, close,
+        series[int(rule[0])], entry_y, rule[2], rule[3],
+        series[int(rule[4])], exit_y, rule[6], rule[7],
+        exit_vecs[e], atr,
+        commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+        equity_out, trades_int, trades_float, metrics_out,
+    )
+
+
+@njit(cache=True, parallel=True)
+def grid_metrics_nb(
+    open_, high, low, close, series, rules, exit_vecs, atr_rows,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+):
+    """Metrics (cells x N_METRICS) for every params row x exit rule, in parallel."""
+    n_exits = exit_vecs.shape[0]
+    n_cells = rules.shape[0] * n_exits
+    out = np.empty((n_cells, N_METRICS))
+    no_equity = np.empty(0)
+    for cell in prange(n_cells):
+        no_int = np.empty((0, 4), dtype=np.int64)
+        no_float = np.empty((0, 5))
+        _cell_nb(
+            open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
+            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            no_equity, no_int, no_float, out[cell],
+        )
+    return out
+
+
+@njit(cache=True, parallel=True)
+def grid_trades_nb(
+    open_, high, low, close, series, rules, exit_vecs, atr_rows,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, offsets,
+):
+    """Trade records of every cell; cell i fills rows ``offsets[i]:offsets[i + 1]``."""
+    n_exits = exit_vecs.shape[0]
+    n_cells = rules.shape[0] * n_exits
+    trades_int = np.empty((offsets[n_cells], 4), dtype=np.int64)
+    trades_float = np.empty((offsets[n_cells], 5))
+    no_equity = np.empty(0)
+    for cell in prange(n_cells):
+        scratch = np.empty(N_METRICS)
+        lo = offsets[cell]
+        hi = offsets[cell + 1]
+        _cell_nb(
+            open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
+            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            no_equity, trades_int[lo:hi], trades_float[lo:hi], scratch,
+        )
+    return trades_int, trades_float
