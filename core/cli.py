@@ -1,0 +1,591 @@
+"""Command-line interface: ``python -m core <command>`` (also installed as ``hindsight``).
+
+Every command is a thin wrapper over one core service. Heavy modules (engine, store, data
+providers) are imported inside the command that needs them, so ``--help`` and argument errors
+answer instantly. Any ``HindsightError`` becomes a one-line message on stderr and exit code 2;
+bad input never prints a traceback. See docs/research.md for the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from core.errors import HindsightError, ValidationError
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran but found a problem (e.g. verify found damage)
+EXIT_BAD_INPUT = 2  # HindsightError / usage error
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------------------------
+
+
+class _Context:
+    """Settings, data provider and store, each created on first use."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._settings = None
+        self._provider = None
+        self._stores: dict[str, Any] = {}
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from core.config import load_settings
+
+            self._settings = load_settings(
+                store_url=self.args.store, data_source=self.args.data_source
+            )
+        return self._settings
+
+    @property
+    def provider(self):
+        if self._provider is None:
+            from core.data import get_provider
+
+            self._provider = get_provider(self.settings)
+        return self._provider
+
+    def store(self, mode: str = "a"):
+        """The backtest store at ``--store`` (or the configured one), opened once per mode."""
+        if mode not in self._stores:
+            from core.store import open_store
+
+            self._stores[mode] = open_store(self.settings.store_url, mode)
+        return self._stores[mode]
+
+
+def _json_arg(text: str | None, option: str, example: str) -> Any:
+    """Parse a JSON option value, or explain what is wrong with it and show an example."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {text!r}. "
+            f"Example: {option} '{example}'."
+        ) from None
+
+
+def _exit_rules_arg(values: list[str] | None) -> list[Any]:
+    """``--exit`` may be given several times: one exit rule (a dict or a list) per occurrence."""
+    if not values:
+        return [None]
+    return [_json_arg(v, "--exit", '{"type": "stop_loss", "pct": 0.05}') for v in values]
+
+
+def _symbols_arg(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON value: NaN/inf -> None, numpy scalars -> Python, timestamps -> ISO text."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else _iso(value)
+    if value is pd.NaT or value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _iso(ts) -> str:
+    """A daily bar's stamp as ``2024-01-31``; an intraday one in full ISO form."""
+    return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    """A DataFrame as a list of JSON-ready dicts."""
+    if frame is None or len(frame) == 0:
+        return []
+    return [jsonable(row) for row in frame.to_dict(orient="records")]
+
+
+def _typed_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics with counts as integers (``num_trades`` is a float only to allow NaN)."""
+    out = dict(metrics)
+    value = out.get("num_trades")
+    if isinstance(value, float) and math.isfinite(value):
+        out["num_trades"] = int(value)
+    return out
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(jsonable(obj), allow_nan=False, default=str))
+
+
+def _format_metric(name: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if name in ("num_trades",):
+        return f"{int(value)}"
+    if name in ("win_rate", "total_return", "cagr", "max_drawdown", "expectancy", "exposure",
+                "best_trade", "worst_trade"):
+        return f"{value:.2%}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    width = max((len(k) for k in metrics), default=0)
+    for name, value in metrics.items():
+        print(f"  {name:<{width}}  {_format_metric(name, value)}")
+
+
+def _print_frame(frame, max_rows: int | None = None) -> None:
+    import pandas as pd
+
+    if frame is None or len(frame) == 0:
+        print("  (none)")
+        return
+    with pd.option_context("display.width", 200, "display.max_columns", 40,
+                           "display.max_rows", max_rows or len(frame) + 1):
+        print(frame.to_string(index=False, max_rows=max_rows))
+
+
+def _progress_bar(enabled: bool, total: int | None, desc: str):
+    """A tqdm bar on stderr when asked for and stderr is a terminal-like stream, else None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="bt", file=sys.stderr, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_single_bars(ctx: _Context, args: argparse.Namespace):
+    """Bars and symbol name for ``run``/``walkforward``: from ``--csv`` or the data provider."""
+    if getattr(args, "csv", None):
+        from pathlib import Path
+
+        from core.data import read_ohlcv_csv
+
+        path = Path(args.csv)
+        if not path.is_file():
+            raise ValidationError(f"CSV file not found: {args.csv!r}. Give the path of an OHLCV CSV.")
+        bars = read_ohlcv_csv(path)
+        symbol = str(bars.attrs.get("symbol") or path.stem).upper()
+        return symbol, bars
+    from core.data import validate_symbol
+
+    symbol = validate_symbol(args.symbol)
+    return symbol, ctx.provider.load_bars(symbol, start=args.start, end=args.end)
+
+
+def _cmd_run(ctx: _Context, args: argparse.Namespace) -> int:
+    """One backtest: print metrics and trades (or one JSON object); store it unless --no-store."""
+    from core.engine import run_backtest
+
+    params = _json_arg(args.params, "--params", '{"period": 14}') or {}
+    exit_rule = _json_arg(args.exit, "--exit", '{"type": "stop_loss", "pct": 0.05}')
+    costs = _json_arg(args.costs, "--costs", '{"commission": 0.001}')
+    symbol, bars = _load_single_bars(ctx, args)
+    result = run_backtest(
+        bars, args.strategy, params, exit_rule, costs=costs,
+        initial_capital=args.capital, whole_shares=args.whole_shares,
+        stop_on_entry_bar=not args.no_stop_on_entry_bar, symbol=symbol,
+    )
+    bid = None if args.no_store else ctx.store("a").store_backtest(result)
+    if args.json:
+        _print_json({"metrics": _typed_metrics(result.metrics), "trades": _records(result.trades)})
+        if bid is not None:
+            print(f"stored backtest {bid}", file=sys.stderr)
+        return EXIT_OK
+    print(f"{result.strategy} on {result.symbol}  {_iso(result.start)} .. {_iso(result.end)}")
+    print(f"  params  {result.params_json}")
+    print(f"  exit    {result.exit_json}")
+    _print_metrics(result.metrics)
+    print(f"\ntrades ({len(result.trades)}):")
+    _print_frame(result.trades)
+    if bid is not None:
+        print(f"\nstored backtest {bid}  (python -m core show {bid})")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep / walk-forward / universe
+# ---------------------------------------------------------------------------------------------
+
+
+def _cmd_sweep(ctx: _Context, args: argparse.Namespace) -> int:
+    from core.sweep import run_sweep
+
+    ranges = _json_arg(args.grid, "--grid", '{"period": {"start": 5, "stop": 30, "step": 5}}')
+    if not isinstance(ranges, dict):
+        raise ValidationError(
+            f"--grid must be a JSON object of param -> values or range, got {args.grid!r}."
+        )
+    symbols = ctx.provider.symbols() if args.all_symbols else _symbols_arg(args.symbols)
+    if not symbols:
+        raise ValidationError("No symbols given. Use --symbols A,B,C or --all-symbols.")
+    exit_rules = _exit_rules_arg(args.exit)
+    bar = _progress_bar(not args.no_progress and not args.json, None, "sweep")
+    try:
+        report = run_sweep(
+            args.strategy, ranges, symbols, exit_rules, ctx.store("a"), ctx.provider,
+            force=args.force, scheduler=args.scheduler, batch_size=args.batch_size,
+            progress=_tqdm_callback(bar), max_cells=args.max_cells, max_tries=args.max_tries,
+            seed=args.seed, workers=args.workers,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = report.summary()
+    if args.json:
+        _print_json(summary)
+    else:
+        for key, value in summary.items():
+            print(f"{key:>16}: {value}")
+    return EXIT_OK
+
+
+def _tqdm_callback(bar):
+    """Adapt a tqdm bar to the ``progress(done, total)`` callback the services call."""
+    if bar is None:
+        return None
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return update
+
+
+def _cmd_walkforward(ctx: _Context, args: argparse.Namespace) -> int:
+    from core.walkforward import walk_forward
+
+    ranges = _json_arg(args.grid, "--grid", '{"period": [10, 14, 20]}')
+    symbol, bars = _load_single_bars(ctx, args)
+    report = walk_forward(
+        bars, args.strategy, ranges, _exit_rules_arg(args.exit),
+        in_sample=args.in_sample, out_of_sample=args.out_of_sample, step=args.step,
+        anchored=args.anchored, metric=args.metric, min_trades=args.min_trades,
+        store=None if args.no_store else ctx.store("a"), symbol=symbol,
+    )
+    if args.json:
+        _print_json(report.to_dict())
+        return EXIT_OK
+    print(f"walk-forward {report.parent_id}: {args.strategy} on {symbol}, "
+          f"{'anchored' if args.anchored else 'rolling'} windows, optimising {args.metric}")
+    _print_frame(report.windows)
+    for key, value in report.summary().items():
+        print(f"{key:>22}: {value}")
+    return EXIT_OK
+
+
+def _cmd_universe(ctx: _Context, args: argparse.Namespace) -> int:
+    from core.sweep import universe_view
+
+    params = _json_arg(args.params, "--params", '{"period": 14}') or {}
+    exit_rule = _json_arg(args.exit, "--exit", '{"type": "stop_loss", "pct": 0.05}')
+    view = universe_view(ctx.store("r"), args.strategy, params, exit_rule)
+    table = view.pop("table")
+    if args.json:
+        _print_json({**view, "symbols": _records(table)})
+        return EXIT_OK
+    for key, value in view.items():
+        print(f"{key:>22}: {value}")
+    print()
+    _print_frame(table)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# store: query / show / export / compact / verify
+# ---------------------------------------------------------------------------------------------
+
+
+def _query_frame(ctx: _Context, args: argparse.Namespace):
+    columns = _symbols_arg(getattr(args, "columns", None)) or None
+    return ctx.store("r").query(
+        where=args.where, order_by=args.order_by, limit=args.limit, columns=columns,
+    )
+
+
+def _cmd_query(ctx: _Context, args: argparse.Namespace) -> int:
+    frame = _query_frame(ctx, args)
+    if args.json:
+        _print_json(_records(frame))
+    else:
+        _print_frame(frame)
+        print(f"({len(frame)} row{'s' if len(frame) != 1 else ''})")
+    return EXIT_OK
+
+
+def _cmd_show(ctx: _Context, args: argparse.Namespace) -> int:
+    from core.details import load_details
+
+    details = load_details(ctx.store("r"), args.id, None if args.no_recompute else ctx.provider)
+    equity = details.get("equity")
+    trades = details.get("trades")
+    if args.json:
+        out = {k: v for k, v in details.items() if k not in ("equity", "trades")}
+        out["trades"] = _records(trades)
+        out["equity"] = (
+            None if equity is None
+            else [[_iso(t), jsonable(float(v))] for t, v in equity.items()]
+        )
+        _print_json(out)
+        return EXIT_OK
+    for key in ("id", "symbol", "strategy", "params", "exit_rule", "start", "end",
+                "data_fingerprint", "engine_version", "stored_at"):
+        if key in details:
+            print(f"{key:>17}: {jsonable(details[key])}")
+    _print_metrics(details.get("metrics", {}))
+    if equity is None:
+        print(f"\nequity: not available ({details.get('equity_reason', 'not stored')})")
+    else:
+        print(f"\nequity: {len(equity)} points, final {float(equity.iloc[-1]):,.2f}"
+              f" ({details.get('equity_source', 'stored')})")
+    print(f"\ntrades ({0 if trades is None else len(trades)}):")
+    _print_frame(trades)
+    return EXIT_OK
+
+
+def _cmd_export(ctx: _Context, args: argparse.Namespace) -> int:
+    frame = _query_frame(ctx, args)
+    out = args.out or f"backtests.{args.format}"
+    if args.format == "csv":
+        if out == "-":
+            frame.to_csv(sys.stdout, index=False)
+            return EXIT_OK
+        frame.to_csv(out, index=False)
+    else:
+        if out == "-":
+            raise ValidationError("Parquet cannot be written to stdout; give --out FILE.")
+        frame.to_parquet(out, index=False)
+    print(f"exported {len(frame)} rows to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_compact(ctx: _Context, args: argparse.Namespace) -> int:
+    result = ctx.store("a").compact()
+    _print_json(result) if args.json else print(f"compacted: {jsonable(result)}")
+    return EXIT_OK
+
+
+def _cmd_verify(ctx: _Context, args: argparse.Namespace) -> int:
+    report = ctx.store("r").verify()
+    ok = bool(report.get("ok", True)) if isinstance(report, dict) else bool(report)
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"verify: {'ok' if ok else 'PROBLEMS FOUND'}")
+        if isinstance(report, dict):
+            for key, value in report.items():
+                print(f"  {key}: {jsonable(value)}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# refresh / scan
+# ---------------------------------------------------------------------------------------------
+
+
+def _cmd_refresh(ctx: _Context, args: argparse.Namespace) -> int:
+    from core.refresh import refresh
+
+    report = refresh(
+        ctx.store("a"), ctx.provider, symbols=_symbols_arg(args.symbols) or None,
+        update_prices=not args.no_prices, progress=not args.no_progress and not args.json,
+    )
+    if args.json:
+        _print_json(report.to_dict())
+        return EXIT_OK
+    for line in report.lines():
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_scan(ctx: _Context, args: argparse.Namespace) -> int:
+    from core.scanner import add_backtest_stats, scan
+
+    params = _json_arg(args.params, "--params", '{"period": 14}') or {}
+    exit_rule = _json_arg(args.exit, "--exit", '{"type": "stop_loss", "pct": 0.05}')
+    signals = scan(ctx.provider, args.strategy, params, exit_rule, args.lookback,
+                   symbols=_symbols_arg(args.symbols) or None)
+    if not args.no_stats:
+        signals = add_backtest_stats(signals, ctx.store("r"))
+    if args.json:
+        _print_json(_records(signals))
+    else:
+        _print_frame(signals)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_strategy_args(p: argparse.ArgumentParser, with_params: bool = True) -> None:
+    p.add_argument("--strategy", required=True, help="strategy name, e.g. rsi_meanrev")
+    if with_params:
+        p.add_argument("--params", help='JSON object, e.g. \'{"period": 14}\' (defaults fill in)')
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--symbol", help="symbol from the configured data source")
+    source.add_argument("--csv", metavar="FILE", help="any OHLCV CSV with a date column")
+    p.add_argument("--start", help="first date (YYYY-MM-DD) when loading --symbol")
+    p.add_argument("--end", help="last date (YYYY-MM-DD) when loading --symbol")
+
+
+def _add_query_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--where", help="filter, e.g. \"strategy == 'rsi_meanrev' and win_rate > 0.5\"")
+    p.add_argument("--order-by", help="column, '-column' for descending")
+    p.add_argument("--limit", type=int, help="at most this many rows")
+    p.add_argument("--columns", help="comma-separated columns to show")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every command (kept import-light)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="Hindsight: run, store and look up backtests.",
+    )
+    parser.add_argument("--store", help="backtest store path or URL (default from settings)")
+    parser.add_argument("--data-source", choices=("demo", "folder", "yahoo"),
+                        help="price data source (default from settings)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run one backtest, print metrics and trades, store it")
+    _add_strategy_args(p)
+    p.add_argument("--exit", help='exit rule JSON, e.g. \'{"type": "stop_loss", "pct": 0.05}\'')
+    _add_data_args(p)
+    p.add_argument("--costs", help='JSON, e.g. \'{"commission": 0.001, "slippage_bps": 5}\'')
+    p.add_argument("--capital", type=float, default=100_000.0, help="initial capital")
+    p.add_argument("--whole-shares", action="store_true", help="buy whole units only")
+    p.add_argument("--no-stop-on-entry-bar", action="store_true",
+                   help="check stops from the bar after entry (default: on the entry bar too)")
+    p.add_argument("--json", action="store_true", help='print {"metrics": ..., "trades": [...]}')
+    p.add_argument("--no-store", action="store_true", help="do not store the result")
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("sweep", help="grid or random sweep over params x symbols x exit rules")
+    _add_strategy_args(p, with_params=False)
+    p.add_argument("--grid", required=True,
+                   help='JSON: param -> list or {"start","stop","step"} (stop inclusive)')
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--symbols", help="comma-separated symbols")
+    group.add_argument("--all-symbols", action="store_true", help="every symbol of the source")
+    p.add_argument("--exit", action="append",
+                   help="exit rule JSON; repeat for several rules (each is a sweep axis value)")
+    p.add_argument("--force", action="store_true", help="recompute cells already stored")
+    p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--workers", type=int, help="local worker processes (default: CPU count)")
+    p.add_argument("--max-tries", type=int, help="sample this many param combinations at random")
+    p.add_argument("--seed", type=int, default=0, help="random seed for --max-tries")
+    p.add_argument("--max-cells", type=int, help="refuse grids larger than this (default: settings)")
+    p.add_argument("--batch-size", type=int, default=20_000, help="cells per store write")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_sweep)
+
+    p = sub.add_parser("walkforward", help="walk-forward optimisation on one symbol")
+    _add_strategy_args(p, with_params=False)
+    p.add_argument("--grid", required=True, help="JSON param ranges, as for sweep")
+    p.add_argument("--exit", action="append", help="exit rule JSON; repeat to optimise over several")
+    _add_data_args(p)
+    p.add_argument("--in-sample", type=int, required=True, help="in-sample window, bars")
+    p.add_argument("--out-of-sample", type=int, required=True, help="out-of-sample window, bars")
+    p.add_argument("--step", type=int, help="bars between windows (default: out-of-sample)")
+    p.add_argument("--anchored", action="store_true", help="in-sample always starts at bar 0")
+    p.add_argument("--metric", default="sharpe_ratio", help="metric to maximise in-sample")
+    p.add_argument("--min-trades", type=int, default=1, help="in-sample winner needs this many")
+    p.add_argument("--no-store", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_walkforward)
+
+    p = sub.add_parser("universe", help="one configuration across every stored symbol")
+    _add_strategy_args(p)
+    p.add_argument("--exit", help="exit rule JSON")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_universe)
+
+    p = sub.add_parser("query", help="list stored backtests (table or --json)")
+    _add_query_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_query)
+
+    p = sub.add_parser("show", help="one stored backtest: settings, metrics, trades")
+    p.add_argument("id", help="backtest id")
+    p.add_argument("--no-recompute", action="store_true",
+                   help="do not recompute an equity curve that was not stored")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_show)
+
+    p = sub.add_parser("export", help="write stored backtests to CSV or Parquet")
+    p.add_argument("--format", choices=("csv", "parquet"), required=True)
+    p.add_argument("--out", help="output file ('-' = stdout for csv)")
+    _add_query_args(p)
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("refresh", help="update prices, re-run stored configs whose data changed")
+    p.add_argument("--symbols", help="only these symbols (comma-separated)")
+    p.add_argument("--no-prices", action="store_true", help="do not update the price cache first")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_refresh)
+
+    p = sub.add_parser("compact", help="merge store segments (safe while readers are open)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_compact)
+
+    p = sub.add_parser("verify", help="check every stored checksum; exit 1 if damage is found")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_verify)
+
+    p = sub.add_parser("scan", help="today's signals with the stored stats of that config")
+    _add_strategy_args(p)
+    p.add_argument("--exit", help="exit rule JSON (names the stored configuration)")
+    p.add_argument("--symbols", help="comma-separated symbols (default: all)")
+    p.add_argument("--lookback", type=int, default=1, help="signal on one of the last N bars")
+    p.add_argument("--no-stats", action="store_true", help="do not join stored backtest stats")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_scan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit code (0 ok, 1 problems found, 2 bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage and the reason
+        return int(exc.code or 0)
+    ctx = _Context(args)
+    try:
+        return args.handler(ctx, args)
+    except HindsightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `... | head` closed the pipe: not an error
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

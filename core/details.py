@@ -1,0 +1,97 @@
+"""Everything about one stored backtest, with its equity curve even when it was not stored.
+
+Sweep cells are stored with full metrics and trades but without the equity curve (it is the
+bulk of the bytes and the engine is fast and deterministic). ``load_details`` recomputes such a
+curve with ``run_backtest`` — but only when the price data the provider serves today has the
+same fingerprint as the data the backtest was stored with, and the recomputed metrics agree
+with the stored ones. Otherwise the curve is ``None`` and ``equity_reason`` says why.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Metrics compared between a stored backtest and its recomputation (relative tolerance).
+_CHECKED_METRICS = ("num_trades", "total_return", "max_drawdown")
+_RTOL = 1e-9
+
+
+def load_details(store, bid: str, provider=None) -> dict[str, Any]:
+    """The stored details of backtest ``bid`` plus ``equity``, ``equity_source``, ``equity_reason``.
+
+    ``equity_source`` is ``"stored"``, ``"recomputed"`` or ``None``; when the curve is missing,
+    ``equity_reason`` explains it (no provider given, data changed since, symbol gone, ...).
+    Raises ``NotFoundError`` for an unknown id (from the store).
+    """
+    details = dict(store.get_detailed_results(bid))
+    details.setdefault("id", bid)
+    if details.get("equity") is not None:
+        return {**details, "equity_source": "stored", "equity_reason": None}
+    equity, reason = recompute_equity(details, provider)
+    source = None if equity is None else "recomputed"
+    return {**details, "equity": equity, "equity_source": source, "equity_reason": reason}
+
+
+def recompute_equity(details: dict[str, Any], provider) -> tuple[Any, str | None]:
+    """``(equity, None)`` recomputed from today's data, or ``(None, reason)``."""
+    from core.errors import HindsightError
+
+    if provider is None:
+        return None, "equity curve not stored and no data provider given to recompute it"
+    symbol = details.get("symbol")
+    try:
+        bars = provider.load_bars(symbol, start=details.get("start"), end=details.get("end"))
+    except HindsightError as exc:
+        return None, f"cannot reload the price data to recompute it: {exc}"
+    stored_fp = details.get("data_fingerprint")
+    current_fp = _fingerprint(bars)
+    if not stored_fp or stored_fp != current_fp:
+        return None, (
+            f"the price data of {symbol} changed since this backtest was stored "
+            f"(fingerprint {stored_fp} -> {current_fp}); re-run it to get an equity curve"
+        )
+    result = _rerun(details, bars)
+    mismatch = _metric_mismatch(details.get("metrics") or {}, result.metrics)
+    if mismatch:
+        return None, (
+            f"recomputing gave different results ({mismatch}; stored engine "
+            f"{details.get('engine_version')!r}, current {result.engine_version!r}); re-run it"
+        )
+    return result.equity, None
+
+
+def _fingerprint(bars) -> str:
+    fp = bars.attrs.get("fingerprint")
+    if fp:
+        return fp
+    from core.canonical import bars_fingerprint
+
+    return bars_fingerprint(bars)
+
+
+def _rerun(details: dict[str, Any], bars):
+    """Run the stored configuration again, with the stored costs and settings."""
+    from core.engine import run_backtest
+
+    settings = details.get("settings") or {}
+    return run_backtest(
+        bars, details["strategy"], details["params"], details.get("exit_rule"),
+        costs=details.get("costs") or None,
+        initial_capital=float(details.get("initial_capital") or 100_000.0),
+        whole_shares=bool(settings.get("whole_shares", False)),
+        stop_on_entry_bar=bool(settings.get("stop_on_entry_bar", True)),
+        symbol=details.get("symbol"),
+    )
+
+
+def _metric_mismatch(stored: dict[str, Any], fresh: dict[str, Any]) -> str:
+    """Text naming the first checked metric that differs, or '' when they agree."""
+    for name in _CHECKED_METRICS:
+        if name not in stored or name not in fresh:
+            continue
+        a, b = float(stored[name]), float(fresh[name])
+        if math.isnan(a) and math.isnan(b):
+            continue
+        if not math.isclose(a, b, rel_tol=_RTOL, abs_tol=1e-12):
+            return f"{name} {a!r} stored vs {b!r} now"
+    return ""
