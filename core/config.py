@@ -24,6 +24,7 @@ class Settings:
     max_grid_cells: int = 250_000  # sweeps larger than this are refused
     demo_symbols: int = 60
     demo_years: int = 12
+    watchlist: str = ""  # comma-separated tickers for the yahoo source (empty: built-in list)
 
 
 _ENV = {
@@ -32,6 +33,7 @@ _ENV = {
     "store_url": "HINDSIGHT_STORE",
     "price_cache": "HINDSIGHT_PRICE_CACHE",
     "max_grid_cells": "HINDSIGHT_MAX_GRID_CELLS",
+    "watchlist": "HINDSIGHT_WATCHLIST",
 }
 
 

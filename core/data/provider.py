@@ -6,6 +6,7 @@ every source.
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
@@ -32,6 +33,17 @@ class Provider(ABC):
     def fetch(self, symbol: str) -> pd.DataFrame:
         """The full history of a known, already validated symbol, as raw bars."""
 
+    def signatures(self, symbols: list[str]) -> dict[str, object]:
+        """Per symbol, a value that changes when the source data changes (None: never checked).
+
+        The price cache re-reads a symbol whose stored signature differs.
+        """
+        return dict.fromkeys(symbols)
+
+    def fetch_many(self, symbols: list[str]) -> dict[str, pd.DataFrame]:
+        """Full histories of several known symbols (sources with a batch download override it)."""
+        return {symbol: self.fetch(symbol) for symbol in symbols}
+
     def load_bars(self, symbol: str, start=None, end=None) -> pd.DataFrame:
         """Validated bars of ``symbol`` between ``start`` and ``end`` (inclusive, optional).
 
@@ -44,19 +56,33 @@ class Provider(ABC):
         """``load_bars`` for several symbols, keyed by symbol in the order given."""
         return {symbol: self.load_bars(symbol, start, end) for symbol in symbols}
 
-    def check_symbol(self, symbol: str) -> str:
+    def check_symbol(self, symbol: str, known: Iterable[str] | None = None) -> str:
         """Validate the name and make sure this source has it (did-you-mean otherwise)."""
         symbol = validate_symbol(symbol)
-        known = self.symbols()
+        known = set(self.symbols() if known is None else known)
         if symbol not in known:
             raise UnknownSymbolError(
                 f"Unknown symbol '{symbol}' for the {self.name} data source."
-                + did_you_mean(symbol, known)
+                + _suggest(symbol, known)
             )
         return symbol
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.cache_key or self.name}>"
+
+
+def _suggest(symbol: str, known: set[str]) -> str:
+    """Did-you-mean, case-insensitive first ('aapl' -> 'AAPL'), then by spelling."""
+    def loose(name: str) -> str:  # case and zero padding ignored: demo1 ~ DEMO01
+        return re.sub(r"0+(\d)", r"\1", name.lower())
+
+    same_letters = sorted(name for name in known if loose(name) == loose(symbol))
+    if same_letters:
+        return f" Did you mean '{same_letters[0]}'?"
+    hint = did_you_mean(symbol, known)
+    if hint.startswith(" Did you mean") or len(known) <= 20:
+        return hint
+    return f" The source has {len(known)} symbols, e.g. {', '.join(sorted(known)[:5])}."
 
 
 def _timestamp(value, label: str, symbol: str) -> pd.Timestamp | None:
@@ -95,5 +121,9 @@ def slice_bars(bars: pd.DataFrame, symbol: str, start=None, end=None) -> pd.Data
         )
     if out is bars:
         out = bars.copy(deep=False)
-    out.attrs = {**bars.attrs, "symbol": symbol, "fingerprint": bars_fingerprint(out)}
+        # the price cache hands out whole histories with their fingerprint already computed
+        fingerprint = bars.attrs.get("fingerprint") or bars_fingerprint(out)
+    else:
+        fingerprint = bars_fingerprint(out)
+    out.attrs = {**bars.attrs, "symbol": symbol, "fingerprint": fingerprint}
     return out

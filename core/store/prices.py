@@ -15,8 +15,9 @@ manifest, never a half-written history (at worst an unreferenced segment, remove
 ``compact``). A write of many symbols is one segment and one manifest commit, so a history
 update appends a small segment and a new piece; old rows are never rewritten.
 
-Reads need no lock. Opening a Zarr array has a real cost (a few ms), so array handles and decoded
-pieces are kept in process; both are keyed by immutable segment names, so they can never be stale.
+Reads need no lock. Opening a Zarr array has a real cost (a few ms), so array handles and built
+histories (with their fingerprint) are kept in process, bounded by ``max_cached_bytes``; both are
+keyed by immutable segment names and row ranges, so they can never be stale.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from filelock import FileLock
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
+from core.canonical import bars_fingerprint
 from core.data.symbols import validate_symbol
 from core.data.validate import BAR_COLUMNS, validate_bars
 from core.errors import DataValidationError, StoreCorruptionError, StoreError, StoreVersionError
@@ -45,6 +47,7 @@ FORMAT_VERSION = 1
 CHUNK_ROWS = 8192
 AUTO_COMPACT_SEGMENTS = 32  # more live segments than this -> rewrite into one
 _MANIFEST = "manifest.json"
+_COLUMNS = pd.Index(BAR_COLUMNS)
 
 
 def _empty_manifest() -> dict:
@@ -72,7 +75,7 @@ def _to_frame(rows: np.ndarray, symbol: str) -> pd.DataFrame:
     index = pd.DatetimeIndex(rows[:, 0].astype(np.int64).astype("datetime64[s]")).as_unit("ns")
     index.name = "date"
     values = np.asfortranarray(rows[:, 1:])  # column-major: pandas keeps it as one block
-    frame = pd.DataFrame(values, index=index, columns=list(BAR_COLUMNS), copy=False)
+    frame = pd.DataFrame(values, index=index, columns=_COLUMNS, copy=False)
     frame.attrs["symbol"] = symbol
     return frame
 
@@ -89,8 +92,9 @@ class PriceCache:
         self._manifest_data: dict = _empty_manifest()
         self._manifest_stamp: tuple | None = None
         self._arrays: dict[str, zarr.Array] = {}
-        self._pieces: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
-        self._pieces_bytes = 0
+        # histories as built frames, keyed by their (immutable) pieces
+        self._frames: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+        self._frames_bytes = 0
         self._lock = threading.RLock()
 
     @classmethod
@@ -137,7 +141,7 @@ class PriceCache:
         return sorted(self.manifest()["sources"].get(source, {}).get("symbols", {}))
 
     def info(self, source: str, symbol: str) -> dict | None:
-        """Stored facts about one history: rows, first, last, signature, updated; None if absent."""
+        """Stored facts about one history (rows, first, last, signature, updated, checked)."""
         entry = self.manifest()["sources"].get(source, {}).get("symbols", {}).get(symbol)
         return None if entry is None else {k: v for k, v in entry.items() if k != "pieces"}
 
@@ -161,54 +165,55 @@ class PriceCache:
 
     def _load_many(self, source: str, symbols: list[str]) -> dict[str, pd.DataFrame]:
         entries = self.manifest()["sources"].get(source, {}).get("symbols", {})
-        wanted = {s: entries[s]["pieces"] for s in symbols if s in entries}
+        wanted = {s: tuple(tuple(p) for p in entries[s]["pieces"]) for s in symbols
+                  if s in entries}
         with self._lock:
-            self._read_pieces([tuple(p) for pieces in wanted.values() for p in pieces])
+            missing = {key: symbol for symbol, key in wanted.items() if key not in self._frames}
+            rows = self._read_rows([piece for key in missing for piece in key])
+            for key, symbol in missing.items():
+                parts = [rows[piece] for piece in key]
+                frame = _to_frame(parts[0] if len(parts) == 1 else np.concatenate(parts), symbol)
+                frame.attrs["fingerprint"] = bars_fingerprint(frame)
+                self._remember(key, frame)
             out = {}
-            for symbol, pieces in wanted.items():
-                parts = [self._pieces[tuple(p)] for p in pieces]
-                rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                out[symbol] = _to_frame(rows, symbol)
+            for symbol, key in wanted.items():
+                self._frames.move_to_end(key)
+                out[symbol] = self._frames[key].copy(deep=False)  # callers get their own attrs
             self._evict()
         return out
 
-    def _read_pieces(self, pieces: list[tuple[str, int, int]]) -> None:
-        """Load missing pieces into memory; one read per segment when the pieces are dense."""
-        missing: dict[str, list[tuple[str, int, int]]] = {}
+    def _read_rows(self, pieces: list[tuple[str, int, int]]) -> dict[tuple, np.ndarray]:
+        """Rows of each piece; one read per segment when the pieces are dense in it."""
+        by_segment: dict[str, list[tuple[str, int, int]]] = {}
         for piece in pieces:
-            if piece in self._pieces:
-                self._pieces.move_to_end(piece)
-            else:
-                missing.setdefault(piece[0], []).append(piece)
-        for segment, todo in missing.items():
+            by_segment.setdefault(piece[0], []).append(piece)
+        out = {}
+        for segment, todo in by_segment.items():
             array = self._array(segment)
             lo, hi = min(p[1] for p in todo), max(p[2] for p in todo)
-            needed = sum(p[2] - p[1] for p in todo)
-            if len(todo) > 1 and needed * 2 >= hi - lo:
+            if len(todo) > 1 and sum(p[2] - p[1] for p in todo) * 2 >= hi - lo:
                 span = array[lo:hi]
-                for piece in todo:
-                    self._keep(piece, span[piece[1] - lo:piece[2] - lo])
+                out.update({p: span[p[1] - lo:p[2] - lo] for p in todo})
             else:
-                for piece in todo:
-                    self._keep(piece, array[piece[1]:piece[2]])
+                out.update({p: array[p[1]:p[2]] for p in todo})
+        return out
 
-    def _keep(self, piece: tuple[str, int, int], rows: np.ndarray) -> None:
-        rows = np.array(rows, dtype=np.float64, copy=True)  # own memory, not a view of a span
-        rows.setflags(write=False)
-        self._pieces[piece] = rows
-        self._pieces_bytes += rows.nbytes
+    def _remember(self, key: tuple, frame: pd.DataFrame) -> None:
+        self._frames[key] = frame
+        self._frames_bytes += len(frame) * 8 * (len(BAR_COLUMNS) + 1)
 
     def _evict(self) -> None:
-        while self._pieces_bytes > self.max_cached_bytes and len(self._pieces) > 1:
-            _, rows = self._pieces.popitem(last=False)
-            self._pieces_bytes -= rows.nbytes
+        while self._frames_bytes > self.max_cached_bytes and len(self._frames) > 1:
+            _, frame = self._frames.popitem(last=False)
+            self._frames_bytes -= len(frame) * 8 * (len(BAR_COLUMNS) + 1)
 
     def _array(self, segment: str) -> zarr.Array:
         if segment not in self._arrays:
             if not (self.path / "segments" / segment / "zarr.json").is_file():
                 raise FileNotFoundError(segment)
             store = LocalStore(self.path, read_only=True)
-            self._arrays[segment] = zarr.open_array(store, path=f"segments/{segment}", mode="r")
+            self._arrays[segment] = zarr.open_array(store, path=f"segments/{segment}", mode="r",
+                                                    zarr_format=3)
         return self._arrays[segment]
 
     # ----------------------------------------------------------------- writing
@@ -255,6 +260,7 @@ class PriceCache:
                     entry["rows"] += len(fresh[symbol])
                     entry["last"] = fresh[symbol].index[-1].isoformat()
                     entry["updated"] = _now()
+                entry["checked"] = _now()
                 if signatures and symbol in signatures:
                     entry["signature"] = signatures[symbol]
             counts = {symbol: len(fresh.get(symbol, ())) for symbol in clean}
@@ -288,13 +294,9 @@ class PriceCache:
         self._remove_unreferenced()
 
     def _load_entries(self, histories: dict) -> dict:
-        out = {}
-        with self._lock:
-            self._read_pieces([tuple(p) for e in histories.values() for p in e["pieces"]])
-            for key, entry in histories.items():
-                parts = [self._pieces[tuple(p)] for p in entry["pieces"]]
-                out[key] = np.concatenate(parts)
-        return out
+        rows = self._read_rows([tuple(p) for e in histories.values() for p in e["pieces"]])
+        return {key: np.concatenate([rows[tuple(p)] for p in entry["pieces"]])
+                for key, entry in histories.items()}
 
     def _validated(self, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         return {validate_symbol(s): validate_bars(frame, s) for s, frame in bars.items()}
@@ -307,7 +309,8 @@ class PriceCache:
             "first": frame.index[0].isoformat(),
             "last": frame.index[-1].isoformat(),
             "signature": signature,
-            "updated": _now(),
+            "updated": _now(),  # when bars last changed
+            "checked": _now(),  # when the source was last asked
         }
 
     def _write_segment(self, manifest: dict, bars: dict, as_rows: bool = False) -> dict:
