@@ -78,10 +78,10 @@ def _normalise(df: pd.DataFrame, symbol: str) -> pd.DataFrame:
         )
     out = _select_columns(df, symbol)
     out.index = _datetime_index(df.index, symbol)
+    _check_duplicates(out.index, symbol)
     if not out.index.is_monotonic_increasing:
         warnings.warn(f"{symbol}: bars were not in date order; sorted them.", stacklevel=3)
         out = out.sort_index(kind="stable")
-    _check_duplicates(out.index, symbol)
     _check_values(out, symbol)
     out.attrs = dict(df.attrs)
     if "fingerprint" in out.attrs:
@@ -124,7 +124,9 @@ def _datetime_index(index: pd.Index, symbol: str) -> pd.DatetimeIndex:
     """Index as tz-naive datetime64[ns]; tz-aware stamps keep their local wall-clock time."""
     if not isinstance(index, pd.DatetimeIndex):
         try:
-            index = pd.DatetimeIndex(pd.to_datetime(index))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
+                index = pd.DatetimeIndex(pd.to_datetime(index))
         except (TypeError, ValueError) as exc:
             raise DataValidationError(
                 f"{symbol}: the index must hold dates ({exc}). Use a date column as the index."
