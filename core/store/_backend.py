@@ -1,0 +1,207 @@
+"""Where a store lives: local directory or fsspec URL, its manifest file and its writer lock.
+
+The manifest is the single source of truth for what is committed. Locally it is replaced with
+``os.replace`` (atomic on POSIX) after an fsync; on object stores a single PUT replaces it
+atomically. The writer lock is a ``filelock`` file: inside the store for local paths, in a local
+lock directory for URLs (writers on *different machines* must coordinate themselves).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+
+import filelock
+
+from core.errors import StoreCorruptionError, StoreError
+from core.store._format import MANIFEST_KEY
+
+CRASH_ENV = "HINDSIGHT_STORE_CRASH_AT"
+LOCK_TIMEOUT_S = 120.0
+
+
+def crash_point(step: str) -> None:
+    """Test hook: SIGKILL this process at the named commit step when the env var names it."""
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def is_local_url(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+class Location:
+    """A store's address: the zarr store object, manifest I/O and the writer lock."""
+
+    def __init__(self, url: str | os.PathLike, *, writable: bool, lock_dir: str | None = None):
+        self.url = os.fspath(url)
+        self.writable = writable
+        self.is_local = is_local_url(self.url)
+        if self.is_local:
+            path = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+            self.root = Path(path).expanduser().absolute()
+            self.fs = None
+            self.fs_root = str(self.root)
+        else:
+            import fsspec
+
+            self.root = None
+            self.fs, self.fs_root = fsspec.core.url_to_fs(self.url)
+            self.fs_root = self.fs_root.rstrip("/")
+        self._lock_path = self._choose_lock_path(lock_dir)
+        self._lock = filelock.FileLock(self._lock_path, timeout=LOCK_TIMEOUT_S)
+
+    # -- zarr ---------------------------------------------------------------------------------
+    def zarr_store(self):
+        """A zarr v3 store object for this location (read-only unless writable)."""
+        from zarr.storage import FsspecStore, LocalStore
+
+        if self.is_local:
+            if self.writable:
+                self.root.mkdir(parents=True, exist_ok=True)
+            return LocalStore(self.root, read_only=not self.writable)
+        return FsspecStore.from_url(self.url, read_only=not self.writable)
+
+    # -- manifest -----------------------------------------------------------------------------
+    def manifest_token(self) -> object:
+        """Cheap change detector: a new value whenever the manifest was replaced."""
+        if self.is_local:
+            try:
+                st = os.stat(self.root / MANIFEST_KEY)
+            except FileNotFoundError:
+                return None
+            return (st.st_ino, st.st_mtime_ns, st.st_size)
+        try:
+            return self.fs.cat_file(f"{self.fs_root}/{MANIFEST_KEY}")
+        except FileNotFoundError:
+            return None
+
+    def read_manifest(self) -> tuple[dict | None, object]:
+        """(manifest dict or None when absent, its change token)."""
+        if self.is_local:
+            try:
+                with open(self.root / MANIFEST_KEY, "rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    raw = fh.read()
+            except FileNotFoundError:
+                return None, None
+            token = (st.st_ino, st.st_mtime_ns, st.st_size)
+        else:
+            token = self.manifest_token()
+            if token is None:
+                return None, None
+            raw = token
+        return _parse_manifest(raw, self.url), token
+
+    def write_manifest(self, doc: dict) -> None:
+        """Replace the manifest atomically (the commit point of every write)."""
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        if not self.is_local:
+            crash_point("manifest_tmp")
+            self.fs.pipe_file(f"{self.fs_root}/{MANIFEST_KEY}", raw)
+            return
+        tmp = self.root / f".{MANIFEST_KEY}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            crash_point("manifest_tmp")
+            os.replace(tmp, self.root / MANIFEST_KEY)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    # -- lock ---------------------------------------------------------------------------------
+    def _choose_lock_path(self, lock_dir: str | None) -> str:
+        if lock_dir is None and self.is_local:
+            return str(self.root / ".lock")
+        folder = Path(lock_dir or Path(tempfile.gettempdir()) / "hindsight-store-locks")
+        digest = hashlib.blake2b(self.url.encode(), digest_size=8).hexdigest()
+        return str(folder / f"{digest}.lock")
+
+    def lock(self) -> filelock.FileLock:
+        """The inter-process writer lock (re-entrant within a thread)."""
+        Path(self._lock_path).parent.mkdir(parents=True, exist_ok=True)
+        return self._lock
+
+    @property
+    def lock_path(self) -> str:
+        return self._lock_path
+
+    # -- files --------------------------------------------------------------------------------
+    def list_dir(self, relative: str) -> list[str]:
+        """Sub-folder names directly under ``relative`` (empty when missing)."""
+        if self.is_local:
+            folder = self.root / relative
+            names = os.listdir(folder) if folder.is_dir() else []
+            return sorted(n for n in names if (folder / n).is_dir())
+        try:
+            entries = self.fs.ls(f"{self.fs_root}/{relative}", detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries
+                      if not entry.endswith("zarr.json"))
+
+    def remove_tree(self, relative: str) -> None:
+        """Delete a folder and everything below it (a segment no manifest refers to)."""
+        if self.is_local:
+            import shutil
+
+            shutil.rmtree(self.root / relative, ignore_errors=True)
+        else:
+            try:
+                self.fs.rm(f"{self.fs_root}/{relative}", recursive=True)
+            except FileNotFoundError:
+                pass
+
+    def modified_age_s(self, relative: str) -> float | None:
+        """Seconds since ``relative`` was last modified (None when unknown)."""
+        import time
+
+        if self.is_local:
+            try:
+                return time.time() - os.stat(self.root / relative).st_mtime
+            except FileNotFoundError:
+                return None
+        return None
+
+    def clean_temp_manifests(self, older_than_s: float) -> int:
+        """Remove manifest temp files left by killed writers; returns how many."""
+        if not self.is_local or not self.root.is_dir():
+            return 0
+        import time
+
+        removed = 0
+        for name in os.listdir(self.root):
+            if name.startswith(f".{MANIFEST_KEY}.") and name.endswith(".tmp"):
+                path = self.root / name
+                if time.time() - path.stat().st_mtime > older_than_s:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _parse_manifest(raw: bytes, url: str) -> dict:
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise StoreCorruptionError(
+            f"The manifest of the backtest store {url!r} is not valid JSON; the store's list of "
+            "committed segments is damaged. Restore manifest.json from a backup."
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("segments"), list):
+        raise StoreCorruptionError(f"The manifest of {url!r} has no segment list; restore it.")
+    return doc
+
+
+def empty_manifest(format_version: int) -> dict:
+    return {"format_version": format_version, "version": 0, "next_bid": 1, "segments": [],
+            "tombstones": [], "notes": {}}
+
+
+__all__ = ["Location", "crash_point", "empty_manifest", "CRASH_ENV", "StoreError"]

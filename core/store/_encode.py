@@ -1,0 +1,560 @@
+"""Turn engine output (result objects, a batch table, a BatchResult) into one columnar segment.
+
+Everything is validated here, before a byte is written (guarantee 4: bad input never damages the
+store). Result lists are encoded with one light pass per result; batch tables are encoded with
+vectorised pandas/numpy only (no per-row Python).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.canonical import canonical_json, stable_hash
+from core.errors import ValidationError
+from core.store import _keys
+from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
+                                TRADE_FLOAT_COLUMNS, TRADE_INT_COLUMNS, TRADE_TIME_COLUMNS)
+from core.types import EXIT_REASONS, TRADE_COLUMNS, BacktestResult, BatchResult
+
+_NAT = np.iinfo(np.int64).min
+_REASON_CODE = {name: code for code, name in enumerate(EXIT_REASONS)}
+_KIND_POS = {kind: pos for pos, kind in enumerate(CODE_KINDS)}
+_TABLE_TEXT = {"costs": "costs_json", "settings": "settings_json",
+               "engine_version": "engine_version", "data_fingerprint": "data_fingerprint"}
+_TABLE_META = {"symbol", "strategy", "params_json", "params_hash", "exit_json", "exit_hash",
+               "start", "end", "initial_capital", "costs_json", "settings_json",
+               "engine_version", "data_fingerprint", "row"}
+_SAMPLE_CHECKS = 16
+
+
+@dataclass
+class SegmentData:
+    """One segment, columnar, ready to write (and what a compaction merges)."""
+
+    rows: int
+    vocab: dict[str, list]  # kind -> values (hashed kinds: [json, hash] pairs)
+    codes: np.ndarray  # int32 (rows, len(CODE_KINDS))
+    times: np.ndarray  # int64 ns (rows, 3): start, end, created_at
+    float_columns: list[str]  # initial_capital, metrics..., param columns...
+    floats: np.ndarray  # float64 (rows, len(float_columns))
+    param_columns: dict[str, str] = field(default_factory=dict)  # column -> bare param name
+    eq_offsets: np.ndarray | None = None  # int64 (rows + 1)
+    eq_dates: np.ndarray | None = None  # int64 ns
+    eq_values: np.ndarray | None = None  # float64
+    tr_offsets: np.ndarray | None = None  # int64 (rows + 1)
+    tr_times: np.ndarray | None = None  # int64 ns (trades, 2)
+    tr_floats: np.ndarray | None = None  # float64 (trades, 5)
+    tr_ints: np.ndarray | None = None  # int32 (trades, 2)
+    bids: np.ndarray | None = None  # int64, only for compacted segments
+
+
+class _Vocab:
+    """Distinct values of one key kind in first-seen order, value -> code."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self) -> None:
+        self.codes: dict[Any, int] = {}
+        self.values: list = []
+
+    def code(self, value: Any) -> int:
+        found = self.codes.get(value)
+        if found is None:
+            found = self.codes[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+# --------------------------------------------------------------------------------------------
+# Result objects
+# --------------------------------------------------------------------------------------------
+def encode_results(results: list, created_at_ns: int) -> SegmentData:
+    """Validate and encode a list of ``BacktestResult`` (one light pass, memoised keys)."""
+    n = len(results)
+    vocabs = {kind: _Vocab() for kind in CODE_KINDS}
+    codes = np.empty((n, len(CODE_KINDS)), np.int32)
+    times = np.empty((n, 3), np.int64)
+    times[:, 2] = created_at_ns
+    metric_rows = np.empty((n, len(METRICS)), np.float64)
+    capital = np.empty(n, np.float64)
+    extra_metrics: dict[str, np.ndarray] = {}
+    param_values: dict[str, np.ndarray] = {}
+    param_names: dict[str, str] = {}
+    curves = _Ragged(n)
+    trades = _Ragged(n)
+    memo = _KeyMemo()
+    for i, result in enumerate(results):
+        where = _label(i, result)
+        if not isinstance(result, BacktestResult):
+            raise ValidationError(f"{where}: expected a core.types.BacktestResult, got "
+                                  f"{type(result).__name__}.")
+        symbol = memo.symbol(result.symbol)
+        strategy = memo.strategy(result.strategy)
+        params_json, params_hash, columns = memo.params(strategy, result.params, where)
+        exit_json, exit_hash = memo.exit(result.exit_rule, where)
+        row = codes[i]
+        row[0] = vocabs["symbol"].code(symbol)
+        row[1] = vocabs["strategy"].code(strategy)
+        row[2] = vocabs["params"].code((params_json, params_hash))
+        row[3] = vocabs["exit_rule"].code((exit_json, exit_hash))
+        row[4] = vocabs["costs"].code(_json_text(result.costs, "costs", where))
+        row[5] = vocabs["settings"].code(_json_text(result.settings, "settings", where))
+        row[6] = vocabs["engine_version"].code(_text(result.engine_version, "engine_version",
+                                                     where))
+        row[7] = vocabs["data_fingerprint"].code(_text(result.data_fingerprint,
+                                                       "data_fingerprint", where))
+        times[i, 0] = _timestamp_ns(result.start, "start", where)
+        times[i, 1] = _timestamp_ns(result.end, "end", where)
+        if times[i, 1] < times[i, 0]:
+            raise ValidationError(f"{where}: end {result.end} is before start {result.start}.")
+        capital[i] = _capital(result.initial_capital, where)
+        _metrics_row(result.metrics, metric_rows[i], extra_metrics, i, n, where)
+        for column, value in columns.items():
+            if column not in param_values:
+                param_values[column] = np.full(n, np.nan)
+                param_names[column] = memo.bare_names[strategy].get(column, column)
+            param_values[column][i] = value
+        curves.add(i, _curve_arrays(result.equity, where))
+        trades.add(i, _trade_arrays(result.trades, where))
+    float_columns = [*FLOAT_LEAD, *METRICS, *extra_metrics, *param_values]
+    floats = np.column_stack([capital, metric_rows, *extra_metrics.values(),
+                              *param_values.values()]) if n else np.empty((0, len(float_columns)))
+    data = SegmentData(rows=n, vocab=_vocab_lists(vocabs), codes=codes, times=times,
+                       float_columns=float_columns, floats=np.ascontiguousarray(floats),
+                       param_columns=param_names)
+    _attach_curves(data, curves)
+    _attach_trades(data, trades)
+    return data
+
+
+class _KeyMemo:
+    """Per-call memo of validated symbols, strategies, params and exit rules."""
+
+    def __init__(self) -> None:
+        self._symbols: dict[Any, str] = {}
+        self._strategies: dict[Any, str] = {}
+        self._params: dict[tuple[str, str], tuple[str, str, dict]] = {}
+        self._exits: dict[str, tuple[str, str]] = {}
+        self.bare_names: dict[str, dict[str, str]] = {}
+
+    def symbol(self, symbol: Any) -> str:
+        found = self._symbols.get(symbol) if isinstance(symbol, str) else None
+        if found is None:
+            found = self._symbols[symbol] = _keys.validate_symbol(symbol)
+        return found
+
+    def strategy(self, name: Any) -> str:
+        found = self._strategies.get(name) if isinstance(name, str) else None
+        if found is None:
+            found = self._strategies[name] = _keys.check_strategy(name)
+            self.bare_names[found] = _keys.param_column_names(found)
+        return found
+
+    def params(self, strategy: str, params: Any, where: str) -> tuple[str, str, dict]:
+        if not isinstance(params, dict):
+            raise ValidationError(f"{where}: params must be a dict, got {type(params).__name__}.")
+        raw = _json_text(params, "params", where)
+        key = (strategy, raw)
+        found = self._params.get(key)
+        if found is None:
+            canonical = _keys.canonical_params(strategy, params)
+            columns = _keys.strategies().param_columns(strategy, canonical)
+            found = (canonical_json(canonical), stable_hash(canonical),
+                     {c: float(v) for c, v in columns.items()})
+            self._params[key] = found
+        return found
+
+    def exit(self, exit_rule: Any, where: str) -> tuple[str, str]:
+        raw = _json_text(exit_rule, "exit_rule", where)
+        found = self._exits.get(raw)
+        if found is None:
+            found = self._exits[raw] = _keys.exit_key(exit_rule)
+        return found
+
+
+def _label(i: int, result: Any) -> str:
+    symbol = getattr(result, "symbol", "?")
+    strategy = getattr(result, "strategy", "?")
+    shown = symbol if not isinstance(symbol, str) or len(symbol) <= 40 else symbol[:40] + "..."
+    return f"result #{i} ({shown!r}, {strategy!r})"
+
+
+def _json_text(value: Any, what: str, where: str) -> str:
+    try:
+        return canonical_json(value if value is not None else {})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{where}: {what} cannot be stored as JSON ({exc}).") from None
+
+
+def _text(value: Any, what: str, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(f"{where}: {what} must be a string, got {value!r}.")
+    return value
+
+
+def _timestamp_ns(value: Any, what: str, where: str) -> int:
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: {what} {value!r} is not a date.") from None
+    if stamp is pd.NaT or pd.isna(stamp):
+        raise ValidationError(f"{where}: {what} is missing (NaT); give the backtest's {what} date.")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return int(stamp.as_unit("ns").value)
+
+
+def _capital(value: Any, where: str) -> float:
+    try:
+        capital = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: initial_capital {value!r} is not a number.") from None
+    if not math.isfinite(capital) or capital <= 0:
+        raise ValidationError(f"{where}: initial_capital must be a positive number, got {value!r}.")
+    return capital
+
+
+def _metrics_row(metrics: Any, out: np.ndarray, extra: dict[str, np.ndarray], i: int, n: int,
+                 where: str) -> None:
+    if not isinstance(metrics, dict):
+        raise ValidationError(f"{where}: metrics must be a dict of metric name -> number.")
+    try:
+        out[:] = [metrics[name] for name in METRICS]
+    except KeyError:
+        missing = [name for name in METRICS if name not in metrics]
+        raise ValidationError(f"{where}: metrics missing {missing}; the engine computes every "
+                              f"name in core.types.METRIC_NAMES (NaN where undefined).") from None
+    except (TypeError, ValueError):
+        bad = {k: metrics[k] for k in METRICS if not _is_number(metrics[k])}
+        raise ValidationError(f"{where}: metrics must be numbers (NaN allowed), got {bad}.") from None
+    if len(metrics) > len(METRICS):
+        for name, value in metrics.items():
+            if name in METRICS:
+                continue
+            if not isinstance(name, str) or not name.isidentifier() or not _is_number(value):
+                raise ValidationError(f"{where}: extra metric {name!r}={value!r} must be a "
+                                      "numeric value under an identifier name.")
+            extra.setdefault(name, np.full(n, np.nan))[i] = float(value)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, (str, bytes))
+
+
+class _Ragged:
+    """Per-row variable-length arrays gathered for one concatenation at the end."""
+
+    def __init__(self, n: int) -> None:
+        self.lengths = np.zeros(n, np.int64)
+        self.parts: list[tuple] = []
+
+    def add(self, i: int, arrays: tuple | None) -> None:
+        if arrays is not None:
+            self.lengths[i] = len(arrays[0])
+            self.parts.append(arrays)
+
+    def offsets(self) -> np.ndarray:
+        out = np.zeros(len(self.lengths) + 1, np.int64)
+        np.cumsum(self.lengths, out=out[1:])
+        return out
+
+    def concat(self, position: int) -> np.ndarray:
+        return np.concatenate([part[position] for part in self.parts])
+
+
+def _curve_arrays(equity: Any, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if equity is None:
+        return None
+    if not isinstance(equity, pd.Series):
+        raise ValidationError(f"{where}: equity must be a pandas Series indexed by date, got "
+                              f"{type(equity).__name__}.")
+    if len(equity) == 0:
+        return None
+    index = equity.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValidationError(f"{where}: the equity curve's index must be a DatetimeIndex.")
+    if index.hasnans:
+        raise ValidationError(f"{where}: the equity curve has NaN dates; drop or fix them.")
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    dates = index.as_unit("ns").asi8
+    if len(dates) > 1 and not (dates[1:] > dates[:-1]).all():
+        raise ValidationError(f"{where}: the equity curve's dates must be strictly increasing.")
+    try:
+        values = equity.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: equity values must be numbers.") from None
+    if values.ndim != 1 or not np.isfinite(values).all():
+        raise ValidationError(f"{where}: equity values must be finite numbers (found NaN/inf).")
+    return dates, values
+
+
+def _trade_arrays(trades: Any, where: str) -> tuple | None:
+    if trades is None:
+        return None
+    if not isinstance(trades, pd.DataFrame):
+        raise ValidationError(f"{where}: trades must be a DataFrame with columns "
+                              f"{list(TRADE_COLUMNS)}, got {type(trades).__name__}.")
+    if len(trades) == 0:
+        return None
+    return _trade_block(trades, where)
+
+
+def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times int64 (k,2), floats float64 (k,5), ints int32 (k,2)) of a trade log."""
+    missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
+    if missing:
+        raise ValidationError(f"{where}: trades miss columns {missing}; expected "
+                              f"{list(TRADE_COLUMNS)}.")
+    times = np.empty((len(trades), 2), np.int64)
+    for j, column in enumerate(TRADE_TIME_COLUMNS):
+        times[:, j] = _datetime_ns(trades[column], f"trades.{column}", where)
+    try:
+        floats = trades[list(TRADE_FLOAT_COLUMNS)].to_numpy(dtype=np.float64)
+        bars = trades["bars_held"].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: trade prices, units, pnl, return and bars_held must be "
+                              "numbers.") from None
+    if not np.isfinite(bars).all() or (bars != np.round(bars)).any() or (bars < 0).any():
+        raise ValidationError(f"{where}: trades.bars_held must be whole non-negative numbers.")
+    ints = np.empty((len(trades), 2), np.int32)
+    ints[:, 0] = bars
+    ints[:, 1] = _reason_codes(trades["exit_reason"], where)
+    return times, floats, ints
+
+
+def _datetime_ns(column: pd.Series, what: str, where: str) -> np.ndarray:
+    try:
+        values = pd.to_datetime(column) if column.dtype.kind != "M" else column
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: {what} must hold dates.") from None
+    if values.isna().any():
+        raise ValidationError(f"{where}: {what} has NaN dates; every trade needs its dates.")
+    if getattr(values.dt, "tz", None) is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
+    if column.dtype.kind in "iu":
+        codes = column.to_numpy(dtype=np.int64)
+    else:
+        codes = column.map(_REASON_CODE).to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isnan(codes).any():
+            bad = sorted(set(column[np.isnan(codes)].astype(str)))[:5]
+            raise ValidationError(f"{where}: unknown trades.exit_reason {bad}; use one of "
+                                  f"{list(EXIT_REASONS)}.")
+    if ((codes < 0) | (codes >= len(EXIT_REASONS))).any():
+        raise ValidationError(f"{where}: trades.exit_reason codes must be 0..{len(EXIT_REASONS)-1}.")
+    return codes.astype(np.int32)
+
+
+def _attach_curves(data: SegmentData, curves: _Ragged) -> None:
+    if curves.parts:
+        data.eq_offsets = curves.offsets()
+        data.eq_dates = curves.concat(0)
+        data.eq_values = curves.concat(1)
+
+
+def _attach_trades(data: SegmentData, trades: _Ragged) -> None:
+    if trades.parts:
+        data.tr_offsets = trades.offsets()
+        data.tr_times = trades.concat(0)
+        data.tr_floats = trades.concat(1)
+        data.tr_ints = trades.concat(2)
+
+
+def _vocab_lists(vocabs: dict[str, _Vocab]) -> dict[str, list]:
+    return {kind: [list(v) for v in vocab.values] if kind in HASHED_KINDS else vocab.values
+            for kind, vocab in vocabs.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Batch tables (run_many output)
+# --------------------------------------------------------------------------------------------
+def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> SegmentData:
+    """Validate and encode a batch table (and its trades) with vectorised operations only."""
+    table = batch.table if isinstance(batch, BatchResult) else batch
+    trades = batch.trades if isinstance(batch, BatchResult) else None
+    if not isinstance(table, pd.DataFrame):
+        raise ValidationError(f"A batch must be a DataFrame or BatchResult, got "
+                              f"{type(table).__name__}.")
+    n = len(table)
+    required = ["symbol", "strategy", "params_json", "exit_json", "start", "end", *METRICS]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValidationError(f"The batch table misses columns {missing}; it needs the columns "
+                              "of run_many's table (see core.types.BatchResult).")
+    codes = np.empty((n, len(CODE_KINDS)), np.int32)
+    vocab: dict[str, list] = {}
+    codes[:, 0], vocab["symbol"] = _factorize(table["symbol"], "symbol")
+    for symbol in vocab["symbol"]:
+        _keys.validate_symbol(symbol)
+    codes[:, 1], vocab["strategy"] = _factorize(table["strategy"], "strategy")
+    for strategy in vocab["strategy"]:
+        _keys.check_strategy(strategy)
+    codes[:, 2], vocab["params"] = _hashed_codes(table, "params_json", "params_hash",
+                                                 codes[:, 1], vocab["strategy"])
+    codes[:, 3], vocab["exit_rule"] = _hashed_codes(table, "exit_json", "exit_hash", None, None)
+    for kind, column in _TABLE_TEXT.items():
+        if column in table.columns:
+            codes[:, _KIND_POS[kind]], vocab[kind] = _factorize(table[column], column)
+        else:
+            codes[:, _KIND_POS[kind]], vocab[kind] = 0, ["{}" if kind in ("costs", "settings")
+                                                         else ""]
+    times = np.empty((n, 3), np.int64)
+    times[:, 0] = _table_dates(table["start"], "start")
+    times[:, 1] = _table_dates(table["end"], "end")
+    times[:, 2] = created_at_ns
+    if (times[:, 1] < times[:, 0]).any():
+        row = int(np.argmax(times[:, 1] < times[:, 0]))
+        raise ValidationError(f"Batch row {row}: end is before start.")
+    param_names = _table_param_columns(table, vocab["strategy"])
+    float_columns = [*FLOAT_LEAD, *METRICS, *param_names]
+    floats = np.empty((n, len(float_columns)), np.float64)
+    floats[:, 0] = _table_capital(table)
+    for j, column in enumerate(float_columns[1:], start=1):
+        floats[:, j] = _numeric(table[column], column)
+    data = SegmentData(rows=n, vocab=vocab, codes=codes, times=times,
+                       float_columns=float_columns, floats=floats, param_columns=param_names)
+    if trades is not None and len(trades):
+        _attach_batch_trades(data, trades)
+    return data
+
+
+def _factorize(column: pd.Series, what: str) -> tuple[np.ndarray, list]:
+    if column.isna().any():
+        row = int(np.flatnonzero(column.isna().to_numpy())[0])
+        raise ValidationError(f"Batch row {row}: {what} is missing.")
+    codes, uniques = pd.factorize(column, sort=False)
+    values = list(uniques)
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise ValidationError(f"Batch column {what} must hold strings, got {bad[:3]!r}.")
+    return codes.astype(np.int32), values
+
+
+def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
+                  strategy_codes: np.ndarray | None, strategies: list | None
+                  ) -> tuple[np.ndarray, list]:
+    """Codes into [json, hash] pairs; hashes taken from the table when given, checked on a sample.
+
+    Params are per strategy, so the vocabulary is keyed on (strategy, json) for params.
+    """
+    texts = table[json_column]
+    if strategy_codes is not None:
+        combined = pd.Series(strategy_codes).astype(str).str.cat(texts.astype(str).to_numpy(),
+                                                                  sep="\x1f")
+        codes, uniques = pd.factorize(combined)
+        first = _first_rows(codes, len(uniques))
+    else:
+        codes, uniques = pd.factorize(texts)
+        first = _first_rows(codes, len(uniques))
+    unique_json = [str(v) for v in texts.to_numpy()[first]]
+    if hash_column in table.columns:
+        hashes = table[hash_column].astype(str).to_numpy()
+        unique_hash = [str(h) for h in hashes[first]]
+        if (np.asarray(unique_hash, dtype=object)[codes] != hashes).any():
+            raise ValidationError(f"Batch column {hash_column} disagrees with {json_column}: the "
+                                  "same configuration has different hashes.")
+        check = range(0, len(first), max(1, len(first) // _SAMPLE_CHECKS))
+    else:
+        unique_hash = [""] * len(first)
+        check = range(len(first))
+    for u in check:
+        strategy = strategies[strategy_codes[first[u]]] if strategy_codes is not None else None
+        canon_json, canon_hash = (_keys.params_key(strategy, unique_json[u]) if strategy
+                                  else _keys.exit_key(unique_json[u]))
+        if unique_hash[u] == "":
+            unique_json[u], unique_hash[u] = canon_json, canon_hash
+        elif canon_hash != unique_hash[u]:
+            raise ValidationError(f"Batch {json_column} {unique_json[u][:80]!r} is not canonical "
+                                  f"(hash {unique_hash[u]} != {canon_hash}); store the engine's "
+                                  "canonical params and exit rules.")
+    return codes.astype(np.int32), [[j, h] for j, h in zip(unique_json, unique_hash)]
+
+
+def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
+    first = np.full(count, len(codes), np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return first
+
+
+def _table_dates(column: pd.Series, what: str) -> np.ndarray:
+    try:
+        values = pd.to_datetime(column)
+    except (TypeError, ValueError):
+        raise ValidationError(f"Batch column {what} must hold dates.") from None
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise ValidationError(f"Batch row {row}: {what} is NaN/NaT; give the backtest's dates.")
+    if getattr(values.dt, "tz", None) is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _table_capital(table: pd.DataFrame) -> np.ndarray:
+    if "initial_capital" not in table.columns:
+        return np.full(len(table), 100_000.0)
+    capital = _numeric(table["initial_capital"], "initial_capital")
+    if not (np.isfinite(capital) & (capital > 0)).all():
+        raise ValidationError("Batch column initial_capital must be positive numbers.")
+    return capital
+
+
+def _numeric(column: pd.Series, what: str) -> np.ndarray:
+    try:
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise ValidationError(f"Batch column {what} must be numeric (NaN allowed).") from None
+
+
+def _table_param_columns(table: pd.DataFrame, strategies: list[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for strategy in strategies:
+        expected = _keys.param_column_names(strategy)
+        missing = [c for c in expected if c not in table.columns]
+        if missing:
+            raise ValidationError(f"The batch table misses param columns {missing} of strategy "
+                                  f"{strategy!r}.")
+        names.update(expected)
+    return names
+
+
+def _attach_batch_trades(data: SegmentData, trades: pd.DataFrame) -> None:
+    if "row" not in trades.columns:
+        raise ValidationError("BatchResult.trades needs a 'row' column (the table row of each "
+                              "trade).")
+    rows = trades["row"].to_numpy()
+    if rows.dtype.kind not in "iu" or ((rows < 0) | (rows >= data.rows)).any():
+        raise ValidationError(f"BatchResult.trades.row must be table rows 0..{data.rows - 1}.")
+    if len(rows) > 1 and (np.diff(rows) < 0).any():
+        raise ValidationError("BatchResult.trades must be sorted by row.")
+    times, floats, ints = _trade_block(trades, "BatchResult.trades")
+    data.tr_offsets = np.zeros(data.rows + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=data.rows), out=data.tr_offsets[1:])
+    data.tr_times, data.tr_floats, data.tr_ints = times, floats, ints
+
+
+def encode_any(results: Any, created_at_ns: int) -> SegmentData:
+    """Dispatch on the input form of ``store_many``."""
+    if isinstance(results, (BatchResult, pd.DataFrame)):
+        return encode_batch(results, created_at_ns)
+    if isinstance(results, BacktestResult):
+        results = [results]
+    if not isinstance(results, (list, tuple)):
+        raise ValidationError("store_many takes a list of BacktestResult, a BatchResult or a "
+                              f"batch DataFrame, got {type(results).__name__}.")
+    return encode_results(list(results), created_at_ns)
+
+

@@ -1,0 +1,46 @@
+"""On-disk layout of the backtest store (format version 1). See docs/store.md.
+
+A store is a Zarr v3 group whose root attributes carry ``hindsight_store.format_version``. Every
+write lands as one immutable *segment* group under ``segments/`` holding a few 1-D/2-D arrays;
+``manifest.json`` lists the committed segments and is replaced atomically under a lock.
+"""
+from __future__ import annotations
+
+from core.types import METRIC_NAMES, TRADE_COLUMNS
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "hindsight-backtest-store"
+ROOT_ATTR = "hindsight_store"
+SEGMENT_ATTR = "hindsight_segment"
+MANIFEST_KEY = "manifest.json"
+SEGMENTS_DIR = "segments"
+
+#: Columns of the ``codes`` block: int32 codes into the segment's vocabularies, in this order.
+CODE_KINDS: tuple[str, ...] = (
+    "symbol", "strategy", "params", "exit_rule", "costs", "settings", "engine_version",
+    "data_fingerprint",
+)
+#: Vocabularies whose entries carry a hash next to the canonical JSON.
+HASHED_KINDS = ("params", "exit_rule")
+#: Columns of the ``times`` block (int64 nanoseconds since the epoch, UTC).
+TIME_COLUMNS: tuple[str, ...] = ("start", "end", "created_at")
+#: Leading columns of the ``floats`` block; metric then numeric param columns follow.
+FLOAT_LEAD: tuple[str, ...] = ("initial_capital",)
+
+#: Trade-log columns by storage block.
+TRADE_TIME_COLUMNS = ("entry_time", "exit_time")
+TRADE_FLOAT_COLUMNS = ("entry_price", "exit_price", "units", "pnl", "return")
+TRADE_INT_COLUMNS = ("bars_held", "exit_reason")
+assert set(TRADE_TIME_COLUMNS + TRADE_FLOAT_COLUMNS + TRADE_INT_COLUMNS) == set(TRADE_COLUMNS)
+
+#: Rows per inner chunk of the per-row blocks (one column per chunk).
+ROW_CHUNK = 65_536
+#: Values per inner chunk of the ragged (equity / trade) arrays.
+VALUE_CHUNK = 65_536
+#: Inner chunks per shard file (a shard holds every column of its rows).
+SHARD_CHUNKS = 16
+#: pcodec compression level (0..12): 4 writes fast; compaction rewrites at a higher level.
+WRITE_LEVEL = 4
+COMPACT_LEVEL = 8
+
+METRICS: tuple[str, ...] = METRIC_NAMES

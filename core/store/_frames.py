@@ -1,0 +1,163 @@
+"""Build the store's outputs: the stats dict of one backtest, stats tables, curve + trades."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from core.store._format import CODE_KINDS, FLOAT_LEAD, METRICS, TIME_COLUMNS
+from core.types import EXIT_REASONS, TRADE_COLUMNS
+
+STR = pd.StringDtype("pyarrow", na_value=np.nan)
+_REASONS = np.asarray(EXIT_REASONS, dtype=object)
+#: Text columns of stats tables and the vocabulary each comes from.
+TEXT_COLUMNS = {"symbol": "symbol", "strategy": "strategy", "engine_version": "engine_version",
+                "data_fingerprint": "data_fingerprint"}
+HASH_COLUMNS = {"params_hash": "params", "exit_hash": "exit_rule"}
+JSON_COLUMNS = {"params": "params", "exit_rule": "exit_rule"}
+
+
+def stats_dict(store, index, row: int, values: dict) -> dict:
+    """Identity, settings, every metric, param columns, note and tags of one backtest."""
+    vocab = store._vocab.values
+    codes = {kind: int(index.codes[kind][row]) for kind in CODE_KINDS}
+    bid = str(int(index.bids[row]))
+    note = store._notes().get(bid, {})
+    out = {
+        "backtest_id": bid,
+        "symbol": vocab["symbol"][codes["symbol"]],
+        "strategy": vocab["strategy"][codes["strategy"]],
+        "params": store._json("params", codes["params"]),
+        "params_hash": vocab["params"][codes["params"]][1],
+        "exit_rule": store._json("exit_rule", codes["exit_rule"]),
+        "exit_hash": vocab["exit_rule"][codes["exit_rule"]][1],
+        "start": pd.Timestamp(int(values["start"])),
+        "end": pd.Timestamp(int(values["end"])),
+        "created_at": pd.Timestamp(int(values["created_at"]), tz="UTC"),
+    }
+    for name in index.float_columns:
+        value = float(values[name])
+        if name in index.param_columns and value != value:
+            continue  # a param column of another strategy
+        out[name] = value
+    out["costs"] = store._json("costs", codes["costs"])
+    out["settings"] = store._json("settings", codes["settings"])
+    out["engine_version"] = vocab["engine_version"][codes["engine_version"]]
+    out["data_fingerprint"] = vocab["data_fingerprint"][codes["data_fingerprint"]]
+    out["note"] = note.get("note", "")
+    out["tags"] = list(note.get("tags", []))
+    return out
+
+
+def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.DataFrame:
+    """One row per given global row: ids, key, dates, metrics, param columns, note, tags."""
+    rows = np.asarray(rows, np.int64)
+    vocab = store._vocab.values
+    data: dict[str, object] = {"backtest_id": _id_strings(index.bids[rows])}
+    for column in ("symbol", "strategy"):
+        data[column] = _categorical(index.codes[column][rows], vocab[column], column, store)
+    for column, kind in JSON_COLUMNS.items():
+        data[column] = _categorical(index.codes[kind][rows], vocab[kind], kind, store, part=0)
+    for name in TIME_COLUMNS[:2]:
+        data[name] = index.column(name)[rows].view("datetime64[ns]")
+    metric_names = [c for c in index.float_columns if c not in index.param_columns
+                    and c not in FLOAT_LEAD]
+    for name in metric_names:
+        data[name] = index.column(name)[rows]
+    for name in index.param_columns:
+        values = index.column(name)[rows]
+        if compact_params and len(rows) and np.isnan(values).all():
+            continue
+        data[name] = values
+    data["initial_capital"] = index.column("initial_capital")[rows]
+    data["created_at"] = pd.DatetimeIndex(index.column("created_at")[rows].view("datetime64[ns]"),
+                                          tz="UTC")
+    data["note"], data["tags"] = _notes_columns(store._notes(), index.bids[rows])
+    for column, kind in HASH_COLUMNS.items():
+        data[column] = _categorical(index.codes[kind][rows], vocab[kind], kind, store, part=1)
+    for column in ("engine_version", "data_fingerprint"):
+        data[column] = _categorical(index.codes[column][rows], vocab[column], column, store)
+    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)), copy=False)
+
+
+def _id_strings(bids: np.ndarray) -> pd.arrays.ArrowStringArray:
+    return pd.arrays.ArrowStringArray(pa.array(bids).cast(pa.large_string()), dtype=STR)
+
+
+def _categorical(codes: np.ndarray, values: list, kind: str, store, part: int | None = None):
+    categories = store._categories(kind, values, part)
+    return pd.Categorical.from_codes(codes, dtype=categories)
+
+
+def _notes_columns(notes: dict, bids: np.ndarray) -> tuple[pd.Categorical, pd.Categorical]:
+    note_codes = np.zeros(len(bids), np.int32)
+    tag_codes = np.zeros(len(bids), np.int32)
+    note_values, tag_values = [""], [""]
+    if notes:
+        noted = np.fromiter((int(b) for b in notes), np.int64, len(notes))
+        for i in np.flatnonzero(np.isin(bids, noted)):
+            entry = notes[str(int(bids[i]))]
+            note_codes[i] = _code_of(note_values, entry.get("note", ""))
+            tag_codes[i] = _code_of(tag_values, ",".join(entry.get("tags", [])))
+    return (pd.Categorical.from_codes(note_codes, categories=_unique_categories(note_values)),
+            pd.Categorical.from_codes(tag_codes, categories=_unique_categories(tag_values)))
+
+
+def _code_of(values: list, value: str) -> int:
+    if value in values:
+        return values.index(value)
+    values.append(value)
+    return len(values) - 1
+
+
+def _unique_categories(values: list) -> pd.Index:
+    return pd.Index(values, dtype=STR)
+
+
+def read_curve_and_trades(seg, local: int) -> tuple[pd.Series | None, pd.DataFrame]:
+    """The stored equity curve (None when not stored) and trade log of one segment row."""
+    reader = seg.reader
+    requests, spans = [], {}
+    for prefix, fields in (("eq", ("eq_dates", "eq_values")),
+                           ("tr", ("tr_times", "tr_floats", "tr_ints"))):
+        offsets_name = f"{prefix}_offsets"
+        if offsets_name not in reader.arrays:
+            continue
+        offsets = seg.blocks.get(offsets_name)
+        if offsets is None:
+            offsets = seg.blocks[offsets_name] = reader.read(offsets_name)
+        lo, hi = int(offsets[local]), int(offsets[local + 1])
+        if hi > lo:
+            spans[prefix] = len(requests)
+            requests.extend((field, slice(lo, hi)) for field in fields)
+    values = reader.read_many(requests) if requests else []
+    equity = None
+    if "eq" in spans:
+        dates, curve = values[spans["eq"]], values[spans["eq"] + 1]
+        equity = pd.Series(curve, index=pd.DatetimeIndex(dates.view("datetime64[ns]")),
+                           name="equity")
+    if "tr" in spans:
+        times, floats, ints = values[spans["tr"]:spans["tr"] + 3]
+        trades = _trade_frame(times, floats, ints)
+    else:
+        trades = _trade_frame(np.empty((0, 2), np.int64), np.empty((0, 5)),
+                              np.empty((0, 2), np.int32))
+    return equity, trades
+
+
+def _trade_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.DataFrame:
+    columns = {
+        "entry_time": times[:, 0].view("datetime64[ns]"),
+        "entry_price": floats[:, 0],
+        "exit_time": times[:, 1].view("datetime64[ns]"),
+        "exit_price": floats[:, 1],
+        "units": floats[:, 2],
+        "pnl": floats[:, 3],
+        "return": floats[:, 4],
+        "bars_held": ints[:, 0].astype(np.int64),
+        "exit_reason": pd.array(_REASONS[ints[:, 1]], dtype=STR),
+    }
+    return pd.DataFrame({name: columns[name] for name in TRADE_COLUMNS})
+
+
+__all__ = ["stats_dict", "stats_frame", "read_curve_and_trades", "METRICS"]

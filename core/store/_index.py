@@ -1,0 +1,404 @@
+"""The in-memory index of a store snapshot: key codes, backtest ids, lazily cached columns.
+
+Rebuilt (reusing every already-loaded immutable segment) whenever the manifest changes. Lookups
+are two ``searchsorted`` calls on a sorted key-hash array; columns are decoded once per segment
+and kept as one contiguous numpy array per column, so queries run at numpy speed.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.errors import StoreCorruptionError
+from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS, ROW_CHUNK,
+                                TIME_COLUMNS)
+from core.store._segment import SegmentReader, open_segments
+
+_MASK = (1 << 64) - 1
+_MULT = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5)
+_FINAL = 0xFF51AFD7ED558CCD
+KEY_KINDS = CODE_KINDS[:4]
+
+
+def key_hash_scalar(codes: tuple[int, int, int, int]) -> int:
+    """The key hash of one (symbol, strategy, params, exit) code tuple (matches the array form)."""
+    h = 0
+    for code, mult in zip(codes, _MULT):
+        h ^= (code * mult) & _MASK
+    h ^= h >> 31
+    h = (h * _FINAL) & _MASK
+    return h ^ (h >> 29)
+
+
+def key_hash_array(s, t, p, e) -> np.ndarray:
+    h = np.zeros(len(s), np.uint64)
+    with np.errstate(over="ignore"):
+        for codes, mult in zip((s, t, p, e), _MULT):
+            h ^= codes.astype(np.uint64) * np.uint64(mult)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(_FINAL)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+class GlobalVocab:
+    """Append-only vocabularies shared by all segments of one open handle."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list] = {kind: [] for kind in CODE_KINDS}
+        self.codes: dict[str, dict] = {kind: {} for kind in CODE_KINDS}
+
+    def remap(self, kind: str, local: list) -> np.ndarray:
+        """Global codes for a segment's local vocabulary (hashed kinds are keyed by hash)."""
+        codes, values = self.codes[kind], self.values[kind]
+        out = np.empty(len(local), np.int32)
+        hashed = kind in HASHED_KINDS
+        for i, value in enumerate(local):
+            key = value[1] if hashed else value
+            found = codes.get(key)
+            if found is None:
+                found = codes[key] = len(values)
+                values.append(tuple(value) if hashed else value)
+            out[i] = found
+        return out
+
+    def lookup(self, kind: str, key: str) -> int:
+        return self.codes[kind].get(key, -1)
+
+
+@dataclass
+class LoadedSegment:
+    """A committed segment with its key codes mapped to global codes."""
+
+    name: str
+    entry: dict
+    reader: SegmentReader | None
+    error: StoreCorruptionError | None
+    rows: int
+    bids: np.ndarray
+    codes: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> global int32 codes
+    key_ok: np.ndarray | None = None  # rows whose key codes could be read
+    float_pos: dict[str, int] = field(default_factory=dict)
+    blocks: dict[str, np.ndarray] = field(default_factory=dict)  # cached column -> values
+    bad_rows: np.ndarray | None = None  # rows inside damaged chunks
+
+    @property
+    def bid_range(self) -> tuple[int, int]:
+        return int(self.entry.get("bid_min", self.entry.get("bid0", 0))), int(
+            self.entry.get("bid_max", self.entry.get("bid0", 0) + self.rows - 1))
+
+
+def entry_bids(entry: dict, reader: SegmentReader | None) -> np.ndarray:
+    if "bid0" in entry:
+        return np.arange(entry["bid0"], entry["bid0"] + entry["rows"], dtype=np.int64)
+    return reader.read("bids").astype(np.int64)
+
+
+def load_segments(zstore, entries: list[dict], known: dict[str, LoadedSegment],
+                  vocab: GlobalVocab) -> list[LoadedSegment]:
+    """LoadedSegment per manifest entry, reusing ``known`` ones (segments are immutable)."""
+    missing = [e["name"] for e in entries if e["name"] not in known]
+    opened = open_segments(zstore, missing) if missing else {}
+    out = []
+    for entry in entries:
+        seg = known.get(entry["name"])
+        if seg is None:
+            seg = _load_segment(entry, opened[entry["name"]], vocab)
+        out.append(seg)
+    return out
+
+
+def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
+    rows = int(entry["rows"])
+    if isinstance(opened, StoreCorruptionError):
+        return _damaged_segment(entry, opened)
+    reader: SegmentReader = opened
+    try:
+        if reader.rows != rows:
+            raise StoreCorruptionError(f"Segment {entry['name']!r} holds {reader.rows} rows, the "
+                                       f"manifest says {rows}.")
+        bids = entry_bids(entry, reader)
+        local_codes, key_ok = _read_codes(reader)
+    except StoreCorruptionError as exc:
+        return _damaged_segment(entry, exc)
+    attrs_vocab = reader.attrs["vocab"]
+    codes = {}
+    for j, kind in enumerate(CODE_KINDS):
+        mapping = vocab.remap(kind, attrs_vocab[kind])
+        column = local_codes[:, j]
+        codes[kind] = np.where(key_ok, mapping[np.where(key_ok, column, 0)], -1).astype(np.int32)
+    seg = LoadedSegment(name=entry["name"], entry=entry, reader=reader, error=None, rows=rows,
+                        bids=bids, codes=codes, key_ok=key_ok,
+                        float_pos={c: j for j, c in enumerate(reader.attrs["float_columns"])})
+    if not key_ok.all():
+        seg.bad_rows = ~key_ok
+        _warn(StoreCorruptionError(f"Segment {seg.name!r}: {int((~key_ok).sum())} rows have "
+                                   "damaged key columns and are left out. Run store.verify()."))
+    return seg
+
+
+def _damaged_segment(entry: dict, error: StoreCorruptionError) -> LoadedSegment:
+    _warn(error)
+    return LoadedSegment(name=entry["name"], entry=entry, reader=None, error=error, rows=0,
+                         bids=np.empty(0, np.int64))
+
+
+def _warn(error: StoreCorruptionError) -> None:
+    warnings.warn(str(error), RuntimeWarning, stacklevel=4)
+
+
+def _read_codes(reader: SegmentReader) -> tuple[np.ndarray, np.ndarray]:
+    """The segment's code block; rows in damaged chunks are flagged instead of failing all."""
+    try:
+        return reader.read("codes"), np.ones(reader.rows, bool)
+    except StoreCorruptionError:
+        pass
+    out = np.zeros((reader.rows, len(CODE_KINDS)), np.int32)
+    ok = np.ones(reader.rows, bool)
+    for j in range(len(CODE_KINDS)):
+        for lo in range(0, reader.rows, ROW_CHUNK):
+            hi = min(reader.rows, lo + ROW_CHUNK)
+            try:
+                out[lo:hi, j] = reader.read("codes", (slice(lo, hi), j))
+            except StoreCorruptionError:
+                ok[lo:hi] = False
+    if not ok.any():
+        raise reader.damaged(ValueError("every key chunk failed its checksum or is missing"))
+    return out, ok
+
+
+class Index:
+    """Global view of one manifest version: rows of every readable segment in manifest order."""
+
+    def __init__(self, segments: list[LoadedSegment], tombstones: list[int], vocab: GlobalVocab):
+        self.vocab = vocab
+        self.segments = segments
+        self.damaged = [s for s in segments if s.error is not None]
+        readable = [s for s in segments if s.error is None]
+        self.readable = readable
+        sizes = np.array([s.rows for s in readable], np.int64)
+        self.starts = np.zeros(len(readable) + 1, np.int64)
+        np.cumsum(sizes, out=self.starts[1:])
+        self.n = int(self.starts[-1])
+        self.bids = _concat([s.bids for s in readable], np.int64)
+        self.codes = {kind: _concat([s.codes[kind] for s in readable], np.int32)
+                      for kind in CODE_KINDS}
+        key_ok = _concat([s.key_ok for s in readable], bool)
+        tomb = np.asarray(sorted(tombstones), np.int64)
+        self.alive = key_ok & ~np.isin(self.bids, tomb) if len(tomb) else key_ok
+        self._bid_order = None if _strictly_increasing(self.bids) else np.argsort(self.bids)
+        self._build_key_index()
+        self._latest: np.ndarray | None = None
+        self.columns: dict[str, np.ndarray] = {}
+        self.float_columns = _union([list(s.float_pos) for s in readable])
+        self.param_columns: dict[str, str] = {}
+        for seg in readable:
+            self.param_columns.update(seg.reader.attrs.get("param_columns", {}))
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _build_key_index(self) -> None:
+        rows = np.flatnonzero(self.alive)
+        hashes = key_hash_array(*(self.codes[k][rows] for k in KEY_KINDS))
+        order = np.argsort(hashes, kind="stable")  # rows are in bid order: ties stay in it
+        if self._bid_order is not None:
+            order = np.lexsort((self.bids[rows], hashes))
+        self.sorted_hash = hashes[order]
+        self.sorted_rows = rows[order]
+
+    def find_latest(self, codes: tuple[int, int, int, int]) -> int:
+        """Global row of the newest live version of a key, or -1."""
+        h = np.uint64(key_hash_scalar(codes))
+        lo = int(np.searchsorted(self.sorted_hash, h, "left"))
+        hi = int(np.searchsorted(self.sorted_hash, h, "right"))
+        for i in range(hi - 1, lo - 1, -1):
+            row = int(self.sorted_rows[i])
+            if all(int(self.codes[k][row]) == c for k, c in zip(KEY_KINDS, codes)):
+                return row
+        return -1
+
+    def find_versions(self, codes: tuple[int, int, int, int]) -> np.ndarray:
+        """Global rows of every live version of a key, oldest first."""
+        h = np.uint64(key_hash_scalar(codes))
+        lo = int(np.searchsorted(self.sorted_hash, h, "left"))
+        hi = int(np.searchsorted(self.sorted_hash, h, "right"))
+        rows = self.sorted_rows[lo:hi]
+        match = np.ones(len(rows), bool)
+        for kind, code in zip(KEY_KINDS, codes):
+            match &= self.codes[kind][rows] == code
+        rows = rows[match]
+        return rows[np.argsort(self.bids[rows], kind="stable")]
+
+    def find_many(self, hashes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Vectorised find_latest for many keys: global rows (-1 where absent)."""
+        hi = np.searchsorted(self.sorted_hash, hashes, "right") - 1
+        out = np.full(len(hashes), -1, np.int64)
+        ok = hi >= 0
+        ok[ok] = self.sorted_hash[hi[ok]] == hashes[ok]
+        rows = np.where(ok, self.sorted_rows[np.maximum(hi, 0)], 0)
+        for j, kind in enumerate(KEY_KINDS):
+            ok &= self.codes[kind][rows] == codes[:, j]
+        out[ok] = rows[ok]
+        for i in np.flatnonzero(~ok & (codes >= 0).all(axis=1)):  # hash collision: slow path
+            out[i] = self.find_latest(tuple(int(c) for c in codes[i]))
+        return out
+
+    def latest_rows(self) -> np.ndarray:
+        """Rows that are the newest live version of their key, in commit order."""
+        if self._latest is None:
+            h, rows = self.sorted_hash, self.sorted_rows
+            last = np.ones(len(h), bool)
+            last[:-1] = h[1:] != h[:-1]
+            same_hash = ~last[:-1]
+            if same_hash.any():
+                differs = np.zeros(len(h) - 1, bool)
+                for kind in KEY_KINDS:
+                    col = self.codes[kind]
+                    differs |= col[rows[1:]] != col[rows[:-1]]
+                if (same_hash & differs).any():  # a hash collision: group exactly instead
+                    return self._exact_latest()
+            self._latest = np.sort(rows[last])
+        return self._latest
+
+    def _exact_latest(self) -> np.ndarray:
+        rows = np.flatnonzero(self.alive)
+        keys = [self.codes[k][rows] for k in reversed(KEY_KINDS)]
+        order = np.lexsort([self.bids[rows], *keys])
+        sorted_keys = np.stack([k[order] for k in keys])
+        last = np.ones(len(rows), bool)
+        last[:-1] = (sorted_keys[:, 1:] != sorted_keys[:, :-1]).any(axis=0)
+        self._latest = np.sort(rows[order][last])
+        return self._latest
+
+    # -- ids ----------------------------------------------------------------------------------
+    def row_of_bid(self, bid: int) -> int:
+        """Global row of a backtest id (tombstoned ids included), -1 when unknown."""
+        if self._bid_order is None:
+            i = int(np.searchsorted(self.bids, bid))
+            return i if i < self.n and self.bids[i] == bid else -1
+        i = int(np.searchsorted(self.bids[self._bid_order], bid))
+        if i < self.n and self.bids[self._bid_order[i]] == bid:
+            return int(self._bid_order[i])
+        return -1
+
+    def rows_of_bids(self, bids: np.ndarray) -> np.ndarray:
+        order = self._bid_order if self._bid_order is not None else None
+        sorted_bids = self.bids if order is None else self.bids[order]
+        pos = np.searchsorted(sorted_bids, bids)
+        pos = np.minimum(pos, max(self.n - 1, 0))
+        found = (self.n > 0) & (sorted_bids[pos] == bids) if self.n else np.zeros(len(bids), bool)
+        rows = pos if order is None else order[pos]
+        return np.where(found, rows, -1)
+
+    def damaged_segment_of_bid(self, bid: int) -> LoadedSegment | None:
+        for seg in self.damaged:
+            lo, hi = seg.bid_range
+            if lo <= bid <= hi:
+                return seg
+        return None
+
+    def locate(self, row: int) -> tuple[LoadedSegment, int]:
+        k = int(np.searchsorted(self.starts, row, "right")) - 1
+        return self.readable[k], row - int(self.starts[k])
+
+    # -- columns ------------------------------------------------------------------------------
+    def column(self, name: str) -> np.ndarray:
+        """A whole column (float or time) over every row, decoded once and cached."""
+        found = self.columns.get(name)
+        if found is None:
+            parts = [_segment_column(seg, name) for seg in self.readable]
+            found = self.columns[name] = _concat(parts, np.int64 if name in TIME_COLUMNS
+                                                 else np.float64)
+            for seg, lo, hi in zip(self.readable, self.starts[:-1], self.starts[1:]):
+                seg.blocks[name] = found[lo:hi]  # keep views: no second copy in memory
+        return found
+
+    def has_column(self, name: str) -> bool:
+        return name in TIME_COLUMNS or name in self.float_columns
+
+    def damaged_rows(self) -> np.ndarray:
+        """Rows whose data failed a checksum while loading columns (or keys)."""
+        parts = [s.bad_rows if s.bad_rows is not None else np.zeros(s.rows, bool)
+                 for s in self.readable]
+        return _concat(parts, bool)
+
+    def row_values(self, row: int, names: list[str]) -> dict[str, object]:
+        """Values of some columns at one row: from cached columns, else one concurrent read."""
+        seg, local = self.locate(row)
+        out: dict[str, object] = {}
+        need_floats, need_times = [], []
+        for name in names:
+            cached = self.columns.get(name)
+            if cached is not None:
+                out[name] = cached[row]
+            elif name in TIME_COLUMNS:
+                need_times.append(name)
+            elif name in seg.float_pos:
+                need_floats.append(name)
+            else:
+                out[name] = np.nan
+        if need_floats or need_times:
+            requests = []
+            if need_floats:
+                requests.append(("floats", (local, slice(None))))
+            if need_times:
+                requests.append(("times", (local, slice(None))))
+            values = seg.reader.read_many(requests)
+            if need_floats:
+                block = values.pop(0)
+                out.update({n: block[seg.float_pos[n]] for n in need_floats})
+            if need_times:
+                block = values.pop(0)
+                out.update({n: block[TIME_COLUMNS.index(n)] for n in need_times})
+        return out
+
+
+def _segment_column(seg: LoadedSegment, name: str) -> np.ndarray:
+    cached = seg.blocks.get(name)
+    if cached is not None:
+        return cached
+    if name in TIME_COLUMNS:
+        field, j, dtype = "times", TIME_COLUMNS.index(name), np.int64
+    elif name in seg.float_pos:
+        field, j, dtype = "floats", seg.float_pos[name], np.float64
+    else:
+        return np.full(seg.rows, np.nan)
+    try:
+        return seg.reader.read(field, (slice(None), j)).astype(dtype, copy=False)
+    except StoreCorruptionError:
+        return _column_by_chunks(seg, field, j, dtype)
+
+
+def _column_by_chunks(seg: LoadedSegment, field: str, j: int, dtype) -> np.ndarray:
+    """Load a column chunk by chunk; damaged chunks become NaN/0 and their rows are flagged."""
+    out = np.zeros(seg.rows, dtype) if dtype is np.int64 else np.full(seg.rows, np.nan)
+    if seg.bad_rows is None:
+        seg.bad_rows = np.zeros(seg.rows, bool)
+    for lo in range(0, seg.rows, ROW_CHUNK):
+        hi = min(seg.rows, lo + ROW_CHUNK)
+        try:
+            out[lo:hi] = seg.reader.read(field, (slice(lo, hi), j))
+        except StoreCorruptionError as exc:
+            seg.bad_rows[lo:hi] = True
+            _warn(exc)
+    return out
+
+
+def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    if not parts:
+        return np.empty(0, dtype)
+    return parts[0].astype(dtype, copy=True) if len(parts) == 1 else np.concatenate(parts).astype(
+        dtype, copy=False)
+
+
+def _strictly_increasing(values: np.ndarray) -> bool:
+    return len(values) < 2 or bool((values[1:] > values[:-1]).all())
+
+
+def _union(lists: list[list[str]]) -> list[str]:
+    seen: dict[str, None] = {c: None for c in (*FLOAT_LEAD, *METRICS)}
+    for names in lists:
+        for name in names:
+            seen.setdefault(name, None)
+    return list(seen)

@@ -1,0 +1,78 @@
+"""Canonical store keys: symbol, strategy, params and exit rule in the one form the store hashes.
+
+The registry (``core.strategies``) and the exit-rule module (``core.exits``) own the rules; this
+module only adapts them for the store and memoises per call site where that is safe.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.canonical import canonical_json, stable_hash
+from core.data.symbols import validate_symbol
+from core.errors import ValidationError
+
+
+def strategies():
+    """The strategy registry module (imported lazily: the store opens without the engine)."""
+    from core import strategies as registry
+
+    return registry
+
+
+def exits():
+    """The exit-rule module (imported lazily)."""
+    from core import exits as exit_rules
+
+    return exit_rules
+
+
+def check_strategy(name: object) -> str:
+    """Return the strategy name if registered; raise UnknownStrategyError (with a suggestion)."""
+    if not isinstance(name, str):
+        raise ValidationError(f"Strategy must be a name, got {name!r}.")
+    strategies().get_strategy(name)
+    return name
+
+
+def canonical_params(strategy: str, params: Any) -> dict:
+    """Validated params of ``strategy`` (defaults filled in, ints coerced) as a plain dict."""
+    if isinstance(params, str):
+        params = _load_json(params, "params")
+    return strategies().validate_params(strategy, dict(params or {}))
+
+
+def canonical_exit(exit_rule: Any) -> list:
+    """Canonical exit-rule list (``None`` means the strategy's own signal exit)."""
+    if isinstance(exit_rule, str):
+        exit_rule = _load_json(exit_rule, "exit rule")
+    return exits().canonical_exit_rule(exit_rule)
+
+
+def params_key(strategy: str, params: Any) -> tuple[str, str]:
+    """(canonical JSON, hash) of a params dict for ``strategy``."""
+    canonical = canonical_params(strategy, params)
+    return canonical_json(canonical), stable_hash(canonical)
+
+
+def exit_key(exit_rule: Any) -> tuple[str, str]:
+    """(canonical JSON, hash) of an exit rule."""
+    canonical = canonical_exit(exit_rule)
+    return canonical_json(canonical), stable_hash(canonical)
+
+
+def param_column_names(strategy: str) -> dict[str, str]:
+    """``{column: bare param name}`` of the numeric param columns of ``strategy``."""
+    registry = strategies()
+    spec = registry.get_strategy(strategy)
+    columns = registry.param_columns(strategy, registry.validate_params(strategy, {}))
+    prefix = getattr(spec, "prefix", strategy)
+    return {column: column[len(prefix) + 1:] if column.startswith(prefix + "_") else column
+            for column in columns}
+
+
+def _load_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"Cannot parse {what} JSON {text[:80]!r}: {exc.msg}.") from None

@@ -1,0 +1,315 @@
+"""compact() and verify(): merge small segments, and check every byte (fsck)."""
+from __future__ import annotations
+
+import numpy as np
+
+from core.errors import StoreCorruptionError
+from core.store._backend import crash_point
+from core.store._encode import SegmentData
+from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
+from core.store._index import entry_bids
+from core.store._segment import (ARRAY_FIELDS, SegmentReader, open_segment, segment_path,
+                                 write_segment)
+
+#: A compacted segment holds up to this many rows.
+COMPACT_ROWS = 2_097_152
+#: Unreferenced segment folders younger than this may be a writer's in-progress batch.
+ORPHAN_AGE_S = 3_600.0
+
+
+# -------------------------------------------------------------------------------- compact
+def compact(store) -> dict:
+    """Merge runs of small segments into large ones; deleted rows are dropped for good.
+
+    The merge runs without the writer lock (writers keep committing); only the manifest swap
+    is locked, and it is abandoned if another compaction replaced the same segments first.
+    """
+    loc = store._loc
+    with store._guard:
+        with loc.lock():
+            doc = store._fresh_manifest()
+        tombstones = set(doc.get("tombstones", []))
+        groups = _plan(doc["segments"], tombstones, store)
+        merged = []
+        for group in groups:
+            readers = [open_segment(store._zstore, entry["name"]) for entry in group]
+            data = merge_segments(group, readers, tombstones)
+            name = _new_name()
+            if data.rows:
+                write_segment(store._zstore, name, data, COMPACT_LEVEL)
+            merged.append((group, name, data))
+        crash_point("compact_written")
+        removed_segments, dropped = _swap(store, merged, tombstones)
+        for name in removed_segments:
+            loc.remove_tree(segment_path(name))
+        orphans = _remove_orphans(store)
+        temp_files = loc.clean_temp_manifests(ORPHAN_AGE_S)
+        store.refresh(force=True)
+        return {"merged_segments": len(removed_segments), "new_segments": sum(
+            1 for _, _, d in merged if d.rows), "dropped_rows": dropped,
+            "removed_orphans": orphans, "removed_temp_files": temp_files,
+            "segments": len(store._manifest["segments"])}
+
+
+def _plan(entries: list[dict], tombstones: set[int], store) -> list[list[dict]]:
+    """Consecutive runs worth merging: small segments, or any holding deleted rows."""
+    damaged = {seg.name for seg in store._index.damaged} | {
+        seg.name for seg in store._index.readable if seg.bad_rows is not None}
+    tomb = np.asarray(sorted(tombstones), np.int64)
+    groups, current, rows = [], [], 0
+
+    def close():
+        if len(current) > 1 or (current and _has_tombstones(current[0], tomb)):
+            groups.append(list(current))
+        current.clear()
+
+    for entry in entries:
+        if entry["name"] in damaged:
+            close()
+            rows = 0
+            continue
+        big = entry["rows"] >= COMPACT_ROWS // 2 and not _has_tombstones(entry, tomb)
+        if big or rows + entry["rows"] > COMPACT_ROWS:
+            close()
+            rows = 0
+        if big:
+            continue
+        current.append(entry)
+        rows += entry["rows"]
+    close()
+    return groups
+
+
+def _has_tombstones(entry: dict, tomb: np.ndarray) -> bool:
+    lo = entry.get("bid_min", entry.get("bid0", 0))
+    hi = entry.get("bid_max", entry.get("bid0", 0) + entry["rows"] - 1)
+    i = np.searchsorted(tomb, lo)
+    return bool(i < len(tomb) and tomb[i] <= hi)
+
+
+def merge_segments(entries: list[dict], readers: list[SegmentReader],
+                   tombstones: set[int]) -> SegmentData:
+    """One SegmentData holding the live rows of several segments, in bid order."""
+    parts = [_read_all(entry, reader) for entry, reader in zip(entries, readers)]
+    tomb = np.asarray(sorted(tombstones), np.int64)
+    keeps = [~np.isin(p["bids"], tomb) for p in parts]
+    vocab, codes = _merge_codes(parts, keeps)
+    float_columns, floats = _merge_floats(parts, keeps)
+    param_columns: dict[str, str] = {}
+    for part in parts:
+        param_columns.update(part["attrs"].get("param_columns", {}))
+    data = SegmentData(
+        rows=int(sum(k.sum() for k in keeps)), vocab=vocab, codes=codes,
+        times=np.concatenate([p["times"][k] for p, k in zip(parts, keeps)]),
+        float_columns=float_columns, floats=floats, param_columns=param_columns,
+        bids=np.concatenate([p["bids"][k] for p, k in zip(parts, keeps)]))
+    _merge_ragged(data, parts, keeps, "eq", ("eq_dates", "eq_values"))
+    _merge_ragged(data, parts, keeps, "tr", ("tr_times", "tr_floats", "tr_ints"))
+    return data
+
+
+def _read_all(entry: dict, reader: SegmentReader) -> dict:
+    names = [f for f in ARRAY_FIELDS if f in reader.arrays]
+    values = reader.read_many([(name, Ellipsis) for name in names])
+    part = dict(zip(names, values))
+    part["attrs"] = reader.attrs
+    part["bids"] = entry_bids(entry, reader)
+    return part
+
+
+def _merge_codes(parts: list[dict], keeps: list[np.ndarray]) -> tuple[dict, np.ndarray]:
+    vocab: dict[str, list] = {}
+    columns = []
+    for j, kind in enumerate(CODE_KINDS):
+        merged: dict = {}
+        pieces = []
+        for part, keep in zip(parts, keeps):
+            local = part["attrs"]["vocab"][kind]
+            mapping = np.empty(len(local), np.int32)
+            for i, value in enumerate(local):
+                key = tuple(value) if kind in HASHED_KINDS else value
+                mapping[i] = merged.setdefault(key, len(merged))
+            pieces.append(mapping[part["codes"][keep, j]] if len(local) else
+                          np.zeros(int(keep.sum()), np.int32))
+        vocab[kind] = [list(k) if kind in HASHED_KINDS else k for k in merged]
+        columns.append(np.concatenate(pieces))
+    return vocab, np.ascontiguousarray(np.stack(columns, axis=1).astype(np.int32))
+
+
+def _merge_floats(parts: list[dict], keeps: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
+    names: dict[str, None] = {}
+    for part in parts:
+        names.update(dict.fromkeys(part["attrs"]["float_columns"]))
+    columns = list(names)
+    total = int(sum(k.sum() for k in keeps))
+    out = np.full((total, len(columns)), np.nan)
+    row = 0
+    for part, keep in zip(parts, keeps):
+        block = part["floats"][keep]
+        for j, name in enumerate(part["attrs"]["float_columns"]):
+            out[row:row + len(block), columns.index(name)] = block[:, j]
+        row += len(block)
+    return columns, out
+
+
+def _merge_ragged(data: SegmentData, parts: list[dict], keeps: list[np.ndarray], prefix: str,
+                  fields: tuple[str, ...]) -> None:
+    offsets_name = f"{prefix}_offsets"
+    if not any(offsets_name in p for p in parts):
+        return
+    lengths, values = [], {field: [] for field in fields}
+    for part, keep in zip(parts, keeps):
+        if offsets_name not in part:
+            lengths.append(np.zeros(int(keep.sum()), np.int64))
+            continue
+        row_lengths = np.diff(part[offsets_name])
+        lengths.append(row_lengths[keep])
+        value_keep = np.repeat(keep, row_lengths)
+        for field in fields:
+            values[field].append(part[field][value_keep])
+    offsets = np.zeros(data.rows + 1, np.int64)
+    np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    if offsets[-1] == 0:
+        return
+    setattr(data, offsets_name, offsets)
+    for field in fields:
+        setattr(data, field, np.concatenate(values[field]))
+
+
+def _swap(store, merged: list, tombstones: set[int]) -> tuple[list[str], int]:
+    """Replace each merged group in the manifest (under the lock); returns (replaced, dropped)."""
+    loc = store._loc
+    replaced, dropped = [], 0
+    with loc.lock():
+        crash_point("compact_locked")
+        doc = store._fresh_manifest()
+        names = [e["name"] for e in doc["segments"]]
+        prune: set[int] = set()
+        for group, new_name, data in merged:
+            group_names = [e["name"] for e in group]
+            start = names.index(group_names[0]) if group_names[0] in names else -1
+            if start < 0 or names[start:start + len(group_names)] != group_names:
+                loc.remove_tree(segment_path(new_name))  # another compaction won
+                continue
+            new_entries = []
+            if data.rows:
+                new_entries = [{"name": new_name, "rows": data.rows,
+                                "bid_min": int(data.bids[0]), "bid_max": int(data.bids[-1]),
+                                "created_at": int(data.times[:, 2].max())}]
+            doc["segments"][start:start + len(group)] = new_entries
+            names[start:start + len(group)] = [e["name"] for e in new_entries]
+            group_rows = sum(e["rows"] for e in group)
+            dropped += group_rows - data.rows
+            for entry in group:
+                lo = entry.get("bid_min", entry.get("bid0", 0))
+                hi = entry.get("bid_max", entry.get("bid0", 0) + entry["rows"] - 1)
+                prune |= {b for b in tombstones if lo <= b <= hi}
+            replaced.extend(group_names)
+        if replaced:
+            doc["tombstones"] = sorted(set(doc.get("tombstones", [])) - prune)
+            store._write_manifest(doc)
+    return replaced, dropped
+
+
+def _remove_orphans(store) -> int:
+    """Delete segment folders no manifest lists that are older than ORPHAN_AGE_S."""
+    listed = {e["name"] for e in store._fresh_manifest()["segments"]}
+    removed = 0
+    for name in store._loc.list_dir(SEGMENTS_DIR):
+        if name in listed:
+            continue
+        age = store._loc.modified_age_s(f"{SEGMENTS_DIR}/{name}")
+        if age is not None and age > ORPHAN_AGE_S:
+            store._loc.remove_tree(segment_path(name))
+            removed += 1
+    return removed
+
+
+def _new_name() -> str:
+    from core.store.backtest_store import new_segment_name
+
+    return new_segment_name()
+
+
+# -------------------------------------------------------------------------------- verify
+def verify(store) -> dict:
+    """Read every chunk of every committed segment; report damage per segment, never hide it."""
+    loc = store._loc
+    report = {"ok": True, "url": store.url, "segments": 0, "rows": 0, "damaged": [],
+              "orphan_segments": [], "problems": []}
+    try:
+        doc = store._fresh_manifest()
+    except StoreCorruptionError as exc:
+        report.update(ok=False, problems=[str(exc)])
+        return report
+    listed = set()
+    for entry in doc["segments"]:
+        listed.add(entry["name"])
+        report["segments"] += 1
+        problems = _check_segment(store, entry)
+        if problems:
+            lo = entry.get("bid_min", entry.get("bid0", 0))
+            hi = entry.get("bid_max", entry.get("bid0", 0) + entry["rows"] - 1)
+            report["damaged"].append({"segment": entry["name"], "rows": entry["rows"],
+                                      "backtest_ids": [str(lo), str(hi)],
+                                      "problems": problems})
+        else:
+            report["rows"] += entry["rows"]
+    report["orphan_segments"] = [n for n in loc.list_dir(SEGMENTS_DIR) if n not in listed]
+    report["ok"] = not report["damaged"] and not report["problems"]
+    return report
+
+
+def _check_segment(store, entry: dict) -> list[str]:
+    try:
+        reader = open_segment(store._zstore, entry["name"])
+    except StoreCorruptionError as exc:
+        return [str(exc)]
+    problems = []
+    if reader.rows != entry["rows"]:
+        problems.append(f"holds {reader.rows} rows, the manifest says {entry['rows']}")
+    values = {}
+    for name in reader.arrays:
+        try:
+            values[name] = reader.read(name)
+        except StoreCorruptionError:
+            problems.extend(_locate_bad_chunks(reader, name))
+    if not problems:
+        problems.extend(_check_structure(reader, values))
+    return problems
+
+
+def _locate_bad_chunks(reader: SegmentReader, name: str) -> list[str]:
+    array = reader.arrays[name]
+    step = array.chunks[0]
+    bad = []
+    for lo in range(0, array.shape[0], step):
+        try:
+            reader.read(name, slice(lo, min(lo + step, array.shape[0])))
+        except StoreCorruptionError as exc:
+            bad.append(f"array {name!r} rows {lo}..{min(lo + step, array.shape[0]) - 1}: "
+                       f"{str(exc).split('(', 1)[-1].rstrip(').').split('). Run')[0]}")
+    return bad or [f"array {name!r} cannot be read"]
+
+
+def _check_structure(reader: SegmentReader, values: dict) -> list[str]:
+    problems = []
+    attrs = reader.attrs
+    vocab = attrs["vocab"]
+    codes = values.get("codes")
+    if codes is not None:
+        for j, kind in enumerate(CODE_KINDS):
+            if len(codes) and (codes[:, j].min() < 0 or codes[:, j].max() >= len(vocab[kind])):
+                problems.append(f"{kind} codes point outside the segment's vocabulary")
+    for prefix, fields in (("eq", ("eq_dates", "eq_values")),
+                           ("tr", ("tr_times", "tr_floats", "tr_ints"))):
+        offsets = values.get(f"{prefix}_offsets")
+        if offsets is None:
+            continue
+        if offsets[0] != 0 or (np.diff(offsets) < 0).any():
+            problems.append(f"{prefix}_offsets are not increasing from 0")
+        for field in fields:
+            if field in values and len(values[field]) != offsets[-1]:
+                problems.append(f"{field} holds {len(values[field])} values, offsets say "
+                                f"{offsets[-1]}")
+    return problems

@@ -1,0 +1,181 @@
+"""Write one immutable segment and read its arrays back (the only place that calls zarr I/O).
+
+Every array carries a crc32c checksum after a lossless pcodec serializer; missing chunks raise
+instead of reading as fill values, so damage is always detected, never served.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+import zarr.api.asynchronous as za
+from zarr.codecs import Crc32cCodec, PCodec
+from zarr.core.sync import sync
+
+from core.errors import StoreCorruptionError
+from core.store._backend import crash_point
+from core.store._encode import SegmentData
+from core.store._format import (FORMAT_VERSION, ROW_CHUNK, SEGMENT_ATTR, SEGMENTS_DIR,
+                                SHARD_CHUNKS, VALUE_CHUNK)
+
+READ_CONFIG = {"read_missing_chunks": False}
+#: Arrays of a segment, by attribute of SegmentData.
+ARRAY_FIELDS = ("codes", "times", "floats", "bids", "eq_offsets", "eq_dates", "eq_values",
+                "tr_offsets", "tr_times", "tr_floats", "tr_ints")
+
+
+def segment_path(name: str) -> str:
+    return f"{SEGMENTS_DIR}/{name}"
+
+
+def segment_attrs(data: SegmentData) -> dict:
+    """The segment group's attributes: vocabularies and column names (small JSON)."""
+    arrays = {name: list(getattr(data, name).shape) for name in ARRAY_FIELDS
+              if getattr(data, name) is not None}
+    return {SEGMENT_ATTR: {
+        "format_version": FORMAT_VERSION,
+        "rows": data.rows,
+        "vocab": data.vocab,
+        "float_columns": data.float_columns,
+        "param_columns": data.param_columns,
+        "arrays": arrays,
+    }}
+
+
+def chunk_layout(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(inner chunk, shard) shapes: one column per inner chunk, whole blocks per shard file.
+
+    A small segment's block is a single shard file; large ones get one file per shard of
+    about a million rows (or four million ragged values), read back inner chunk by chunk.
+    """
+    if len(shape) == 1:
+        inner = max(1, min(shape[0], VALUE_CHUNK))
+        return (inner,), (inner * min(SHARD_CHUNKS, -(-shape[0] // inner)),)
+    rows, width = shape
+    inner = max(1, min(rows, ROW_CHUNK))
+    return (inner, 1), (inner * min(SHARD_CHUNKS, -(-rows // inner)), width)
+
+
+async def _write_array(group, name: str, values: np.ndarray, level: int) -> None:
+    chunks, shards = chunk_layout(values.shape)
+    array = await group.create_array(
+        name, shape=values.shape, dtype=values.dtype, chunks=chunks, shards=shards,
+        serializer=PCodec(level=level), compressors=[Crc32cCodec()], fill_value=0,
+        config={"write_empty_chunks": True})
+    await array.setitem(Ellipsis, values)
+
+
+async def _write_segment(zstore, name: str, data: SegmentData, level: int) -> None:
+    group = await za.create_group(store=zstore, path=segment_path(name),
+                                  attributes=segment_attrs(data))
+    arrays = [(field, getattr(data, field)) for field in ARRAY_FIELDS
+              if getattr(data, field) is not None]
+    half = len(arrays) // 2
+    await asyncio.gather(*[_write_array(group, f, v, level) for f, v in arrays[:half]])
+    crash_point("segment_half")
+    await asyncio.gather(*[_write_array(group, f, v, level) for f, v in arrays[half:]])
+
+
+def write_segment(zstore, name: str, data: SegmentData, level: int) -> None:
+    """Write a whole segment aside (invisible until a manifest lists it)."""
+    crash_point("segment_begin")
+    sync(_write_segment(zstore, name, _contiguous(data), level))
+    crash_point("segment_written")
+
+
+def _contiguous(data: SegmentData) -> SegmentData:
+    for field in ARRAY_FIELDS:
+        value = getattr(data, field)
+        if value is not None and not value.flags.c_contiguous:
+            setattr(data, field, np.ascontiguousarray(value))
+    return data
+
+
+@dataclass
+class SegmentReader:
+    """Open arrays of one committed segment; every read error becomes StoreCorruptionError."""
+
+    name: str
+    attrs: dict
+    arrays: dict[str, zarr.AsyncArray]
+
+    @property
+    def rows(self) -> int:
+        return int(self.attrs["rows"])
+
+    def read(self, field: str, selection=Ellipsis) -> np.ndarray:
+        return self.read_many([(field, selection)])[0]
+
+    def read_many(self, requests: list[tuple[str, object]]) -> list[np.ndarray]:
+        """Read several (array, selection) pairs concurrently."""
+        try:
+            return sync(self._gather(requests))
+        except StoreCorruptionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decode/IO failure is damage here
+            raise self.damaged(exc) from exc
+
+    async def _gather(self, requests: list[tuple[str, object]]) -> list[np.ndarray]:
+        return list(await asyncio.gather(*[self._get(field, sel) for field, sel in requests]))
+
+    async def _get(self, field: str, selection):
+        array = self.arrays.get(field)
+        if array is None:
+            raise StoreCorruptionError(f"Segment {self.name!r} has no array {field!r}.")
+        return await array.getitem(selection)
+
+    def damaged(self, exc: BaseException) -> StoreCorruptionError:
+        return StoreCorruptionError(
+            f"Backtest store segment {self.name!r} is damaged ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Run store.verify() for a "
+            "report; other segments are unaffected.")
+
+
+async def _open_segment(zstore, name: str) -> SegmentReader:
+    group = await za.open_group(store=zstore, path=segment_path(name), mode="r")
+    attrs = group.attrs.get(SEGMENT_ATTR)
+    if not isinstance(attrs, dict) or "rows" not in attrs or "arrays" not in attrs:
+        raise StoreCorruptionError(f"Segment {name!r} has no valid segment attributes.")
+    names = list(attrs["arrays"])
+    opened = await asyncio.gather(*[
+        za.open_array(store=zstore, path=f"{segment_path(name)}/{field}", mode="r",
+                      config=READ_CONFIG) for field in names])
+    arrays = {field: array._async_array if hasattr(array, "_async_array") else array
+              for field, array in zip(names, opened)}
+    for field, array in arrays.items():
+        if list(array.shape) != list(attrs["arrays"][field]):
+            raise StoreCorruptionError(f"Segment {name!r} array {field!r} has shape "
+                                       f"{array.shape}, expected {attrs['arrays'][field]}.")
+    return SegmentReader(name=name, attrs=attrs, arrays=arrays)
+
+
+def open_segment(zstore, name: str) -> SegmentReader:
+    """Open a committed segment's metadata and arrays (no chunk is read)."""
+    try:
+        return sync(_open_segment(zstore, name))
+    except StoreCorruptionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - missing/garbage metadata is damage
+        raise StoreCorruptionError(
+            f"Backtest store segment {name!r} cannot be opened ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Run store.verify().") from exc
+
+
+def open_segments(zstore, names: list[str]) -> dict[str, SegmentReader | StoreCorruptionError]:
+    """Open many segments concurrently; a damaged one maps to its error instead of raising."""
+    async def one(name):
+        try:
+            return await _open_segment(zstore, name)
+        except StoreCorruptionError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001
+            return StoreCorruptionError(
+                f"Backtest store segment {name!r} cannot be opened ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Run store.verify().")
+
+    async def all_of():
+        return await asyncio.gather(*[one(name) for name in names])
+
+    return dict(zip(names, sync(all_of())))

@@ -1,0 +1,566 @@
+"""BacktestStore: the one Zarr v3 store of every backtest (see docs/store.md).
+
+Writes: validate and encode -> write one immutable segment aside -> under the writer lock, append
+it to a fresh copy of the manifest and replace the manifest atomically (the commit point).
+Reads: a lean in-memory index of the current manifest, refreshed whenever the manifest changes
+(one ``os.stat`` per call locally), so a long-lived handle always sees other processes' commits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreVersionError,
+                         ValidationError)
+from core.store import _keys
+from core.store._backend import Location, crash_point, empty_manifest
+from core.store._encode import SegmentData, encode_any
+from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
+                                TIME_COLUMNS, WRITE_LEVEL)
+from core.store._index import GlobalVocab, Index, key_hash_array, load_segments
+from core.store._segment import write_segment
+from core.store import _frames, _maintenance, _query
+
+DEFAULT_URL = "data/backtests/store.zarr"
+MODES = ("r", "r+", "a")
+REMOTE_REFRESH_S = 1.0
+_ROW_MISSES_BEFORE_WARM = 3
+_MEMO_LIMIT = 65_536
+
+
+class BacktestStore:
+    """Every stored backtest, keyed by (symbol, strategy, params hash, exit-rule hash).
+
+    ``mode="r"`` opens read-only; ``"r+"``/``"a"`` create the store when it is missing. A handle
+    is safe to share between threads; any number of processes may read and write one store.
+    """
+
+    def __init__(self, url: str | os.PathLike = DEFAULT_URL, mode: str = "r+", *,
+                 lock_dir: str | None = None, refresh_interval: float | None = None):
+        if mode not in MODES:
+            raise ValidationError(f"Unknown store mode {mode!r}; use 'r' (read) or 'r+' (write).")
+        self.url = os.fspath(url)
+        self.mode = mode
+        self._loc = Location(self.url, writable=mode != "r", lock_dir=lock_dir)
+        self._refresh_interval = (refresh_interval if refresh_interval is not None else
+                                  0.0 if self._loc.is_local or self.url.startswith("memory://")
+                                  else REMOTE_REFRESH_S)
+        self._guard = threading.RLock()
+        self._vocab = GlobalVocab()
+        self._index: Index | None = None
+        self._manifest: dict = {}
+        self._token: object = None
+        self._checked_at = 0.0
+        self._row_misses = 0
+        self._params_memo: dict[tuple, tuple[str, str]] = {}
+        self._exit_memo: dict[str, tuple[str, str]] = {}
+        self._json_cache: dict[tuple[str, int], Any] = {}
+        self._category_cache: dict[tuple, tuple[int, pd.CategoricalDtype]] = {}
+        self._closed = False
+        self._zstore = self._loc.zarr_store()
+        self._open_root()
+        self.refresh(force=True)
+
+    # ------------------------------------------------------------------ opening / refreshing
+    def _open_root(self) -> None:
+        doc, _ = self._loc.read_manifest()
+        if doc is None:
+            if self.mode == "r":
+                raise StoreError(f"No backtest store at {self.url!r}. Open it with mode='r+' to "
+                                 "create one, or check the path (setting HINDSIGHT_STORE).")
+            self._create()
+        self._check_root_attrs()
+
+    def _create(self) -> None:
+        with self._loc.lock():
+            doc, _ = self._loc.read_manifest()
+            if doc is not None:
+                return
+            root = zarr.open_group(store=self._zstore, mode="a")
+            if ROOT_ATTR not in root.attrs:
+                root.attrs[ROOT_ATTR] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+            self._loc.write_manifest(empty_manifest(FORMAT_VERSION))
+
+    def _check_root_attrs(self) -> None:
+        try:
+            root = zarr.open_group(store=self._zstore, mode="r")
+            info = root.attrs.get(ROOT_ATTR)
+        except Exception as exc:  # noqa: BLE001 - missing/garbage root metadata
+            raise StoreCorruptionError(f"The root metadata (zarr.json) of the backtest store "
+                                       f"{self.url!r} cannot be read ({exc}).") from exc
+        if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
+            raise StoreError(f"{self.url!r} is a Zarr store but not a Hindsight backtest store.")
+        _check_version(info.get("format_version"), self.url)
+
+    def refresh(self, force: bool = False) -> bool:
+        """Pick up commits of other handles/processes; True when something changed."""
+        with self._guard:
+            self._check_open()
+            now = time.monotonic()
+            if not force and self._refresh_interval and now - self._checked_at < \
+                    self._refresh_interval:
+                return False
+            self._checked_at = now
+            if not force and self._index is not None and self._loc.manifest_token() == self._token:
+                return False
+            doc, token = self._loc.read_manifest()
+            if doc is None:
+                raise StoreError(f"The manifest of {self.url!r} disappeared; the store was removed.")
+            _check_version(doc.get("format_version"), self.url)
+            known = {seg.name: seg for seg in (self._index.segments if self._index else [])}
+            segments = load_segments(self._zstore, doc["segments"], known, self._vocab)
+            self._index = Index(segments, doc.get("tombstones", []), self._vocab)
+            self._manifest, self._token = doc, token
+            self._row_misses = 0
+            return True
+
+    def _current(self) -> Index:
+        self.refresh()
+        return self._index
+
+    def close(self) -> None:
+        """Release cached data; the handle cannot be used afterwards."""
+        with self._guard:
+            self._index = None
+            self._closed = True
+
+    def __enter__(self) -> "BacktestStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"The store handle for {self.url!r} is closed; open a new one.")
+
+    def _check_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"The store {self.url!r} was opened read-only (mode='r'); open it "
+                             "with mode='r+' to write.")
+
+    # ------------------------------------------------------------------ writing
+    def store_backtest(self, result) -> str:
+        """Store one engine result as one atomic segment; returns its backtest id."""
+        return self.store_many([result])[0]
+
+    def store_many(self, results) -> list[str]:
+        """Store many results as ONE atomic batch (all visible, or none after a crash).
+
+        Accepts a list of ``BacktestResult``, a ``BatchResult`` (its trades become the rows'
+        trade logs) or run_many's batch DataFrame. Returns the new backtest ids in input order.
+        """
+        self._check_open()
+        self._check_writable()
+        data = encode_any(results, time.time_ns() // 1000 * 1000)
+        if data.rows == 0:
+            return []
+        bid0 = self._commit_segment(data)
+        return [str(b) for b in range(bid0, bid0 + data.rows)]
+
+    def _commit_segment(self, data: SegmentData, level: int = WRITE_LEVEL) -> int:
+        name = new_segment_name()
+        write_segment(self._zstore, name, data, level)
+        with self._guard, self._loc.lock():
+            crash_point("locked")
+            doc = self._fresh_manifest()
+            bid0 = int(doc["next_bid"])
+            doc["segments"].append({"name": name, "rows": data.rows, "bid0": bid0,
+                                    "created_at": int(data.times[0, 2]) if data.rows else 0})
+            doc["next_bid"] = bid0 + data.rows
+            self._write_manifest(doc)
+        return bid0
+
+    def _fresh_manifest(self) -> dict:
+        doc, _ = self._loc.read_manifest()
+        if doc is None:
+            raise StoreError(f"The manifest of {self.url!r} disappeared; the store was removed.")
+        _check_version(doc.get("format_version"), self.url)
+        return doc
+
+    def _write_manifest(self, doc: dict) -> None:
+        doc["version"] = int(doc.get("version", 0)) + 1
+        self._loc.write_manifest(doc)
+        crash_point("manifest_replaced")
+
+    def delete_backtest(self, bid: str | int | Iterable[str | int]) -> int:
+        """Delete one backtest id or a list of them (tombstones); returns how many were deleted."""
+        self._check_writable()
+        bids = _bid_list(bid)
+        with self._guard, self._loc.lock():
+            self.refresh(force=True)
+            index = self._index
+            rows = index.rows_of_bids(np.asarray(bids, np.int64))
+            missing = [b for b, r in zip(bids, rows) if r < 0 or not index.alive[r]]
+            if missing:
+                raise NotFoundError(f"No stored backtest with id(s) {missing[:10]}; nothing was "
+                                    "deleted. List ids with store.get_all_stats().")
+            doc = self._fresh_manifest()
+            doc["tombstones"] = sorted(set(doc.get("tombstones", [])) | set(bids))
+            notes = doc.get("notes", {})
+            for b in bids:
+                notes.pop(str(b), None)
+            self._write_manifest(doc)
+        return len(bids)
+
+    def set_note(self, bid: str | int, note: str | None = None,
+                 tags: Iterable[str] | None = None) -> None:
+        """Set the editable note and/or tags of a backtest (None leaves a field unchanged)."""
+        self._check_writable()
+        (number,) = _bid_list(bid)
+        if note is not None and not isinstance(note, str):
+            raise ValidationError(f"A note must be text, got {type(note).__name__}.")
+        tag_list = _clean_tags(tags) if tags is not None else None
+        with self._guard, self._loc.lock():
+            self.refresh(force=True)
+            self._require_live_row(number)
+            doc = self._fresh_manifest()
+            entry = doc.setdefault("notes", {}).setdefault(str(number), {"note": "", "tags": []})
+            if note is not None:
+                entry["note"] = note
+            if tag_list is not None:
+                entry["tags"] = tag_list
+            if not entry["note"] and not entry["tags"]:
+                doc["notes"].pop(str(number))
+            self._write_manifest(doc)
+
+    def compact(self) -> dict:
+        """Merge small segments (dropping deleted rows) and clean leftovers; returns a summary."""
+        self._check_writable()
+        return _maintenance.compact(self)
+
+    def verify(self) -> dict:
+        """Check every checksum and structure; a report naming each damaged segment."""
+        return _maintenance.verify(self)
+
+    # ------------------------------------------------------------------ key canonicalisation
+    def _key_codes(self, symbol, strategy, params, exit_rule) -> tuple[int, int, int, int] | None:
+        """Global codes of a key, None when some part was never stored."""
+        if not isinstance(symbol, str) or not isinstance(strategy, str):
+            raise ValidationError(f"symbol and strategy must be names, got {symbol!r}, "
+                                  f"{strategy!r}.")
+        params_hash = self._params_hash(strategy, params)
+        exit_hash = self._exit_hash(exit_rule)
+        vocab = self._vocab
+        codes = (vocab.lookup("symbol", symbol), vocab.lookup("strategy", strategy),
+                 vocab.lookup("params", params_hash), vocab.lookup("exit_rule", exit_hash))
+        return None if min(codes) < 0 else codes
+
+    def _params_hash(self, strategy: str, params) -> str:
+        raw = params if isinstance(params, str) else _keys.canonical_json(params or {})
+        memo_key = (strategy, raw)
+        found = self._params_memo.get(memo_key)
+        if found is None:
+            found = _keys.params_key(_keys.check_strategy(strategy), params)
+            _bounded_put(self._params_memo, memo_key, found)
+        return found[1]
+
+    def _exit_hash(self, exit_rule) -> str:
+        raw = exit_rule if isinstance(exit_rule, str) else _keys.canonical_json(exit_rule)
+        found = self._exit_memo.get(raw)
+        if found is None:
+            found = _keys.exit_key(exit_rule)
+            _bounded_put(self._exit_memo, raw, found)
+        return found[1]
+
+    # ------------------------------------------------------------------ reading
+    def get_stats(self, symbol: str, strategy: str, params=None, exit_rule=None) -> dict | None:
+        """Stats of the latest stored backtest of this exact key, or None."""
+        with self._guard:
+            index = self._current()
+            codes = self._key_codes(symbol, strategy, params, exit_rule)
+            if codes is None:
+                return None
+            row = index.find_latest(codes)
+            return None if row < 0 else self._stats_dict(index, row)
+
+    def history(self, symbol: str, strategy: str, params=None, exit_rule=None) -> pd.DataFrame:
+        """Every live stored version of a key, oldest first (metric drift across re-runs)."""
+        with self._guard:
+            index = self._current()
+            codes = self._key_codes(symbol, strategy, params, exit_rule)
+            rows = np.empty(0, np.int64) if codes is None else index.find_versions(codes)
+            return self._frame(index, rows)
+
+    def bulk_get_stats(self, keys) -> pd.DataFrame:
+        """Latest stats of many keys: one row per key found (input order).
+
+        ``keys``: a list of (symbol, strategy, params, exit_rule) tuples or a DataFrame with those
+        columns (``params``/``exit_rule`` as dicts or JSON, or ``params_hash``/``exit_hash``).
+        """
+        with self._guard:
+            index = self._current()
+            codes = self._bulk_codes(keys)
+            known = (codes >= 0).all(axis=1)
+            rows = np.full(len(codes), -1, np.int64)
+            if known.any():
+                hashes = key_hash_array(*(codes[known, j] for j in range(4)))
+                rows[known] = index.find_many(hashes, codes[known])
+            found = rows[rows >= 0]
+            self._check_damage(index, found)
+            return self._frame(index, found)
+
+    def _bulk_codes(self, keys) -> np.ndarray:
+        vocab = self._vocab
+        if isinstance(keys, pd.DataFrame):
+            return self._frame_codes(keys)
+        out = np.full((len(keys), 4), -1, np.int64)
+        for i, key in enumerate(keys):
+            if not isinstance(key, (tuple, list)) or len(key) not in (3, 4):
+                raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
+                                      f"got {key!r}.")
+            symbol, strategy, params = key[:3]
+            exit_rule = key[3] if len(key) == 4 else None
+            out[i] = (vocab.lookup("symbol", symbol), vocab.lookup("strategy", strategy),
+                      vocab.lookup("params", self._params_hash(strategy, params)),
+                      vocab.lookup("exit_rule", self._exit_hash(exit_rule)))
+        return out
+
+    def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
+        vocab = self._vocab
+        missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
+        if missing:
+            raise ValidationError(f"Key DataFrame misses columns {missing}.")
+        n = len(keys)
+        out = np.full((n, 4), -1, np.int64)
+        out[:, 0] = keys["symbol"].map(vocab.codes["symbol"]).fillna(-1).to_numpy(np.int64)
+        out[:, 1] = keys["strategy"].map(vocab.codes["strategy"]).fillna(-1).to_numpy(np.int64)
+        if "params_hash" in keys.columns:
+            params_hashes = keys["params_hash"]
+        else:
+            column = keys["params"] if "params" in keys.columns else pd.Series([None] * n)
+            params_hashes = pd.Series([self._params_hash(s, p) for s, p in
+                                       zip(keys["strategy"], column)], index=keys.index)
+        if "exit_hash" in keys.columns:
+            exit_hashes = keys["exit_hash"]
+        else:
+            column = keys["exit_rule"] if "exit_rule" in keys.columns else pd.Series([None] * n)
+            exit_hashes = pd.Series([self._exit_hash(e) for e in column], index=keys.index)
+        out[:, 2] = params_hashes.map(vocab.codes["params"]).fillna(-1).to_numpy(np.int64)
+        out[:, 3] = exit_hashes.map(vocab.codes["exit_rule"]).fillna(-1).to_numpy(np.int64)
+        return out
+
+    def get_all_stats(self, include_history: bool = False) -> pd.DataFrame:
+        """Every stored backtest (latest version per key unless include_history) as a table."""
+        with self._guard:
+            index = self._current()
+            rows = self._visible_rows(index, include_history)
+            return self._frame(index, rows)
+
+    def query(self, symbol=None, strategy=None, exit_rule=None, params=None, where: str | None
+              = None, order_by: str | None = None, limit: int | None = None,
+              include_history: bool = False) -> pd.DataFrame:
+        """Filter, sort and cut the latest backtests; metrics AND numeric params are filterable.
+
+        ``symbol``/``strategy``: a name or a list; ``exit_rule``/``params``: one exact value
+        (params need a single strategy); ``where``: e.g. ``"win_rate >= 0.55 and rsi_period <=
+        20"``; ``order_by``: a column, ``-`` prefix for descending (NaN last).
+        """
+        with self._guard:
+            index = self._current()
+            mask = self._visible_mask(index, include_history)
+            strategies = _as_list(strategy)
+            mask &= self._code_filter(index, "symbol", _as_list(symbol))
+            mask &= self._code_filter(index, "strategy", strategies)
+            if exit_rule is not None:
+                mask &= self._hash_filter(index, "exit_rule", self._exit_hash(exit_rule))
+            if params is not None:
+                if not strategies or len(strategies) != 1:
+                    raise ValidationError("query(params=...) needs exactly one strategy: params "
+                                          "are validated against that strategy's parameters.")
+                mask &= self._hash_filter(index, "params",
+                                          self._params_hash(strategies[0], params))
+            columns = _query.Columns(index, strategies)
+            if where:
+                mask &= _query.evaluate(where, columns)
+            rows = np.flatnonzero(mask)
+            rows = _query.order_rows(rows, order_by, columns, limit)
+            self._check_damage(index, rows, skip=True)
+            return self._frame(index, rows, compact_params=bool(strategies))
+
+    def count(self, include_history: bool = False) -> int:
+        """Number of stored backtests (latest per key unless include_history)."""
+        with self._guard:
+            index = self._current()
+            return int(index.alive.sum()) if include_history else len(index.latest_rows())
+
+    def get_detailed_results(self, bid: str | int) -> dict:
+        """Stats + params + exit rule + ``equity`` Series (None when not stored) + ``trades``."""
+        (number,) = _bid_list(bid)
+        with self._guard:
+            index = self._current()
+            row = self._require_live_row(number)
+            stats = self._stats_dict(index, row)
+            seg, local = index.locate(row)
+            equity, trades = _frames.read_curve_and_trades(seg, local)
+            stats["equity"] = equity
+            stats["trades"] = trades
+            return stats
+
+    def _require_live_row(self, number: int) -> int:
+        index = self._index
+        row = index.row_of_bid(number)
+        if row < 0:
+            damaged = index.damaged_segment_of_bid(number)
+            if damaged is not None:
+                raise damaged.error
+            raise NotFoundError(f"No stored backtest with id {number!r}. List ids with "
+                                "store.get_all_stats().")
+        if not index.alive[row]:
+            raise NotFoundError(f"Backtest {number!r} was deleted.")
+        self._check_damage(index, np.array([row]))
+        return row
+
+    # ------------------------------------------------------------------ helpers
+    def _visible_rows(self, index: Index, include_history: bool) -> np.ndarray:
+        rows = np.flatnonzero(index.alive) if include_history else index.latest_rows()
+        return self._check_damage(index, rows, skip=True)
+
+    def _visible_mask(self, index: Index, include_history: bool) -> np.ndarray:
+        if include_history:
+            return index.alive.copy()
+        mask = np.zeros(index.n, bool)
+        mask[index.latest_rows()] = True
+        return mask
+
+    def _code_filter(self, index: Index, kind: str, values: list | None) -> np.ndarray | bool:
+        if not values:
+            return True
+        codes = [self._vocab.lookup(kind, v) for v in values]
+        codes = [c for c in codes if c >= 0]
+        if len(codes) == 1:
+            return index.codes[kind] == codes[0]
+        return np.isin(index.codes[kind], codes)
+
+    def _hash_filter(self, index: Index, kind: str, key_hash: str) -> np.ndarray:
+        return index.codes[kind] == self._vocab.lookup(kind, key_hash)
+
+    def _check_damage(self, index: Index, rows: np.ndarray, skip: bool = False) -> np.ndarray:
+        """Raise (or drop, when ``skip``) rows known to sit in damaged chunks."""
+        if not any(seg.bad_rows is not None for seg in index.readable) or not len(rows):
+            return rows
+        bad = index.damaged_rows()[rows]
+        if not bad.any():
+            return rows
+        if skip:
+            return rows[~bad]
+        seg, _ = index.locate(int(rows[np.argmax(bad)]))
+        raise StoreCorruptionError(f"Backtest data in segment {seg.name!r} failed its checksum "
+                                   "or is missing; run store.verify() for the report.")
+
+    def _stats_dict(self, index: Index, row: int) -> dict:
+        seg, _ = index.locate(row)
+        if seg.bad_rows is not None and seg.bad_rows[row - int(index.starts[index.readable.index(
+                seg)])]:
+            self._check_damage(index, np.array([row]))
+        names = [*TIME_COLUMNS, *index.float_columns]
+        if not all(name in index.columns for name in names):
+            self._row_misses += 1
+            if self._row_misses > _ROW_MISSES_BEFORE_WARM:
+                self._warm(index)
+        values = index.row_values(row, names)
+        return _frames.stats_dict(self, index, row, values)
+
+    def _warm(self, index: Index) -> None:
+        for name in (*TIME_COLUMNS, *index.float_columns):
+            index.column(name)
+
+    def _frame(self, index: Index, rows: np.ndarray, compact_params: bool = False) -> pd.DataFrame:
+        return _frames.stats_frame(self, index, rows, compact_params)
+
+    def _categories(self, kind: str, values: list, part: int | None) -> pd.CategoricalDtype:
+        """Categorical dtype over a vocabulary (cached until the vocabulary grows)."""
+        cached = self._category_cache.get((kind, part))
+        if cached is None or cached[0] != len(values):
+            items = values if part is None else [value[part] for value in values]
+            dtype = pd.CategoricalDtype(pd.Index(items, dtype=_frames.STR))
+            cached = self._category_cache[(kind, part)] = (len(values), dtype)
+        return cached[1]
+
+    def _notes(self) -> dict:
+        return self._manifest.get("notes", {})
+
+    def _json(self, kind: str, code: int) -> Any:
+        """Parsed canonical JSON of a vocabulary entry (cached; callers get a fresh copy)."""
+        key = (kind, code)
+        text = self._json_cache.get(key)
+        if text is None:
+            value = self._vocab.values[kind][code]
+            text = self._json_cache[key] = value[0] if isinstance(value, tuple) else value
+        return json.loads(text)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.count()} backtests"
+        return f"BacktestStore({self.url!r}, mode={self.mode!r}, {state})"
+
+
+def open_store(url: str | os.PathLike = DEFAULT_URL, mode: str = "r", **options) -> BacktestStore:
+    """Open (mode 'r') or open-or-create (mode 'r+') a backtest store at a path or fsspec URL."""
+    return BacktestStore(url, mode=mode, **options)
+
+
+def new_segment_name() -> str:
+    """Unique, roughly time-ordered segment folder name."""
+    return f"{time.time_ns():x}-{uuid.uuid4().hex[:10]}"
+
+
+def _check_version(version: Any, url: str) -> None:
+    if not isinstance(version, int):
+        raise StoreCorruptionError(f"The backtest store {url!r} records no format version; its "
+                                   "metadata is damaged.")
+    if version > FORMAT_VERSION:
+        raise StoreVersionError(f"The backtest store {url!r} was written with store format "
+                                f"version {version}; this Hindsight reads format version "
+                                f"{FORMAT_VERSION} and older. Upgrade Hindsight to open it.")
+
+
+def _bid_list(bid) -> list[int]:
+    items = [bid] if isinstance(bid, (str, int, np.integer)) else list(bid)
+    out = []
+    for item in items:
+        try:
+            number = int(item)
+        except (TypeError, ValueError):
+            raise NotFoundError(f"{item!r} is not a backtest id (ids look like '1042').") from None
+        if isinstance(item, float) or number <= 0:
+            raise NotFoundError(f"{item!r} is not a backtest id (ids look like '1042').")
+        out.append(number)
+    return out
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    if isinstance(tags, str):
+        tags = [t for t in tags.split(",")]
+    out = []
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise ValidationError(f"Tags must be text, got {tag!r}.")
+        tag = tag.strip()
+        if len(tag) > 64 or "," in tag:
+            raise ValidationError(f"Tag {tag[:70]!r} must be at most 64 characters, no commas.")
+        if tag and tag not in out:
+            out.append(tag)
+    return out
+
+
+def _as_list(value) -> list | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _bounded_put(memo: dict, key, value) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+
+
+__all__ = ["BacktestStore", "open_store", "DEFAULT_URL", "METRICS", "CODE_KINDS"]
