@@ -35,11 +35,17 @@ def stats_dict(store, index, row: int, values: dict) -> dict:
         "end": pd.Timestamp(int(values["end"])),
         "created_at": pd.Timestamp(int(values["created_at"]), tz="UTC"),
     }
+    metrics = {}
     for name in index.float_columns:
         value = float(values[name])
-        if name in index.param_columns and value != value:
-            continue  # a param column of another strategy
+        if name in index.param_columns:
+            if value == value:  # NaN: a param column of another strategy
+                out[name] = value
+            continue
         out[name] = value
+        if name not in FLOAT_LEAD:
+            metrics[name] = value
+    out["metrics"] = metrics
     out["costs"] = store._json("costs", codes["costs"])
     out["settings"] = store._json("settings", codes["settings"])
     out["engine_version"] = vocab["engine_version"][codes["engine_version"]]

@@ -1,0 +1,197 @@
+"""Round-trips of the public API on a real store on disk."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import make_batch, make_result
+
+from core.errors import NotFoundError, ParamError, StoreError, UnknownStrategyError
+from core.store import BacktestStore, open_store
+from core.types import METRIC_NAMES, TRADE_COLUMNS
+
+
+def test_store_and_read_back_everything(store):
+    result = make_result(seed=3)
+    bid = store.store_backtest(result)
+    assert isinstance(bid, str) and bid.isdigit()
+    stats = store.get_stats("AAPL", "rsi_meanrev", {"period": 14}, None)
+    assert stats["backtest_id"] == bid
+    assert stats["params"] == {"period": 14, "oversold": 30, "overbought": 70}
+    assert stats["exit_rule"] == [{"type": "signal"}]
+    for name in METRIC_NAMES:
+        assert stats[name] == result.metrics[name]
+        assert stats["metrics"][name] == result.metrics[name]
+    assert stats["rsi_period"] == 14.0
+    assert stats["start"] == result.start and stats["end"] == result.end
+    assert stats["costs"] == {"commission_pct": 0.001}
+    assert stats["engine_version"] == "test-1"
+    assert stats["data_fingerprint"] == "f" * 16
+    assert stats["note"] == "" and stats["tags"] == []
+    details = store.get_detailed_results(bid)
+    assert details["equity"].index.equals(result.equity.index)
+    np.testing.assert_array_equal(details["equity"].to_numpy(), result.equity.to_numpy())
+    assert list(details["trades"].columns) == list(TRADE_COLUMNS)
+    pd.testing.assert_frame_equal(details["trades"].astype({"exit_reason": object}),
+                                  result.trades.astype({"exit_reason": object,
+                                                        "bars_held": np.int64}),
+                                  check_dtype=False)
+
+
+def test_nan_metrics_round_trip_as_nan(store):
+    result = make_result(nan=True, trades=0, curve=False)
+    bid = store.store_backtest(result)
+    stats = store.get_stats("AAPL", "rsi_meanrev", {}, None)
+    assert stats["num_trades"] == 0.0
+    assert math.isnan(stats["win_rate"]) and math.isnan(stats["sharpe_ratio"])
+    details = store.get_detailed_results(bid)
+    assert details["equity"] is None
+    assert len(details["trades"]) == 0 and list(details["trades"].columns) == list(TRADE_COLUMNS)
+    table = store.get_all_stats()
+    assert table["win_rate"].isna().all()
+
+
+def test_canonical_hashing_key_order_int_float_and_exit_params(store):
+    store.store_backtest(make_result(params={"period": 10, "oversold": 25}, seed=1))
+    same = [{"oversold": 25, "period": 10}, {"period": 10.0, "oversold": 25.0},
+            {"oversold": 25.0, "period": 10, "overbought": 70}]
+    bids = {store.get_stats("AAPL", "rsi_meanrev", p)["backtest_id"] for p in same}
+    assert len(bids) == 1
+    assert store.get_stats("AAPL", "rsi_meanrev", {"period": 11, "oversold": 25}) is None
+    store.store_backtest(make_result(params={"period": 10, "oversold": 25}, seed=2,
+                                     exit_rule={"type": "stop_loss", "pct": 0.05}))
+    a = store.get_stats("AAPL", "rsi_meanrev", {"period": 10, "oversold": 25},
+                        {"type": "stop_loss", "pct": 0.05})
+    b = store.get_stats("AAPL", "rsi_meanrev", {"period": 10, "oversold": 25},
+                        [{"pct": 0.05, "type": "stop_loss"}, {"type": "signal"}])
+    c = store.get_stats("AAPL", "rsi_meanrev", {"period": 10, "oversold": 25},
+                        {"type": "stop_loss", "pct": 0.06})
+    assert a["backtest_id"] == b["backtest_id"] != next(iter(bids))
+    assert c is None
+    assert store.count() == 2
+
+
+def test_latest_wins_and_history_is_kept(store):
+    first = store.store_backtest(make_result(seed=1))
+    second = store.store_backtest(make_result(seed=2))
+    stats = store.get_stats("AAPL", "rsi_meanrev", {}, None)
+    assert stats["backtest_id"] == second
+    assert stats["win_rate"] == make_result(seed=2).metrics["win_rate"]
+    history = store.history("AAPL", "rsi_meanrev", {}, None)
+    assert list(history["backtest_id"]) == [first, second]
+    assert store.count() == 1 and store.count(include_history=True) == 2
+    assert len(store.get_all_stats()) == 1
+    assert len(store.get_all_stats(include_history=True)) == 2
+    store.get_detailed_results(first)  # older versions stay readable by id
+    store.delete_backtest(second)
+    assert store.get_stats("AAPL", "rsi_meanrev", {}, None)["backtest_id"] == first
+
+
+def test_store_many_list_batch_result_and_dataframe(store):
+    ids = store.store_many([make_result(symbol=s, seed=i) for i, s in enumerate("ABC")])
+    assert ids == [str(int(ids[0]) + i) for i in range(3)]
+    batch = make_batch(["MSFT", "GOOG"], [5, 10, 20], trades_per_row=2, seed=4)
+    batch_ids = store.store_many(batch)
+    assert len(batch_ids) == 6
+    table_ids = store.store_many(make_batch(["IBM"], [7, 8]).table)
+    assert len(table_ids) == 2
+    assert store.count() == 11
+    row = batch.table.iloc[4]
+    stats = store.get_stats(row["symbol"], "rsi_meanrev", {"period": int(row["rsi_period"])})
+    assert stats["backtest_id"] == batch_ids[4]
+    assert stats["sharpe_ratio"] == row["sharpe_ratio"]
+    details = store.get_detailed_results(batch_ids[4])
+    assert details["equity"] is None
+    expected = batch.trades[batch.trades["row"] == 4]
+    np.testing.assert_array_equal(details["trades"]["pnl"].to_numpy(), expected["pnl"].to_numpy())
+    assert store.store_many([]) == []
+
+
+def test_bulk_get_stats_tuples_and_frame(store):
+    batch = make_batch(["MSFT", "GOOG"], [5, 10], seed=5)
+    ids = store.store_many(batch)
+    keys = [("MSFT", "rsi_meanrev", {"period": 10}, None),
+            ("NOPE", "rsi_meanrev", {"period": 10}, None),
+            ("GOOG", "rsi_meanrev", {"period": 5.0}, [{"type": "signal"}])]
+    found = store.bulk_get_stats(keys)
+    assert list(found["backtest_id"]) == [ids[1], ids[2]]
+    frame = batch.table[["symbol", "strategy", "params_hash", "exit_hash"]]
+    assert list(store.bulk_get_stats(frame)["backtest_id"]) == ids
+    assert len(store.bulk_get_stats([])) == 0
+
+
+def test_delete_and_notes(store):
+    ids = store.store_many([make_result(symbol=s, seed=i) for i, s in enumerate("ABCD")])
+    assert store.delete_backtest([ids[0], ids[1]]) == 2
+    assert store.count() == 2
+    with pytest.raises(NotFoundError, match="deleted"):
+        store.get_detailed_results(ids[0])
+    with pytest.raises(NotFoundError):
+        store.delete_backtest(ids[0])
+    with pytest.raises(NotFoundError):
+        store.get_detailed_results("999999")
+    store.set_note(ids[2], note="looks robust", tags=["keep", "wf:1"])
+    stats = store.get_stats("C", "rsi_meanrev", {})
+    assert stats["note"] == "looks robust" and stats["tags"] == ["keep", "wf:1"]
+    store.set_note(ids[2], tags=[])
+    assert store.get_stats("C", "rsi_meanrev", {})["note"] == "looks robust"
+    table = store.get_all_stats().set_index("backtest_id")
+    assert table.loc[ids[2], "note"] == "looks robust" and table.loc[ids[3], "note"] == ""
+
+
+def test_other_handles_see_commits(store, store_path):
+    reader = open_store(store_path, mode="r")
+    assert reader.count() == 0
+    store.store_backtest(make_result(seed=1))
+    assert reader.count() == 1  # noticed without an explicit refresh
+    with pytest.raises(StoreError, match="read-only"):
+        reader.store_backtest(make_result(seed=1))
+
+
+def test_compact_keeps_every_answer(store):
+    ids = []
+    for i in range(6):
+        ids += store.store_many([make_result(symbol=f"S{i}", seed=i)])
+    ids += store.store_many(make_batch(["MSFT"], [5, 6, 7], trades_per_row=1))
+    store.delete_backtest(ids[1])
+    store.set_note(ids[2], note="n")
+    before = store.get_all_stats()
+    details = store.get_detailed_results(ids[3])
+    summary = store.compact()
+    assert summary["segments"] == 1 and summary["dropped_rows"] == 1
+    after = store.get_all_stats()
+    pd.testing.assert_frame_equal(before.drop(columns=["note"]), after.drop(columns=["note"]))
+    assert after.set_index("backtest_id").loc[ids[2], "note"] == "n"
+    again = store.get_detailed_results(ids[3])
+    pd.testing.assert_series_equal(details["equity"], again["equity"])
+    with pytest.raises(NotFoundError):
+        store.get_detailed_results(ids[1])
+    new = store.store_backtest(make_result(symbol="NEW"))
+    assert int(new) > max(int(b) for b in ids)
+    assert store.verify()["ok"]
+
+
+def test_memory_url_works():
+    url = "memory://hindsight-test-store"
+    store = BacktestStore(url, mode="r+")
+    bid = store.store_backtest(make_result(seed=9))
+    other = open_store(url, mode="r")
+    assert other.get_stats("AAPL", "rsi_meanrev", {})["backtest_id"] == bid
+    assert other.get_detailed_results(bid)["equity"] is not None
+    assert store.verify()["ok"]
+
+
+def test_bad_keys_raise_clear_errors(store):
+    store.store_backtest(make_result())
+    with pytest.raises(UnknownStrategyError, match="rsi_meanrev"):
+        store.get_stats("AAPL", "rsi_meanrevv", {})
+    with pytest.raises(ParamError):
+        store.get_stats("AAPL", "rsi_meanrev", {"perod": 3})
+
+
+def test_missing_store_in_read_mode(tmp_path):
+    with pytest.raises(StoreError, match="No backtest store"):
+        open_store(tmp_path / "nothing.zarr", mode="r")
+    assert not (tmp_path / "nothing.zarr").exists()
