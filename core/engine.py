@@ -212,7 +212,7 @@ def _trades_frame(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float:
         "pnl": trades_float[:, 3],
         "return": trades_float[:, 4],
         "bars_held": trades_int[:, 3],
-        "exit_reason": _REASONS[trades_int[:, 2]],
+        "exit_reason": pd.array(_REASONS[trades_int[:, 2]], dtype="str"),
     }
     frame = pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
     if rows is not None:
