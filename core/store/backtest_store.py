@@ -379,7 +379,7 @@ class BacktestStore:
                 mask &= self._hash_filter(index, "params",
                                           self._params_hash(strategies[0], params))
             columns = _query.Columns(index, strategies)
-            if where:
+            if where is not None and not (isinstance(where, str) and not where.strip()):
                 mask &= _query.evaluate(where, columns)
             rows = np.flatnonzero(mask)
             rows = _query.order_rows(rows, order_by, columns, limit)
