@@ -11,7 +11,12 @@ _EXPORTS = {
     "validate_bars": "core.data.validate",
     "BAR_COLUMNS": "core.data.validate",
     "validate_symbol": "core.data.symbols",
-    "get_provider": "core.data.factory",
+    "get_provider": "core.data.cached",
+    "CachedProvider": "core.data.cached",
+    "Provider": "core.data.provider",
+    "DemoProvider": "core.data.demo",
+    "FolderProvider": "core.data.folder",
+    "YahooProvider": "core.data.yahoo",
     "read_ohlcv_csv": "core.data.folder",
 }
 

@@ -93,13 +93,13 @@ class CachedProvider(Provider):
         for symbol in stale:
             old = cached.get(symbol)
             try:
-                fresh = self._fetch_fresh(symbol, old)
+                fresh, is_tail = self._fetch_fresh(symbol, old)
             except DataUnavailableError as exc:
                 if old is None:
                     raise
                 warnings.warn(f"{exc} Using the cached bars of {symbol}.", stacklevel=4)
                 continue
-            if old is not None and _extends(old, fresh, same_start=fresh is not old):
+            if is_tail or (old is not None and _extends(old, fresh, same_start=True)):
                 append[symbol] = fresh
             else:
                 replace[symbol] = fresh
@@ -108,16 +108,20 @@ class CachedProvider(Provider):
         if append:
             self.cache.append(self.cache_key, append, {s: signatures[s] for s in append})
 
-    def _fetch_fresh(self, symbol: str, old: pd.DataFrame | None) -> pd.DataFrame:
-        """Validated bars: the tail since the last cached bar when the source can, else all."""
+    def _fetch_fresh(self, symbol: str, old: pd.DataFrame | None) -> tuple[pd.DataFrame, bool]:
+        """Validated bars and whether they are only a tail that extends ``old``.
+
+        Sources that can (Yahoo) are asked for the bars since the last cached one; when those
+        disagree with the cache on the shared day, the full history is fetched instead.
+        """
         if old is not None and hasattr(self.source, "fetch_since"):
             tail = self.source.fetch_since(symbol, old.index[-1])
             if len(tail) == 0:
-                return old
+                return old.iloc[-1:], True
             tail = validate_bars(tail, symbol)
             if _extends(old, tail, same_start=False):
-                return tail
-        return validate_bars(self.source.fetch(symbol), symbol)
+                return tail, True
+        return validate_bars(self.source.fetch(symbol), symbol), False
 
 
 def _extends(old: pd.DataFrame, new: pd.DataFrame, same_start: bool) -> bool:
