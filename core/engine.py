@@ -21,7 +21,7 @@ from core.data.validate import validate_bars
 from core.errors import DataValidationError, ParamError, did_you_mean
 from core.exits import atr_periods, canonical_exit_rule, exit_vector
 from core.kernels import grid_metrics_nb, grid_trades_nb, simulate_nb
-from core.metrics import N_METRICS, compute_metrics
+from core.metrics import N_METRICS
 from core.strategies import (
     Strategy,
     get_strategy,
@@ -35,7 +35,7 @@ from core.types import EXIT_REASONS, METRIC_NAMES, TRADE_COLUMNS, BacktestResult
 ENGINE_VERSION = "1.0.0"
 
 COST_FIELDS = ("commission", "fixed", "slippage_bps")
-_REASONS = np.array(EXIT_REASONS, dtype=object)
+_REASONS = pd.array(EXIT_REASONS, dtype="str")
 _NO_SERIES = np.empty(0)
 
 
@@ -166,6 +166,7 @@ def run_backtest(
     equity = np.empty(n)
     trades_int = np.empty((n, 4), dtype=np.int64)
     trades_float = np.empty((n, 5))
+    metrics = np.empty(N_METRICS)
     count = simulate_nb(
         data.open, data.high, data.low, data.close,
         data.series(entry.series), _other(data, entry), float(entry.level), entry.direction,
@@ -173,7 +174,7 @@ def run_backtest(
         exit_vector(rule), atr,
         costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4, capital,
         bool(whole_shares), bool(stop_on_entry_bar), data.days,
-        equity, trades_int, trades_float, np.empty(N_METRICS),
+        equity, trades_int, trades_float, metrics,
     )
     trades_int, trades_float = trades_int[:count], trades_float[:count]
     return BacktestResult(
@@ -181,9 +182,7 @@ def run_backtest(
         strategy=strategy.name,
         params=params,
         exit_rule=rule,
-        metrics=compute_metrics(
-            equity, trades_float[:, 4], trades_float[:, 3], trades_int[:, 3], data.days, capital
-        ),
+        metrics=dict(zip(METRIC_NAMES, metrics.tolist())),
         equity=pd.Series(equity, index=data.index, name="equity"),
         trades=_trades_frame(data.index, trades_int, trades_float),
         start=data.index[0],
@@ -203,18 +202,19 @@ def _other(data: _Bars, rule) -> np.ndarray:
 def _trades_frame(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float: np.ndarray,
                   rows: np.ndarray | None = None) -> pd.DataFrame:
     """Trade records from the kernel as a TRADE_COLUMNS frame (plus ``row`` for batches)."""
+    stamps = index.to_numpy()
     columns = {
-        "entry_time": index.take(trades_int[:, 0]),
+        "entry_time": stamps[trades_int[:, 0]],
         "entry_price": trades_float[:, 0],
-        "exit_time": index.take(trades_int[:, 1]),
+        "exit_time": stamps[trades_int[:, 1]],
         "exit_price": trades_float[:, 1],
         "units": trades_float[:, 2],
         "pnl": trades_float[:, 3],
         "return": trades_float[:, 4],
         "bars_held": trades_int[:, 3],
-        "exit_reason": pd.array(_REASONS[trades_int[:, 2]], dtype="str"),
+        "exit_reason": _REASONS.take(trades_int[:, 2]),
     }
-    frame = pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
+    frame = pd.DataFrame(columns, columns=list(TRADE_COLUMNS), copy=False)
     if rows is not None:
         frame["row"] = rows
     return frame

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from core.engine import run_backtest, run_many
 from core.exits import canonical_exit_rule
+from core.metrics import compute_metrics
 from core.strategies import validate_params
 from core.types import METRIC_NAMES
 
@@ -128,6 +129,14 @@ def test_run_backtest_matches_reference(case):
     np.testing.assert_allclose(result.equity.to_numpy(), ref_equity, rtol=1e-9, atol=1e-9)
     for name in METRIC_NAMES:
         assert_close(result.metrics[name], ref_metrics[name], name)
+    # The numpy metrics over the equity curve and trade log agree with the kernel's running sums.
+    days = (bars.index[-1] - bars.index[0]).total_seconds() / 86400
+    trades = result.trades
+    from_curve = compute_metrics(result.equity.to_numpy(), trades["return"].to_numpy(),
+                                 trades["pnl"].to_numpy(), trades["bars_held"].to_numpy(), days,
+                                 case["initial"])
+    for name in METRIC_NAMES:
+        assert_close(from_curve[name], result.metrics[name], name)
 
 
 @settings(max_examples=40)
