@@ -1,0 +1,30 @@
+"""Hindsight: the Streamlit entry point (``streamlit run app.py``).
+
+Sets the page up and registers the three pages with ``st.navigation``. Each page ends with
+``_ui.sidebar_status()`` (which store and data source are open, how many backtests it holds), so
+the count includes what the page just stored.
+"""
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages._ui
+
+from pages import _ui  # noqa: E402
+
+st.set_page_config(page_title="Hindsight", page_icon=":material/history:", layout="wide",
+                   initial_sidebar_state="expanded")
+
+PAGES = [
+    st.Page("pages/scanner.py", title="Scanner", icon=":material/radar:", url_path="scanner",
+            default=True),
+    st.Page("pages/manager.py", title="Backtest Manager", icon=":material/tune:",
+            url_path="manager"),
+    st.Page("pages/details.py", title="Backtest Details", icon=":material/insights:",
+            url_path=_ui.DETAILS_PATH),
+]
+
+navigation = st.navigation(PAGES)
+
+navigation.run()

@@ -1,0 +1,141 @@
+"""Manager mode "Browse stored": filter, sort, compare and delete stored backtests."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages import _details_ui, _ui
+
+LIMIT = 5_000  # rows fetched for the table
+CONFIRM = "browse.confirm_delete"  # session key: ids waiting for a delete confirmation
+SHOWN = ("details", "symbol", "strategy", "params", "exit_rule", "num_trades", "win_rate",
+         "total_return", "cagr", "sharpe_ratio", "max_drawdown", "expectancy", "profit_factor",
+         "exposure", "start", "end", "backtest_id")
+
+
+def panel() -> None:
+    """Sidebar filters -> ``store.query`` -> selectable table -> compare / delete the selection."""
+    with _ui.user_errors() as failed:
+        the_store = _ui.store()
+        everything = the_store.count()
+    if failed:
+        return
+    if everything == 0:
+        st.info("The store holds no backtests yet. Switch to **Run one backtest** or **Run a "
+                "sweep** in the sidebar; stored results are listed here.")
+        return
+    with st.sidebar:
+        criteria = filters(the_store)
+    with _ui.user_errors() as failed:
+        rows = the_store.query(**criteria, limit=LIMIT)
+    if failed:
+        return
+    st.caption(f"{len(rows):,} of {everything:,} stored backtests match"
+               + (f" (showing the first {LIMIT:,})" if len(rows) >= LIMIT else "") + ".")
+    if rows.empty:
+        st.info("No stored backtest matches these filters. Loosen them in the sidebar.")
+        return
+    view = readable(rows)
+    event = _ui.table(view, name="backtests", key="browse.table", selectable=True, height=420)
+    chosen = [view["backtest_id"].iloc[i] for i in _ui.selected_rows(event)]
+    actions(the_store, chosen, view)
+
+
+def filters(the_store) -> dict:
+    """Filter widgets; returns keyword arguments for ``store.query``."""
+    from core.strategies import get_strategy, list_strategies
+
+    names = [s.name for s in list_strategies()]
+    strategy = st.selectbox("Strategy", ["(any)", *names], key="browse.strategy")
+    symbols = st.text_input("Symbols (empty: all)", key="browse.symbols",
+                            help="Comma-separated, e.g. DEMO01, DEMO02")
+    conditions = []
+    min_win = st.slider("Win rate at least (%)", 0, 100, 0, step=5, key="browse.min_win")
+    if min_win:
+        conditions.append(f"win_rate >= {min_win / 100}")
+    min_trades = int(st.number_input("Trades at least", min_value=0, value=0, key="browse.trades"))
+    if min_trades:
+        conditions.append(f"num_trades >= {min_trades}")
+    min_sharpe = st.number_input("Sharpe at least", value=None, step=0.1, key="browse.sharpe",
+                                 placeholder="any")
+    if min_sharpe is not None:
+        conditions.append(f"sharpe_ratio >= {min_sharpe}")
+    max_dd = st.slider("Max drawdown no deeper than (%)", 0, 100, 100, step=5, key="browse.dd")
+    if max_dd < 100:
+        conditions.append(f"max_drawdown >= {-max_dd / 100}")
+    if strategy != "(any)":
+        conditions += param_conditions(get_strategy(strategy))
+    order = st.selectbox("Sort by", ["sharpe_ratio", "win_rate", "total_return", "cagr",
+                                     "num_trades", "max_drawdown", "expectancy"],
+                         key="browse.order")
+    criteria: dict = {"where": " and ".join(conditions) or None, "order_by": f"-{order}"}
+    if strategy != "(any)":
+        criteria["strategy"] = strategy
+    typed = _ui.parse_symbols(symbols) if symbols.strip() else ()
+    if typed:
+        criteria["symbol"] = list(typed)
+    return criteria
+
+
+def param_conditions(strategy) -> list[str]:
+    """Range conditions on the numeric params of one strategy (``<prefix>_<param>`` columns)."""
+    conditions = []
+    with st.expander("Param ranges"):
+        for p in strategy.params:
+            if p.kind_name == "choice" or p.low is None or p.high is None:
+                continue
+            low, high = st.slider(p.name, float(p.low), float(p.high),
+                                  (float(p.low), float(p.high)), key=f"browse.{strategy.name}.{p.name}")
+            column = f"{strategy.prefix}_{p.name}"
+            if low > p.low:
+                conditions.append(f"{column} >= {low}")
+            if high < p.high:
+                conditions.append(f"{column} <= {high}")
+    return conditions
+
+
+def readable(rows: pd.DataFrame) -> pd.DataFrame:
+    """Stored rows with details links and human-readable params / exit rule columns."""
+    from core.exits import exit_label
+
+    out = _ui.with_details_links(rows)
+    out["params"] = [_ui.params_label(_ui.from_json(t)) for t in out["params"]]
+    out["exit_rule"] = [exit_label(_ui.from_json(t)) for t in out["exit_rule"]]
+    for column in ("start", "end"):
+        if column in out:
+            out[column] = pd.to_datetime(out[column]).dt.date
+    return out[[c for c in SHOWN if c in out]]
+
+
+def actions(the_store, chosen: list[str], view: pd.DataFrame) -> None:
+    """Compare or delete the selected rows (delete asks for confirmation first)."""
+    if not chosen:
+        st.caption("Select rows (left edge of the table) to compare or delete them.")
+        return
+    left, right = st.columns(2)
+    if left.button(f"Compare {len(chosen)} selected", key="browse.compare",
+                   icon=":material/compare_arrows:"):
+        labels = {b: f"{s} {p} {e}" for b, s, p, e in
+                  view[["backtest_id", "symbol", "params", "exit_rule"]].itertuples(index=False)}
+        _details_ui.compare(the_store, chosen, labels)
+    if right.button(f"Delete {len(chosen)} selected…", key="browse.delete",
+                    icon=":material/delete:"):
+        st.session_state[CONFIRM] = chosen
+    pending = st.session_state.get(CONFIRM)
+    if pending:
+        confirm_delete(the_store, pending)
+
+
+def confirm_delete(the_store, pending: list[str]) -> None:
+    """Ask before deleting; deletes only on the explicit confirmation button."""
+    st.warning(f"Delete {len(pending)} stored backtest(s)? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button(f"Yes, delete {len(pending)}", type="primary", key="browse.delete.yes"):
+        with _ui.user_errors():
+            for backtest_id in pending:
+                the_store.delete_backtest(backtest_id)
+        st.session_state.pop(CONFIRM, None)
+        st.rerun()
+    if no.button("Cancel", key="browse.delete.no"):
+        st.session_state.pop(CONFIRM, None)
+        st.rerun()

@@ -1,0 +1,241 @@
+"""Manager mode "Run a sweep": grid form, size check, progress, then heatmap and top configs."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from pages import _charts, _ui
+
+REPORT = "sweep.report"  # session key: summary of the last sweep run
+
+
+def panel() -> None:
+    """Sidebar grid form -> count (cap) -> run_sweep with progress -> read-outs of stored cells."""
+    from core import sweep
+
+    with st.sidebar:
+        strategy = _ui.strategy_picker("Strategy", key="sweep.strategy")
+        st.markdown("**Param ranges**")
+        ranges = {p.name: range_input(p, key=f"sweep.{strategy.name}") for p in strategy.params}
+        st.markdown("**Symbols**")
+        symbols_text = st.text_area("Symbols", value="DEMO01, DEMO02, DEMO03", key="sweep.symbols",
+                                    label_visibility="collapsed",
+                                    help="Comma- or space-separated symbols of the data source.")
+        st.markdown("**Exit rules** (each value is one rule)")
+        exit_rules = exit_rule_grid(key="sweep.exits")
+
+    cells = None
+    with _ui.user_errors():
+        symbols = _ui.parse_symbols(symbols_text)
+        cells = sweep.count_grid(ranges, symbols, exit_rules)
+    if cells is not None:
+        cap = _ui.settings().max_grid_cells
+        st.metric("Grid size", f"{cells:,} cells", help=f"Cap: {cap:,} cells (max_grid_cells).",
+                  border=True, width="content")
+        with _ui.user_errors() as too_big:
+            sweep.check_grid_size(cells, cap)
+        if not too_big and st.button(f"Run sweep of {cells:,} backtests", type="primary",
+                                     key="sweep.go"):
+            run(strategy.name, ranges, symbols, exit_rules)
+    report = st.session_state.get(REPORT)
+    if report:
+        st.success(f"Sweep done: {report['n_computed']:,} computed, {report['n_skipped']:,} "
+                   f"already stored and skipped, {report['n_stored']:,} stored in "
+                   f"{report['elapsed_s']:.1f} s ({report['backend']}).", icon=":material/check:")
+    readouts(strategy)
+
+
+def range_input(param, key: str):
+    """start/stop/step inputs for a numeric param (a fixed value when start == stop)."""
+    if param.kind_name == "choice":
+        return st.multiselect(param.name, list(param.choices), default=[param.default],
+                              key=f"{key}.{param.name}")
+    cols = st.columns(3)
+    is_int = param.kind_name == "int"
+    cast = int if is_int else float
+    step_default = cast(param.step or (1 if is_int else 0.1))
+    common = dict(min_value=cast(param.low) if param.low is not None else None,
+                  max_value=cast(param.high) if param.high is not None else None)
+    fmt = None if is_int else "%g"
+    start = cols[0].number_input(f"{param.name} from", value=cast(param.default),
+                                 step=step_default, key=f"{key}.{param.name}.start", format=fmt,
+                                 **common)
+    stop = cols[1].number_input("to", value=cast(param.default), step=step_default,
+                                key=f"{key}.{param.name}.stop", format=fmt, **common)
+    step = cols[2].number_input("step", value=step_default, min_value=cast(step_default) / 1000
+                                if not is_int else 1, step=step_default,
+                                key=f"{key}.{param.name}.step", format=fmt)
+    if start == stop:
+        return start
+    return {"start": start, "stop": stop, "step": step}
+
+
+def exit_rule_grid(key: str) -> list:
+    """Several exit rules: the strategy's own exit, plus one rule per typed value of each type."""
+    from core.exits import EXIT_RULE_TYPES
+
+    rules: list = []
+    if st.checkbox("Strategy exit signal only", value=True, key=f"{key}.signal"):
+        rules.append(None)
+    for kind, params in EXIT_RULE_TYPES.items():
+        if not params:
+            continue
+        first = params[0]
+        text = st.text_input(f"{kind.replace('_', ' ')}: {first.name} values", value="",
+                             key=f"{key}.{kind}", placeholder=f"e.g. {first.default}",
+                             help=f"{first.help}. Comma-separated; each value adds a rule "
+                                  f"(signal exit + this).")
+        for value in _numbers(text, f"{kind} {first.name}"):
+            rules.append({"type": kind, first.name: value})
+    return rules
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    from core.errors import ParamError
+
+    values = []
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ParamError(f"{what}: {part.strip()!r} is not a number. Type numbers separated "
+                             "by commas, e.g. 0.03, 0.05.") from None
+    return values
+
+
+def run(strategy: str, ranges: dict, symbols, exit_rules: list) -> None:
+    """Run and store the sweep with a progress bar; remembers its summary for the page."""
+    from core.sweep import run_sweep
+
+    bar = st.progress(0.0, text="Starting the sweep...")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0,
+                     text=f"{done:,} of {total:,} backtests")
+
+    with _ui.user_errors() as failed:
+        report = run_sweep(strategy, ranges, list(symbols), exit_rules, _ui.store(),
+                           _ui.provider(), progress=progress)
+    bar.empty()
+    if not failed:
+        st.session_state[REPORT] = report.summary()
+
+
+def readouts(strategy) -> None:
+    """Heatmap, stability and top configurations of every stored cell of this strategy."""
+    from core import sweep
+
+    with _ui.user_errors() as failed:
+        cells = sweep.sweep_frame(_ui.store(), strategy.name)
+    if failed:
+        return
+    if cells.empty:
+        st.info(f"No stored backtests of {strategy.title} yet. Set ranges in the sidebar and run "
+                "a sweep; its heatmap and top configurations appear here.")
+        return
+    st.subheader(f"Stored cells of {strategy.title}: {len(cells):,}")
+    heatmap(cells, strategy)
+    top = top_configurations(cells, strategy)
+    if top is not None and len(top):
+        universe(cells, strategy, top)
+
+
+def _numeric_params(strategy) -> list[str]:
+    return [p.name for p in strategy.params if p.kind_name != "choice"]
+
+
+def heatmap(cells: pd.DataFrame, strategy) -> None:
+    """Any metric over any two params, sliced by symbol and exit rule (median otherwise)."""
+    from core import sweep
+    from core.exits import exit_label
+    from core.types import METRIC_NAMES
+
+    names = [p.name for p in strategy.params]
+    if len(names) < 2:
+        st.info("The heatmap needs a strategy with at least two params.")
+        return
+    cols = st.columns(6)
+    metric = cols[0].selectbox("Metric", METRIC_NAMES, index=METRIC_NAMES.index("sharpe_ratio"),
+                               key="sweep.hm.metric")
+    x = cols[1].selectbox("x param", names, index=0, key="sweep.hm.x")
+    y = cols[2].selectbox("y param", names, index=1, key="sweep.hm.y")
+    symbol = cols[3].selectbox("Symbol", ["all (median)", *sorted(cells["symbol"].unique())],
+                               key="sweep.hm.symbol")
+    exits = dict(zip(cells["exit_hash"], cells["exit_json"]))
+    exit_hash = cols[4].selectbox("Exit rule", ["all (median)", *exits], key="sweep.hm.exit",
+                                  format_func=lambda h: h if h not in exits
+                                  else exit_label(json.loads(exits[h])))
+    min_trades = int(cols[5].number_input("Min trades", min_value=0, value=1, key="sweep.hm.min"))
+    filters = {}
+    if symbol != "all (median)":
+        filters["symbol"] = symbol
+    if exit_hash != "all (median)":
+        filters["exit_hash"] = exit_hash
+    if x == y:
+        st.warning("Pick two different params for the heatmap axes.")
+        return
+    with _ui.user_errors():
+        pivot = sweep.heatmap_data(cells, metric, x, y, filters, strategy=strategy.name,
+                                   min_trades=min_trades)
+        long = pivot.stack(future_stack=True).rename(metric).reset_index()
+        long.columns = [y, x, metric]
+        st.altair_chart(_charts.param_heatmap(long, x, y, metric), width="stretch")
+        score = sweep.stability_score(cells, metric, filters, strategy=strategy.name,
+                                      min_trades=min_trades)
+        st.caption(f"Best cell {score['best_params']} = {score['best']:.3f}; its "
+                   f"{score['n_neighbours']} neighbours average {score['neighbour_mean']:.3f} "
+                   f"(stability score {score['score']:.2f}: 1 = plateau, 0 = isolated spike).")
+
+
+def top_configurations(cells: pd.DataFrame, strategy) -> pd.DataFrame | None:
+    """The best configurations by the heatmap's metric (median across symbols), as a table."""
+    from core import sweep
+    from core.exits import exit_label
+
+    metric = st.session_state.get("sweep.hm.metric", "sharpe_ratio")
+    min_trades = int(st.session_state.get("sweep.hm.min", 1))
+    st.markdown(f"**Top configurations by median {metric}**")
+    with _ui.user_errors() as failed:
+        top = sweep.top_configurations(cells, metric, n=15, strategy=strategy.name,
+                                       min_trades=max(1, min_trades))
+    if failed:
+        return None
+    if top.empty:
+        st.info("No configuration has enough trades; lower Min trades.")
+        return top
+    view = top.assign(params=[_ui.params_label(json.loads(t)) for t in top["params_json"]],
+                      exit_rule=[exit_label(json.loads(t)) for t in top["exit_json"]])
+    shown = ["params", "exit_rule", metric, f"{metric}_mean", "n_symbols", "trades",
+             "pooled_win_rate", "share_positive"]
+    _ui.table(view[[c for c in shown if c in view]], name=f"top_{strategy.name}",
+              key="sweep.top")
+    return top
+
+
+def universe(cells: pd.DataFrame, strategy, top: pd.DataFrame) -> None:
+    """One configuration across every stored symbol: share positive, pooled win rate, best/worst."""
+    from core import sweep
+    from core.exits import exit_label
+
+    options = list(range(len(top)))
+    pick = st.selectbox("Universe view of configuration", options, key="sweep.universe",
+                        format_func=lambda i: f"{_ui.params_label(json.loads(top['params_json'][i]))}"
+                                              f" · {exit_label(json.loads(top['exit_json'][i]))}")
+    with _ui.user_errors():
+        view = sweep.universe_view(cells, strategy.name, json.loads(top["params_json"][pick]),
+                                   json.loads(top["exit_json"][pick]))
+        cols = st.columns(5)
+        cols[0].metric("Symbols", view["n_symbols"], border=True)
+        cols[1].metric("Positive return", _ui.format_metric("win_rate", view["share_positive"]),
+                       border=True)
+        cols[2].metric("Median Sharpe", _ui.format_metric("sharpe_ratio", view["median_sharpe"]),
+                       border=True)
+        cols[3].metric("Pooled trades", f"{view['pooled_trades']:,}", border=True)
+        cols[4].metric("Pooled win rate", _ui.format_metric("win_rate", view["pooled_win_rate"]),
+                       border=True)
+        st.caption(f"Best: {', '.join(view['best'])} · Worst: {', '.join(view['worst'])}")
+        _ui.table(view["table"], name=f"universe_{strategy.name}", key="sweep.universe.table")

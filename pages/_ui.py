@@ -1,0 +1,493 @@
+"""Shared widgets and cached resources for the Streamlit pages.
+
+Pages stay thin: they lay out widgets, call one ``core`` service and render. What more than one
+page needs lives here: the open store and data provider (one per process), cached price loading,
+the schema-driven strategy-params and exit-rule forms, error display, CSV download and links to
+the details page. Nothing here computes a backtest or touches zarr directly.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.config import Settings, load_settings
+from core.errors import HindsightError
+
+DETAILS_PATH = "details"  # url_path of the Backtest Details page (see app.py)
+DEMO_LABEL = "synthetic demo data"
+
+#: Metrics shown in tables, with their display format (Streamlit printf style).
+METRIC_FORMATS: dict[str, str] = {
+    "num_trades": "%d",
+    "win_rate": "percent",
+    "total_return": "percent",
+    "cagr": "percent",
+    "sharpe_ratio": "%.2f",
+    "sortino_ratio": "%.2f",
+    "max_drawdown": "percent",
+    "calmar_ratio": "%.2f",
+    "expectancy": "percent",
+    "profit_factor": "%.2f",
+    "exposure": "percent",
+    "avg_bars_held": "%.1f",
+    "best_trade": "percent",
+    "worst_trade": "percent",
+    "pooled_trades": "%d",
+    "pooled_win_rate": "percent",
+}
+
+
+# --- settings, store, provider ------------------------------------------------------------------
+
+def settings() -> Settings:
+    """Current settings (env > config.toml > defaults); cheap, read on every run."""
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(url: str):
+    from core.store import BacktestStore
+
+    return BacktestStore(url)
+
+
+def store():
+    """The one backtest store handle of this process, for the configured store URL."""
+    return _open_store(settings().store_url)
+
+
+@st.cache_resource(show_spinner=False, hash_funcs={Settings: repr})
+def _provider(config: Settings):
+    from core.data.cached import get_provider
+
+    return get_provider(config)
+
+
+def provider(source: str | None = None):
+    """The data provider for ``source`` ("demo", "folder", "yahoo"; default: the configured one)."""
+    config = settings()
+    if source is not None and source != config.data_source:
+        config = replace(config, data_source=source)
+    return _provider(config)
+
+
+def sidebar_status() -> None:
+    """Sidebar footer: the open store, the data source and how many backtests the store holds."""
+    with st.sidebar:
+        st.divider()
+        with user_errors():
+            config = settings()
+            held = store().count()
+            st.caption(f"**Store** `{config.store_url}`  \n"
+                       f"**Data** {source_label(config.data_source)}  \n"
+                       f"**Backtests stored** {held:,}")
+
+
+def source_label(source: str) -> str:
+    """How a data source is named in the UI; the demo universe is always labelled synthetic."""
+    if source == "demo":
+        return f"demo ({DEMO_LABEL})"
+    if source == "folder":
+        return f"folder {settings().data_folder}"
+    return source
+
+
+@st.cache_data(show_spinner=False, max_entries=2_000, hash_funcs={Settings: repr})
+def _bars(config: Settings, symbol: str, start: str | None, end: str | None) -> pd.DataFrame:
+    return _provider(config).load_bars(symbol, start=start, end=end)
+
+
+def load_bars(symbol: str, start=None, end=None, source: str | None = None) -> pd.DataFrame:
+    """Bars of one symbol through the provider (and its price cache), memoised per session set."""
+    config = settings()
+    if source is not None:
+        config = replace(config, data_source=source)
+    return _bars(config, symbol, _iso(start), _iso(end))
+
+
+@st.cache_data(show_spinner=False, max_entries=32, hash_funcs={Settings: repr})
+def _many(config: Settings, symbols: tuple[str, ...], start, end) -> dict[str, pd.DataFrame]:
+    return dict(_provider(config).load_many(list(symbols), start=start, end=end))
+
+
+def load_many(symbols: Sequence[str], start=None, end=None, source: str | None = None):
+    """Bars of many symbols at once (``provider.load_many``), memoised for the scanner."""
+    config = settings()
+    if source is not None:
+        config = replace(config, data_source=source)
+    return _many(config, tuple(symbols), _iso(start), _iso(end))
+
+
+def _iso(value) -> str | None:
+    return None if value is None else pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+@contextmanager
+def user_errors() -> Iterator[list[HindsightError]]:
+    """Show any ``HindsightError`` raised inside as ``st.error`` (its message says the fix).
+
+    The yielded list receives the error so the caller can tell whether the block succeeded.
+    """
+    caught: list[HindsightError] = []
+    try:
+        yield caught
+    except HindsightError as exc:
+        caught.append(exc)
+        st.error(str(exc), icon=":material/error:")
+
+
+# --- forms -------------------------------------------------------------------------------------
+
+def param_input(param, key: str, default: Any = None) -> Any:
+    """One widget for one strategy/exit-rule ``Param``, typed by its kind and bounded by its range."""
+    value = param.default if default is None else default
+    label = param.name.replace("_", " ")
+    if param.kind_name == "choice":
+        choices = list(param.choices)
+        index = choices.index(value) if value in choices else 0
+        return st.selectbox(label, choices, index=index, key=key, help=param.help or None)
+    if param.kind_name == "int":
+        return int(st.number_input(
+            label, min_value=_bound(param.low, int), max_value=_bound(param.high, int),
+            value=int(value), step=int(param.step or 1), key=key, help=param.help or None,
+        ))
+    return float(st.number_input(
+        label, min_value=_bound(param.low, float), max_value=_bound(param.high, float),
+        value=float(value), step=float(param.step or 0.01), format="%g", key=key,
+        help=param.help or None,
+    ))
+
+
+def _bound(value, kind):
+    return None if value is None else kind(value)
+
+
+def params_form(strategy, key: str, json_editor: bool = False) -> dict[str, Any] | str:
+    """Widgets generated from ``strategy.params``; returns the params dict.
+
+    With ``json_editor`` a text area is offered as well; when the user opts in, its raw text is
+    returned (to be parsed with :func:`parse_params_json`, so a typo becomes an ``st.error``).
+    """
+    values = {p.name: param_input(p, key=f"{key}.{strategy.name}.{p.name}") for p in strategy.params}
+    if not json_editor:
+        return values
+    use_json = st.toggle("Edit params as JSON", key=f"{key}.use_json",
+                         help="For power users: paste or type the params as a JSON object.")
+    if not use_json:
+        return values
+    return st.text_area("Params JSON", value=json.dumps(values), key=f"{key}.json.{strategy.name}",
+                        height=90)
+
+
+def parse_params_json(text: str) -> dict[str, Any]:
+    """Parse the JSON editor's text into a dict, or raise a ``ParamError`` saying what to fix."""
+    from core.errors import ParamError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamError(
+            f"Params JSON is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+            'Write an object such as {"period": 14, "lower": 30}.'
+        ) from None
+    if not isinstance(value, dict):
+        raise ParamError(
+            f"Params JSON must be an object of name: value pairs, got {type(value).__name__}. "
+            'Write an object such as {"period": 14, "lower": 30}.'
+        )
+    return value
+
+
+def exit_rule_form(key: str) -> list[dict[str, Any]]:
+    """Exit-rule widgets generated from ``core.exits.EXIT_RULE_TYPES``; returns the rule list."""
+    from core.exits import EXIT_RULE_TYPES
+
+    use_signal = st.checkbox("Exit on the strategy's exit signal", value=True, key=f"{key}.signal")
+    kinds = [name for name in EXIT_RULE_TYPES if name != "signal"]
+    chosen = st.multiselect("Extra exits", kinds, default=[], key=f"{key}.kinds",
+                            format_func=lambda k: k.replace("_", " "))
+    rule: list[dict[str, Any]] = [{"type": "signal"} if use_signal
+                                  else {"type": "signal", "enabled": False}]
+    for kind in chosen:
+        entry: dict[str, Any] = {"type": kind}
+        for param in EXIT_RULE_TYPES[kind]:
+            entry[param.name] = param_input(param, key=f"{key}.{kind}.{param.name}")
+        rule.append(entry)
+    return rule
+
+
+def strategy_picker(label: str, key: str, multi: bool = False):
+    """Select one (or several) registered strategies by title; returns Strategy object(s)."""
+    from core.strategies import list_strategies
+
+    strategies = {s.name: s for s in list_strategies()}
+    names = list(strategies)
+
+    def title(name: str) -> str:
+        return f"{strategies[name].title} ({name})"
+
+    if multi:
+        picked = st.multiselect(label, names, default=names[:1], key=key, format_func=title)
+        return [strategies[n] for n in picked]
+    return strategies[st.selectbox(label, names, key=key, format_func=title)]
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+def details_url(backtest_id: str) -> str:
+    """Relative URL of a backtest's details page (works from any page of the app)."""
+    return f"/{DETAILS_PATH}?id={backtest_id}"
+
+
+def with_details_links(df: pd.DataFrame, id_column: str = "backtest_id") -> pd.DataFrame:
+    """Copy of ``df`` with a leading ``details`` column of links (empty where no id)."""
+    out = df.copy()
+    ids = out[id_column] if id_column in out else pd.Series([None] * len(out), index=out.index)
+    out.insert(0, "details", [None if pd.isna(b) else details_url(str(b)) for b in ids])
+    return out
+
+
+def column_config(df: pd.DataFrame) -> dict[str, Any]:
+    """Column formats for a results table: link column, percents, ratios."""
+    config: dict[str, Any] = {}
+    if "details" in df:
+        config["details"] = st.column_config.LinkColumn("details", display_text="open",
+                                                        width="small")
+    for name, fmt in METRIC_FORMATS.items():
+        if name in df:
+            config[name] = st.column_config.NumberColumn(name.replace("_", " "), format=fmt)
+    return config
+
+
+def table(df: pd.DataFrame, name: str, key: str, selectable: bool = False, height: int | None = None):
+    """A dense sortable table with a CSV download; returns the selection event when selectable."""
+    kwargs: dict[str, Any] = dict(hide_index=True, column_config=column_config(df), key=key,
+                                  width="stretch")
+    if height is not None:
+        kwargs["height"] = height
+    if selectable:
+        kwargs.update(on_select="rerun", selection_mode="multi-row")
+    event = st.dataframe(df, **kwargs)
+    download_csv(df.drop(columns=["details"], errors="ignore"), name, key=f"{key}.csv")
+    return event
+
+
+def download_csv(df: pd.DataFrame, name: str, key: str) -> None:
+    """A download button for ``df`` as CSV named ``<name>.csv``."""
+    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv",
+                       mime="text/csv", key=key, icon=":material/download:")
+
+
+def selected_rows(event) -> list[int]:
+    """Positional rows picked in a selectable ``st.dataframe`` (empty when none)."""
+    try:
+        return list(event.selection.rows)
+    except AttributeError:
+        return []
+
+
+# --- universes ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Universe:
+    """The symbols to scan or sweep, the data source they come from and how to name them."""
+
+    symbols: tuple[str, ...]
+    source: str
+    label: str
+
+
+UNIVERSE_KINDS = {
+    "demo": f"Demo universe ({DEMO_LABEL})",
+    "folder": "My data folder",
+    "typed": "Typed list of symbols",
+}
+
+
+def parse_symbols(text: str) -> tuple[str, ...]:
+    """Symbols typed by the user (commas, spaces or new lines), validated, upper-cased, unique."""
+    from core.data import validate_symbol
+
+    names = [part.strip().upper() for part in text.replace(",", " ").split()]
+    return tuple(dict.fromkeys(validate_symbol(name) for name in names if name))
+
+
+def universe_picker(key: str) -> Universe | None:
+    """Sidebar widgets choosing a universe; shows an error and returns None when it is unusable."""
+    config = settings()
+    kind = st.radio("Universe", list(UNIVERSE_KINDS), format_func=UNIVERSE_KINDS.get,
+                    key=f"{key}.kind", label_visibility="collapsed")
+    typed = ""
+    if kind == "typed":
+        typed = st.text_area("Symbols", value="DEMO01, DEMO02, DEMO03", key=f"{key}.typed",
+                             help=f"Comma- or space-separated; loaded from the configured "
+                                  f"{source_label(config.data_source)} source.")
+    with user_errors() as failed:
+        if kind == "typed":
+            symbols = parse_symbols(typed)
+            source, label = config.data_source, "the typed list"
+        else:
+            source = kind
+            symbols = tuple(provider(source).symbols())
+            label = source_label(source)
+        if not symbols:
+            from core.errors import ValidationError
+
+            where = (f"the data folder {config.data_folder!r} has no price files"
+                     if kind == "folder" else "no symbols were typed")
+            raise ValidationError(f"The universe is empty: {where}. Add symbols (or CSV files) "
+                                  "or pick the demo universe.")
+    return None if failed else Universe(symbols, source, label)
+
+
+# --- running and storing -----------------------------------------------------------------------
+
+def run_and_store(symbol: str, strategy: str, params, exit_rule, *, start=None, end=None,
+                  source: str | None = None, **run_kwargs) -> dict[str, Any]:
+    """Load bars, ``run_backtest``, ``store_backtest``; says whether it replaced a stored result.
+
+    Returns ``{"id", "replaced", "label", "metrics"}`` for the page to show. Any bad input
+    raises a ``HindsightError`` before anything is stored.
+    """
+    from core.engine import run_backtest
+    from core.exits import exit_label
+
+    bars = load_bars(symbol, start, end, source=source)
+    result = run_backtest(bars, strategy, params, exit_rule, symbol=symbol, **run_kwargs)
+    the_store = store()
+    replaced = stored_stats(the_store, result.symbol, result.strategy, result.params,
+                            result.exit_rule) is not None
+    backtest_id = the_store.store_backtest(result)
+    label = (f"{result.symbol} · {result.strategy} {params_label(result.params)} · "
+             f"{exit_label(result.exit_rule)}")
+    return {"id": backtest_id, "replaced": replaced, "label": label,
+            "metrics": dict(result.metrics)}
+
+
+def stored_stats(the_store, symbol, strategy, params, exit_rule) -> dict | None:
+    """The stored stats of one exact configuration, or None when it was never stored."""
+    from core.errors import NotFoundError
+
+    try:
+        return the_store.get_stats(symbol, strategy, params, exit_rule)
+    except NotFoundError:
+        return None
+
+
+def from_json(value: Any) -> Any:
+    """A params / exit-rule value as stored (canonical JSON text) or already parsed."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def params_label(params: dict[str, Any]) -> str:
+    """``period=14, oversold=30`` — params as a short readable text."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+# --- metric display ----------------------------------------------------------------------------
+
+SUMMARY_METRICS = ("win_rate", "num_trades", "sharpe_ratio", "cagr", "max_drawdown")
+CARD_METRICS = ("win_rate", "num_trades", "sharpe_ratio", "cagr", "max_drawdown",
+                "total_return", "expectancy", "profit_factor", "exposure")
+METRIC_TITLES = {
+    "win_rate": "Win rate", "num_trades": "Trades", "sharpe_ratio": "Sharpe", "cagr": "CAGR",
+    "max_drawdown": "Max drawdown", "total_return": "Total return", "expectancy": "Expectancy",
+    "profit_factor": "Profit factor", "exposure": "Exposure", "sortino_ratio": "Sortino",
+    "calmar_ratio": "Calmar", "avg_bars_held": "Avg bars held", "best_trade": "Best trade",
+    "worst_trade": "Worst trade",
+}
+_PERCENT = {"win_rate", "cagr", "max_drawdown", "total_return", "expectancy", "exposure",
+            "best_trade", "worst_trade"}
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric as text: percents with one decimal, ratios with two, counts whole; NaN as '—'."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if number != number:
+        return "—"
+    if name in _PERCENT:
+        return f"{number * 100:.1f} %"
+    if name == "num_trades":
+        return f"{int(number):,}"
+    if name == "profit_factor" and number == float("inf"):
+        return "∞"
+    return f"{number:.2f}"
+
+
+def metric_cards(metrics: dict[str, Any], columns: int = 5,
+                 names: Sequence[str] = CARD_METRICS) -> None:
+    """A grid of ``st.metric`` cards for the given metric names."""
+    cells = st.columns(columns)
+    for i, name in enumerate(names):
+        cells[i % columns].metric(METRIC_TITLES.get(name, name), format_metric(name, metrics.get(name)),
+                                  border=True)
+
+
+# --- scanner helpers ---------------------------------------------------------------------------
+
+SIGNAL_VIEW = ("details", "symbol", "strategy", "signal_date", "bars_ago", "close", "win_rate",
+               "num_trades", "sharpe_ratio", "cagr", "max_drawdown", "expectancy",
+               "pooled_trades", "pooled_win_rate", "params", "exit_rule", "backtest_id")
+
+
+def signal_view(signals: pd.DataFrame) -> pd.DataFrame:
+    """Scanner rows as shown: link, identity, stats, readable params and exit rule."""
+    from core.exits import exit_label
+
+    out = with_details_links(signals)
+    out["params"] = [params_label(from_json(text)) for text in out["params_json"]]
+    out["exit_rule"] = [exit_label(from_json(text)) for text in out["exit_json"]]
+    out["signal_date"] = pd.to_datetime(out["signal_date"]).dt.date
+    return out[[c for c in SIGNAL_VIEW if c in out]]
+
+
+def filter_by_stats(signals: pd.DataFrame, min_win_rate: float, min_trades: int,
+                    only_with_stats: bool) -> pd.DataFrame:
+    """Rows meeting the stat thresholds; rows without stats pass unless ``only_with_stats``.
+
+    A threshold of 0 means "no filter", so missing stats stay visible (and fillable).
+    """
+    if signals.empty:
+        return signals
+    has_stats = signals["backtest_id"].notna()
+    keep = has_stats | (not only_with_stats and min_win_rate <= 0 and min_trades <= 0)
+    if min_win_rate > 0:
+        keep &= signals["win_rate"].fillna(-1) >= min_win_rate
+    if min_trades > 0:
+        keep &= signals["num_trades"].fillna(-1) >= min_trades
+    return signals[keep]
+
+
+def backtest_missing(missing: pd.DataFrame, bars: dict[str, pd.DataFrame]) -> int:
+    """Backtest every signal row that has no stored stats, with a progress bar; returns count."""
+    from core.engine import run_backtest
+
+    the_store = store()
+    bar = st.progress(0.0, text=f"Backtesting {len(missing)} configuration(s)...")
+    for done, row in enumerate(missing.itertuples(index=False), start=1):
+        result = run_backtest(bars[row.symbol], row.strategy, json.loads(row.params_json),
+                              json.loads(row.exit_json), symbol=row.symbol)
+        the_store.store_backtest(result)
+        bar.progress(done / len(missing), text=f"Backtested {done} of {len(missing)} "
+                                                f"({row.symbol}, {row.strategy})")
+    bar.empty()
+    return len(missing)
+
+
+def load_details(the_store, backtest_id: str) -> dict[str, Any]:
+    """``core.details.load_details`` with the configured provider (to recompute equity)."""
+    from core.details import load_details as load
+
+    return load(the_store, backtest_id, provider())

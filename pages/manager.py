@@ -1,0 +1,15 @@
+"""Backtest Manager: run one backtest, run a sweep, or browse / compare / delete stored ones."""
+import streamlit as st
+
+from pages import _browse, _run, _sweep, _ui
+
+MODES = {"run": "Run one backtest", "sweep": "Run a sweep", "browse": "Browse stored"}
+
+st.title("Backtest Manager")
+with st.sidebar:
+    mode = st.radio("Mode", list(MODES), format_func=MODES.get, key="manager.mode",
+                    horizontal=False)
+    st.divider()
+
+{"run": _run.panel, "sweep": _sweep.panel, "browse": _browse.panel}[mode]()
+_ui.sidebar_status()

@@ -1,0 +1,61 @@
+"""Scanner: today's signals, each next to the stored track record of that exact configuration."""
+import pandas as pd
+import streamlit as st
+
+from core.scanner import add_backtest_stats, scan
+from pages import _ui
+
+st.title("Scanner")
+
+with st.sidebar:
+    st.subheader("Universe")
+    universe = _ui.universe_picker(key="scan.universe")
+    st.subheader("Strategies")
+    picked = _ui.strategy_picker("Strategies", key="scan.strategies", multi=True)
+    configs = []
+    for strat in picked:
+        with st.expander(f"{strat.title} params", expanded=len(picked) == 1):
+            configs.append((strat, _ui.params_form(strat, key="scan.params")))
+    st.subheader("Exit rule")
+    exit_rule = _ui.exit_rule_form(key="scan.exit")
+    lookback = int(st.number_input("Signal within the last N bars", min_value=1, max_value=250,
+                                   value=1, step=1, key="scan.lookback"))
+    st.subheader("Filter by stats")
+    min_win = st.slider("Win rate at least (%)", 0, 100, 0, step=5, key="scan.min_win")
+    min_trades = int(st.number_input("Trades at least", min_value=0, value=0, step=5,
+                                     key="scan.min_trades"))
+    only_stats = st.checkbox("Only rows with stored stats", value=False, key="scan.only_stats")
+
+if not picked:
+    st.info("Pick at least one strategy in the sidebar to scan for its signals.")
+elif universe is not None:
+    signals = []
+    with _ui.user_errors() as failed, st.spinner("Scanning..."):
+        bars = _ui.load_many(universe.symbols, source=universe.source)
+        for strat, params in configs:
+            found = scan(bars, strat.name, params, exit_rule, lookback=lookback)
+            signals.append(add_backtest_stats(found, _ui.store(), universe=universe.symbols))
+    if not failed:
+        table = pd.concat(signals, ignore_index=True) if signals else pd.DataFrame()
+        st.caption(f"{len(universe.symbols)} symbols from {universe.label}; "
+                   f"{len(table)} signal(s) within the last {lookback} bar(s).")
+        missing = table[table["backtest_id"].isna()] if len(table) else table
+        if len(missing) and st.button(f"Backtest these {len(missing)}", key="scan.fill",
+                                      icon=":material/play_arrow:",
+                                      help="Run and store the backtests of the signals that "
+                                           "have no stored stats yet."):
+            with _ui.user_errors():
+                _ui.backtest_missing(missing, bars)
+                st.rerun()
+        if _ui.store().count() == 0:
+            st.info("The store holds no backtests yet, so the stats columns are empty. "
+                    "Click **Backtest these** to fill them, or run backtests and sweeps in the "
+                    "Backtest Manager.")
+        shown = _ui.filter_by_stats(table, min_win / 100, min_trades, only_stats)
+        if shown.empty:
+            st.info("No signal matches. Widen the lookback, relax the stat filters or pick "
+                    "another strategy or universe.")
+        else:
+            _ui.table(_ui.signal_view(shown), name="signals", key="scan.table")
+
+_ui.sidebar_status()

@@ -1,0 +1,192 @@
+"""Every page through Streamlit's AppTest: empty store, filled store, the run flow, bad input."""
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import APP, open_test_store
+
+TIMEOUT = 120  # the first run imports numba and generates the demo universe
+
+
+def open_page(page: str | None = None, query: dict | None = None) -> AppTest:
+    """Run the app, switch to ``page`` (e.g. "pages/manager.py") and run it; no exception."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    if query:
+        at.query_params.update(query)
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def sidebar_text(at: AppTest) -> str:
+    return "\n".join(str(e.value) for e in at.sidebar.caption)
+
+
+@pytest.mark.parametrize("page", [None, "pages/manager.py", "pages/details.py"])
+def test_pages_render_on_an_empty_store_with_a_hint(env, page):
+    at = open_page(page)
+    assert not at.error, texts(at.error)
+    assert at.info, "an empty store shows a hint of what to do first"
+    assert "Backtests stored** 0" in sidebar_text(at)
+    assert "synthetic demo data" in sidebar_text(at)
+
+
+def test_sidebar_names_the_store_and_counts_backtests(filled, env):
+    at = open_page()
+    text = sidebar_text(at)
+    assert str(env / "store.zarr") in text
+    assert f"Backtests stored** {len(filled)}" in text
+
+
+def manager_run(at: AppTest, symbol: str = "DEMO01") -> AppTest:
+    at.text_input(key="run.symbol").set_value(symbol)
+    at.button(key="run.go").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_run_a_backtest_stores_it_and_links_to_details(env):
+    at = manager_run(open_page("pages/manager.py"))
+    assert not at.error, texts(at.error)
+    store = open_test_store(env)
+    assert store.count() == 1
+    stored = store.query()
+    assert stored["symbol"].tolist() == ["DEMO01"]
+    assert "Stored" in texts(at.success)
+    assert str(stored["backtest_id"].iloc[0]) in texts(at.success)
+    assert "Backtests stored** 1" in sidebar_text(at)
+    # The same configuration again replaces the stored result, and says so.
+    at.button(key="run.go").click().run()
+    assert "Replaced the stored result" in texts(at.success)
+    assert store.count() == 1
+
+
+@pytest.mark.parametrize("json_text,expected", [
+    ('{"period": 14, "oversold": 30', "not valid JSON"),
+    ('[14, 30, 70]', "must be an object"),
+    ('{"period": 1}', "period"),
+    ('{"perod": 14}', "Did you mean 'period'"),
+    ('{"oversold": 80, "overbought": 70}', "oversold"),
+])
+def test_bad_params_json_shows_an_error_and_stores_nothing(env, json_text, expected):
+    at = open_page("pages/manager.py")
+    at.toggle(key="run.params.use_json").set_value(True).run()
+    at.text_area(key="run.params.json.rsi_meanrev").set_value(json_text)
+    manager_run(at)
+    assert expected in texts(at.error)
+    assert not at.success
+    assert open_test_store(env).count() == 0
+
+
+def test_unknown_symbol_and_empty_date_range_are_errors(env):
+    import datetime as dt
+
+    at = manager_run(open_page("pages/manager.py"), symbol="DEMO1")
+    assert "Unknown symbol 'DEMO1'" in texts(at.error)
+    assert "Did you mean" in texts(at.error)
+    at.date_input(key="run.start").set_value(dt.date(2030, 1, 1))
+    manager_run(at, symbol="DEMO01")
+    assert "no bars between" in texts(at.error)
+    at.date_input(key="run.start").set_value(None)
+    manager_run(at, symbol="../etc")
+    assert "not allowed" in texts(at.error)
+    assert open_test_store(env).count() == 0
+
+
+def test_deep_link_renders_metric_cards_and_charts(filled):
+    at = open_page("pages/details.py", query={"id": str(filled[0])})
+    assert not at.error, texts(at.error)
+    labels = [m.label for m in at.metric]
+    for title in ("Win rate", "Trades", "Sharpe", "CAGR", "Max drawdown", "Total return",
+                  "Expectancy", "Profit factor", "Exposure"):
+        assert title in labels
+    assert "DEMO01" in texts(at.subheader)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 4  # equity, drawdown, price, monthly (+ histogram when trades)
+    assert at.dataframe, "the trade log is shown"
+
+
+def test_unknown_deep_link_id_is_an_error_not_a_traceback(filled):
+    at = open_page("pages/details.py", query={"id": "999999"})
+    assert "999999" in texts(at.error)
+
+
+def test_note_and_tags_are_saved_with_the_backtest(filled, env):
+    bid = str(filled[1])
+    at = open_page("pages/details.py", query={"id": bid})
+    at.text_area(key=f"note.text.{bid}").set_value("looks robust")
+    at.text_input(key=f"note.tags.{bid}").set_value("rsi, keep")
+    at.button[[b.label for b in at.button].index("Save note and tags")].click().run()
+    assert not at.exception
+    details = open_test_store(env).get_detailed_results(bid)
+    assert details["note"] == "looks robust"
+    assert details["tags"] == ["rsi", "keep"]
+
+
+def test_scanner_shows_stats_columns_and_fills_missing_ones(env):
+    at = open_page()
+    at.number_input(key="scan.lookback").set_value(30).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    for column in ("win_rate", "num_trades", "sharpe_ratio", "cagr", "max_drawdown",
+                   "expectancy", "pooled_trades", "pooled_win_rate"):
+        assert column in table.columns
+    assert table["win_rate"].isna().all()  # empty store: stats missing, shown as missing
+    fill = [b for b in at.button if b.label.startswith("Backtest these")]
+    assert fill, "missing stats offer the one-click fill"
+    fill[0].click().run()
+    assert not at.exception
+    filled_table = at.dataframe[0].value
+    assert filled_table["num_trades"].notna().all()
+    assert open_test_store(env).count() == len(table)
+    assert not [b for b in at.button if b.label.startswith("Backtest these")]
+
+
+def test_scanner_stat_filter(filled):
+    at = open_page()
+    at.number_input(key="scan.lookback").set_value(250).run()
+    at.checkbox(key="scan.only_stats").check().run()
+    assert not at.exception
+    if at.dataframe:
+        shown = at.dataframe[0].value
+        assert set(shown["symbol"]) <= {"DEMO01", "DEMO02", "DEMO03"}
+        assert shown["num_trades"].notna().all()
+
+
+def test_scanner_typed_universe_errors(env):
+    at = open_page()
+    at.radio(key="scan.universe.kind").set_value("typed").run()
+    at.text_area(key="scan.universe.typed").set_value("DEMO01, ../x").run()
+    assert "not allowed" in texts(at.error)
+    at.text_area(key="scan.universe.typed").set_value("  ").run()
+    assert "universe is empty" in texts(at.error)
+    assert not at.exception
+
+
+def test_browse_filters_and_deletes_after_confirmation(filled, env):
+    at = open_page("pages/manager.py")
+    at.radio(key="manager.mode").set_value("browse").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == len(filled)
+    at.slider(key="browse.min_win").set_value(100).run()
+    assert not at.exception
+    at.slider(key="browse.min_win").set_value(0).run()
+    at.session_state["browse.table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
+    at.run()
+    delete = [b for b in at.button if b.label.startswith("Delete 2 selected")]
+    assert delete
+    delete[0].click().run()
+    assert "cannot be undone" in texts(at.warning)
+    assert open_test_store(env).count() == len(filled)  # nothing deleted before confirming
+    at.button(key="browse.delete.yes").click().run()
+    assert not at.exception
+    assert open_test_store(env).count() == len(filled) - 2
