@@ -19,7 +19,7 @@ import pandas as pd
 from core.config import Settings, load_settings
 from core.data.provider import Provider, slice_bars
 from core.data.validate import BAR_COLUMNS, validate_bars
-from core.errors import DataUnavailableError
+from core.errors import DataUnavailableError, HindsightError
 from core.store.prices import PriceCache
 
 
@@ -56,48 +56,67 @@ class CachedProvider(Provider):
         return {symbol: slice_bars(histories[symbol], symbol, start, end) for symbol in checked}
 
     def refresh(self, symbols=None) -> dict[str, int]:
-        """Bring cached symbols (default: all this source has) up to date; rows added each."""
-        symbols = list(symbols) if symbols is not None else self.symbols()
-        before = {s: (self.cache.info(self.cache_key, s) or {}).get("rows", 0) for s in symbols}
-        self.histories(symbols, force=True)
-        return {s: self.cache.info(self.cache_key, s)["rows"] - before[s] for s in symbols}
+        """Bring symbols (default: all) up to date now; new rows per symbol.
 
-    def histories(self, symbols: list[str], force: bool = False) -> dict[str, pd.DataFrame]:
+        Yahoo is asked even when its copy is younger than ``max_age``. Symbols the source does
+        not have, or whose new data is bad or unreachable, are left out of the result with a
+        warning naming them, so one bad file never stops a nightly refresh.
+        """
+        known = self.symbols()
+        checked = []
+        for symbol in (known if symbols is None else list(dict.fromkeys(symbols))):
+            try:
+                checked.append(self.check_symbol(symbol, known))
+            except HindsightError as exc:
+                warnings.warn(f"Not refreshed: {exc}", stacklevel=2)
+        before = {s: (self.cache.info(self.cache_key, s) or {}).get("rows", 0) for s in checked}
+        failures: dict[str, str] = {}
+        self._sync(checked, self.cache.load_many(self.cache_key, checked), force=True,
+                   failures=failures)
+        for symbol, message in failures.items():
+            warnings.warn(f"Not refreshed: {message}", stacklevel=2)
+        return {s: self.cache.info(self.cache_key, s)["rows"] - before[s]
+                for s in checked if s not in failures}
+
+    def histories(self, symbols: list[str]) -> dict[str, pd.DataFrame]:
         """Full cached histories, fetching what is missing or stale first."""
-        key = self.cache_key
-        cached = self.cache.load_many(key, symbols)
-        signatures = self.source.signatures(symbols)
-        stale = [s for s in symbols if s not in cached or force
-                 or self._is_stale(s, signatures[s])]
-        if stale:
-            self._update(stale, cached, signatures)
-            cached.update(self.cache.load_many(key, stale))
+        cached = self.cache.load_many(self.cache_key, symbols)
+        updated = self._sync(symbols, cached)
+        if updated:
+            cached.update(self.cache.load_many(self.cache_key, updated))
         return {symbol: cached[symbol] for symbol in symbols}
 
-    def _is_stale(self, symbol: str, signature: object) -> bool:
-        info = self.cache.info(self.cache_key, symbol)
-        if signature is not None:
-            return info["signature"] != signature
-        if self.name != "yahoo":
-            return False
-        checked = datetime.fromisoformat(info["checked"])
-        return datetime.now(timezone.utc) - checked > self.max_age
+    def _sync(self, symbols: list[str], cached: dict, force: bool = False,
+              failures: dict[str, str] | None = None) -> list[str]:
+        """Fetch and store the missing or stale symbols; return those that were considered.
 
-    def _update(self, stale: list[str], cached: dict, signatures: dict) -> None:
-        """Fetch the stale symbols; append new bars where the old ones still hold, else replace."""
+        With ``failures`` given, a symbol whose fetch fails is recorded there instead of raising.
+        """
+        signatures = self.source.signatures(symbols)
+        stale = [s for s in symbols if s not in cached or self._is_stale(s, signatures[s], force)]
+        if not stale:
+            return []
         if hasattr(self.source, "fetch_all"):  # generated as a whole: store it as a whole
             self.cache.put(self.cache_key, self.source.fetch_all(),
                            meta={"label": self.label, "source": self.cache_key})
-            return
+            return stale
         replace, append = {}, {}
         for symbol in stale:
             old = cached.get(symbol)
             try:
                 fresh, is_tail = self._fetch_fresh(symbol, old)
             except DataUnavailableError as exc:
-                if old is None:
+                if old is None and failures is None:
                     raise
-                warnings.warn(f"{exc} Using the cached bars of {symbol}.", stacklevel=4)
+                if old is None:
+                    failures[symbol] = str(exc)
+                else:
+                    warnings.warn(f"{exc} Using the cached bars of {symbol}.", stacklevel=4)
+                continue
+            except HindsightError as exc:
+                if failures is None:
+                    raise
+                failures[symbol] = str(exc)
                 continue
             if is_tail or (old is not None and _extends(old, fresh, same_start=True)):
                 append[symbol] = fresh
@@ -107,6 +126,17 @@ class CachedProvider(Provider):
             self.cache.put(self.cache_key, replace, {s: signatures[s] for s in replace})
         if append:
             self.cache.append(self.cache_key, append, {s: signatures[s] for s in append})
+        return stale
+
+    def _is_stale(self, symbol: str, signature: object, force: bool) -> bool:
+        """Folder: the file changed. Yahoo: checked longer than ``max_age`` ago (or forced)."""
+        info = self.cache.info(self.cache_key, symbol)
+        if signature is not None:
+            return info["signature"] != signature
+        if self.name != "yahoo":
+            return False
+        checked = datetime.fromisoformat(info["checked"])
+        return force or datetime.now(timezone.utc) - checked > self.max_age
 
     def _fetch_fresh(self, symbol: str, old: pd.DataFrame | None) -> tuple[pd.DataFrame, bool]:
         """Validated bars and whether they are only a tail that extends ``old``.

@@ -240,3 +240,18 @@ def test_fingerprint_is_of_the_requested_range(folder, folder_provider, make_bar
     assert len(part) == 3
     assert part.attrs["fingerprint"] == bars_fingerprint(make_bars(10).iloc[2:5])
     np.testing.assert_array_equal(part["close"], [102.0, 103.0, 104.0])
+
+
+def test_refresh_skips_bad_and_unknown_symbols_and_updates_the_rest(folder, folder_provider,
+                                                                    make_bars):
+    _write(folder, "GOOD", make_bars(4))
+    _write(folder, "SOUR", make_bars(4))
+    folder_provider.load_many(["GOOD", "SOUR"])
+    _write(folder, "GOOD", make_bars(6))
+    (folder / "SOUR.csv").write_text("Date,Open,High,Low,Close\n2024-01-02,10,11,9,-1\n")
+    with pytest.warns(UserWarning) as caught:
+        counts = folder_provider.refresh(["GOOD", "SOUR", "GONE", "../x"])
+    assert counts == {"GOOD": 2}
+    messages = " ".join(str(w.message) for w in caught)
+    assert "SOUR: 1 bar(s) with" in messages and "'GONE'" in messages and "'../x'" in messages
+    assert folder_provider.cache.info(folder_provider.cache_key, "SOUR")["rows"] == 4

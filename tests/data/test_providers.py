@@ -126,3 +126,10 @@ def test_bad_watchlist_entry_is_refused(tmp_path):
     settings = load_settings(tmp_path / "none.toml", data_source="yahoo", watchlist="SPY,../x")
     with pytest.raises(DataValidationError, match="'../x'"):
         make_source(settings)
+
+
+def test_refreshing_the_demo_writes_nothing(demo):
+    demo.load_bars("DEMO01")
+    version = demo.cache.manifest()["version"]
+    assert demo.refresh() == {f"DEMO0{i}": 0 for i in range(1, 7)}
+    assert demo.cache.manifest()["version"] == version
