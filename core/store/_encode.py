@@ -74,61 +74,80 @@ class _Vocab:
 # --------------------------------------------------------------------------------------------
 def encode_results(results: list, created_at_ns: int) -> SegmentData:
     """Validate and encode a list of ``BacktestResult`` (one light pass, memoised keys)."""
-    n = len(results)
-    vocabs = {kind: _Vocab() for kind in CODE_KINDS}
-    codes = np.empty((n, len(CODE_KINDS)), np.int32)
-    times = np.empty((n, 3), np.int64)
-    times[:, 2] = created_at_ns
-    metric_rows = np.empty((n, len(METRICS)), np.float64)
-    capital = np.empty(n, np.float64)
-    extra_metrics: dict[str, np.ndarray] = {}
-    param_values: dict[str, np.ndarray] = {}
-    param_names: dict[str, str] = {}
-    curves = _Ragged(n)
-    trades = _Ragged(n)
-    memo = _KeyMemo()
+    encoder = _ResultsEncoder(len(results), created_at_ns)
     for i, result in enumerate(results):
         where = _label(i, result)
+        try:
+            encoder.add(i, result, where)
+        except ValidationError as exc:
+            if str(exc).startswith(where):
+                raise
+            raise type(exc)(f"{where}: {exc}") from None
+    return encoder.finish()
+
+
+class _ResultsEncoder:
+    """Columnar buffers filled one result at a time."""
+
+    def __init__(self, n: int, created_at_ns: int) -> None:
+        self.n = n
+        self.vocabs = {kind: _Vocab() for kind in CODE_KINDS}
+        self.codes = np.empty((n, len(CODE_KINDS)), np.int32)
+        self.times = np.empty((n, 3), np.int64)
+        self.times[:, 2] = created_at_ns
+        self.metrics = np.empty((n, len(METRICS)), np.float64)
+        self.capital = np.empty(n, np.float64)
+        self.extra_metrics: dict[str, np.ndarray] = {}
+        self.param_values: dict[str, np.ndarray] = {}
+        self.param_names: dict[str, str] = {}
+        self.curves = _Ragged(n)
+        self.trades = _Ragged(n)
+        self.memo = _KeyMemo()
+
+    def add(self, i: int, result: Any, where: str) -> None:
+        """Validate one result and write its key codes, dates, metrics and ragged parts."""
         if not isinstance(result, BacktestResult):
             raise ValidationError(f"{where}: expected a core.types.BacktestResult, got "
                                   f"{type(result).__name__}.")
+        memo, vocabs, row = self.memo, self.vocabs, self.codes[i]
         symbol = memo.symbol(result.symbol)
         strategy = memo.strategy(result.strategy)
         params_json, params_hash, columns = memo.params(strategy, result.params, where)
-        exit_json, exit_hash = memo.exit(result.exit_rule, where)
-        row = codes[i]
         row[0] = vocabs["symbol"].code(symbol)
         row[1] = vocabs["strategy"].code(strategy)
         row[2] = vocabs["params"].code((params_json, params_hash))
-        row[3] = vocabs["exit_rule"].code((exit_json, exit_hash))
+        row[3] = vocabs["exit_rule"].code(memo.exit(result.exit_rule, where))
         row[4] = vocabs["costs"].code(_json_text(result.costs, "costs", where))
         row[5] = vocabs["settings"].code(_json_text(result.settings, "settings", where))
         row[6] = vocabs["engine_version"].code(_text(result.engine_version, "engine_version",
                                                      where))
         row[7] = vocabs["data_fingerprint"].code(_text(result.data_fingerprint,
                                                        "data_fingerprint", where))
-        times[i, 0] = _timestamp_ns(result.start, "start", where)
-        times[i, 1] = _timestamp_ns(result.end, "end", where)
-        if times[i, 1] < times[i, 0]:
+        self.times[i, 0] = _timestamp_ns(result.start, "start", where)
+        self.times[i, 1] = _timestamp_ns(result.end, "end", where)
+        if self.times[i, 1] < self.times[i, 0]:
             raise ValidationError(f"{where}: end {result.end} is before start {result.start}.")
-        capital[i] = _capital(result.initial_capital, where)
-        _metrics_row(result.metrics, metric_rows[i], extra_metrics, i, n, where)
+        self.capital[i] = _capital(result.initial_capital, where)
+        _metrics_row(result.metrics, self.metrics[i], self.extra_metrics, i, self.n, where)
         for column, value in columns.items():
-            if column not in param_values:
-                param_values[column] = np.full(n, np.nan)
-                param_names[column] = memo.bare_names[strategy].get(column, column)
-            param_values[column][i] = value
-        curves.add(i, _curve_arrays(result.equity, where))
-        trades.add(i, _trade_arrays(result.trades, where))
-    float_columns = [*FLOAT_LEAD, *METRICS, *extra_metrics, *param_values]
-    floats = np.column_stack([capital, metric_rows, *extra_metrics.values(),
-                              *param_values.values()]) if n else np.empty((0, len(float_columns)))
-    data = SegmentData(rows=n, vocab=_vocab_lists(vocabs), codes=codes, times=times,
-                       float_columns=float_columns, floats=np.ascontiguousarray(floats),
-                       param_columns=param_names)
-    _attach_curves(data, curves)
-    _attach_trades(data, trades)
-    return data
+            if column not in self.param_values:
+                self.param_values[column] = np.full(self.n, np.nan)
+                self.param_names[column] = memo.bare_names[strategy].get(column, column)
+            self.param_values[column][i] = value
+        self.curves.add(i, _curve_arrays(result.equity, where))
+        self.trades.add(i, _trade_arrays(result.trades, where))
+
+    def finish(self) -> SegmentData:
+        columns = [*FLOAT_LEAD, *METRICS, *self.extra_metrics, *self.param_values]
+        floats = np.column_stack([self.capital, self.metrics, *self.extra_metrics.values(),
+                                  *self.param_values.values()]) if self.n else \
+            np.empty((0, len(columns)))
+        data = SegmentData(rows=self.n, vocab=_vocab_lists(self.vocabs), codes=self.codes,
+                           times=self.times, float_columns=columns,
+                           floats=np.ascontiguousarray(floats), param_columns=self.param_names)
+        _attach_curves(data, self.curves)
+        _attach_trades(data, self.trades)
+        return data
 
 
 class _KeyMemo:

@@ -1,0 +1,124 @@
+"""Guarantee 4 (bad input never damages the store) and 5 (format version)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import snapshot
+from factories import make_batch, make_result
+
+from core.errors import StoreVersionError, ValidationError
+from core.store import FORMAT_VERSION, BacktestStore, open_store
+
+
+def _bad_results():
+    good = make_result(seed=1)
+    short_equity = good.equity.copy()
+    short_equity.index = pd.DatetimeIndex([pd.NaT, *short_equity.index[1:]])
+    metrics_missing = dict(good.metrics)
+    del metrics_missing["sharpe_ratio"]
+    bad_trades = good.trades.drop(columns=["exit_price"])
+    nat_trades = good.trades.copy()
+    nat_trades.loc[1, "entry_time"] = pd.NaT
+    return {
+        "symbol ../x": dataclasses.replace(good, symbol="../x"),
+        "symbol a/b": dataclasses.replace(good, symbol="a/b"),
+        "symbol empty": dataclasses.replace(good, symbol=""),
+        "symbol 200 chars": dataclasses.replace(good, symbol="A" * 200),
+        "unknown strategy": dataclasses.replace(good, strategy="rsi_meanrevv"),
+        "unknown param": dataclasses.replace(good, params={"perod": 3}),
+        "NaN start": dataclasses.replace(good, start=pd.NaT),
+        "end before start": dataclasses.replace(good, end=pd.Timestamp("2019-01-01")),
+        "NaN equity date": dataclasses.replace(good, equity=short_equity),
+        "equity values not a series": dataclasses.replace(good, equity=np.ones(5)),
+        "NaN equity value": dataclasses.replace(
+            good, equity=good.equity.where(good.equity.index != good.equity.index[3])),
+        "metric missing": dataclasses.replace(good, metrics=metrics_missing),
+        "metric not a number": dataclasses.replace(good, metrics={**good.metrics,
+                                                                  "win_rate": "high"}),
+        "trades miss a column": dataclasses.replace(good, trades=bad_trades),
+        "trade NaN date": dataclasses.replace(good, trades=nat_trades),
+        "unknown exit reason": dataclasses.replace(
+            good, trades=good.trades.assign(exit_reason="magic")),
+        "bad exit rule": dataclasses.replace(good, exit_rule=[{"type": "stop_los"}]),
+        "negative capital": dataclasses.replace(good, initial_capital=-5.0),
+        "not a result": {"symbol": "AAPL"},
+    }
+
+
+BAD = _bad_results()
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_result_leaves_the_store_byte_identical(store, store_path, case):
+    store.store_many([make_result(symbol="KEEP", seed=5)])
+    before = snapshot(store_path)
+    with pytest.raises(ValidationError) as info:
+        store.store_many([make_result(symbol="OK", seed=6), BAD[case]])
+    assert "#1" in str(info.value) or case == "not a result" or "symbol" in case.lower()
+    assert snapshot(store_path) == before
+    assert store.count() == 1
+    assert store.store_backtest(make_result(symbol="AFTER")).isdigit()  # still writable
+
+
+def test_bad_batch_tables_leave_the_store_byte_identical(store, store_path):
+    store.store_many(make_batch(["KEEP"], [5]))
+    before = snapshot(store_path)
+    good = make_batch(["AAA", "BBB"], [5, 10], trades_per_row=1).table
+    bad_tables = {
+        "path symbol": good.assign(symbol=["../x", "AAA", "BBB", "BBB"]),
+        "NaN date": good.assign(start=[pd.NaT, *good["start"][1:]]),
+        "unknown strategy": good.assign(strategy="nope"),
+        "metric missing": good.drop(columns=["win_rate"]),
+        "param column missing": good.drop(columns=["rsi_period"]),
+        "hash disagrees": good.assign(params_hash=["0" * 16, *good["params_hash"][1:]]),
+        "non canonical json": good.assign(params_json=good["params_json"].str.replace(
+            '"period":5', '"period":6')),
+        "text metric": good.assign(win_rate="x"),
+    }
+    for name, table in bad_tables.items():
+        with pytest.raises(ValidationError):
+            store.store_many(table)
+        assert snapshot(store_path) == before, name
+    batch = make_batch(["AAA"], [5, 10], trades_per_row=2)
+    batch.trades.loc[0, "row"] = 7
+    with pytest.raises(ValidationError, match="row"):
+        store.store_many(batch)
+    with pytest.raises(ValidationError):
+        store.store_many("not results")
+    assert snapshot(store_path) == before
+
+
+def test_newer_format_refuses_to_open(store_path):
+    BacktestStore(store_path).store_backtest(make_result())
+    root_json = store_path / "zarr.json"
+    doc = json.loads(root_json.read_text())
+    assert doc["attributes"]["hindsight_store"]["format_version"] == FORMAT_VERSION
+    doc["attributes"]["hindsight_store"]["format_version"] = FORMAT_VERSION + 1
+    root_json.write_text(json.dumps(doc))
+    for mode in ("r", "r+"):
+        with pytest.raises(StoreVersionError, match=f"format version {FORMAT_VERSION + 1}.*"
+                                                    "Upgrade Hindsight"):
+            open_store(store_path, mode=mode)
+
+
+def test_newer_manifest_format_is_refused_by_an_open_handle(store, store_path):
+    store.store_backtest(make_result())
+    manifest = store_path / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["format_version"] = FORMAT_VERSION + 1
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(StoreVersionError):
+        store.count()
+
+
+def test_not_a_backtest_store(tmp_path):
+    import zarr
+
+    zarr.open_group(tmp_path / "other.zarr", mode="w")
+    (tmp_path / "other.zarr" / "manifest.json").write_text('{"segments": []}')
+    with pytest.raises(Exception, match="not a Hindsight backtest store"):
+        open_store(tmp_path / "other.zarr")
