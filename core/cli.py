@@ -48,7 +48,10 @@ class _Context:
     @property
     def provider(self):
         if self._provider is None:
-            from core.data import get_provider
+            try:
+                from core.data import get_provider
+            except ImportError:  # the lazy export names a module that may not exist
+                from core.data.cached import get_provider
 
             self._provider = get_provider(self.settings)
         return self._provider
@@ -319,10 +322,18 @@ def _cmd_universe(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _query_frame(ctx: _Context, args: argparse.Namespace):
-    columns = _symbols_arg(getattr(args, "columns", None)) or None
-    return ctx.store("r").query(
-        where=args.where, order_by=args.order_by, limit=args.limit, columns=columns,
+    """The store's latest backtests filtered by --where/--order-by/--limit, --columns picked."""
+    frame = ctx.store("r").query(
+        symbol=_symbols_arg(args.symbols) or None, strategy=args.strategy,
+        where=args.where, order_by=args.order_by, limit=args.limit,
     )
+    columns = _symbols_arg(args.columns)
+    unknown = [c for c in columns if c not in frame.columns]
+    if unknown:
+        from core.errors import QueryError, did_you_mean
+
+        raise QueryError(f"Unknown column {unknown[0]!r}.{did_you_mean(unknown[0], frame.columns)}")
+    return frame[columns] if columns else frame
 
 
 def _cmd_query(ctx: _Context, args: argparse.Namespace) -> int:
@@ -456,8 +467,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_query_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--symbols", help="only these symbols (comma-separated)")
+    p.add_argument("--strategy", help="only this strategy")
     p.add_argument("--where", help="filter, e.g. \"strategy == 'rsi_meanrev' and win_rate > 0.5\"")
-    p.add_argument("--order-by", help="column, '-column' for descending")
+    p.add_argument("--order-by", help="column; descending: --order-by=-column")
     p.add_argument("--limit", type=int, help="at most this many rows")
     p.add_argument("--columns", help="comma-separated columns to show")
 

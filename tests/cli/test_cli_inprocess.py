@@ -1,0 +1,85 @@
+"""CLI commands through ``main(argv)`` in this process (fast): error paths and read-outs."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from core.cli import main
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capsys):
+    """``run(*argv) -> (exit code, stdout, stderr)`` against demo data and a tmp store."""
+    config = tmp_path / "config.toml"
+    config.write_text('data_source = "demo"\ndemo_symbols = 3\ndemo_years = 2\n'
+                      f'price_cache = "{tmp_path / "prices.zarr"}"\n'
+                      f'store_url = "{tmp_path / "store.zarr"}"\n')
+    monkeypatch.setenv("HINDSIGHT_CONFIG", str(config))
+    for name in ("HINDSIGHT_STORE", "HINDSIGHT_DATA_SOURCE", "HINDSIGHT_PRICE_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def call(*argv: str):
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--strategy", "rsi_meanrev", "--params", "{period: 14}", "--symbol", "DEMO01"],
+     "--params is not valid JSON"),
+    (["run", "--strategy", "rsi_meanrev", "--params", '{"period": 1}', "--symbol", "DEMO01"],
+     "period=1 is out of range"),
+    (["run", "--strategy", "rsi_meanrev", "--exit", '{"type": "stop_los"}', "--symbol", "DEMO01"],
+     "Did you mean 'stop_loss'?"),
+    (["run", "--strategy", "rsi_meanrev", "--symbol", "NOPE"], "Unknown symbol 'NOPE'"),
+    (["run", "--strategy", "rsi_meanrev", "--csv", "/no/such.csv"], "CSV file not found"),
+    (["show", "999999"], "No stored backtest with id"),
+    (["sweep", "--strategy", "rsi_meanrev", "--grid", '{"period": {"start": 2, "stop": 500}}',
+      "--all-symbols", "--max-cells", "100"], "1,497 cells"),
+    (["sweep", "--strategy", "rsi_meanrev", "--grid", "[1, 2]", "--symbols", "DEMO01"],
+     "--grid must be a JSON object"),
+    (["query", "--where", "win_rat > 0.5"], "win_rat"),
+    (["walkforward", "--strategy", "rsi_meanrev", "--grid", '{"period": [10]}', "--symbol",
+      "DEMO01", "--in-sample", "400", "--out-of-sample", "200"], "fewer than one window"),
+])
+def test_bad_input_is_a_message_and_exit_2(run, args, needle):
+    if args[0] in ("query", "show"):  # these need a store to exist
+        assert run("run", "--strategy", "rsi_meanrev", "--symbol", "DEMO01")[0] == 0
+    code, _, err = run(*args)
+    assert code == 2, err
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_sweep_skips_what_is_stored_and_read_outs_work(run, tmp_path):
+    argv = ["sweep", "--strategy", "rsi_meanrev", "--grid",
+            '{"period": [8, 12], "oversold": [25, 30]}', "--all-symbols",
+            "--exit", "null", "--exit", '{"type": "stop_loss", "pct": 0.05}', "--json"]
+    code, out, _ = run(*argv)
+    assert code == 0 and json.loads(out)["n_computed"] == 24
+    code, out, _ = run(*argv)
+    assert json.loads(out)["n_skipped"] == 24 and json.loads(out)["n_computed"] == 0
+    code, out, _ = run("universe", "--strategy", "rsi_meanrev", "--params", '{"period": 8}',
+                       "--exit", '{"type": "stop_loss", "pct": 0.05}', "--json")
+    view = json.loads(out)
+    assert code == 0 and view["n_symbols"] == 3 and len(view["symbols"]) == 3
+    code, out, _ = run("query", "--columns", "symbol,win_rate", "--order-by=-win_rate",
+                       "--limit", "5")
+    assert code == 0 and "win_rate" in out and "(5 rows)" in out
+    target = tmp_path / "cells.parquet"
+    assert run("export", "--format", "parquet", "--out", str(target))[0] == 0
+    assert len(pd.read_parquet(target)) == 24
+
+
+def test_walkforward_command(run):
+    code, out, err = run("walkforward", "--strategy", "rsi_meanrev", "--grid",
+                         '{"period": [8, 14], "oversold": [25, 35]}', "--symbol", "DEMO01",
+                         "--in-sample", "200", "--out-of-sample", "100", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["windows"] == 3 and len(report["window_rows"]) == 3
+    assert report["parent_id"].startswith("wf")
