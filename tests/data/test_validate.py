@@ -1,9 +1,14 @@
 """validate_bars: clean input passes untouched, each kind of bad input is named precisely."""
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.canonical import bars_fingerprint
 from core.data.validate import BAR_COLUMNS, validate_bars
@@ -129,3 +134,69 @@ def test_importing_validate_does_not_pull_zarr():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
     assert out.stdout.split() == ["False", "False"]
+
+
+# ----------------------------------------------- property test against a row-by-row reference
+
+_RULES = (  # (phrase in the message, row check) in the order validate_bars applies them
+    ("NaN or infinite", lambda o, h, lo, c, v: not all(math.isfinite(x) for x in (o, h, lo, c))),
+    ("non-positive", lambda o, h, lo, c, v: min(o, h, lo, c) <= 0),
+    ("high below low", lambda o, h, lo, c, v: h < lo),
+    ("outside [low, high]", lambda o, h, lo, c, v: not (lo <= o <= h and lo <= c <= h)),
+    ("volume", lambda o, h, lo, c, v: not math.isfinite(v) or v < 0),
+)
+
+
+def _reference(rows):
+    """What validate_bars must say, worked out one row at a time in plain Python."""
+    dates = [row[0] for row in rows]
+    if len(set(dates)) != len(dates):
+        first = next(d for d in dates if dates.count(d) > 1)
+        return ("duplicate", first)
+    rows = sorted(rows, key=lambda row: row[0])
+    rows = [(d, o, h, lo, c, 0.0 if math.isnan(v) else v) for d, o, h, lo, c, v in rows]
+    for phrase, broken in _RULES:
+        bad = [row[0] for row in rows if broken(*row[1:])]
+        if bad:
+            return (phrase, bad[0])
+    return ("ok", rows)
+
+
+_VALUES = st.sampled_from([1.0, 2.0, 3.0, 5.0, 8.0, 0.0, -1.0, math.nan, math.inf])
+
+
+@st.composite
+def _rows(draw):
+    days = pd.bdate_range("2024-01-01", periods=12)
+    n = draw(st.integers(1, 8))
+    picked = draw(st.lists(st.integers(0, 11), min_size=n, max_size=n))
+    rows = []
+    for day in picked:
+        if draw(st.booleans()):  # a consistent bar
+            lo = draw(st.floats(1.0, 50.0))
+            h = lo + draw(st.floats(0.0, 5.0))
+            o, c = (draw(st.floats(lo, h)) for _ in range(2))
+            v = draw(st.sampled_from([0.0, 10.0, math.nan]))
+        else:
+            o, h, lo, c, v = (draw(_VALUES) for _ in range(5))
+        rows.append((days[day], o, h, lo, c, v))
+    return rows
+
+
+@given(rows=_rows())
+def test_validate_bars_agrees_with_a_row_by_row_reference(rows):
+    frame = pd.DataFrame([r[1:] for r in rows], columns=list(BAR_COLUMNS),
+                         index=pd.DatetimeIndex([r[0] for r in rows]))
+    verdict, detail = _reference(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if verdict != "ok":
+            with pytest.raises(DataValidationError) as info:
+                validate_bars(frame, "PROP")
+            message = str(info.value)
+            assert message.startswith("PROP:") and verdict in message
+            assert detail.strftime("%Y-%m-%d") in message
+            return
+        out = validate_bars(frame, "PROP")
+    assert list(out.index) == [row[0] for row in detail]
+    np.testing.assert_array_equal(out.to_numpy(), np.array([row[1:] for row in detail]))
