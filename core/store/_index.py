@@ -83,11 +83,12 @@ class LoadedSegment:
     float_pos: dict[str, int] = field(default_factory=dict)
     blocks: dict[str, np.ndarray] = field(default_factory=dict)  # cached column -> values
     bad_rows: np.ndarray | None = None  # rows inside damaged chunks
+    suspect_keys: tuple[set, set, set, set] | None = None  # keys a damaged part may hold
 
     @property
     def bid_range(self) -> tuple[int, int]:
         return int(self.entry.get("bid_min", self.entry.get("bid0", 0))), int(
-            self.entry.get("bid_max", self.entry.get("bid0", 0) + self.rows - 1))
+            self.entry.get("bid_max", self.entry.get("bid0", 0) + int(self.entry["rows"]) - 1))
 
 
 def entry_bids(entry: dict, reader: SegmentReader | None) -> np.ndarray:
@@ -122,7 +123,7 @@ def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
         bids = entry_bids(entry, reader)
         local_codes, key_ok = _read_codes(reader)
     except StoreCorruptionError as exc:
-        return _damaged_segment(entry, exc)
+        return _damaged_segment(entry, exc, reader.attrs)
     attrs_vocab = reader.attrs["vocab"]
     codes = {}
     for j, kind in enumerate(CODE_KINDS):
@@ -134,15 +135,28 @@ def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
                         float_pos={c: j for j, c in enumerate(reader.attrs["float_columns"])})
     if not key_ok.all():
         seg.bad_rows = ~key_ok
+        seg.suspect_keys = _vocab_keys(reader.attrs)
         _warn(StoreCorruptionError(f"Segment {seg.name!r}: {int((~key_ok).sum())} rows have "
                                    "damaged key columns and are left out. Run store.verify()."))
     return seg
 
 
-def _damaged_segment(entry: dict, error: StoreCorruptionError) -> LoadedSegment:
+def _damaged_segment(entry: dict, error: StoreCorruptionError,
+                     attrs: dict | None = None) -> LoadedSegment:
     _warn(error)
+    attrs = attrs or getattr(error, "segment_attrs", None)
     return LoadedSegment(name=entry["name"], entry=entry, reader=None, error=error, rows=0,
-                         bids=np.empty(0, np.int64))
+                         bids=np.empty(0, np.int64), suspect_keys=_vocab_keys(attrs))
+
+
+def _vocab_keys(attrs: dict | None) -> tuple[set, set, set, set] | None:
+    """(symbols, strategies, params hashes, exit hashes) a segment's vocabulary names."""
+    try:
+        vocab = attrs["vocab"]
+        return (set(vocab["symbol"]), set(vocab["strategy"]),
+                {v[1] for v in vocab["params"]}, {v[1] for v in vocab["exit_rule"]})
+    except (TypeError, KeyError, IndexError):
+        return None
 
 
 def _warn(error: StoreCorruptionError) -> None:
@@ -298,6 +312,21 @@ class Index:
                 return seg
         return None
 
+    def suspect_segment(self, key: tuple[str, str, str, str], newer_than: int
+                        ) -> LoadedSegment | None:
+        """A damaged segment that may hold a version of ``key`` newer than bid ``newer_than``.
+
+        Used so that a lookup never silently answers with an older version (or None) when the
+        latest one sits in damaged data. Segments whose vocabulary is unreadable are assumed
+        to hold nothing (their loss is reported by the load warning and verify()).
+        """
+        for seg in self.segments:
+            if seg.suspect_keys is None or seg.bid_range[1] <= newer_than:
+                continue
+            if all(part in names for part, names in zip(key, seg.suspect_keys)):
+                return seg
+        return None
+
     def locate(self, row: int) -> tuple[LoadedSegment, int]:
         k = int(np.searchsorted(self.starts, row, "right")) - 1
         return self.readable[k], row - int(self.starts[k])
@@ -316,6 +345,10 @@ class Index:
 
     def has_column(self, name: str) -> bool:
         return name in TIME_COLUMNS or name in self.float_columns
+
+    @property
+    def has_bad_rows(self) -> bool:
+        return any(seg.bad_rows is not None for seg in self.readable)
 
     def damaged_rows(self) -> np.ndarray:
         """Rows whose data failed a checksum while loading columns (or keys)."""

@@ -129,7 +129,7 @@ class SegmentReader:
     def damaged(self, exc: BaseException) -> StoreCorruptionError:
         return StoreCorruptionError(
             f"Backtest store segment {self.name!r} is damaged ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Run store.verify() for a "
+            f"{_first_line(exc)}). Run store.verify() for a "
             "report; other segments are unaffected.")
 
 
@@ -139,16 +139,27 @@ async def _open_segment(zstore, name: str) -> SegmentReader:
     if not isinstance(attrs, dict) or "rows" not in attrs or "arrays" not in attrs:
         raise StoreCorruptionError(f"Segment {name!r} has no valid segment attributes.")
     names = list(attrs["arrays"])
-    opened = await asyncio.gather(*[
-        za.open_array(store=zstore, path=f"{segment_path(name)}/{field}", mode="r",
-                      config=READ_CONFIG) for field in names])
-    arrays = {field: array._async_array if hasattr(array, "_async_array") else array
-              for field, array in zip(names, opened)}
-    for field, array in arrays.items():
-        if list(array.shape) != list(attrs["arrays"][field]):
-            raise StoreCorruptionError(f"Segment {name!r} array {field!r} has shape "
-                                       f"{array.shape}, expected {attrs['arrays'][field]}.")
+    try:
+        opened = await asyncio.gather(*[
+            za.open_array(store=zstore, path=f"{segment_path(name)}/{field}", mode="r",
+                          config=READ_CONFIG) for field in names])
+        arrays = dict(zip(names, opened))
+        for field, array in arrays.items():
+            if list(array.shape) != list(attrs["arrays"][field]):
+                raise StoreCorruptionError(f"Segment {name!r} array {field!r} has shape "
+                                           f"{array.shape}, expected {attrs['arrays'][field]}.")
+    except Exception as exc:  # noqa: BLE001 - array metadata damaged: keep the segment attrs
+        error = exc if isinstance(exc, StoreCorruptionError) else StoreCorruptionError(
+            f"Backtest store segment {name!r} cannot be opened ({type(exc).__name__}: "
+            f"{_first_line(exc)}). Run store.verify().")
+        error.segment_attrs = attrs
+        raise error from exc
     return SegmentReader(name=name, attrs=attrs, arrays=arrays)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0][:200] if text else ""
 
 
 def open_segment(zstore, name: str) -> SegmentReader:
@@ -160,7 +171,7 @@ def open_segment(zstore, name: str) -> SegmentReader:
     except Exception as exc:  # noqa: BLE001 - missing/garbage metadata is damage
         raise StoreCorruptionError(
             f"Backtest store segment {name!r} cannot be opened ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Run store.verify().") from exc
+            f"{_first_line(exc)}). Run store.verify().") from exc
 
 
 def open_segments(zstore, names: list[str]) -> dict[str, SegmentReader | StoreCorruptionError]:
@@ -173,7 +184,7 @@ def open_segments(zstore, names: list[str]) -> dict[str, SegmentReader | StoreCo
         except Exception as exc:  # noqa: BLE001
             return StoreCorruptionError(
                 f"Backtest store segment {name!r} cannot be opened ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Run store.verify().")
+                f"{_first_line(exc)}). Run store.verify().")
 
     async def all_of():
         return await asyncio.gather(*[one(name) for name in names])

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -242,16 +243,17 @@ class BacktestStore:
         return _maintenance.verify(self)
 
     # ------------------------------------------------------------------ key canonicalisation
-    def _key_codes(self, symbol, strategy, params, exit_rule) -> tuple[int, int, int, int] | None:
-        """Global codes of a key, None when some part was never stored."""
+    def _key(self, symbol, strategy, params, exit_rule) -> tuple[str, str, str, str]:
+        """(symbol, strategy, params hash, exit hash) of a key given in any accepted form."""
         if not isinstance(symbol, str) or not isinstance(strategy, str):
             raise ValidationError(f"symbol and strategy must be names, got {symbol!r}, "
                                   f"{strategy!r}.")
-        params_hash = self._params_hash(strategy, params)
-        exit_hash = self._exit_hash(exit_rule)
-        vocab = self._vocab
-        codes = (vocab.lookup("symbol", symbol), vocab.lookup("strategy", strategy),
-                 vocab.lookup("params", params_hash), vocab.lookup("exit_rule", exit_hash))
+        return symbol, strategy, self._params_hash(strategy, params), self._exit_hash(exit_rule)
+
+    def _key_codes(self, key: tuple[str, str, str, str]) -> tuple[int, int, int, int] | None:
+        """Global codes of a key, None when some part was never stored."""
+        codes = tuple(self._vocab.lookup(kind, part) for kind, part in
+                      zip(("symbol", "strategy", "params", "exit_rule"), key))
         return None if min(codes) < 0 else codes
 
     def _params_hash(self, strategy: str, params) -> str:
@@ -276,17 +278,25 @@ class BacktestStore:
         """Stats of the latest stored backtest of this exact key, or None."""
         with self._guard:
             index = self._current()
-            codes = self._key_codes(symbol, strategy, params, exit_rule)
-            if codes is None:
-                return None
-            row = index.find_latest(codes)
+            key = self._key(symbol, strategy, params, exit_rule)
+            codes = self._key_codes(key)
+            row = -1 if codes is None else index.find_latest(codes)
+            if index.damaged or index.has_bad_rows:
+                self._check_suspects(index, key, int(index.bids[row]) if row >= 0 else 0)
             return None if row < 0 else self._stats_dict(index, row)
+
+    def _check_suspects(self, index: Index, key: tuple, found_bid: int) -> None:
+        suspect = index.suspect_segment(key, found_bid)
+        if suspect is not None:
+            raise StoreCorruptionError(
+                f"The latest backtest of {key[0]} {key[1]} may sit in damaged segment "
+                f"{suspect.name!r}; it is not served. Run store.verify() for the report.")
 
     def history(self, symbol: str, strategy: str, params=None, exit_rule=None) -> pd.DataFrame:
         """Every live stored version of a key, oldest first (metric drift across re-runs)."""
         with self._guard:
             index = self._current()
-            codes = self._key_codes(symbol, strategy, params, exit_rule)
+            codes = self._key_codes(self._key(symbol, strategy, params, exit_rule))
             rows = np.empty(0, np.int64) if codes is None else index.find_versions(codes)
             return self._frame(index, rows)
 
@@ -304,9 +314,7 @@ class BacktestStore:
             if known.any():
                 hashes = key_hash_array(*(codes[known, j] for j in range(4)))
                 rows[known] = index.find_many(hashes, codes[known])
-            found = rows[rows >= 0]
-            self._check_damage(index, found)
-            return self._frame(index, found)
+            return self._frame(index, rows[rows >= 0])
 
     def _bulk_codes(self, keys) -> np.ndarray:
         vocab = self._vocab
@@ -383,7 +391,6 @@ class BacktestStore:
                 mask &= _query.evaluate(where, columns)
             rows = np.flatnonzero(mask)
             rows = _query.order_rows(rows, order_by, columns, limit)
-            self._check_damage(index, rows, skip=True)
             return self._frame(index, rows, compact_params=bool(strategies))
 
     def count(self, include_history: bool = False) -> int:
@@ -445,21 +452,23 @@ class BacktestStore:
 
     def _check_damage(self, index: Index, rows: np.ndarray, skip: bool = False) -> np.ndarray:
         """Raise (or drop, when ``skip``) rows known to sit in damaged chunks."""
-        if not any(seg.bad_rows is not None for seg in index.readable) or not len(rows):
+        if not index.has_bad_rows or not len(rows):
             return rows
         bad = index.damaged_rows()[rows]
         if not bad.any():
             return rows
-        if skip:
-            return rows[~bad]
         seg, _ = index.locate(int(rows[np.argmax(bad)]))
-        raise StoreCorruptionError(f"Backtest data in segment {seg.name!r} failed its checksum "
-                                   "or is missing; run store.verify() for the report.")
+        message = (f"Backtest data in segment {seg.name!r} failed its checksum or is missing; "
+                   "run store.verify() for the report.")
+        if skip:
+            warnings.warn(f"{int(bad.sum())} damaged backtest(s) left out. {message}",
+                          RuntimeWarning, stacklevel=4)
+            return rows[~bad]
+        raise StoreCorruptionError(message)
 
     def _stats_dict(self, index: Index, row: int) -> dict:
-        seg, _ = index.locate(row)
-        if seg.bad_rows is not None and seg.bad_rows[row - int(index.starts[index.readable.index(
-                seg)])]:
+        seg, local = index.locate(row)
+        if seg.bad_rows is not None and seg.bad_rows[local]:
             self._check_damage(index, np.array([row]))
         names = [*TIME_COLUMNS, *index.float_columns]
         if not all(name in index.columns for name in names):
@@ -467,6 +476,8 @@ class BacktestStore:
             if self._row_misses > _ROW_MISSES_BEFORE_WARM:
                 self._warm(index)
         values = index.row_values(row, names)
+        if seg.bad_rows is not None and seg.bad_rows[local]:  # found while warming
+            self._check_damage(index, np.array([row]))
         return _frames.stats_dict(self, index, row, values)
 
     def _warm(self, index: Index) -> None:
@@ -474,6 +485,9 @@ class BacktestStore:
             index.column(name)
 
     def _frame(self, index: Index, rows: np.ndarray, compact_params: bool = False) -> pd.DataFrame:
+        """A stats table of ``rows``; rows whose data turns out damaged are left out (warned)."""
+        self._warm(index)
+        rows = self._check_damage(index, rows, skip=True)
         return _frames.stats_frame(self, index, rows, compact_params)
 
     def _categories(self, kind: str, values: list, part: int | None) -> pd.CategoricalDtype:

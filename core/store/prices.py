@@ -196,6 +196,10 @@ class PriceCache:
                 out.update({p: span[p[1] - lo:p[2] - lo] for p in todo})
             else:
                 out.update({p: array[p[1]:p[2]] for p in todo})
+            if any(np.isnan(out[p][:, 0]).any() for p in todo):
+                # compacted away by another process after our manifest was read
+                self._arrays.pop(segment, None)
+                raise FileNotFoundError(segment)
         return out
 
     def _remember(self, key: tuple, frame: pd.DataFrame) -> None:
@@ -330,7 +334,7 @@ class PriceCache:
                 store=store, name=f"segments/{name}", shape=data.shape,
                 chunks=(min(CHUNK_ROWS, max(len(data), 1)), 6), dtype="float64",
                 compressors=BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
-                fill_value=0.0,
+                fill_value=np.nan,  # a chunk that vanished reads as NaN, never as prices
             )
             array[:] = data
         except Exception as exc:
