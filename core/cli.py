@@ -286,7 +286,7 @@ def _cmd_walkforward(ctx: _Context, args: argparse.Namespace) -> int:
         bars, args.strategy, ranges, _exit_rules_arg(args.exit),
         in_sample=args.in_sample, out_of_sample=args.out_of_sample, step=args.step,
         anchored=args.anchored, metric=args.metric, min_trades=args.min_trades,
-        store=None if args.no_store else ctx.store("a"), symbol=symbol,
+        store=None if args.no_store else _walkforward_store(ctx, args), symbol=symbol,
     )
     if args.json:
         _print_json(report.to_dict())
@@ -297,6 +297,24 @@ def _cmd_walkforward(ctx: _Context, args: argparse.Namespace) -> int:
     for key, value in report.summary().items():
         print(f"{key:>22}: {value}")
     return EXIT_OK
+
+
+def walkforward_store_url(store_url: str) -> str:
+    """Default store of walk-forward windows: ``walkforward.zarr`` next to the main store.
+
+    Window backtests share their key (symbol, strategy, params, exit rule) with full-history
+    backtests, and the store returns the latest version of a key; keeping windows apart stops a
+    one-year out-of-sample test from replacing the full-history figures the scanner shows.
+    """
+    url = str(store_url).rstrip("/")
+    head, _, _ = url.rpartition("/")
+    return f"{head}/walkforward.zarr" if head else "walkforward.zarr"
+
+
+def _walkforward_store(ctx: _Context, args: argparse.Namespace):
+    from core.store import open_store
+
+    return open_store(args.wf_store or walkforward_store_url(ctx.settings.store_url), "a")
 
 
 def _cmd_universe(ctx: _Context, args: argparse.Namespace) -> int:
@@ -530,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored", action="store_true", help="in-sample always starts at bar 0")
     p.add_argument("--metric", default="sharpe_ratio", help="metric to maximise in-sample")
     p.add_argument("--min-trades", type=int, default=1, help="in-sample winner needs this many")
+    p.add_argument("--wf-store", help="store for the window backtests "
+                   "(default: walkforward.zarr next to the main store)")
     p.add_argument("--no-store", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_walkforward)

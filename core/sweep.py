@@ -37,6 +37,8 @@ MAX_TASK_CELLS = 50_000
 #: Tasks per worker (a little over-splitting balances the load and overlaps the writes).
 TASKS_PER_WORKER = 2
 DEFAULT_BATCH_SIZE = 20_000
+#: How long to try to reach a Dask scheduler given by address.
+DASK_CONNECT_TIMEOUT = "10s"
 
 Progress = Callable[[int, int], None]  # (cells done, cells total)
 
@@ -520,7 +522,7 @@ def _dask_client(scheduler):
             f"got {scheduler!r}."
         )
     try:
-        return Client(scheduler, timeout="10s"), True
+        return Client(scheduler, timeout=DASK_CONNECT_TIMEOUT), True
     except (OSError, TimeoutError) as exc:
         from core.errors import HindsightError
 

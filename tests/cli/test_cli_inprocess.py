@@ -75,7 +75,10 @@ def test_sweep_skips_what_is_stored_and_read_outs_work(run, tmp_path):
     assert len(pd.read_parquet(target)) == 24
 
 
-def test_walkforward_command(run):
+def test_walkforward_command_stores_windows_apart(run, tmp_path):
+    from core.store import open_store
+    from core.walkforward import load_walk_forward
+
     code, out, err = run("walkforward", "--strategy", "rsi_meanrev", "--grid",
                          '{"period": [8, 14], "oversold": [25, 35]}', "--symbol", "DEMO01",
                          "--in-sample", "200", "--out-of-sample", "100", "--json")
@@ -83,3 +86,6 @@ def test_walkforward_command(run):
     report = json.loads(out)
     assert report["windows"] == 3 and len(report["window_rows"]) == 3
     assert report["parent_id"].startswith("wf")
+    assert not (tmp_path / "store.zarr").exists()  # the main store is left alone
+    windows = load_walk_forward(open_store(str(tmp_path / "walkforward.zarr")), report["parent_id"])
+    assert len(windows) == 2 * report["windows_with_winner"]

@@ -81,8 +81,8 @@ def test_expand_grid_order_and_defaults():
 
 
 def test_random_sampling_is_seeded_distinct_and_inside_the_grid():
-    ranges = {"period": {"start": 2, "stop": 200}, "oversold": {"start": 10, "stop": 40},
-              "overbought": {"start": 60, "stop": 90}}
+    ranges = {"period": {"start": 2, "stop": 40}, "oversold": {"start": 10, "stop": 30, "step": 2},
+              "overbought": {"start": 60, "stop": 90, "step": 3}}
     full = {tuple(sorted(g.items())) for g in expand_grid("rsi_meanrev", ranges)}
     a, _ = _expand("rsi_meanrev", ranges, max_tries=50, seed=7)
     b, _ = _expand("rsi_meanrev", ranges, max_tries=50, seed=7)
