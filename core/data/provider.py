@@ -40,10 +40,6 @@ class Provider(ABC):
         """
         return dict.fromkeys(symbols)
 
-    def fetch_many(self, symbols: list[str]) -> dict[str, pd.DataFrame]:
-        """Full histories of several known symbols (sources with a batch download override it)."""
-        return {symbol: self.fetch(symbol) for symbol in symbols}
-
     def load_bars(self, symbol: str, start=None, end=None) -> pd.DataFrame:
         """Validated bars of ``symbol`` between ``start`` and ``end`` (inclusive, optional).
 

@@ -193,3 +193,14 @@ for round_ in range(6):
     assert final.symbols("src") == [f"{p}{i}" for p in "AB" for i in range(4)]
     for symbol in final.symbols("src"):
         assert len(final.load("src", symbol)) == 10  # 5 bars, then one more per round
+
+
+def test_a_reader_with_a_stale_manifest_never_sees_a_compacted_segment_as_prices(cache,
+                                                                                 make_bars):
+    cache.put("src", {"AAA": make_bars(4), "BBB": make_bars(6)})
+    reader = PriceCache(cache.path)
+    reader.load("src", "AAA")  # opens the first segment's array and keeps the handle
+    PriceCache(cache.path).compact()  # another writer: new segment, the old one is deleted
+    stat = (cache.path / "manifest.json").stat()
+    reader._manifest_stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # the race window
+    pd.testing.assert_frame_equal(reader.load("src", "BBB"), make_bars(6), check_freq=False)
