@@ -255,3 +255,13 @@ def test_refresh_skips_bad_and_unknown_symbols_and_updates_the_rest(folder, fold
     messages = " ".join(str(w.message) for w in caught)
     assert "SOUR: 1 bar(s) with" in messages and "'GONE'" in messages and "'../x'" in messages
     assert folder_provider.cache.info(folder_provider.cache_key, "SOUR")["rows"] == 4
+
+
+def test_unknown_and_unsafe_symbols_cache_nothing(folder, folder_provider, make_bars):
+    _write(folder, "REAL", make_bars(3))
+    with pytest.raises(UnknownSymbolError, match="'REEL'.*Did you mean 'REAL'"):
+        folder_provider.load_bars("REEL")
+    with pytest.raises(DataValidationError, match="'../REAL'.*not allowed"):
+        folder_provider.load_many(["REAL", "../REAL"])
+    assert not (folder_provider.cache.path / "manifest.json").exists()
+
