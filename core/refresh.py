@@ -1,0 +1,346 @@
+"""Nightly refresh: update prices, re-run every stored configuration whose data changed.
+
+For each stored configuration (the latest version of each store key), the bars it would see
+today are loaded from the same start date to the newest bar; when their fingerprint differs
+from the stored ``data_fingerprint`` the configuration is re-run with its stored params, exit
+rule, costs and settings, and the new result is stored. The store keeps every version of a key,
+so the previous metrics stay visible: the report lists the drift ("win rate 62% -> 48%").
+Walk-forward window backtests (tagged ``wf:<id>``) are historical by design and left alone.
+
+Idempotent: a second run finds every fingerprint current and does nothing. Resumable after a
+kill (even ``kill -9``): results are stored in atomic batches, and what is done is recognised
+by its fingerprint; a small journal next to the store (``<store>.refresh.json``, replaced
+atomically after each batch) carries the drift lines of the interrupted run into the resumed
+one, and is removed when a run completes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.canonical import canonical_json
+from core.errors import HindsightError
+
+#: Metrics whose change is reported, with how to print them.
+DRIFT_METRICS: dict[str, str] = {
+    "win_rate": "pct", "total_return": "pct", "num_trades": "int", "sharpe_ratio": "num",
+    "max_drawdown": "pct",
+}
+_GROUP_COLUMNS = ("symbol", "strategy", "start", "exit_rule", "costs_json", "settings_json",
+                  "initial_capital")
+DEFAULT_BATCH_ROWS = 5_000
+
+
+@dataclass
+class RefreshReport:
+    """What a refresh did; ``drift`` has one row per re-run configuration (old vs new)."""
+
+    prices_updated: dict[str, int] = field(default_factory=dict)
+    configs: int = 0
+    current: int = 0
+    rerun: int = 0
+    failed: list[str] = field(default_factory=list)
+    resumed: bool = False
+    elapsed_s: float = 0.0
+    drift: list[dict[str, Any]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary and one drift line per re-run configuration."""
+        out = [
+            f"prices: {sum(self.prices_updated.values())} new bars for "
+            f"{sum(1 for v in self.prices_updated.values() if v)} symbols",
+            f"configurations: {self.configs} stored, {self.current} up to date, "
+            f"{self.rerun} re-run{' (resumed an interrupted run)' if self.resumed else ''}",
+        ]
+        out += [drift_line(d) for d in self.drift]
+        out += [f"failed: {f}" for f in self.failed]
+        out.append(f"done in {self.elapsed_s:.1f}s")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "lines": [drift_line(d) for d in self.drift]}
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if kind == "pct":
+        return f"{value:.0%}" if abs(value) >= 0.1 else f"{value:.1%}"
+    if kind == "int":
+        return str(int(value))
+    return f"{value:.2f}"
+
+
+def drift_line(entry: dict[str, Any]) -> str:
+    """``AAA rsi_meanrev {"period":14,...} [exit]: win rate 62% -> 48%, ...``"""
+    changes = []
+    for name, kind in DRIFT_METRICS.items():
+        old, new = entry["old"].get(name), entry["new"].get(name)
+        if _fmt(old, kind) != _fmt(new, kind):
+            changes.append(f"{name.replace('_', ' ')} {_fmt(old, kind)} -> {_fmt(new, kind)}")
+    what = ", ".join(changes) if changes else "no change in the headline metrics"
+    return f"{entry['symbol']} {entry['strategy']} {entry['params_json']} {entry['exit_json']}: {what}"
+
+
+# ---------------------------------------------------------------------------------------------
+# journal
+# ---------------------------------------------------------------------------------------------
+
+
+def journal_path(store_url: str) -> Path | None:
+    """``<store>.refresh.json`` next to a local store; None for remote stores (no journal)."""
+    url = str(store_url)
+    if "://" in url and not url.startswith("file://"):
+        return None
+    path = Path(url.removeprefix("file://")).resolve()
+    return path.with_name(path.name + ".refresh.json")
+
+
+def _read_journal(path: Path | None) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a torn journal only loses drift lines; the fingerprints still hold
+
+
+def _write_journal(path: Path | None, doc: dict) -> None:
+    """Replace the journal atomically (write aside, fsync, rename)."""
+    if path is None:
+        return
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, allow_nan=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the refresh
+# ---------------------------------------------------------------------------------------------
+
+
+def update_price_cache(provider, symbols: Sequence[str]) -> dict[str, int]:
+    """Ask the cached provider (``CachedProvider.refresh``) for new bars; new rows per symbol.
+
+    A provider without a price cache serves fresh data on every load, so there is nothing to
+    update and the result is empty.
+    """
+    update = getattr(provider, "refresh", None)
+    if update is None:
+        return {}
+    counts = update(list(symbols))
+    return {str(k): int(v) for k, v in dict(counts or {}).items()}
+
+
+def _stored_configs(store, symbols: Sequence[str] | None) -> pd.DataFrame:
+    """Latest stored configurations, minus walk-forward windows, optionally for some symbols."""
+    frame = store.query(symbol=list(symbols)) if symbols else store.query()
+    if frame is None or len(frame) == 0:
+        return pd.DataFrame()
+    frame = frame.copy()
+    for column in ("symbol", "strategy", "params", "exit_rule", "params_hash", "exit_hash",
+                   "data_fingerprint", "tags"):
+        frame[column] = frame[column].astype(object).astype(str)
+    is_window = frame["tags"].str.split(",").apply(lambda tags: any(t.startswith("wf:") for t in tags))
+    return frame[~is_window].reset_index(drop=True)
+
+
+def _with_run_settings(store, rows: pd.DataFrame) -> pd.DataFrame:
+    """Add ``costs_json`` and ``settings_json`` of each row (stored per backtest)."""
+    costs, settings = [], []
+    for symbol, strategy, params, rule in zip(rows["symbol"], rows["strategy"], rows["params"],
+                                              rows["exit_rule"]):
+        stats = store.get_stats(symbol, strategy, json.loads(params), json.loads(rule)) or {}
+        costs.append(canonical_json(stats.get("costs") or {}))
+        settings.append(canonical_json(stats.get("settings") or {}))
+    return rows.assign(costs_json=costs, settings_json=settings)
+
+
+def _current_bars(provider, symbol: str, start: Any) -> pd.DataFrame:
+    return provider.load_bars(symbol, start=pd.Timestamp(start), end=None)
+
+
+def _rerun_group(rows: pd.DataFrame, bars: pd.DataFrame):
+    """Re-run rows sharing symbol, strategy, start, exit rule, costs and settings at once."""
+    from core.engine import run_many
+
+    first = rows.iloc[0]
+    settings = json.loads(first["settings_json"]) if first["settings_json"] else {}
+    costs = json.loads(first["costs_json"]) if first["costs_json"] else None
+    params = [json.loads(p) for p in rows["params"]]
+    return run_many(
+        {first["symbol"]: bars}, first["strategy"], params, [json.loads(first["exit_rule"])],
+        costs=costs, initial_capital=float(first["initial_capital"]),
+        whole_shares=bool(settings.get("whole_shares", False)),
+        stop_on_entry_bar=bool(settings.get("stop_on_entry_bar", True)), with_trades=True,
+    )
+
+
+def _drift_entries(old: pd.DataFrame, new: pd.DataFrame) -> list[dict[str, Any]]:
+    """Old vs new headline metrics for each re-run configuration (matched by params hash)."""
+    by_hash = {ph: i for i, ph in enumerate(new["params_hash"])}
+    out = []
+    for _, row in old.iterrows():
+        j = by_hash.get(row["params_hash"])
+        if j is None:
+            continue
+        fresh = new.iloc[j]
+        out.append({
+            "symbol": row["symbol"], "strategy": row["strategy"],
+            "params_json": row["params"], "exit_json": row["exit_rule"],
+            "old_fingerprint": row["data_fingerprint"], "new_fingerprint": fresh["data_fingerprint"],
+            "old": {m: _plain(row.get(m)) for m in DRIFT_METRICS},
+            "new": {m: _plain(fresh.get(m)) for m in DRIFT_METRICS},
+        })
+    return out
+
+
+def _plain(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value
+
+
+def refresh(
+    store,
+    provider,
+    *,
+    symbols: Sequence[str] | None = None,
+    update_prices: bool = True,
+    progress: bool = False,
+    journal: Path | str | None = "auto",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> RefreshReport:
+    """Bring every stored configuration up to date with today's data; report the drift.
+
+    Symbols are processed one after another (bars loaded, changed configurations re-run) and
+    results are stored in atomic batches of about ``batch_rows``. ``journal="auto"`` keeps the
+    journal next to a local store (``journal_path``); ``None`` disables it. A symbol that can no
+    longer be loaded is listed in ``failed`` and its configurations are left as they are.
+    """
+    t0 = time.perf_counter()
+    jpath = journal_path(_store_url(store)) if journal == "auto" else (Path(journal) if journal else None)
+    previous = _read_journal(jpath)
+    report = RefreshReport(resumed=previous is not None)
+    if previous:
+        report.drift = list(previous.get("drift", []))
+        report.prices_updated = dict(previous.get("prices_updated", {}))
+    configs = _stored_configs(store, symbols)
+    report.configs = len(configs)
+    if update_prices and len(configs):
+        report.prices_updated.update(update_price_cache(provider, sorted(configs["symbol"].unique())))
+    _write_journal(jpath, _journal_doc(report))
+    bar = _bar(progress, len(configs))
+    writer = _Batcher(store, report, jpath, batch_rows)
+    failed_configs = 0
+    for (symbol, start), rows in configs.groupby(["symbol", "start"], sort=True):
+        try:
+            bars = _current_bars(provider, symbol, start)
+        except HindsightError as exc:
+            report.failed.append(f"{symbol}: {len(rows)} configuration(s) not refreshed: {exc}")
+            failed_configs += len(rows)
+        else:
+            failed_configs += _rerun_changed(store, rows, bars, writer)
+        if bar is not None:
+            bar.update(len(rows))
+    writer.flush()
+    if bar is not None:
+        bar.close()
+    report.current = max(0, len(configs) - failed_configs - len(report.drift))
+    return _finish(report, jpath, t0)
+
+
+def _rerun_changed(store, rows: pd.DataFrame, bars: pd.DataFrame, writer: "_Batcher") -> int:
+    """Re-run the rows whose data fingerprint differs from ``bars``; returns configs failed."""
+    fp = bars.attrs.get("fingerprint") or _fingerprint(bars)
+    changed = rows[rows["data_fingerprint"] != fp]
+    if len(changed) == 0:
+        return 0
+    failed = 0
+    changed = _with_run_settings(store, changed)
+    for _, group in changed.groupby(list(_GROUP_COLUMNS), sort=False, dropna=False):
+        try:
+            batch = _rerun_group(group, bars)
+        except HindsightError as exc:
+            first = group.iloc[0]
+            writer.report.failed.append(f"{first['symbol']} {first['strategy']} "
+                                        f"{first['exit_rule']}: {exc}")
+            failed += len(group)
+            continue
+        writer.add(batch, _drift_entries(group, batch.table))
+    return failed
+
+
+class _Batcher:
+    """Stores re-run results in atomic batches, then journals their drift lines."""
+
+    def __init__(self, store, report: RefreshReport, jpath: Path | None, batch_rows: int):
+        self.store, self.report, self.jpath, self.batch_rows = store, report, jpath, batch_rows
+        self.batches: list = []
+        self.drift: list = []
+        self.rows = 0
+
+    def add(self, batch, drift: list) -> None:
+        self.batches.append(batch)
+        self.drift += drift
+        self.rows += len(batch)
+        if self.rows >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batches:
+            return
+        from core.sweep import concat_batches
+
+        self.store.store_many(concat_batches(self.batches))
+        self.report.drift += self.drift
+        _write_journal(self.jpath, _journal_doc(self.report))
+        self.batches, self.drift, self.rows = [], [], 0
+
+
+def _fingerprint(bars: pd.DataFrame) -> str:
+    from core.canonical import bars_fingerprint
+
+    return bars_fingerprint(bars)
+
+
+def _journal_doc(report: RefreshReport) -> dict:
+    return {"drift": report.drift, "prices_updated": report.prices_updated}
+
+
+def _finish(report: RefreshReport, jpath, t0: float) -> RefreshReport:
+    if jpath is not None and jpath.exists():
+        jpath.unlink()
+    report.rerun = len(report.drift)
+    report.elapsed_s = time.perf_counter() - t0
+    return report
+
+
+def _store_url(store) -> str:
+    for name in ("url", "path", "root"):
+        value = getattr(store, name, None)
+        if value:
+            return str(value)
+    return ""
+
+
+def _bar(enabled: bool, total: int):
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="refresh", unit="config", file=sys.stderr, dynamic_ncols=True)
