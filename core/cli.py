@@ -379,11 +379,16 @@ def _cmd_show(ctx: _Context, args: argparse.Namespace) -> int:
         )
         _print_json(out)
         return EXIT_OK
-    for key in ("id", "symbol", "strategy", "params", "exit_rule", "start", "end",
-                "data_fingerprint", "engine_version", "stored_at"):
+    from core.details import stored_metrics
+
+    for key in ("backtest_id", "symbol", "strategy", "params", "exit_rule", "start", "end",
+                "costs", "settings", "data_fingerprint", "engine_version", "created_at", "note",
+                "tags"):
         if key in details:
-            print(f"{key:>17}: {jsonable(details[key])}")
-    _print_metrics(details.get("metrics", {}))
+            value = jsonable(details[key])
+            text = json.dumps(value) if isinstance(value, (dict, list)) else value
+            print(f"{key:>17}: {text}")
+    _print_metrics(stored_metrics(details))
     if equity is None:
         print(f"\nequity: not available ({details.get('equity_reason', 'not stored')})")
     else:

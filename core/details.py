@@ -24,7 +24,6 @@ def load_details(store, bid: str, provider=None) -> dict[str, Any]:
     Raises ``NotFoundError`` for an unknown id (from the store).
     """
     details = dict(store.get_detailed_results(bid))
-    details.setdefault("id", bid)
     if details.get("equity") is not None:
         return {**details, "equity_source": "stored", "equity_reason": None}
     equity, reason = recompute_equity(details, provider)
@@ -51,13 +50,23 @@ def recompute_equity(details: dict[str, Any], provider) -> tuple[Any, str | None
             f"(fingerprint {stored_fp} -> {current_fp}); re-run it to get an equity curve"
         )
     result = _rerun(details, bars)
-    mismatch = _metric_mismatch(details.get("metrics") or {}, result.metrics)
+    mismatch = _metric_mismatch(stored_metrics(details), result.metrics)
     if mismatch:
         return None, (
             f"recomputing gave different results ({mismatch}; stored engine "
             f"{details.get('engine_version')!r}, current {result.engine_version!r}); re-run it"
         )
     return result.equity, None
+
+
+def stored_metrics(details: dict[str, Any]) -> dict[str, float]:
+    """The metrics of a stored backtest's details (the store keeps them as top-level keys)."""
+    from core.types import METRIC_NAMES
+
+    nested = details.get("metrics")
+    if isinstance(nested, dict):
+        return dict(nested)
+    return {name: details[name] for name in METRIC_NAMES if name in details}
 
 
 def _fingerprint(bars) -> str:
