@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -118,6 +119,12 @@ class _Bars:
                 f"{self.symbol or 'bars'}: {len(self)} bars is too few; {what} needs at least "
                 f"{needed} bars. Load a longer history or use shorter look-backs."
             )
+
+
+def _params_json(params: dict[str, Any]) -> str:
+    """``canonical_json`` of validated flat params (str -> int/float/str), without recursion."""
+    flat = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in params.items()}
+    return json.dumps(flat, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def _hash_json(text: str) -> str:
@@ -343,7 +350,7 @@ class _GridSpec:
         self.atr_rows = np.array(
             [self.row_of[k] if k is not None else -1 for k in self.atr_keys], dtype=np.int64
         )
-        params_json = [canonical_json(c) for c in cells]
+        params_json = [_params_json(c) for c in cells]
         per_cell = {"params_json": params_json, "params_hash": [_hash_json(j) for j in params_json]}
         per_rule = {
             "exit_json": [canonical_json(r) for r in rules],

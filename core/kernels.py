@@ -221,8 +221,8 @@ def simulate_nb(
             ret_count += 1
             ret_sum += r
             ret_sumsq += r * r
-            if r < 0:
-                down_sumsq += r * r
+            down = min(r, 0.0)  # branch-free: the sign of r is unpredictable
+            down_sumsq += down * down
         prev_equity = equity
         if equity >= peak_equity:
             peak_equity = equity

@@ -16,7 +16,7 @@ def make_bars(n: int = 250, seed: int = 0, vol: float = 0.02, start: str = "2020
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, vol / 2, n)))
     bars = pd.DataFrame(
         {"open": open_, "high": high, "low": low, "close": close, "volume": np.full(n, 1e5)},
-        index=pd.bdate_range(start, periods=n),
+        index=pd.bdate_range(start, periods=n, unit="ns"),
     )
     bars.attrs["symbol"] = symbol
     return bars
@@ -27,7 +27,7 @@ def bars_from(open_, high, low, close, start: str = "2021-01-04") -> pd.DataFram
     n = len(close)
     return pd.DataFrame(
         {"open": open_, "high": high, "low": low, "close": close, "volume": [0.0] * n},
-        index=pd.bdate_range(start, periods=n), dtype=float,
+        index=pd.bdate_range(start, periods=n, unit="ns"), dtype=float,
     )
 
 

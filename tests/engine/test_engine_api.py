@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.canonical import bars_fingerprint, canonical_json
+from core.data.validate import validate_bars
 from core.engine import ENGINE_VERSION, canonical_costs, expand_grid, run_backtest, run_many
 from core.errors import DataValidationError, ParamError, UnknownExitRuleError, UnknownStrategyError
 from core.types import METRIC_NAMES, TRADE_COLUMNS, BacktestResult
@@ -38,7 +39,7 @@ def test_result_shape(bars):
     assert result.costs == {"commission": 0.0, "fixed": 0.0, "slippage_bps": 0.0}
     assert result.settings == {"whole_shares": False, "stop_on_entry_bar": True}
     assert result.engine_version == ENGINE_VERSION
-    assert result.data_fingerprint == bars_fingerprint(bars)
+    assert result.data_fingerprint == bars_fingerprint(validate_bars(bars))
     assert result.metrics["num_trades"] == len(result.trades)
 
 
@@ -192,6 +193,19 @@ def test_run_many_table_columns_and_order():
     assert table["start"].iloc[4] == data["BBB"].index[0]
     assert table["end"].iloc[0] == data["AAA"].index[-1]
     assert batch.trades is None and calls == [(1, 2), (2, 2)]
+
+
+@pytest.mark.parametrize("strategy, grid", [
+    ("rsi_meanrev", {"period": [5, 14], "oversold": [20, 25.5], "overbought": [70.0, 80]}),
+    ("ma_crossover", {"fast": [3], "slow": [10, 20], "kind": ["sma", "ema"]}),
+    ("bollinger_reversion", {"num_std": [0.5, 1.25, 2]}),
+])
+def test_batch_params_json_and_hash_equal_the_canonical_ones(strategy, grid):
+    from core.canonical import stable_hash
+    batch = run_many({"A": make_bars(120)}, strategy, grid)
+    cells = expand_grid(strategy, grid)
+    assert batch.table["params_json"].tolist() == [canonical_json(c) for c in cells]
+    assert batch.table["params_hash"].tolist() == [stable_hash(c) for c in cells]
 
 
 def test_run_many_trades_carry_their_row():
