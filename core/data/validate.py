@@ -24,8 +24,9 @@ _SHOWN_ROWS = 5  # how many bad dates an error message lists
 def validate_bars(df: pd.DataFrame, symbol: str = "?") -> pd.DataFrame:
     """Return ``df`` as ascending, unique, float64 ``open high low close volume`` bars.
 
-    Clean input (monotonic unique DatetimeIndex, exactly the five float64 columns, consistent
-    values) is returned as is. Otherwise a corrected copy is returned (unsorted -> sorted with a
+    Clean input (monotonic unique tz-naive datetime64[ns] index, exactly the five float64
+    columns, consistent values) is returned as is; the index of otherwise clean input in
+    another unit is converted to nanoseconds. Otherwise a corrected copy is returned (unsorted -> sorted with a
     warning; missing/NaN volume -> 0.0) or ``DataValidationError`` is raised. ``df.attrs`` is kept.
     """
     if not isinstance(df, pd.DataFrame):
@@ -33,8 +34,22 @@ def validate_bars(df: pd.DataFrame, symbol: str = "?") -> pd.DataFrame:
             f"{symbol}: bars must be a pandas DataFrame, got {type(df).__name__}."
         )
     if _is_clean(df):
-        return df
+        return df if df.index.unit == "ns" else _with_ns_index(df)
     return _normalise(df, symbol)
+
+
+def _with_ns_index(df: pd.DataFrame) -> pd.DataFrame:
+    """The same bars on a datetime64[ns] index (pandas 3 defaults to microseconds).
+
+    One unit everywhere means equal bars always get equal fingerprints.
+    """
+    out = df.copy(deep=False)
+    out.index = df.index.as_unit("ns")
+    if "fingerprint" in out.attrs:
+        from core.canonical import bars_fingerprint
+
+        out.attrs["fingerprint"] = bars_fingerprint(out)
+    return out
 
 
 def _is_clean(df: pd.DataFrame) -> bool:

@@ -200,3 +200,20 @@ def test_validate_bars_agrees_with_a_row_by_row_reference(rows):
         out = validate_bars(frame, "PROP")
     assert list(out.index) == [row[0] for row in detail]
     np.testing.assert_array_equal(out.to_numpy(), np.array([row[1:] for row in detail]))
+
+
+def test_other_time_units_become_nanoseconds_so_fingerprints_agree(bars):
+    coarse = bars.copy()
+    coarse.index = coarse.index.as_unit("s")
+    out = validate_bars(coarse, "UNIT")
+    assert out.index.unit == "ns"
+    assert bars_fingerprint(out) == bars_fingerprint(bars)
+
+
+def test_pandas_default_microseconds_take_the_cheap_conversion(bars):
+    micro = bars.copy()
+    micro.index = micro.index.as_unit("us")
+    micro.attrs["fingerprint"] = bars_fingerprint(micro)
+    out = validate_bars(micro, "US")
+    assert out.index.unit == "ns" and micro.index.unit == "us"  # the input is not modified
+    assert out.attrs["fingerprint"] == bars_fingerprint(bars)
