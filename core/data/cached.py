@@ -30,7 +30,7 @@ class CachedProvider(Provider):
                  max_age: timedelta = timedelta(hours=12)):
         self.source, self.cache, self.max_age = source, cache, max_age
         self.name, self.cache_key = source.name, source.cache_key
-        self.label = getattr(source, "label", source.name)
+        self.label = source.label or source.name
 
     def symbols(self) -> list[str]:
         names = set(self.source.symbols())

@@ -22,6 +22,8 @@ class Provider(ABC):
     """Base class: subclasses set ``name`` and implement ``symbols()`` and ``fetch(symbol)``."""
 
     name: str = ""
+    #: What the app shows next to the data (e.g. "synthetic demo data").
+    label: str = ""
     #: Identifies this source's data in the price cache (e.g. one folder vs another).
     cache_key: str = ""
 

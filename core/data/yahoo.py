@@ -1,7 +1,7 @@
 """Yahoo Finance through ``yfinance``: used only when chosen, and never allowed to hang a page.
 
 Before any download a TCP connection to Yahoo is tried in a background thread with a hard
-deadline (5 s by default); offline, a firewall or a DNS that never answers all end in a
+deadline (4 s by default, so a page hears back within 5 s); offline, a firewall or a DNS that never answers all end in a
 ``DataUnavailableError`` that suggests the demo or folder source. The outcome is remembered for
 a short while so that loading many symbols offline fails once, not once per symbol.
 Prices are adjusted (``auto_adjust=True``): OHLC include splits and dividends, as the folder
@@ -77,7 +77,7 @@ class YahooProvider(Provider):
     probe_memory_seconds = 30.0
 
     def __init__(self, watchlist: Iterable[str] = DEFAULT_WATCHLIST, host: str = YAHOO_HOST,
-                 port: int = 443, timeout: float = 5.0, download_timeout: float = 30.0):
+                 port: int = 443, timeout: float = 4.0, download_timeout: float = 30.0):
         self.watchlist = sorted({validate_symbol(s) for s in watchlist})
         self.host, self.port = host, int(port)
         self.timeout, self.download_timeout = float(timeout), float(download_timeout)
