@@ -22,6 +22,15 @@ def make_bars(n: int = 10, start: str = "2024-01-01", first_close: float = 100.0
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_hindsight_environment(monkeypatch):
+    """Settings in these tests come from the test itself, never from the caller's shell."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("HINDSIGHT_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(name="make_bars")
 def make_bars_fixture():
     """The ``make_bars`` helper itself, for tests that need several frames."""
