@@ -153,6 +153,18 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         print(f"  {name:<{width}}  {_format_metric(name, value)}")
 
 
+def _print_summary(summary: dict[str, Any]) -> None:
+    """``key: value`` lines; dicts and lists as JSON, floats to 4 significant digits."""
+    width = max((len(k) for k in summary), default=0)
+    for key, value in summary.items():
+        value = jsonable(value)
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        print(f"  {key:<{width}}  {value}")
+
+
 def _print_frame(frame, max_rows: int | None = None) -> None:
     import pandas as pd
 
@@ -259,8 +271,7 @@ def _cmd_sweep(ctx: _Context, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
-        for key, value in summary.items():
-            print(f"{key:>16}: {value}")
+        _print_summary(summary)
     return EXIT_OK
 
 
@@ -294,8 +305,7 @@ def _cmd_walkforward(ctx: _Context, args: argparse.Namespace) -> int:
     print(f"walk-forward {report.parent_id}: {args.strategy} on {symbol}, "
           f"{'anchored' if args.anchored else 'rolling'} windows, optimising {args.metric}")
     _print_frame(report.windows)
-    for key, value in report.summary().items():
-        print(f"{key:>22}: {value}")
+    _print_summary(report.summary())
     return EXIT_OK
 
 
@@ -327,8 +337,7 @@ def _cmd_universe(ctx: _Context, args: argparse.Namespace) -> int:
     if args.json:
         _print_json({**view, "symbols": _records(table)})
         return EXIT_OK
-    for key, value in view.items():
-        print(f"{key:>22}: {value}")
+    _print_summary(view)
     print()
     _print_frame(table)
     return EXIT_OK

@@ -89,3 +89,13 @@ def test_walkforward_command_stores_windows_apart(run, tmp_path):
     assert not (tmp_path / "store.zarr").exists()  # the main store is left alone
     windows = load_walk_forward(open_store(str(tmp_path / "walkforward.zarr")), report["parent_id"])
     assert len(windows) == 2 * report["windows_with_winner"]
+
+
+def test_refresh_command_is_idle_when_nothing_changed(run):
+    assert run("run", "--strategy", "rsi_meanrev", "--symbol", "DEMO02")[0] == 0
+    code, out, err = run("refresh", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["configs"], report["current"], report["rerun"]) == (1, 1, 0)
+    code, out, _ = run("refresh", "--no-progress")
+    assert code == 0 and "1 stored, 1 up to date, 0 re-run" in out
