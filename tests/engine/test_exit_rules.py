@@ -130,6 +130,17 @@ def test_atr_stop_level_from_entry_fill_and_signal_bar_atr():
     assert run(rule, entries=(3,), stop_on_entry_bar=False)[0] == [(5, 95.0, "atr_stop", 1)]
 
 
+def test_atr_stop_is_inactive_while_atr_is_undefined():
+    # ATR(5) is first defined at bar 4 (bar -1 counts), after the signal on bar 0
+    rule = {"type": "atr_stop", "mult": 0.1, "period": 5}
+    assert run(rule, entries=(0,))[0] == [(7, 94.0, "end_of_data", 7)]
+
+
+def test_signal_exit_outranks_a_time_stop_at_the_same_open():
+    rule = {"type": "time_stop", "bars": 3}
+    assert run(rule, exits=(3,))[0] == [(4, 107.0, "signal", 3)]
+
+
 def test_highest_stop_level_wins():
     rule = [{"type": "stop_loss", "pct": 0.10}, {"type": "trailing_stop", "pct": 0.05}]
     assert run(rule)[0] == [(4, 102.6, "trailing_stop", 3)]
@@ -197,6 +208,7 @@ def test_costs_reduce_the_result_by_the_hand_computed_amount():
     assert free[-1] == pytest.approx(107_000.0)
     assert free[-1] - equity[-1] == pytest.approx(431.28, abs=0.01)
     assert floats[0, 3] == pytest.approx(proceeds - 100_000, abs=1e-6)  # pnl vs full cost
+    assert floats[0, 4] == pytest.approx((proceeds - 100_000) / 100_000, rel=1e-9)  # return
 
 
 def test_whole_shares_buys_floor_of_cash_over_price():
