@@ -71,12 +71,13 @@ def _to_rows(bars: pd.DataFrame, symbol: str) -> np.ndarray:
 
 
 def _to_frame(rows: np.ndarray, symbol: str) -> pd.DataFrame:
-    """(n, 6) rows -> bars frame with a datetime64[ns] index and one float64 block."""
+    """(n, 6) rows -> bars with a datetime64[ns] index, one float64 block, symbol+fingerprint."""
     index = pd.DatetimeIndex(rows[:, 0].astype(np.int64).astype("datetime64[s]")).as_unit("ns")
     index.name = "date"
     values = np.asfortranarray(rows[:, 1:])  # column-major: pandas keeps it as one block
     frame = pd.DataFrame(values, index=index, columns=_COLUMNS, copy=False)
-    frame.attrs["symbol"] = symbol
+    fingerprint = bars_fingerprint(frame)  # before attrs exist: pandas copies attrs per column
+    frame.attrs.update(symbol=symbol, fingerprint=fingerprint)
     return frame
 
 
@@ -173,7 +174,6 @@ class PriceCache:
             for key, symbol in missing.items():
                 parts = [rows[piece] for piece in key]
                 frame = _to_frame(parts[0] if len(parts) == 1 else np.concatenate(parts), symbol)
-                frame.attrs["fingerprint"] = bars_fingerprint(frame)
                 self._remember(key, frame)
             out = {}
             for symbol, key in wanted.items():
