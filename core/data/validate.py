@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from core.canonical import bars_fingerprint
 from core.errors import DataValidationError
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -25,9 +26,10 @@ def validate_bars(df: pd.DataFrame, symbol: str = "?") -> pd.DataFrame:
     """Return ``df`` as ascending, unique, float64 ``open high low close volume`` bars.
 
     Clean input (monotonic unique tz-naive datetime64[ns] index, exactly the five float64
-    columns, consistent values) is returned as is; the index of otherwise clean input in
-    another unit is converted to nanoseconds. Otherwise a corrected copy is returned (unsorted -> sorted with a
-    warning; missing/NaN volume -> 0.0) or ``DataValidationError`` is raised. ``df.attrs`` is kept.
+    columns, consistent values) is returned as is; otherwise clean input on another time unit
+    gets a nanosecond index. Anything else comes back as a corrected copy (unsorted -> sorted
+    with a warning; missing/NaN volume -> 0.0) or raises ``DataValidationError``.
+    ``df.attrs`` is kept (a fingerprint in it is recomputed when the bars changed).
     """
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(
@@ -46,8 +48,6 @@ def _with_ns_index(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy(deep=False)
     out.index = df.index.as_unit("ns")
     if "fingerprint" in out.attrs:
-        from core.canonical import bars_fingerprint
-
         out.attrs["fingerprint"] = bars_fingerprint(out)
     return out
 
@@ -87,7 +87,7 @@ def _values_are_clean(values: np.ndarray) -> bool:
 
 def _normalise(df: pd.DataFrame, symbol: str) -> pd.DataFrame:
     """The slow path: coerce shape and types, then diagnose values rule by rule."""
-    if df.empty or len(df.index) == 0:
+    if len(df.index) == 0:
         raise DataValidationError(
             f"{symbol}: no bars (the data is empty). Check the file or the date range."
         )
@@ -100,8 +100,6 @@ def _normalise(df: pd.DataFrame, symbol: str) -> pd.DataFrame:
     _check_values(out, symbol)
     out.attrs = dict(df.attrs)
     if "fingerprint" in out.attrs:
-        from core.canonical import bars_fingerprint
-
         out.attrs["fingerprint"] = bars_fingerprint(out)
     return out
 
@@ -186,7 +184,7 @@ def _check_values(bars: pd.DataFrame, symbol: str) -> None:
 
 
 def _rows(index: pd.Index, mask: np.ndarray) -> str:
-    """The first few flagged index labels as ISO dates, e.g. ``2020-01-03, 2020-01-06 (+4 more)``."""
+    """The first flagged index labels as ISO dates, e.g. ``2020-01-03, 2020-01-06 (+4 more)``."""
     positions = np.flatnonzero(mask)
     shown = [_label(index[p]) for p in positions[:_SHOWN_ROWS]]
     more = len(positions) - len(shown)
