@@ -471,7 +471,12 @@ def _cmd_scan(ctx: _Context, args: argparse.Namespace) -> int:
     signals = scan(ctx.provider, args.strategy, params, exit_rule, args.lookback,
                    symbols=_symbols_arg(args.symbols) or None)
     if not args.no_stats:
-        signals = add_backtest_stats(signals, ctx.store("r"))
+        from core.errors import StoreError
+
+        try:
+            signals = add_backtest_stats(signals, ctx.store("r"))
+        except StoreError as exc:  # no store yet: the signals are still worth showing
+            print(f"note: no stored stats joined ({exc})", file=sys.stderr)
     if args.json:
         _print_json(_records(signals))
     else:

@@ -330,6 +330,7 @@ class _StoredCells:
         self.rows: dict[tuple, dict] = {}
         if frame is None or len(frame) == 0:
             return
+        frame = frame.rename(columns={"costs_json": "costs", "settings_json": "settings"})
         columns = {c: frame[c].astype(object).to_numpy() for c in
                    ("symbol", "params_hash", "exit_hash", *_FRAME_IDENTITY) if c in frame.columns}
         for i in range(len(frame)):
@@ -349,13 +350,26 @@ class _StoredCells:
         if "initial_capital" in have and not math.isclose(float(have["initial_capital"]),
                                                           wanted["initial_capital"]):
             return False
-        stats = self.store.get_stats(symbol, self.strategy, params, rule) or {}
-        return (canonical_json(stats.get("costs") or {}) == wanted["costs"]
-                and canonical_json(stats.get("settings") or {}) == wanted["settings"])
+        if "costs" in have and "settings" in have:
+            costs, settings = have["costs"], have["settings"]
+        else:  # the query table does not carry them: ask for this key's stats
+            stats = self.store.get_stats(symbol, self.strategy, params, rule) or {}
+            costs, settings = stats.get("costs"), stats.get("settings")
+        return (_canonical(costs) == wanted["costs"]
+                and _canonical(settings) == wanted["settings"])
 
 
-#: Identity columns read from the store's query table.
-_FRAME_IDENTITY = ("data_fingerprint", "initial_capital", "engine_version")
+def _canonical(value: Any) -> str:
+    """Canonical JSON of a dict, or of a JSON text holding one."""
+    if isinstance(value, str):
+        import json
+
+        value = json.loads(value) if value else {}
+    return canonical_json(value or {})
+
+
+#: Identity columns read from the store's query table (costs/settings when it has them).
+_FRAME_IDENTITY = ("data_fingerprint", "initial_capital", "engine_version", "costs", "settings")
 
 
 def _wanted_identity(fingerprint: str, run_kwargs: dict) -> dict[str, Any]:
