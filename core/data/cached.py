@@ -9,6 +9,7 @@ in the cache.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -31,6 +32,7 @@ class CachedProvider(Provider):
         self.source, self.cache, self.max_age = source, cache, max_age
         self.name, self.cache_key = source.name, source.cache_key
         self.label = source.label or source.name
+        self._sync_lock = threading.Lock()
 
     def symbols(self) -> list[str]:
         names = set(self.source.symbols())
@@ -91,15 +93,30 @@ class CachedProvider(Provider):
         """Fetch and store the missing or stale symbols; return those that were considered.
 
         With ``failures`` given, a symbol whose fetch fails is recorded there instead of raising.
+        One thread at a time fetches; a thread that waited sees what the other one stored.
         """
+        if not self._stale(symbols, cached, force)[0]:
+            return []
+        with self._sync_lock:
+            cached.update(self.cache.load_many(self.cache_key, symbols))
+            stale, signatures = self._stale(symbols, cached, force)
+            if stale:
+                self._update(stale, cached, signatures, failures)
+            return stale
+
+    def _stale(self, symbols: list[str], cached: dict, force: bool) -> tuple[list[str], dict]:
+        """Symbols to fetch (missing or stale) and every symbol's current source signature."""
         signatures = self.source.signatures(symbols)
         stale = [s for s in symbols if s not in cached or self._is_stale(s, signatures[s], force)]
-        if not stale:
-            return []
+        return stale, signatures
+
+    def _update(self, stale: list[str], cached: dict, signatures: dict,
+                failures: dict[str, str] | None) -> None:
+        """Fetch ``stale``; append new bars where the old ones still hold, else replace."""
         if hasattr(self.source, "fetch_all"):  # generated as a whole: store it as a whole
             self.cache.put(self.cache_key, self.source.fetch_all(),
                            meta={"label": self.label, "source": self.cache_key})
-            return stale
+            return
         replace, append = {}, {}
         for symbol in stale:
             old = cached.get(symbol)
@@ -126,7 +143,6 @@ class CachedProvider(Provider):
             self.cache.put(self.cache_key, replace, {s: signatures[s] for s in replace})
         if append:
             self.cache.append(self.cache_key, append, {s: signatures[s] for s in append})
-        return stale
 
     def _is_stale(self, symbol: str, signature: object, force: bool) -> bool:
         """Folder: the file changed. Yahoo: checked longer than ``max_age`` ago (or forced)."""

@@ -133,3 +133,23 @@ def test_refreshing_the_demo_writes_nothing(demo):
     version = demo.cache.manifest()["version"]
     assert demo.refresh() == {f"DEMO0{i}": 0 for i in range(1, 7)}
     assert demo.cache.manifest()["version"] == version
+
+
+def test_threads_loading_at_once_generate_the_demo_once(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = []
+    original = demo_module.generate_demo_universe
+
+    def counted(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(demo_module, "generate_demo_universe", counted)
+    demo_module._cached_universe.cache_clear()
+    provider = CachedProvider(DemoProvider(4, 1, seed=99), PriceCache(tmp_path / "p.zarr"))
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(provider.load_bars, ["DEMO01", "DEMO02", "DEMO03", "DEMO04"]))
+    assert len(calls) == 1
+    assert provider.cache.manifest()["version"] == 1  # one commit
+    assert [b.attrs["symbol"] for b in loaded] == ["DEMO01", "DEMO02", "DEMO03", "DEMO04"]
