@@ -207,10 +207,8 @@ def _drift_entries(old: pd.DataFrame, new: pd.DataFrame) -> list[dict[str, Any]]
 
 
 def _plain(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value
+    """A metric as a float for the JSON journal (None when missing)."""
+    return None if value is None else float(value)
 
 
 def refresh(

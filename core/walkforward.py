@@ -173,12 +173,12 @@ def walk_forward(
     fingerprint = bars.attrs.get("fingerprint") or _fingerprint(bars)
     spec = {"in_sample": in_sample, "out_of_sample": out_of_sample, "step": step or out_of_sample,
             "anchored": anchored, "metric": metric, "min_trades": min_trades,
-            "run": canonical_json({k: v for k, v in run.items() if k != "costs"} | {"costs": costs or {}})}
+            "run": canonical_json({**run, "costs": dict(costs or {})})}
     parent = _parent_id(symbol, strat.name, grid, rules, fingerprint, spec)
 
     rows, curves, results = [], [], []
     for w in windows:
-        is_bars, oos_bars = bars.iloc[w.is_start:w.is_end], bars.iloc[w.oos_start:w.oos_end]
+        is_bars, oos_bars = _window(bars, w.is_start, w.is_end), _window(bars, w.oos_start, w.oos_end)
         table = run_many({symbol: is_bars}, strat, grid, rules, **run).table
         winner = _pick_winner(table, metric, min_trades)
         row = {"window": w.k, "is_start": is_bars.index[0], "is_end": is_bars.index[-1],
@@ -225,6 +225,13 @@ def _stitch(curves: list[pd.Series], initial_capital: float) -> pd.Series:
     out = pd.concat(pieces)
     out.name = "equity"
     return out
+
+
+def _window(bars: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
+    """Bars ``[start, end)`` with their own fingerprint (a slice inherits the parent's attrs)."""
+    piece = bars.iloc[start:end].copy(deep=False)
+    piece.attrs = {**bars.attrs, "fingerprint": _fingerprint(piece)}
+    return piece
 
 
 def _json(text: str) -> Any:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.canonical import bars_fingerprint
 from core.engine import run_backtest
 from core.walkforward import load_walk_forward, walk_forward
 
@@ -61,6 +62,8 @@ def test_walk_forward_matches_a_slow_reference_and_links_windows(provider, store
         assert pd.Timestamp(row["start"]) == first
         details = store.get_detailed_results(row["backtest_id"])
         assert details["equity"] is not None  # window backtests keep their curves
+        last = window["is_end"] if row["part"] == "is" else window["oos_end"]
+        assert details["data_fingerprint"] == bars_fingerprint(bars.loc[first:last])
 
 
 def test_anchored_walk_forward_grows_the_in_sample(provider):
