@@ -9,19 +9,19 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages._ui
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so the page scripts can import views._ui
 
-from pages import _ui  # noqa: E402
+from views import _ui  # noqa: E402
 
 st.set_page_config(page_title="Hindsight", page_icon=":material/history:", layout="wide",
                    initial_sidebar_state="expanded")
 
 PAGES = [
-    st.Page("pages/scanner.py", title="Scanner", icon=":material/radar:", url_path="scanner",
+    st.Page("views/scanner.py", title="Scanner", icon=":material/radar:", url_path="scanner",
             default=True),
-    st.Page("pages/manager.py", title="Backtest Manager", icon=":material/tune:",
+    st.Page("views/manager.py", title="Backtest Manager", icon=":material/tune:",
             url_path="manager"),
-    st.Page("pages/details.py", title="Backtest Details", icon=":material/insights:",
+    st.Page("views/details.py", title="Backtest Details", icon=":material/insights:",
             url_path=_ui.DETAILS_PATH),
 ]
 

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # the ``pages`` helpers are imported as the app imports them
+    sys.path.insert(0, str(ROOT))  # the ``views`` helpers are imported as the app imports them
 APP = ROOT / "app.py"
 FILLED_SYMBOLS = ("DEMO01", "DEMO02", "DEMO03")
 #: (params, exit rule) stored for each filled symbol: the scanner's defaults, and a variant.
@@ -38,7 +38,7 @@ def open_test_store(env_path: Path):
 def filled(env):
     """The store under ``env`` holding RSI backtests: three demo symbols x two configurations."""
     from core.config import load_settings
-    from core.data.cached import get_provider
+    from core.data import get_provider
     from core.engine import run_backtest
 
     provider = get_provider(load_settings())

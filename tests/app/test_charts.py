@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pages import _charts
+from views import _charts
 
 
 def test_drawdown_from_running_peak():

@@ -10,7 +10,7 @@ TIMEOUT = 120  # the first run imports numba and generates the demo universe
 
 
 def open_page(page: str | None = None, query: dict | None = None) -> AppTest:
-    """Run the app, switch to ``page`` (e.g. "pages/manager.py") and run it; no exception."""
+    """Run the app, switch to ``page`` (e.g. "views/manager.py") and run it; no exception."""
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
@@ -30,7 +30,7 @@ def sidebar_text(at: AppTest) -> str:
     return "\n".join(str(e.value) for e in at.sidebar.caption)
 
 
-@pytest.mark.parametrize("page", [None, "pages/manager.py", "pages/details.py"])
+@pytest.mark.parametrize("page", [None, "views/manager.py", "views/details.py"])
 def test_pages_render_on_an_empty_store_with_a_hint(env, page):
     at = open_page(page)
     assert not at.error, texts(at.error)
@@ -54,7 +54,7 @@ def manager_run(at: AppTest, symbol: str = "DEMO01") -> AppTest:
 
 
 def test_run_a_backtest_stores_it_and_links_to_details(env):
-    at = manager_run(open_page("pages/manager.py"))
+    at = manager_run(open_page("views/manager.py"))
     assert not at.error, texts(at.error)
     store = open_test_store(env)
     assert store.count() == 1
@@ -77,7 +77,7 @@ def test_run_a_backtest_stores_it_and_links_to_details(env):
     ('{"oversold": 80, "overbought": 70}', "oversold"),
 ])
 def test_bad_params_json_shows_an_error_and_stores_nothing(env, json_text, expected):
-    at = open_page("pages/manager.py")
+    at = open_page("views/manager.py")
     at.toggle(key="run.params.use_json").set_value(True).run()
     at.text_area(key="run.params.json.rsi_meanrev").set_value(json_text)
     manager_run(at)
@@ -89,7 +89,7 @@ def test_bad_params_json_shows_an_error_and_stores_nothing(env, json_text, expec
 def test_unknown_symbol_and_empty_date_range_are_errors(env):
     import datetime as dt
 
-    at = manager_run(open_page("pages/manager.py"), symbol="DEMO1")
+    at = manager_run(open_page("views/manager.py"), symbol="DEMO1")
     assert "Unknown symbol 'DEMO1'" in texts(at.error)
     assert "Did you mean" in texts(at.error)
     at.date_input(key="run.start").set_value(dt.date(2030, 1, 1))
@@ -102,7 +102,7 @@ def test_unknown_symbol_and_empty_date_range_are_errors(env):
 
 
 def test_deep_link_renders_metric_cards_and_charts(filled):
-    at = open_page("pages/details.py", query={"id": str(filled[0])})
+    at = open_page("views/details.py", query={"id": str(filled[0])})
     assert not at.error, texts(at.error)
     labels = [m.label for m in at.metric]
     for title in ("Win rate", "Trades", "Sharpe", "CAGR", "Max drawdown", "Total return",
@@ -115,13 +115,13 @@ def test_deep_link_renders_metric_cards_and_charts(filled):
 
 
 def test_unknown_deep_link_id_is_an_error_not_a_traceback(filled):
-    at = open_page("pages/details.py", query={"id": "999999"})
+    at = open_page("views/details.py", query={"id": "999999"})
     assert "999999" in texts(at.error)
 
 
 def test_note_and_tags_are_saved_with_the_backtest(filled, env):
     bid = str(filled[1])
-    at = open_page("pages/details.py", query={"id": bid})
+    at = open_page("views/details.py", query={"id": bid})
     at.text_area(key=f"note.text.{bid}").set_value("looks robust")
     at.text_input(key=f"note.tags.{bid}").set_value("rsi, keep")
     at.button[[b.label for b in at.button].index("Save note and tags")].click().run()
@@ -172,7 +172,7 @@ def test_scanner_typed_universe_errors(env):
 
 
 def test_browse_filters_and_deletes_after_confirmation(filled, env):
-    at = open_page("pages/manager.py")
+    at = open_page("views/manager.py")
     at.radio(key="manager.mode").set_value("browse").run()
     assert not at.exception
     table = at.dataframe[0].value

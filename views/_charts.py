@@ -11,6 +11,7 @@ import pandas as pd
 
 HEIGHT = 260
 UP, DOWN, NEUTRAL = "#2e7d5b", "#b3412f", "#5b6b78"
+STRATEGY, BENCHMARK = "#2f6f8f", "#a9b4bd"
 
 
 def _zoom() -> alt.Parameter:
@@ -23,18 +24,21 @@ def equity_chart(equity: pd.Series, benchmark: pd.Series | None = None,
     frames = [series_frame(equity, label)]
     if benchmark is not None and len(benchmark):
         frames.append(series_frame(benchmark, "buy and hold"))
-    return overlay_chart(pd.concat(frames, ignore_index=True), title="Equity")
+    colors = alt.Scale(domain=[label, "buy and hold"], range=[STRATEGY, BENCHMARK])
+    return overlay_chart(pd.concat(frames, ignore_index=True), title="Equity", colors=colors)
 
 
-def overlay_chart(long: pd.DataFrame, title: str) -> alt.Chart:
+def overlay_chart(long: pd.DataFrame, title: str, colors: alt.Scale | None = None) -> alt.Chart:
     """Lines of several equity curves (columns date, value, series) on one zoomable chart."""
+    scale = colors if colors is not None else alt.Scale(scheme="tableau10")
     return (
         alt.Chart(long, title=title, height=HEIGHT)
         .mark_line(strokeWidth=1.4)
         .encode(
             x=alt.X("date:T", title=None),
             y=alt.Y("value:Q", title="equity", scale=alt.Scale(zero=False)),
-            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top-left")),
+            color=alt.Color("series:N", title=None, scale=scale,
+                            legend=alt.Legend(orient="top", direction="horizontal")),
             tooltip=[alt.Tooltip("date:T"), "series:N", alt.Tooltip("value:Q", format=",.0f")],
         )
         .add_params(_zoom())

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core.scanner import add_backtest_stats, scan
-from pages import _ui
+from views import _ui
 
 st.title("Scanner")
 

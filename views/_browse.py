@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages import _details_ui, _ui
+from views import _details_ui, _ui
 
 LIMIT = 5_000  # rows fetched for the table
 CONFIRM = "browse.confirm_delete"  # session key: ids waiting for a delete confirmation

@@ -64,7 +64,7 @@ def store():
 
 @st.cache_resource(show_spinner=False, hash_funcs={Settings: repr})
 def _provider(config: Settings):
-    from core.data.cached import get_provider
+    from core.data import get_provider
 
     return get_provider(config)
 
@@ -471,19 +471,23 @@ def filter_by_stats(signals: pd.DataFrame, min_win_rate: float, min_trades: int,
 
 
 def backtest_missing(missing: pd.DataFrame, bars: dict[str, pd.DataFrame]) -> int:
-    """Backtest every signal row that has no stored stats, with a progress bar; returns count."""
+    """Backtest every signal row without stored stats (progress bar), then store them at once.
+
+    One ``store_many`` call: the whole batch becomes visible atomically, or none of it.
+    """
     from core.engine import run_backtest
 
-    the_store = store()
     bar = st.progress(0.0, text=f"Backtesting {len(missing)} configuration(s)...")
+    results = []
     for done, row in enumerate(missing.itertuples(index=False), start=1):
-        result = run_backtest(bars[row.symbol], row.strategy, json.loads(row.params_json),
-                              json.loads(row.exit_json), symbol=row.symbol)
-        the_store.store_backtest(result)
+        results.append(run_backtest(bars[row.symbol], row.strategy, json.loads(row.params_json),
+                                    json.loads(row.exit_json), symbol=row.symbol))
         bar.progress(done / len(missing), text=f"Backtested {done} of {len(missing)} "
                                                 f"({row.symbol}, {row.strategy})")
+    bar.progress(1.0, text=f"Storing {len(results)} backtest(s)...")
+    store().store_many(results)
     bar.empty()
-    return len(missing)
+    return len(results)
 
 
 def load_details(the_store, backtest_id: str) -> dict[str, Any]:

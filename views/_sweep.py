@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages import _charts, _ui
+from views import _charts, _ui
 
 REPORT = "sweep.report"  # session key: summary of the last sweep run
 

@@ -1,8 +1,8 @@
 """Backtest Details: one stored backtest (deep link ``?id=<backtest id>``), charts, trades, notes."""
 import streamlit as st
 
-from pages import _charts, _ui
-from pages import _details_ui as view
+from views import _charts, _ui
+from views import _details_ui as view
 
 
 def render() -> None:

@@ -1,7 +1,7 @@
 """Backtest Manager: run one backtest, run a sweep, or browse / compare / delete stored ones."""
 import streamlit as st
 
-from pages import _browse, _run, _sweep, _ui
+from views import _browse, _run, _sweep, _ui
 
 MODES = {"run": "Run one backtest", "sweep": "Run a sweep", "browse": "Browse stored"}
 

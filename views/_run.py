@@ -5,7 +5,7 @@ import datetime as dt
 
 import streamlit as st
 
-from pages import _ui
+from views import _ui
 
 LAST = "run.last"  # session key: the last stored run (id, replaced, label, metrics)
 
@@ -74,5 +74,5 @@ def _show(last: dict) -> None:
     verb = "Replaced the stored result of" if last["replaced"] else "Stored"
     st.success(f"{verb} {last['label']} as backtest `{last['id']}`.", icon=":material/check:")
     _ui.metric_cards(last["metrics"], columns=5, names=_ui.SUMMARY_METRICS)
-    st.page_link(f"pages/details.py", label="Open its details", icon=":material/insights:",
+    st.page_link("views/details.py", label="Open its details", icon=":material/insights:",
                  query_params={"id": last["id"]})

@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages import _charts, _ui
+from views import _charts, _ui
 
 RECENT = 500  # how many stored backtests the picker offers
 
@@ -66,7 +66,7 @@ def details_caption(details: dict) -> str:
     curve = f"equity {source}" if source else "no equity curve"
     return (f"{_ui.params_label(details['params'])} · exit: {exit_label(details['exit_rule'])} · "
             f"{period} · {cost_text} · engine {details.get('engine_version', '?')} · {curve} · "
-            f"id `{details.get('id')}`")
+            f"id `{details.get('backtest_id')}`")
 
 
 def _day(value: Any) -> str:
@@ -110,7 +110,7 @@ def _rule_settings(rule: dict) -> str:
 
 def note_form(store, details: dict) -> None:
     """Free-text note and tags on the backtest, stored with it."""
-    bid = details["id"]
+    bid = details["backtest_id"]
     with st.form(f"note.{bid}"):
         note = st.text_area("Note", value=details.get("note") or "", key=f"note.text.{bid}")
         tags = st.text_input("Tags (comma-separated)", value=", ".join(details.get("tags") or []),
@@ -129,14 +129,14 @@ def compare_panel(store, details: dict) -> None:
         listing = stored_listing(store)
     if failed:
         return
-    others = [b for b in listing["backtest_id"] if b != details["id"]]
+    others = [b for b in listing["backtest_id"] if b != details["backtest_id"]]
     if not others:
         st.info("Store more backtests to compare them with this one.")
         return
     labels = dict(zip(listing["backtest_id"], listing["label"]))
     chosen = st.multiselect("Compare with", others, format_func=lambda b: labels.get(b, b),
-                            key=f"compare.{details['id']}", max_selections=8)
-    compare(store, [details["id"], *chosen], labels)
+                            key=f"compare.{details['backtest_id']}", max_selections=8)
+    compare(store, [details["backtest_id"], *chosen], labels)
 
 
 def compare(store, ids: list[str], labels: dict[str, str]) -> None:
