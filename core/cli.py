@@ -353,6 +353,7 @@ def _query_frame(ctx: _Context, args: argparse.Namespace):
     frame = ctx.store("r").query(
         symbol=_symbols_arg(args.symbols) or None, strategy=args.strategy,
         where=args.where, order_by=args.order_by, limit=args.limit,
+        include_history=args.history,
     )
     columns = _symbols_arg(args.columns)
     unknown = [c for c in columns if c not in frame.columns]
@@ -510,6 +511,8 @@ def _add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--order-by", help="column; descending: --order-by=-column")
     p.add_argument("--limit", type=int, help="at most this many rows")
     p.add_argument("--columns", help="comma-separated columns to show")
+    p.add_argument("--history", action="store_true",
+                   help="every stored version of each key, not only the latest")
 
 
 def build_parser() -> argparse.ArgumentParser:

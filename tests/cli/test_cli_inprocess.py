@@ -63,6 +63,10 @@ def test_sweep_skips_what_is_stored_and_read_outs_work(run, tmp_path):
     assert code == 0 and json.loads(out)["n_computed"] == 24
     code, out, _ = run(*argv)
     assert json.loads(out)["n_skipped"] == 24 and json.loads(out)["n_computed"] == 0
+    code, out, _ = run(*argv, "--force")
+    assert json.loads(out)["n_computed"] == 24
+    assert len(json.loads(run("query", "--json")[1])) == 24
+    assert len(json.loads(run("query", "--history", "--json")[1])) == 48
     code, out, _ = run("universe", "--strategy", "rsi_meanrev", "--params", '{"period": 8}',
                        "--exit", '{"type": "stop_loss", "pct": 0.05}', "--json")
     view = json.loads(out)
