@@ -104,3 +104,14 @@ def test_max_tries_counts_against_the_cap(provider):
     report = run_sweep("rsi_meanrev", ranges, provider.symbols()[:1], [None], None, provider,
                        max_cells=100, max_tries=20, seed=1)
     assert report.sampled and report.n_params == 20 and report.n_computed == 20
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=4), st.data())
+def test_decode_walks_the_grid_in_product_order(sizes, data):
+    from core.sweep import _decode
+
+    names = [f"p{i}" for i in range(len(sizes))]
+    axes = {n: [f"{n}={v}" for v in range(s)] for n, s in zip(names, sizes)}
+    product = list(itertools.product(*(axes[n] for n in names)))
+    index = data.draw(st.integers(0, len(product) - 1))
+    assert _decode(index, sizes, axes, names) == product[index]
