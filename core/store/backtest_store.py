@@ -85,14 +85,14 @@ class BacktestStore:
             doc, _ = self._loc.read_manifest()
             if doc is not None:
                 return
-            root = zarr.open_group(store=self._zstore, mode="a")
+            root = zarr.open_group(store=self._zstore, mode="a", zarr_format=3)
             if ROOT_ATTR not in root.attrs:
                 root.attrs[ROOT_ATTR] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
             self._loc.write_manifest(empty_manifest(FORMAT_VERSION))
 
     def _check_root_attrs(self) -> None:
         try:
-            root = zarr.open_group(store=self._zstore, mode="r")
+            root = zarr.open_group(store=self._zstore, mode="r", zarr_format=3)
             info = root.attrs.get(ROOT_ATTR)
         except Exception as exc:  # noqa: BLE001 - missing/garbage root metadata
             raise StoreCorruptionError(f"The root metadata (zarr.json) of the backtest store "

@@ -5,6 +5,8 @@ import multiprocessing
 import threading
 import time
 
+import pytest
+
 from crash_writer import write_plan
 
 from core.store import BacktestStore
@@ -20,6 +22,7 @@ def plan_for(writer: int) -> list[tuple[int, int]]:
     return [(writer * 100 + b, size) for b, size in enumerate(sizes)]
 
 
+@pytest.mark.slow
 def test_four_processes_and_a_thread_pool(tmp_path):
     url = str(tmp_path / "store.zarr")
     BacktestStore(url).close()

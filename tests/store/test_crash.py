@@ -76,6 +76,7 @@ def _random_trials(ctx, url: str, lane: int, trials: int, seed: int) -> list[int
     return killed
 
 
+@pytest.mark.slow
 def test_kill_at_random_times(ctx, tmp_path):
     lanes, trials = 4, 13  # 52 kills in total, four stores written in parallel
     with ThreadPoolExecutor(lanes) as pool:
