@@ -3,4 +3,5 @@ import sys
 
 from core.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes may import this module: never run it then
+    sys.exit(main())

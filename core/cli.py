@@ -48,10 +48,7 @@ class _Context:
     @property
     def provider(self):
         if self._provider is None:
-            try:
-                from core.data import get_provider
-            except ImportError:  # the lazy export names a module that may not exist
-                from core.data.cached import get_provider
+            from core.data import get_provider
 
             self._provider = get_provider(self.settings)
         return self._provider
