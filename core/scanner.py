@@ -10,6 +10,7 @@ recursive indicators such as Wilder's RSI have converged to their full-history v
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,9 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
     "symbol", "strategy", "signal_date", "bars_ago", "signal_close", "close", "last_date",
     "params_json", "exit_json", "params_hash", "exit_hash",
 )
+
+#: The exact store key of a signal row.
+KEY_COLUMNS: tuple[str, ...] = ("symbol", "strategy", "params_hash", "exit_hash")
 
 #: Stored metrics joined onto each signal row.
 STAT_COLUMNS: tuple[str, ...] = (
@@ -158,8 +162,9 @@ def add_backtest_stats(signals: pd.DataFrame, store, universe: Sequence[str] | N
             out[column] = pd.Series(dtype="object" if column == "backtest_id" else "float64")
         return out
     stats = _exact_stats(out, store)
-    for column in (*STAT_COLUMNS, "backtest_id"):
+    for column in STAT_COLUMNS:
         out[column] = stats[column].to_numpy()
+    out["backtest_id"] = pd.Series(stats["backtest_id"].tolist(), index=out.index, dtype="object")
     pooled = _pooled_stats(out, store, universe)
     for column in POOLED_COLUMNS:
         out[column] = pooled[column].to_numpy()
@@ -168,23 +173,16 @@ def add_backtest_stats(signals: pd.DataFrame, store, universe: Sequence[str] | N
 
 def _exact_stats(signals: pd.DataFrame, store) -> pd.DataFrame:
     """Stored stats for every signal row, aligned with the rows (NaN / None where missing)."""
-    keys = [
-        (row.symbol, row.strategy, row.params_hash, row.exit_hash)
-        for row in signals[["symbol", "strategy", "params_hash", "exit_hash"]].itertuples()
-    ]
+    keys = signals[list(KEY_COLUMNS)].reset_index(drop=True)
     found = store.bulk_get_stats(keys)
-    frame = pd.DataFrame(index=range(len(keys)), columns=[*STAT_COLUMNS, "backtest_id"])
-    frame[list(STAT_COLUMNS)] = np.nan
-    frame["backtest_id"] = None
-    for position, key in enumerate(keys):
-        record = found.get(key) if isinstance(found, Mapping) else None
-        if record is None:
-            continue
-        for column in STAT_COLUMNS:
-            frame.at[position, column] = float(record.get(column, np.nan))
-        frame.at[position, "backtest_id"] = record.get("backtest_id")
-    frame[list(STAT_COLUMNS)] = frame[list(STAT_COLUMNS)].astype("float64")
-    return frame
+    wanted = [*KEY_COLUMNS, *STAT_COLUMNS, "backtest_id"]
+    found = found[wanted] if len(found) else pd.DataFrame(columns=wanted)
+    found = found.drop_duplicates(list(KEY_COLUMNS), keep="last")
+    joined = keys.merge(found, on=list(KEY_COLUMNS), how="left", validate="many_to_one")
+    joined[list(STAT_COLUMNS)] = joined[list(STAT_COLUMNS)].astype("float64")
+    joined["backtest_id"] = pd.Series([str(b) if pd.notna(b) else None
+                                       for b in joined["backtest_id"]], dtype="object")
+    return joined
 
 
 def _pooled_stats(signals: pd.DataFrame, store, universe: Sequence[str] | None) -> pd.DataFrame:
@@ -193,8 +191,8 @@ def _pooled_stats(signals: pd.DataFrame, store, universe: Sequence[str] | None) 
     by_config: dict[tuple[str, str, str], dict[str, float]] = {}
     for strategy, params_json, exit_json in signals[
             ["strategy", "params_json", "exit_json"]].drop_duplicates().itertuples(index=False):
-        stored = store.query(strategy=strategy, params=_loads(params_json),
-                             exit_rule=_loads(exit_json))
+        stored = store.query(strategy=strategy, params=json.loads(params_json),
+                             exit_rule=json.loads(exit_json))
         if allowed is not None and len(stored):
             stored = stored[stored["symbol"].isin(allowed)]
         by_config[(strategy, params_json, exit_json)] = pool(stored)
@@ -217,9 +215,3 @@ def pool(stored: pd.DataFrame) -> dict[str, float]:
         "pooled_win_rate": wins / total if total > 0 else np.nan,
         "pooled_symbols": float(stored["symbol"].nunique()),
     }
-
-
-def _loads(text: str):
-    import json
-
-    return json.loads(text)

@@ -162,3 +162,99 @@ def test_bad_input_names_the_problem(golden, kwargs, error, text):
 def test_empty_universe_is_an_error():
     with pytest.raises(ValidationError, match="universe is empty"):
         scan({}, "rsi_meanrev")
+
+
+# --- the stats join, against a real store on disk --------------------------------------------
+
+PARAMS = {"period": 14, "oversold": 35, "overbought": 65}
+STOP = {"type": "stop_loss", "pct": 0.05}
+
+
+@pytest.fixture
+def stored(tmp_path, demo):
+    """A store with PARAMS/signal-exit backtests of DEMO01, DEMO02, DEMO05 and a stop-loss
+    variant of DEMO03; returns (store, {symbol: result}) of the signal-exit runs."""
+    from core.engine import run_backtest
+    from core.store import BacktestStore
+
+    store = BacktestStore(str(tmp_path / "store.zarr"))
+    results = {s: run_backtest(demo[s], "rsi_meanrev", PARAMS, None, symbol=s)
+               for s in ("DEMO01", "DEMO02", "DEMO05")}
+    store.store_many(list(results.values()))
+    store.store_backtest(run_backtest(demo["DEMO03"], "rsi_meanrev", PARAMS, STOP,
+                                      symbol="DEMO03"))
+    return store, results
+
+
+def test_stats_join_on_the_exact_key(stored, demo):
+    from core.scanner import add_backtest_stats
+
+    store, results = stored
+    universe = {s: demo[s] for s in ("DEMO01", "DEMO02", "DEMO03", "DEMO04")}
+    signals = scan(universe, "rsi_meanrev", PARAMS, lookback=400)
+    assert set(signals["symbol"]) == set(universe), "every symbol fires within 400 bars"
+    joined = add_backtest_stats(signals, store).set_index("symbol")
+    assert list(joined.index) == list(signals["symbol"])  # row order kept
+    for symbol in ("DEMO01", "DEMO02"):
+        expected = results[symbol].metrics
+        row = joined.loc[symbol]
+        for column in ("win_rate", "num_trades", "sharpe_ratio", "cagr", "max_drawdown",
+                       "expectancy"):
+            assert row[column] == pytest.approx(expected[column], nan_ok=True)
+        assert row["backtest_id"] == store.get_stats(symbol, "rsi_meanrev", PARAMS)["backtest_id"]
+    # DEMO03 is stored only with another exit rule, DEMO04 not at all: missing stays missing.
+    for symbol in ("DEMO03", "DEMO04"):
+        assert joined.loc[symbol, ["win_rate", "num_trades"]].isna().all()
+        assert joined.loc[symbol, "backtest_id"] is None
+
+
+def test_pooled_figures_across_the_stored_universe(stored, demo):
+    from core.scanner import add_backtest_stats
+
+    store, results = stored
+    signals = scan({s: demo[s] for s in ("DEMO01", "DEMO04")}, "rsi_meanrev", PARAMS,
+                   lookback=400)
+    metrics = [r.metrics for r in results.values()]
+    trades = sum(m["num_trades"] for m in metrics)
+    wins = sum(m["num_trades"] * m["win_rate"] for m in metrics if m["num_trades"] > 0)
+    joined = add_backtest_stats(signals, store)
+    assert (joined["pooled_trades"] == trades).all()  # same configuration on every row
+    assert joined["pooled_win_rate"].to_numpy() == pytest.approx([wins / trades] * 2)
+    assert (joined["pooled_symbols"] == 3).all()
+    # Pooling restricted to a universe counts only its stored symbols.
+    only = add_backtest_stats(signals, store, universe=["DEMO01", "DEMO04"])
+    assert (only["pooled_trades"] == results["DEMO01"].metrics["num_trades"]).all()
+    assert (only["pooled_symbols"] == 1).all()
+
+
+def test_a_configuration_never_stored_has_no_pooled_figures(stored, demo):
+    from core.scanner import add_backtest_stats
+
+    store, _ = stored
+    signals = scan({"DEMO01": demo["DEMO01"]}, "rsi_meanrev", {"period": 9}, lookback=400)
+    joined = add_backtest_stats(signals, store)
+    assert joined[["win_rate", "pooled_trades", "pooled_win_rate"]].isna().all(axis=None)
+    assert (joined["pooled_symbols"] == 0).all()
+
+
+def test_rerun_replaces_what_the_join_returns(stored, demo):
+    from core.engine import run_backtest
+    from core.scanner import add_backtest_stats
+
+    store, _ = stored
+    signals = scan({"DEMO01": demo["DEMO01"]}, "rsi_meanrev", PARAMS, lookback=400)
+    before = add_backtest_stats(signals, store)["backtest_id"].iloc[0]
+    newer = store.store_backtest(run_backtest(demo["DEMO01"].iloc[:-100], "rsi_meanrev", PARAMS,
+                                              symbol="DEMO01"))
+    after = add_backtest_stats(signals, store)
+    assert after["backtest_id"].iloc[0] == newer != before
+
+
+def test_empty_signals_get_empty_stat_columns(stored, golden):
+    from core.scanner import POOLED_COLUMNS, STAT_COLUMNS, add_backtest_stats
+
+    store, _ = stored
+    empty = scan({"X": bars_from_close(golden[:-1])}, "rsi_meanrev")
+    joined = add_backtest_stats(empty, store)
+    assert joined.empty
+    assert {*STAT_COLUMNS, *POOLED_COLUMNS, "backtest_id"} <= set(joined.columns)
