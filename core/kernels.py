@@ -9,6 +9,8 @@ Conventions (fills, costs, exit order within a bar) are in docs/engine.md.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import njit, prange
 
@@ -270,6 +272,41 @@ def _cell_nb(
     )
 
 
+@njit(cache=True)
+def grid_metrics_serial_nb(
+    open_, high, low, close, series, rules, exit_vecs, atr_rows,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+):
+    """``grid_metrics_nb`` on one thread (for forked children, see ``parallel_allowed``)."""
+    n_exits = exit_vecs.shape[0]
+    n_cells = rules.shape[0] * n_exits
+    out = np.empty((n_cells, N_METRICS))
+    no_equity = np.empty(0)
+    no_int = np.empty((0, 4), dtype=np.int64)
+    no_float = np.empty((0, 5))
+    for cell in range(n_cells):
+        _cell_nb(
+            open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
+            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            no_equity, no_int, no_float, out[cell],
+        )
+    return out
+
+
+_PARALLEL_PID: list[int] = []
+
+
+def parallel_allowed() -> bool:
+    """False in a process forked from one that already ran a parallel kernel.
+
+    Numba's OpenMP threading layer cannot be used again after ``fork()`` (the child would be
+    terminated), so such a child runs grids on one thread instead.
+    """
+    if not _PARALLEL_PID:
+        _PARALLEL_PID.append(os.getpid())
+    return _PARALLEL_PID[0] == os.getpid()
+
+
 @njit(cache=True, parallel=True)
 def grid_metrics_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
@@ -291,6 +328,18 @@ def grid_metrics_nb(
     return out
 
 
+def grid_trades(*args):
+    """Run ``grid_trades_nb`` in parallel where allowed, else its one-thread twin."""
+    kernel = grid_trades_nb if parallel_allowed() else grid_trades_serial_nb
+    return kernel(*args)
+
+
+def grid_metrics(*args):
+    """Run ``grid_metrics_nb`` in parallel where allowed, else its one-thread twin."""
+    kernel = grid_metrics_nb if parallel_allowed() else grid_metrics_serial_nb
+    return kernel(*args)
+
+
 @njit(cache=True, parallel=True)
 def grid_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
@@ -304,6 +353,29 @@ def grid_trades_nb(
     no_equity = np.empty(0)
     for cell in prange(n_cells):
         scratch = np.empty(N_METRICS)
+        lo = offsets[cell]
+        hi = offsets[cell + 1]
+        _cell_nb(
+            open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
+            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            no_equity, trades_int[lo:hi], trades_float[lo:hi], scratch,
+        )
+    return trades_int, trades_float
+
+
+@njit(cache=True)
+def grid_trades_serial_nb(
+    open_, high, low, close, series, rules, exit_vecs, atr_rows,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, offsets,
+):
+    """``grid_trades_nb`` on one thread."""
+    n_exits = exit_vecs.shape[0]
+    n_cells = rules.shape[0] * n_exits
+    trades_int = np.empty((offsets[n_cells], 4), dtype=np.int64)
+    trades_float = np.empty((offsets[n_cells], 5))
+    no_equity = np.empty(0)
+    scratch = np.empty(N_METRICS)
+    for cell in range(n_cells):
         lo = offsets[cell]
         hi = offsets[cell + 1]
         _cell_nb(

@@ -235,3 +235,34 @@ def test_nan_metrics_for_a_run_without_trades():
     assert result.metrics["num_trades"] == 0 and result.trades.empty
     assert math.isnan(result.metrics["win_rate"]) and math.isnan(result.metrics["sharpe_ratio"])
     assert result.metrics["total_return"] == 0
+
+
+def _grid_rows(seed: int) -> list:
+    batch = run_many({"A": make_bars(200, seed)}, "rsi_meanrev", {"period": [4, 6, 9]},
+                     [None, {"type": "stop_loss", "pct": 0.03}], with_trades=True)
+    return [batch.table["total_return"].tolist(), len(batch.trades)]
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_grids_run_in_forked_children_after_the_parent_ran_one():
+    """The OpenMP layer cannot be reused after fork(); children fall back to one thread."""
+    import multiprocessing
+
+    expected = [_grid_rows(seed) for seed in range(3)]  # the parent uses the parallel kernel
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = pool.map_async(_grid_rows, range(3)).get(timeout=120)
+    assert got == expected
+
+
+def test_serial_and_parallel_grid_kernels_agree():
+    from core import kernels
+
+    calls = {}
+    original = kernels.grid_metrics_nb
+    for name in ("grid_metrics_nb", "grid_metrics_serial_nb"):
+        kernels.grid_metrics_nb = getattr(kernels, name)
+        try:
+            calls[name] = _grid_rows(11)
+        finally:
+            kernels.grid_metrics_nb = original
+    assert calls["grid_metrics_nb"] == calls["grid_metrics_serial_nb"]
