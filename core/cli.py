@@ -512,18 +512,28 @@ def _add_query_args(p: argparse.ArgumentParser) -> None:
                    help="every stored version of each key, not only the latest")
 
 
+def _add_global_args(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--store", default=default,
+                   help="backtest store path or URL (default from settings)")
+    p.add_argument("--data-source", choices=("demo", "folder", "yahoo"), default=default,
+                   help="price data source (default from settings)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every command (kept import-light)."""
     parser = argparse.ArgumentParser(
         prog="python -m core",
         description="Hindsight: run, store and look up backtests.",
     )
-    parser.add_argument("--store", help="backtest store path or URL (default from settings)")
-    parser.add_argument("--data-source", choices=("demo", "folder", "yahoo"),
-                        help="price data source (default from settings)")
+    _add_global_args(parser, default=None)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_global_args(common, default=argparse.SUPPRESS)  # also accepted after the command
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run one backtest, print metrics and trades, store it")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    p = command("run", help="run one backtest, print metrics and trades, store it")
     _add_strategy_args(p)
     p.add_argument("--exit", help='exit rule JSON, e.g. \'{"type": "stop_loss", "pct": 0.05}\'')
     _add_data_args(p)
@@ -536,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-store", action="store_true", help="do not store the result")
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("sweep", help="grid or random sweep over params x symbols x exit rules")
+    p = command("sweep", help="grid or random sweep over params x symbols x exit rules")
     _add_strategy_args(p, with_params=False)
     p.add_argument("--grid", required=True,
                    help='JSON: param -> list or {"start","stop","step"} (stop inclusive)')
@@ -556,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_sweep)
 
-    p = sub.add_parser("walkforward", help="walk-forward optimisation on one symbol")
+    p = command("walkforward", help="walk-forward optimisation on one symbol")
     _add_strategy_args(p, with_params=False)
     p.add_argument("--grid", required=True, help="JSON param ranges, as for sweep")
     p.add_argument("--exit", action="append", help="exit rule JSON; repeat to optimise over several")
@@ -573,46 +583,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_walkforward)
 
-    p = sub.add_parser("universe", help="one configuration across every stored symbol")
+    p = command("universe", help="one configuration across every stored symbol")
     _add_strategy_args(p)
     p.add_argument("--exit", help="exit rule JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_universe)
 
-    p = sub.add_parser("query", help="list stored backtests (table or --json)")
+    p = command("query", help="list stored backtests (table or --json)")
     _add_query_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_query)
 
-    p = sub.add_parser("show", help="one stored backtest: settings, metrics, trades")
+    p = command("show", help="one stored backtest: settings, metrics, trades")
     p.add_argument("id", help="backtest id")
     p.add_argument("--no-recompute", action="store_true",
                    help="do not recompute an equity curve that was not stored")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_show)
 
-    p = sub.add_parser("export", help="write stored backtests to CSV or Parquet")
+    p = command("export", help="write stored backtests to CSV or Parquet")
     p.add_argument("--format", choices=("csv", "parquet"), required=True)
     p.add_argument("--out", help="output file ('-' = stdout for csv)")
     _add_query_args(p)
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("refresh", help="update prices, re-run stored configs whose data changed")
+    p = command("refresh", help="update prices, re-run stored configs whose data changed")
     p.add_argument("--symbols", help="only these symbols (comma-separated)")
     p.add_argument("--no-prices", action="store_true", help="do not update the price cache first")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_refresh)
 
-    p = sub.add_parser("compact", help="merge store segments (safe while readers are open)")
+    p = command("compact", help="merge store segments (safe while readers are open)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_compact)
 
-    p = sub.add_parser("verify", help="check every stored checksum; exit 1 if damage is found")
+    p = command("verify", help="check every stored checksum; exit 1 if damage is found")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_verify)
 
-    p = sub.add_parser("scan", help="today's signals with the stored stats of that config")
+    p = command("scan", help="today's signals with the stored stats of that config")
     _add_strategy_args(p)
     p.add_argument("--exit", help="exit rule JSON (names the stored configuration)")
     p.add_argument("--symbols", help="comma-separated symbols (default: all)")

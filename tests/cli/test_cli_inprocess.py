@@ -103,3 +103,12 @@ def test_refresh_command_is_idle_when_nothing_changed(run):
     assert (report["configs"], report["current"], report["rerun"]) == (1, 1, 0)
     code, out, _ = run("refresh", "--no-progress")
     assert code == 0 and "1 stored, 1 up to date, 0 re-run" in out
+
+
+def test_global_options_work_before_or_after_the_command(run, tmp_path):
+    other = str(tmp_path / "other.zarr")
+    assert run("--store", other, "run", "--strategy", "rsi_meanrev", "--symbol", "DEMO01")[0] == 0
+    assert run("run", "--strategy", "rsi_meanrev", "--symbol", "DEMO02", "--store", other)[0] == 0
+    code, out, _ = run("query", "--json", "--store", other)
+    assert code == 0 and sorted(r["symbol"] for r in json.loads(out)) == ["DEMO01", "DEMO02"]
+    assert not (tmp_path / "store.zarr").exists()
