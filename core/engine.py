@@ -60,7 +60,7 @@ def canonical_costs(costs: Mapping[str, Any] | None) -> dict[str, float]:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             raise ParamError(f"Cost {key} must be a number, got {value!r}.")
         value = float(value)
-        if not (0.0 <= value <= high) or math.isnan(value):
+        if not math.isfinite(value) or not 0.0 <= value <= high:
             raise ParamError(f"Cost {key}={value!r} is out of range; use 0..{high}.")
         out[key] = value
     return out

@@ -113,6 +113,8 @@ def test_costs_canonical_form():
         canonical_costs({"commission": -0.1})
     with pytest.raises(ParamError, match="must be a number"):
         canonical_costs({"fixed": "1"})
+    with pytest.raises(ParamError, match="fixed=inf is out of range"):
+        canonical_costs({"fixed": float("inf")})
 
 
 @pytest.mark.parametrize("mutate, message", [
