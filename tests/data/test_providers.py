@@ -153,3 +153,13 @@ def test_threads_loading_at_once_generate_the_demo_once(tmp_path, monkeypatch):
     assert len(calls) == 1
     assert provider.cache.manifest()["version"] == 1  # one commit
     assert [b.attrs["symbol"] for b in loaded] == ["DEMO01", "DEMO02", "DEMO03", "DEMO04"]
+
+
+def test_get_provider_without_settings_reads_the_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no config.toml here
+    monkeypatch.setenv("HINDSIGHT_DATA_SOURCE", "folder")
+    monkeypatch.setenv("HINDSIGHT_DATA_FOLDER", str(tmp_path / "files"))
+    monkeypatch.setenv("HINDSIGHT_PRICE_CACHE", str(tmp_path / "env.zarr"))
+    provider = get_provider()
+    assert provider.name == "folder" and provider.source.folder == tmp_path / "files"
+    assert provider.cache.path == (tmp_path / "env.zarr").absolute()
