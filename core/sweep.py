@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ def _range_length(name: str, spec: Mapping[str, Any]) -> int:
         )
     start, stop, step = spec["start"], spec["stop"], spec.get("step", 1)
     for key, value in (("start", start), ("stop", stop), ("step", step)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
             raise ParamError(f"Range for {name!r}: {key} must be a finite number, got {value!r}.")
     if step <= 0:
         raise ParamError(f"Range for {name!r}: step must be > 0, got {step!r}.")
@@ -86,8 +87,8 @@ def _axis_values(name: str, spec: Any) -> list:
     if isinstance(spec, Mapping):
         count = _range_length(name, spec)
         start, step = spec["start"], spec.get("step", 1)
-        if all(isinstance(v, int) for v in (start, step)):
-            return [start + i * step for i in range(count)]
+        if all(isinstance(v, Integral) for v in (start, step)):
+            return [int(start) + i * int(step) for i in range(count)]
         return [round(start + i * step, 10) for i in range(count)]
     if isinstance(spec, (list, tuple)):
         _axis_length(name, spec)
@@ -96,7 +97,8 @@ def _axis_values(name: str, spec: Any) -> list:
 
 
 def _count(values: Iterable[Any], what: str) -> int:
-    if isinstance(values, int) and not isinstance(values, bool):
+    """How many symbols / exit rules: a count as is, None or one name/rule is 1."""
+    if isinstance(values, Integral) and not isinstance(values, bool):
         return values
     if values is None:
         return 1
@@ -262,13 +264,13 @@ class _Task:
     rules: list
     run_kwargs: dict
 
-    @property
-    def cells(self) -> int:
-        return len(self.symbols) * len(self.params) * len(self.rules)
-
 
 def _compute_task(task: _Task, bars: Mapping[str, pd.DataFrame]):
-    """Run one task with the engine (in this process, a pool worker or a Dask worker)."""
+    """Run one task with the engine (in this process, a pool worker or a Dask worker).
+
+    Top level, so that it pickles for a process pool and for Dask (which resolves the
+    scattered bars inside ``bars`` before the call).
+    """
     from core.engine import run_many
 
     kwargs = dict(task.run_kwargs)
@@ -277,19 +279,11 @@ def _compute_task(task: _Task, bars: Mapping[str, pd.DataFrame]):
                     with_trades=True, **kwargs)
 
 
-def _pool_task(task: _Task, bars: Mapping[str, pd.DataFrame]):
-    """Process-pool entry point (top level so it pickles)."""
-    return _compute_task(task, bars)
-
-
 def _init_pool_worker() -> None:
     """Each pool process computes on one thread: the pool provides the parallelism."""
-    try:
-        import numba
+    import numba
 
-        numba.set_num_threads(1)
-    except (ImportError, ValueError):
-        return
+    numba.set_num_threads(1)
 
 
 _POOL: dict[int, Any] = {}
@@ -514,11 +508,16 @@ def _run_inline(tasks, bars, writer) -> None:
 def _run_pool(tasks, bars, writer, workers: int) -> None:
     from concurrent.futures import as_completed
 
+    from concurrent.futures.process import BrokenProcessPool
+
     pool = _local_pool(workers)
-    futures = [pool.submit(_pool_task, task, _task_bars(task, bars)) for task in tasks]
+    futures = [pool.submit(_compute_task, task, _task_bars(task, bars)) for task in tasks]
     try:
         for future in as_completed(futures):
             writer.add(future.result())
+    except BrokenProcessPool:
+        _POOL.pop(workers, None)  # a worker died: the next sweep starts a fresh pool
+        raise
     finally:
         for future in futures:
             future.cancel()
@@ -551,16 +550,11 @@ def _run_dask(tasks, bars, writer, client) -> None:
     from distributed import as_completed
 
     shared = {s: client.scatter(frame) for s, frame in bars.items()}
-    futures = [client.submit(_compute_dask_task, task, {s: shared[s] for s in task.symbols},
+    futures = [client.submit(_compute_task, task, {s: shared[s] for s in task.symbols},
                              pure=False) for task in tasks]
     for future in as_completed(futures):
         writer.add(future.result())
         future.release()
-
-
-def _compute_dask_task(task: _Task, bars: Mapping[str, pd.DataFrame]):
-    """Dask entry point: scattered bars arrive resolved inside the dict argument."""
-    return _compute_task(task, bars)
 
 
 def _local_workers(cells: int, workers: int | None) -> int:
