@@ -170,11 +170,11 @@ def expand_grid(strategy: Any, param_ranges: Mapping[str, Any] | None) -> list[d
     not given take their defaults. Out-of-range or mistyped values raise ``ParamError``;
     combinations that break a cross-param rule (e.g. oversold >= overbought) are left out.
     """
-    combos, _ = _expand(strategy, param_ranges)
+    combos, _ = expand_or_sample(strategy, param_ranges)
     return combos
 
 
-def _expand(strategy: Any, param_ranges, max_tries: int | None = None, seed: int = 0):
+def expand_or_sample(strategy: Any, param_ranges, max_tries: int | None = None, seed: int = 0):
     """(valid combos, number left out as invalid); sampled when ``max_tries`` < grid size."""
     from core.strategies import get_strategy
 
@@ -200,7 +200,7 @@ def _decode(index: int, sizes: Sequence[int], axes: Mapping[str, list], names: S
     return tuple(reversed(out))
 
 
-def _exit_rule_list(exit_rules: Any) -> list[list[dict]]:
+def exit_rule_list(exit_rules: Any) -> list[list[dict]]:
     """Canonical, de-duplicated exit rules; a dict or None is one rule, a list of rules many."""
     from core.exits import canonical_exit_rule
 
@@ -601,17 +601,17 @@ def run_sweep(
     symbols = list(dict.fromkeys(validate_symbol(s) for s in symbols))
     if not symbols:
         raise ValidationError("No symbols given for the sweep. Give at least one symbol.")
-    rules = _exit_rule_list(exit_rules)
+    rules = exit_rule_list(exit_rules)
     _check_positive("batch_size", batch_size)
     if max_tries is not None:
         _check_positive("max_tries", max_tries)
     n_grid = count_grid(param_ranges, 1, 1)
     n_params = min(n_grid, max_tries) if max_tries else n_grid
     cells = n_params * len(symbols) * len(rules)
-    cap = max_cells if max_cells is not None else _settings_cap()
+    cap = max_cells if max_cells is not None else grid_cap()
     check_grid_size(cells, cap, f" ({n_params:,} param combinations x {len(symbols)} symbols "
                                 f"x {len(rules)} exit rules)")
-    param_grid, invalid = _expand(strat, param_ranges, max_tries, seed)
+    param_grid, invalid = expand_or_sample(strat, param_ranges, max_tries, seed)
     report = SweepReport(strat.name, len(param_grid), len(symbols), len(rules),
                          len(param_grid) * len(symbols) * len(rules), n_invalid=invalid,
                          sampled=bool(max_tries and max_tries < n_grid), symbols=symbols)
@@ -661,7 +661,7 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValidationError(f"{name} must be a whole number >= 1, got {value!r}.")
 
 
-def _settings_cap() -> int:
+def grid_cap() -> int:
     from core.config import load_settings
 
     return load_settings().max_grid_cells

@@ -97,7 +97,7 @@ class WalkForwardReport:
             f"is_{self.metric}_mean": is_mean,
             f"oos_{self.metric}_mean": oos_mean,
             "is_oos_gap": is_mean - oos_mean,
-            "oos_efficiency": oos_mean / is_mean if is_mean not in (0.0,) and not math.isnan(is_mean) else math.nan,
+            "oos_efficiency": oos_mean / is_mean if is_mean and not math.isnan(is_mean) else math.nan,
             "oos_total_return": end / start - 1.0 if start else math.nan,
         }
 
@@ -154,20 +154,19 @@ def walk_forward(
     optimised too when several are given). With a ``store``, each window's IS winner and OOS
     backtest are stored and linked to the report's ``parent_id``.
     """
-    from core.engine import run_backtest, run_many
     from core.strategies import get_strategy
-    from core.sweep import _exit_rule_list, _expand, _settings_cap, check_grid_size, count_grid
+    from core.sweep import exit_rule_list, expand_or_sample, grid_cap, check_grid_size, count_grid
 
     if metric not in METRIC_NAMES:
         raise ValidationError(f"Unknown metric {metric!r}.{did_you_mean(metric, METRIC_NAMES)}")
     strat = get_strategy(strategy)
     symbol = symbol or str(bars.attrs.get("symbol") or "")
-    rules = _exit_rule_list(exit_rules)
+    rules = exit_rule_list(exit_rules)
     windows = walk_forward_windows(len(bars), in_sample, out_of_sample, step, anchored)
     cells = count_grid(param_ranges, 1, len(rules)) * len(windows)
-    check_grid_size(cells, max_cells if max_cells is not None else _settings_cap(),
+    check_grid_size(cells, max_cells if max_cells is not None else grid_cap(),
                     f" ({len(windows)} windows x the grid)")
-    grid, _ = _expand(strat, param_ranges)
+    grid, _ = expand_or_sample(strat, param_ranges)
     run = {"costs": costs, "initial_capital": initial_capital, "whole_shares": whole_shares,
            "stop_on_entry_bar": stop_on_entry_bar}
     fingerprint = bars.attrs.get("fingerprint") or _fingerprint(bars)
@@ -178,39 +177,48 @@ def walk_forward(
 
     rows, curves, results = [], [], []
     for w in windows:
-        is_bars, oos_bars = _window(bars, w.is_start, w.is_end), _window(bars, w.oos_start, w.oos_end)
-        table = run_many({symbol: is_bars}, strat, grid, rules, **run).table
-        winner = _pick_winner(table, metric, min_trades)
-        row = {"window": w.k, "is_start": is_bars.index[0], "is_end": is_bars.index[-1],
-               "oos_start": oos_bars.index[0], "oos_end": oos_bars.index[-1],
-               "params_json": None, "exit_json": None, f"is_{metric}": math.nan,
-               f"oos_{metric}": math.nan, "is_trades": 0, "oos_trades": 0,
-               "oos_return": 0.0, "is_id": None, "oos_id": None}
-        if winner is None:
-            curves.append(pd.Series(float(initial_capital), index=oos_bars.index))
-            rows.append(row)
-            continue
-        params, rule = _json(winner["params_json"]), _json(winner["exit_json"])
-        is_result = run_backtest(is_bars, strat, params, rule, symbol=symbol, **run)
-        try:
-            oos_result = run_backtest(oos_bars, strat, params, rule, symbol=symbol, **run)
-        except ValidationError as exc:
-            raise ValidationError(
-                f"Window {w.k}: the out-of-sample window ({out_of_sample} bars) is too short "
-                f"for the winning params {params}: {exc}"
-            ) from None
-        row.update({
-            "params_json": winner["params_json"], "exit_json": winner["exit_json"],
-            f"is_{metric}": float(winner[metric]), f"oos_{metric}": oos_result.metrics[metric],
-            "is_trades": int(winner["num_trades"]), "oos_trades": int(oos_result.metrics["num_trades"]),
-            "oos_return": oos_result.metrics["total_return"],
-        })
-        results.append((len(rows), w.k, is_result, oos_result))
-        curves.append(oos_result.equity)
+        row, curve, pair = _run_window(bars, w, symbol, strat, grid, rules, metric, min_trades, run)
+        if pair is not None:
+            results.append((len(rows), w.k, *pair))
         rows.append(row)
+        curves.append(curve)
     stored = _store_windows(store, results, rows, parent) if store is not None else []
     return WalkForwardReport(parent, symbol, strat.name, metric, pd.DataFrame(rows),
                              _stitch(curves, float(initial_capital)), stored)
+
+
+def _run_window(bars, w: Window, symbol: str, strat, grid: list[dict], rules: list,
+                metric: str, min_trades: int, run: dict):
+    """One window: (report row, OOS equity curve, (IS result, OOS result) or None)."""
+    from core.engine import run_backtest, run_many
+
+    is_bars, oos_bars = _window(bars, w.is_start, w.is_end), _window(bars, w.oos_start, w.oos_end)
+    table = run_many({symbol: is_bars}, strat, grid, rules, **run).table
+    winner = _pick_winner(table, metric, min_trades)
+    row = {"window": w.k, "is_start": is_bars.index[0], "is_end": is_bars.index[-1],
+           "oos_start": oos_bars.index[0], "oos_end": oos_bars.index[-1],
+           "params_json": None, "exit_json": None, f"is_{metric}": math.nan,
+           f"oos_{metric}": math.nan, "is_trades": 0, "oos_trades": 0,
+           "oos_return": 0.0, "is_id": None, "oos_id": None}
+    if winner is None:  # nothing eligible in sample: stay in cash out of sample
+        return row, pd.Series(float(run["initial_capital"]), index=oos_bars.index), None
+    params, rule = _json(winner["params_json"]), _json(winner["exit_json"])
+    is_result = run_backtest(is_bars, strat, params, rule, symbol=symbol, **run)
+    try:
+        oos_result = run_backtest(oos_bars, strat, params, rule, symbol=symbol, **run)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"Window {w.k}: the out-of-sample window ({len(oos_bars)} bars) is too short "
+            f"for the winning params {params}: {exc}"
+        ) from None
+    row.update({
+        "params_json": winner["params_json"], "exit_json": winner["exit_json"],
+        f"is_{metric}": float(winner[metric]), f"oos_{metric}": oos_result.metrics[metric],
+        "is_trades": int(winner["num_trades"]),
+        "oos_trades": int(oos_result.metrics["num_trades"]),
+        "oos_return": oos_result.metrics["total_return"],
+    })
+    return row, oos_result.equity, (is_result, oos_result)
 
 
 def _stitch(curves: list[pd.Series], initial_capital: float) -> pd.Series:

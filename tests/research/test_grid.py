@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from core.errors import GridTooLargeError, ParamError, UnknownStrategyError
 from core.strategies import validate_params
-from core.sweep import count_grid, expand_grid, run_sweep, _expand
+from core.sweep import count_grid, expand_grid, run_sweep, expand_or_sample
 
 
 def test_count_grid_hand_computed():
@@ -84,9 +84,9 @@ def test_random_sampling_is_seeded_distinct_and_inside_the_grid():
     ranges = {"period": {"start": 2, "stop": 40}, "oversold": {"start": 10, "stop": 30, "step": 2},
               "overbought": {"start": 60, "stop": 90, "step": 3}}
     full = {tuple(sorted(g.items())) for g in expand_grid("rsi_meanrev", ranges)}
-    a, _ = _expand("rsi_meanrev", ranges, max_tries=50, seed=7)
-    b, _ = _expand("rsi_meanrev", ranges, max_tries=50, seed=7)
-    c, _ = _expand("rsi_meanrev", ranges, max_tries=50, seed=8)
+    a, _ = expand_or_sample("rsi_meanrev", ranges, max_tries=50, seed=7)
+    b, _ = expand_or_sample("rsi_meanrev", ranges, max_tries=50, seed=7)
+    c, _ = expand_or_sample("rsi_meanrev", ranges, max_tries=50, seed=8)
     assert a == b and a != c
     keys = [tuple(sorted(g.items())) for g in a]
     assert len(keys) == len(set(keys)) == 50
@@ -95,7 +95,7 @@ def test_random_sampling_is_seeded_distinct_and_inside_the_grid():
 
 def test_sampling_more_than_the_grid_is_the_whole_grid():
     ranges = {"period": [10, 14, 20]}
-    sampled, _ = _expand("rsi_meanrev", ranges, max_tries=100, seed=0)
+    sampled, _ = expand_or_sample("rsi_meanrev", ranges, max_tries=100, seed=0)
     assert sampled == expand_grid("rsi_meanrev", ranges)
 
 
