@@ -662,6 +662,7 @@ def _check_positive(name: str, value: Any) -> None:
 
 
 def grid_cap() -> int:
+    """The configured cap on sweep cells (setting ``max_grid_cells``)."""
     from core.config import load_settings
 
     return load_settings().max_grid_cells
