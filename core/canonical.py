@@ -39,16 +39,18 @@ def stable_hash(obj: Any) -> str:
 
 
 def bars_fingerprint(bars: Any) -> str:
-    """16-hex-digit digest of a bars DataFrame (timestamps + OHLCV values).
+    """16-hex-digit digest of a bars DataFrame (timestamps in ns + OHLCV values).
 
     Recorded with every stored backtest so that it says which data it used; equal data on any
-    machine gives the same fingerprint.
+    machine gives the same fingerprint, whatever time unit the index was built with.
     """
     import numpy as np
+    import pandas as pd
 
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(np.ascontiguousarray(bars.index.asi8 if hasattr(bars.index, "asi8") else
-                                       np.asarray(bars.index, dtype="datetime64[ns]").view("i8")))
+    index = pd.DatetimeIndex(bars.index)
+    if index.tz is not None:
+        index = index.tz_convert(None)
+    digest = hashlib.blake2b(index.as_unit("ns").asi8.tobytes(), digest_size=8)
     for column in ("open", "high", "low", "close", "volume"):
         digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype=np.float64)).tobytes())
     return digest.hexdigest()
