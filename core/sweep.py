@@ -15,6 +15,7 @@ Read-outs over stored cells (or any DataFrame shaped like ``store.query``): ``he
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -332,8 +333,8 @@ class _StoredCells:
                    str(columns["exit_hash"][i]))
             self.rows[key] = {c: columns[c][i] for c in _FRAME_IDENTITY if c in columns}
 
-    def is_done(self, symbol: str, params: dict, params_hash: str, rule: list, exit_hash: str,
-                wanted: dict[str, Any]) -> bool:
+    def is_done(self, symbol: str, params_json: str, params_hash: str, rule_json: str,
+                exit_hash: str, wanted: dict[str, Any]) -> bool:
         have = self.rows.get((symbol, params_hash, exit_hash))
         if have is None:
             return False
@@ -347,19 +348,25 @@ class _StoredCells:
         if "costs" in have and "settings" in have:
             costs, settings = have["costs"], have["settings"]
         else:  # the query table does not carry them: ask for this key's stats
-            stats = self.store.get_stats(symbol, self.strategy, params, rule) or {}
+            stats = self.store.get_stats(symbol, self.strategy, params_json, rule_json) or {}
             costs, settings = stats.get("costs"), stats.get("settings")
         return (_canonical(costs) == wanted["costs"]
                 and _canonical(settings) == wanted["settings"])
 
 
 def _canonical(value: Any) -> str:
-    """Canonical JSON of a dict, or of a JSON text holding one."""
+    """Canonical JSON of a flat dict (costs, settings), or of a JSON text holding one."""
     if isinstance(value, str):
         import json
 
         value = json.loads(value) if value else {}
-    return canonical_json(value or {})
+    return _canonical_items(tuple(sorted((value or {}).items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_items(items: tuple) -> str:
+    """Memoised: a sweep compares the same few costs/settings dicts thousands of times."""
+    return canonical_json(dict(items))
 
 
 #: Identity columns read from the store's query table (costs/settings when it has them).
@@ -388,7 +395,9 @@ def _plan_cells(bars: Mapping[str, pd.DataFrame], param_grid: list[dict], rules:
     Symbols needing the same cells share a bucket, so they share engine calls (the engine sets
     a grid up once per call). Returns (buckets, cells skipped).
     """
+    params_json = [canonical_json(p) for p in param_grid]
     params_hashes = [stable_hash(p) for p in param_grid]
+    exit_json = [canonical_json(r) for r in rules]
     exit_hashes = [stable_hash(r) for r in rules]
     buckets: dict[tuple, list[str]] = {}
     skipped = 0
@@ -398,7 +407,8 @@ def _plan_cells(bars: Mapping[str, pd.DataFrame], param_grid: list[dict], rules:
         missing = {}
         for r, eh in enumerate(exit_hashes):
             todo = tuple(i for i, ph in enumerate(params_hashes) if stored is None
-                         or not stored.is_done(symbol, param_grid[i], ph, rules[r], eh, wanted))
+                         or not stored.is_done(symbol, params_json[i], ph, exit_json[r], eh,
+                                               wanted))
             skipped += len(param_grid) - len(todo)
             if todo:
                 missing[r] = todo
