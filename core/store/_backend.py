@@ -46,6 +46,7 @@ class Location:
             self.root = Path(path).expanduser().absolute()
             self.fs = None
             self.fs_root = str(self.root)
+            self._manifest_path = os.path.join(self.fs_root, MANIFEST_KEY)
         else:
             import fsspec
 
@@ -71,7 +72,7 @@ class Location:
         """Cheap change detector: a new value whenever the manifest was replaced."""
         if self.is_local:
             try:
-                st = os.stat(self.root / MANIFEST_KEY)
+                st = os.stat(self._manifest_path)
             except FileNotFoundError:
                 return None
             return (st.st_ino, st.st_mtime_ns, st.st_size)

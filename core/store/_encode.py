@@ -72,24 +72,25 @@ class _Vocab:
 # --------------------------------------------------------------------------------------------
 # Result objects
 # --------------------------------------------------------------------------------------------
-def encode_results(results: list, created_at_ns: int) -> SegmentData:
+def encode_results(results: list, created_at_ns: int, memo: "KeyMemo | None" = None
+                   ) -> SegmentData:
     """Validate and encode a list of ``BacktestResult`` (one light pass, memoised keys)."""
-    encoder = _ResultsEncoder(len(results), created_at_ns)
+    encoder = _ResultsEncoder(len(results), created_at_ns, memo or KeyMemo())
     for i, result in enumerate(results):
-        where = _label(i, result)
+        where = f"result #{i}"
         try:
             encoder.add(i, result, where)
         except ValidationError as exc:
-            if str(exc).startswith(where):
-                raise
-            raise type(exc)(f"{where}: {exc}") from None
+            text, label = str(exc), _label(i, result)
+            text = label + text[len(where):] if text.startswith(where) else f"{label}: {text}"
+            raise type(exc)(text) from None
     return encoder.finish()
 
 
 class _ResultsEncoder:
     """Columnar buffers filled one result at a time."""
 
-    def __init__(self, n: int, created_at_ns: int) -> None:
+    def __init__(self, n: int, created_at_ns: int, memo: "KeyMemo") -> None:
         self.n = n
         self.vocabs = {kind: _Vocab() for kind in CODE_KINDS}
         self.codes = np.empty((n, len(CODE_KINDS)), np.int32)
@@ -102,7 +103,8 @@ class _ResultsEncoder:
         self.param_names: dict[str, str] = {}
         self.curves = _Ragged(n)
         self.trades = _Ragged(n)
-        self.memo = _KeyMemo()
+        self.memo = memo
+        self.trade_frames: list[pd.DataFrame] = []
 
     def add(self, i: int, result: Any, where: str) -> None:
         """Validate one result and write its key codes, dates, metrics and ragged parts."""
@@ -117,8 +119,8 @@ class _ResultsEncoder:
         row[1] = vocabs["strategy"].code(strategy)
         row[2] = vocabs["params"].code((params_json, params_hash))
         row[3] = vocabs["exit_rule"].code(memo.exit(result.exit_rule, where))
-        row[4] = vocabs["costs"].code(_json_text(result.costs, "costs", where))
-        row[5] = vocabs["settings"].code(_json_text(result.settings, "settings", where))
+        row[4] = vocabs["costs"].code(memo.json(result.costs, "costs", where))
+        row[5] = vocabs["settings"].code(memo.json(result.settings, "settings", where))
         row[6] = vocabs["engine_version"].code(_text(result.engine_version, "engine_version",
                                                      where))
         row[7] = vocabs["data_fingerprint"].code(_text(result.data_fingerprint,
@@ -135,7 +137,10 @@ class _ResultsEncoder:
                 self.param_names[column] = memo.bare_names[strategy].get(column, column)
             self.param_values[column][i] = value
         self.curves.add(i, _curve_arrays(result.equity, where))
-        self.trades.add(i, _trade_arrays(result.trades, where))
+        trades = _checked_trades(result.trades, where)
+        if trades is not None:
+            self.trades.lengths[i] = len(trades)
+            self.trade_frames.append(trades)
 
     def finish(self) -> SegmentData:
         columns = [*FLOAT_LEAD, *METRICS, *self.extra_metrics, *self.param_values]
@@ -146,18 +151,40 @@ class _ResultsEncoder:
                            times=self.times, float_columns=columns,
                            floats=np.ascontiguousarray(floats), param_columns=self.param_names)
         _attach_curves(data, self.curves)
-        _attach_trades(data, self.trades)
+        if self.trade_frames:
+            self._attach_trades(data)
         return data
 
+    def _attach_trades(self, data: SegmentData) -> None:
+        """Every trade log in one vectorised pass (one concat instead of per-result columns)."""
+        frames = self.trade_frames
+        combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        try:
+            times, floats, ints = _trade_block(combined, "trades")
+        except ValidationError:
+            owners = np.flatnonzero(self.trades.lengths)
+            for owner, frame in zip(owners, frames):  # name the first offending result
+                _trade_block(frame, f"result #{owner}")
+            raise
+        data.tr_offsets = self.trades.offsets()
+        data.tr_times, data.tr_floats, data.tr_ints = times, floats, ints
 
-class _KeyMemo:
-    """Per-call memo of validated symbols, strategies, params and exit rules."""
+
+class KeyMemo:
+    """Memo of validated symbols, strategies, params and exit rules (pure, deterministic).
+
+    A store handle keeps one across writes: sweeps store the same parameter grid for symbol
+    after symbol, so validation runs once per distinct configuration.
+    """
+
+    LIMIT = 250_000
 
     def __init__(self) -> None:
         self._symbols: dict[Any, str] = {}
         self._strategies: dict[Any, str] = {}
         self._params: dict[tuple[str, str], tuple[str, str, dict]] = {}
         self._exits: dict[str, tuple[str, str]] = {}
+        self._json: dict[str, str] = {}
         self.bare_names: dict[str, dict[str, str]] = {}
 
     def symbol(self, symbol: Any) -> str:
@@ -173,13 +200,20 @@ class _KeyMemo:
             self.bare_names[found] = _keys.param_column_names(found)
         return found
 
+    def trim(self) -> None:
+        """Forget everything once the memo grows past LIMIT entries (bounded memory)."""
+        if len(self._params) + len(self._exits) + len(self._json) > self.LIMIT:
+            self._params.clear()
+            self._exits.clear()
+            self._json.clear()
+
     def params(self, strategy: str, params: Any, where: str) -> tuple[str, str, dict]:
         if not isinstance(params, dict):
             raise ValidationError(f"{where}: params must be a dict, got {type(params).__name__}.")
-        raw = _json_text(params, "params", where)
-        key = (strategy, raw)
+        key = (strategy, repr(params))  # cheap memo key; equal reprs mean equal values
         found = self._params.get(key)
         if found is None:
+            _json_text(params, "params", where)
             canonical = _keys.canonical_params(strategy, params)
             columns = _keys.strategies().param_columns(strategy, canonical)
             found = (canonical_json(canonical), stable_hash(canonical),
@@ -188,10 +222,19 @@ class _KeyMemo:
         return found
 
     def exit(self, exit_rule: Any, where: str) -> tuple[str, str]:
-        raw = _json_text(exit_rule, "exit_rule", where)
+        raw = repr(exit_rule)
         found = self._exits.get(raw)
         if found is None:
+            _json_text(exit_rule, "exit_rule", where)
             found = self._exits[raw] = _keys.exit_key(exit_rule)
+        return found
+
+    def json(self, value: Any, what: str, where: str) -> str:
+        """Canonical JSON of a small dict (costs, settings), memoised on its repr."""
+        raw = repr(value)
+        found = self._json.get(raw)
+        if found is None:
+            found = self._json[raw] = _json_text(value, what, where)
         return found
 
 
@@ -218,6 +261,8 @@ def _text(value: Any, what: str, where: str) -> str:
 
 
 def _timestamp_ns(value: Any, what: str, where: str) -> int:
+    if type(value) is pd.Timestamp and value.tzinfo is None:
+        return value.value  # nanoseconds whatever the unit
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError):
@@ -318,7 +363,8 @@ def _curve_arrays(equity: Any, where: str) -> tuple[np.ndarray, np.ndarray] | No
     return dates, values
 
 
-def _trade_arrays(trades: Any, where: str) -> tuple | None:
+def _checked_trades(trades: Any, where: str) -> pd.DataFrame | None:
+    """The trade log if it has rows (None when empty); its values are checked in bulk."""
     if trades is None:
         return None
     if not isinstance(trades, pd.DataFrame):
@@ -326,7 +372,11 @@ def _trade_arrays(trades: Any, where: str) -> tuple | None:
                               f"{list(TRADE_COLUMNS)}, got {type(trades).__name__}.")
     if len(trades) == 0:
         return None
-    return _trade_block(trades, where)
+    missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
+    if missing:
+        raise ValidationError(f"{where}: trades miss columns {missing}; expected "
+                              f"{list(TRADE_COLUMNS)}.")
+    return trades
 
 
 def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -335,43 +385,51 @@ def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarr
     if missing:
         raise ValidationError(f"{where}: trades miss columns {missing}; expected "
                               f"{list(TRADE_COLUMNS)}.")
-    times = np.empty((len(trades), 2), np.int64)
+    k = len(trades)
+    times = np.empty((k, 2), np.int64)
     for j, column in enumerate(TRADE_TIME_COLUMNS):
         times[:, j] = _datetime_ns(trades[column], f"trades.{column}", where)
+    floats = np.empty((k, len(TRADE_FLOAT_COLUMNS)), np.float64)
     try:
-        floats = trades[list(TRADE_FLOAT_COLUMNS)].to_numpy(dtype=np.float64)
+        for j, column in enumerate(TRADE_FLOAT_COLUMNS):
+            floats[:, j] = trades[column].to_numpy(dtype=np.float64)
         bars = trades["bars_held"].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         raise ValidationError(f"{where}: trade prices, units, pnl, return and bars_held must be "
                               "numbers.") from None
     if not np.isfinite(bars).all() or (bars != np.round(bars)).any() or (bars < 0).any():
         raise ValidationError(f"{where}: trades.bars_held must be whole non-negative numbers.")
-    ints = np.empty((len(trades), 2), np.int32)
+    ints = np.empty((k, 2), np.int32)
     ints[:, 0] = bars
     ints[:, 1] = _reason_codes(trades["exit_reason"], where)
     return times, floats, ints
 
 
 def _datetime_ns(column: pd.Series, what: str, where: str) -> np.ndarray:
-    try:
-        values = pd.to_datetime(column) if column.dtype.kind != "M" else column
-    except (TypeError, ValueError):
-        raise ValidationError(f"{where}: {what} must hold dates.") from None
-    if values.isna().any():
+    if column.dtype.kind == "M" and getattr(column.dtype, "tz", None) is None:
+        values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    else:
+        try:
+            parsed = pd.to_datetime(column)
+        except (TypeError, ValueError):
+            raise ValidationError(f"{where}: {what} must hold dates.") from None
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        values = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    if (values == _NAT).any():
         raise ValidationError(f"{where}: {what} has NaN dates; every trade needs its dates.")
-    if getattr(values.dt, "tz", None) is not None:
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return values
 
 
 def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
     if column.dtype.kind in "iu":
         codes = column.to_numpy(dtype=np.int64)
     else:
-        codes = column.map(_REASON_CODE).to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.isnan(codes).any():
-            bad = sorted(set(column[np.isnan(codes)].astype(str)))[:5]
-            raise ValidationError(f"{where}: unknown trades.exit_reason {bad}; use one of "
+        codes = np.fromiter((_REASON_CODE.get(v, -1) for v in column.to_numpy(dtype=object)),
+                            np.int64, len(column))
+        if (codes < 0).any():
+            bad = sorted({str(v) for v, c in zip(column.to_numpy(dtype=object), codes) if c < 0})
+            raise ValidationError(f"{where}: unknown trades.exit_reason {bad[:5]}; use one of "
                                   f"{list(EXIT_REASONS)}.")
     if ((codes < 0) | (codes >= len(EXIT_REASONS))).any():
         raise ValidationError(f"{where}: trades.exit_reason codes must be 0..{len(EXIT_REASONS)-1}.")
@@ -383,14 +441,6 @@ def _attach_curves(data: SegmentData, curves: _Ragged) -> None:
         data.eq_offsets = curves.offsets()
         data.eq_dates = curves.concat(0)
         data.eq_values = curves.concat(1)
-
-
-def _attach_trades(data: SegmentData, trades: _Ragged) -> None:
-    if trades.parts:
-        data.tr_offsets = trades.offsets()
-        data.tr_times = trades.concat(0)
-        data.tr_floats = trades.concat(1)
-        data.tr_ints = trades.concat(2)
 
 
 def _vocab_lists(vocabs: dict[str, _Vocab]) -> dict[str, list]:
@@ -565,7 +615,7 @@ def _attach_batch_trades(data: SegmentData, trades: pd.DataFrame) -> None:
     data.tr_times, data.tr_floats, data.tr_ints = times, floats, ints
 
 
-def encode_any(results: Any, created_at_ns: int) -> SegmentData:
+def encode_any(results: Any, created_at_ns: int, memo: KeyMemo | None = None) -> SegmentData:
     """Dispatch on the input form of ``store_many``."""
     if isinstance(results, (BatchResult, pd.DataFrame)):
         return encode_batch(results, created_at_ns)
@@ -574,6 +624,6 @@ def encode_any(results: Any, created_at_ns: int) -> SegmentData:
     if not isinstance(results, (list, tuple)):
         raise ValidationError("store_many takes a list of BacktestResult, a BatchResult or a "
                               f"batch DataFrame, got {type(results).__name__}.")
-    return encode_results(list(results), created_at_ns)
+    return encode_results(list(results), created_at_ns, memo)
 
 

@@ -31,9 +31,9 @@ def stats_dict(store, index, row: int, values: dict) -> dict:
         "params_hash": vocab["params"][codes["params"]][1],
         "exit_rule": store._json("exit_rule", codes["exit_rule"]),
         "exit_hash": vocab["exit_rule"][codes["exit_rule"]][1],
-        "start": pd.Timestamp(int(values["start"])),
-        "end": pd.Timestamp(int(values["end"])),
-        "created_at": pd.Timestamp(int(values["created_at"]), tz="UTC"),
+        "start": store._timestamp(int(values["start"])),
+        "end": store._timestamp(int(values["end"])),
+        "created_at": store._timestamp(int(values["created_at"]), utc=True),
     }
     metrics = {}
     for name in index.float_columns:

@@ -223,13 +223,15 @@ class Index:
 
     def find_latest(self, codes: tuple[int, int, int, int]) -> int:
         """Global row of the newest live version of a key, or -1."""
+        sorted_hash = self.sorted_hash
         h = np.uint64(key_hash_scalar(codes))
-        lo = int(np.searchsorted(self.sorted_hash, h, "left"))
-        hi = int(np.searchsorted(self.sorted_hash, h, "right"))
-        for i in range(hi - 1, lo - 1, -1):
+        i = int(sorted_hash.searchsorted(h, "right")) - 1
+        symbol, strategy, params, exit_rule = (self.codes[k] for k in KEY_KINDS)
+        while i >= 0 and sorted_hash[i] == h:
             row = int(self.sorted_rows[i])
-            if all(int(self.codes[k][row]) == c for k, c in zip(KEY_KINDS, codes)):
+            if (symbol[row], strategy[row], params[row], exit_rule[row]) == codes:
                 return row
+            i -= 1
         return -1
 
     def find_versions(self, codes: tuple[int, int, int, int]) -> np.ndarray:

@@ -23,7 +23,7 @@ from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreV
                          ValidationError)
 from core.store import _keys
 from core.store._backend import Location, crash_point, empty_manifest
-from core.store._encode import SegmentData, encode_any
+from core.store._encode import KeyMemo, SegmentData, encode_any
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 TIME_COLUMNS, WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, key_hash_array, load_segments
@@ -64,6 +64,8 @@ class BacktestStore:
         self._params_memo: dict[tuple, tuple[str, str]] = {}
         self._exit_memo: dict[str, tuple[str, str]] = {}
         self._json_cache: dict[tuple[str, int], Any] = {}
+        self._write_memo = KeyMemo()
+        self._stamps: dict[tuple[int, bool], pd.Timestamp] = {}
         self._category_cache: dict[tuple, tuple[int, pd.CategoricalDtype]] = {}
         self._closed = False
         self._zstore = self._loc.zarr_store()
@@ -161,7 +163,8 @@ class BacktestStore:
         """
         self._check_open()
         self._check_writable()
-        data = encode_any(results, time.time_ns() // 1000 * 1000)
+        self._write_memo.trim()
+        data = encode_any(results, time.time_ns() // 1000 * 1000, self._write_memo)
         if data.rows == 0:
             return []
         bid0 = self._commit_segment(data)
@@ -257,8 +260,7 @@ class BacktestStore:
         return None if min(codes) < 0 else codes
 
     def _params_hash(self, strategy: str, params) -> str:
-        raw = params if isinstance(params, str) else _keys.canonical_json(params or {})
-        memo_key = (strategy, raw)
+        memo_key = (strategy, params if isinstance(params, str) else repr(params))
         found = self._params_memo.get(memo_key)
         if found is None:
             found = _keys.params_key(_keys.check_strategy(strategy), params)
@@ -266,7 +268,7 @@ class BacktestStore:
         return found[1]
 
     def _exit_hash(self, exit_rule) -> str:
-        raw = exit_rule if isinstance(exit_rule, str) else _keys.canonical_json(exit_rule)
+        raw = exit_rule if isinstance(exit_rule, str) else repr(exit_rule)
         found = self._exit_memo.get(raw)
         if found is None:
             found = _keys.exit_key(exit_rule)
@@ -502,14 +504,30 @@ class BacktestStore:
     def _notes(self) -> dict:
         return self._manifest.get("notes", {})
 
+    def _timestamp(self, ns: int, utc: bool = False) -> pd.Timestamp:
+        """A Timestamp for ``ns`` (shared: Timestamps are immutable and dates repeat a lot)."""
+        found = self._stamps.get((ns, utc))
+        if found is None:
+            if len(self._stamps) > 65_536:
+                self._stamps.clear()
+            found = self._stamps[(ns, utc)] = pd.Timestamp(ns, tz="UTC" if utc else None)
+        return found
+
     def _json(self, kind: str, code: int) -> Any:
-        """Parsed canonical JSON of a vocabulary entry (cached; callers get a fresh copy)."""
+        """Parsed canonical JSON of a vocabulary entry; callers get a fresh copy each time.
+
+        The entries are flat dicts (params, costs, settings) or lists of flat dicts (exit
+        rules), so a copy of each dict is a full copy.
+        """
         key = (kind, code)
-        text = self._json_cache.get(key)
-        if text is None:
+        parsed = self._json_cache.get(key)
+        if parsed is None:
             value = self._vocab.values[kind][code]
-            text = self._json_cache[key] = value[0] if isinstance(value, tuple) else value
-        return json.loads(text)
+            parsed = self._json_cache[key] = json.loads(value[0] if isinstance(value, tuple)
+                                                        else value)
+        if isinstance(parsed, list):
+            return [dict(item) if isinstance(item, dict) else item for item in parsed]
+        return dict(parsed) if isinstance(parsed, dict) else parsed
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.count()} backtests"
