@@ -168,15 +168,21 @@ def trade_histogram(trades: pd.DataFrame) -> alt.Chart:
     )
 
 
-def param_heatmap(cells: pd.DataFrame, x: str, y: str, metric: str) -> alt.Chart:
+def param_heatmap(cells: pd.DataFrame, x: str, y: str, metric: str) -> alt.LayerChart:
     """Sweep heatmap: ``metric`` over two params (columns x, y, metric), value printed in cells."""
-    base = alt.Chart(cells, title=f"{metric} by {x} and {y}").encode(
-        x=alt.X(f"{x}:O", title=x), y=alt.Y(f"{y}:O", title=y, sort="descending"),
+    base = alt.Chart(cells, height=heatmap_height(cells, y)).encode(
+        x=alt.X(f"{x}:O", title=x, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(f"{y}:O", title=y, sort="descending"),
     )
     rects = base.mark_rect().encode(
         color=alt.Color(f"{metric}:Q", scale=alt.Scale(scheme="viridis"), title=metric),
         tooltip=[f"{x}:O", f"{y}:O", alt.Tooltip(f"{metric}:Q", format=".3f")],
     )
-    labels = base.mark_text(fontSize=10, color="white").encode(
+    labels = base.mark_text(fontSize=11, color="white").encode(
         text=alt.Text(f"{metric}:Q", format=".2f"))
-    return alt.layer(rects, labels).properties(height=max(160, 28 * cells[y].nunique()))
+    return alt.layer(rects, labels, title=f"{metric} by {x} and {y}")
+
+
+def heatmap_height(cells: pd.DataFrame, y: str) -> int:
+    """Pixels for a heatmap: one readable row per distinct ``y`` value."""
+    return int(max(200, 36 * cells[y].nunique() + 60))

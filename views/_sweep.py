@@ -24,11 +24,12 @@ def panel() -> None:
                                     label_visibility="collapsed",
                                     help="Comma- or space-separated symbols of the data source.")
         st.markdown("**Exit rules** (each value is one rule)")
-        exit_rules = exit_rule_grid(key="sweep.exits")
+        use_signal, exit_values = exit_rule_grid(key="sweep.exits")
 
     cells = None
     with _ui.user_errors():
         symbols = _ui.parse_symbols(symbols_text)
+        exit_rules = exit_rules_from(use_signal, exit_values)
         cells = sweep.count_grid(ranges, symbols, exit_rules)
     if cells is not None:
         cap = _ui.settings().max_grid_cells
@@ -72,23 +73,31 @@ def range_input(param, key: str):
     return {"start": start, "stop": stop, "step": step}
 
 
-def exit_rule_grid(key: str) -> list:
-    """Several exit rules: the strategy's own exit, plus one rule per typed value of each type."""
+def exit_rule_grid(key: str) -> tuple[bool, dict[str, str]]:
+    """Exit-rule widgets: the strategy's own exit alone, and typed values per exit type."""
     from core.exits import EXIT_RULE_TYPES
 
-    rules: list = []
-    if st.checkbox("Strategy exit signal only", value=True, key=f"{key}.signal"):
-        rules.append(None)
+    use_signal = st.checkbox("Strategy exit signal only", value=True, key=f"{key}.signal")
+    values = {}
     for kind, params in EXIT_RULE_TYPES.items():
         if not params:
             continue
         first = params[0]
-        text = st.text_input(f"{kind.replace('_', ' ')}: {first.name} values", value="",
-                             key=f"{key}.{kind}", placeholder=f"e.g. {first.default}",
-                             help=f"{first.help}. Comma-separated; each value adds a rule "
-                                  f"(signal exit + this).")
-        for value in _numbers(text, f"{kind} {first.name}"):
-            rules.append({"type": kind, first.name: value})
+        values[kind] = st.text_input(
+            f"{kind.replace('_', ' ')}: {first.name} values", value="", key=f"{key}.{kind}",
+            placeholder=f"e.g. {first.default}",
+            help=f"{first.help}. Comma-separated; each value adds a rule (signal exit + this).")
+    return use_signal, values
+
+
+def exit_rules_from(use_signal: bool, values: dict[str, str]) -> list:
+    """The sweep's exit rules: None (signal only) and one rule per typed value of each type."""
+    from core.exits import EXIT_RULE_TYPES
+
+    rules: list = [None] if use_signal else []
+    for kind, text in values.items():
+        name = EXIT_RULE_TYPES[kind][0].name
+        rules += [{"type": kind, name: value} for value in _numbers(text, f"{kind} {name}")]
     return rules
 
 
@@ -183,10 +192,12 @@ def heatmap(cells: pd.DataFrame, strategy) -> None:
                                    min_trades=min_trades)
         long = pivot.stack(future_stack=True).rename(metric).reset_index()
         long.columns = [y, x, metric]
-        st.altair_chart(_charts.param_heatmap(long, x, y, metric), width="stretch")
+        st.altair_chart(_charts.param_heatmap(long, x, y, metric), width="stretch",
+                        height=_charts.heatmap_height(long, y))
         score = sweep.stability_score(cells, metric, filters, strategy=strategy.name,
                                       min_trades=min_trades)
-        st.caption(f"Best cell {score['best_params']} = {score['best']:.3f}; its "
+        best = {name.split("_", 1)[1]: float(value) for name, value in score["best_params"].items()}
+        st.caption(f"Best cell {_ui.params_label(best)}: {metric} {score['best']:.3f}; its "
                    f"{score['n_neighbours']} neighbours average {score['neighbour_mean']:.3f} "
                    f"(stability score {score['score']:.2f}: 1 = plateau, 0 = isolated spike).")
 

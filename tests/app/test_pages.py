@@ -190,3 +190,57 @@ def test_browse_filters_and_deletes_after_confirmation(filled, env):
     at.button(key="browse.delete.yes").click().run()
     assert not at.exception
     assert open_test_store(env).count() == len(filled) - 2
+
+
+def sweep_page(at: AppTest) -> AppTest:
+    """Manager in sweep mode with a 3 x 3 grid over 2 symbols and 2 exit rules (36 cells)."""
+    at.radio(key="manager.mode").set_value("sweep").run()
+    base = "sweep.rsi_meanrev"
+    at.number_input(key=f"{base}.period.start").set_value(10)
+    at.number_input(key=f"{base}.period.stop").set_value(14)
+    at.number_input(key=f"{base}.period.step").set_value(2)
+    at.number_input(key=f"{base}.oversold.start").set_value(25.0)
+    at.number_input(key=f"{base}.oversold.stop").set_value(35.0)
+    at.number_input(key=f"{base}.oversold.step").set_value(5.0)
+    at.text_area(key="sweep.symbols").set_value("DEMO01, DEMO02")
+    at.text_input(key="sweep.exits.stop_loss").set_value("0.05")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_sweep_shows_grid_size_runs_stores_and_plots(env):
+    at = sweep_page(open_page("views/manager.py"))
+    assert "36 cells" in [m.value for m in at.metric]
+    run = [b for b in at.button if b.label.startswith("Run sweep")]
+    run[0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    assert open_test_store(env).count() == 36
+    assert "36 computed" in texts(at.success)
+    assert at.get("vega_lite_chart"), "the parameter heatmap is drawn"
+    assert "stability score" in texts(at.caption)
+    top = at.dataframe[0].value
+    assert {"params", "exit_rule", "sharpe_ratio", "trades"} <= set(top.columns)
+    assert "Pooled win rate" in [m.label for m in at.metric]
+    # Sliced by one symbol and one exit rule, with another metric, it still renders.
+    at.selectbox(key="sweep.hm.metric").set_value("win_rate")
+    at.selectbox(key="sweep.hm.symbol").set_value("DEMO02").run()
+    assert not at.exception
+    assert not at.error, texts(at.error)
+
+
+def test_sweep_over_the_cap_is_refused_with_the_number(env, monkeypatch):
+    monkeypatch.setenv("HINDSIGHT_MAX_GRID_CELLS", "20")
+    at = sweep_page(open_page("views/manager.py"))
+    message = texts(at.error)
+    assert "36" in message and "20" in message
+    assert not [b for b in at.button if b.label.startswith("Run sweep")]
+    assert open_test_store(env).count() == 0
+
+
+def test_sweep_bad_exit_values_are_an_error(env):
+    at = sweep_page(open_page("views/manager.py"))
+    at.text_input(key="sweep.exits.take_profit").set_value("0.1, ten").run()
+    assert "'ten' is not a number" in texts(at.error)
+    assert not at.exception

@@ -2,7 +2,8 @@
 
 Flow: open the app, run a backtest from the Manager, follow its link to the Details page (metric
 cards and a rendered Vega chart), open the Scanner, fill the missing stats and see the stats
-columns. A screenshot of each page is saved under docs/screenshots/.
+columns, then run a small sweep and see its heatmap. A screenshot of each page is saved under
+docs/screenshots/.
 """
 from __future__ import annotations
 
@@ -145,3 +146,20 @@ def test_run_backtest_follow_link_to_details_and_scan(app_url, page):
     for column in ("win rate", "num trades", "sharpe ratio"):  # columns left of the fold
         grid.locator("[role=columnheader]", has_text=column).first.wait_for(state="attached")
     shoot(page, "scanner")
+
+    page.goto(f"{app_url}/manager")
+    page.get_by_text("Run a sweep").click()
+    page.get_by_label("period from").wait_for()
+    settle(page)
+    for label, value, nth in (("period from", 8, 0), ("to", 20, 0), ("step", 2, 0),
+                              ("oversold from", 20, 0), ("to", 40, 1), ("step", 5, 1)):
+        field = page.get_by_label(label, exact=True).nth(nth)
+        field.fill(str(value))
+        field.press("Enter")
+        settle(page)
+    page.get_by_text("105 cells").wait_for()  # 7 periods x 5 oversold x 3 symbols
+    page.get_by_role("button", name="Run sweep of 105 backtests").click()
+    page.get_by_text("Sweep done").wait_for()
+    page.locator(".vega-embed").first.wait_for()
+    settle(page)
+    shoot(page, "sweep")
