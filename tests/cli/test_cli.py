@@ -52,7 +52,6 @@ def test_run_stores_by_default_then_query_show_export(cli, tmp_path):
     cli("export", "--format", "csv", "--out", str(out_csv), check=True)
     assert pd.read_csv(out_csv)["backtest_id"].astype(str).tolist() == [bid]
     assert cli.json("verify")["ok"] is True
-    assert "compacted" in cli("compact", check=True).stdout
 
 
 def test_sweep_in_a_subprocess(cli):

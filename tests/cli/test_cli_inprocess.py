@@ -112,3 +112,26 @@ def test_global_options_work_before_or_after_the_command(run, tmp_path):
     code, out, _ = run("query", "--json", "--store", other)
     assert code == 0 and sorted(r["symbol"] for r in json.loads(out)) == ["DEMO01", "DEMO02"]
     assert not (tmp_path / "store.zarr").exists()
+
+
+def test_compact_and_verify(run):
+    for symbol in ("DEMO01", "DEMO02", "DEMO03"):
+        assert run("run", "--strategy", "rsi_meanrev", "--symbol", symbol)[0] == 0
+    code, out, _ = run("compact", "--json")
+    assert code == 0 and isinstance(json.loads(out), dict)
+    code, out, _ = run("verify")
+    assert code == 0 and "verify: ok" in out
+    code, out, _ = run("query", "--json")
+    assert sorted(r["symbol"] for r in json.loads(out)) == ["DEMO01", "DEMO02", "DEMO03"]
+
+
+def test_verify_exits_1_when_the_store_is_damaged(run, tmp_path):
+    assert run("run", "--strategy", "rsi_meanrev", "--symbol", "DEMO01")[0] == 0
+    chunks = [p for p in (tmp_path / "store.zarr" / "segments").rglob("c/*") if p.is_file()]
+    assert chunks
+    target = max(chunks, key=lambda p: p.stat().st_size)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    code, out, _ = run("verify", "--json")
+    assert code == 1 and json.loads(out)["ok"] is False
