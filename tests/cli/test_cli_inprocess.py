@@ -43,11 +43,12 @@ def run(tmp_path, monkeypatch, capsys):
     (["sweep", "--strategy", "rsi_meanrev", "--grid", "[1, 2]", "--symbols", "DEMO01"],
      "--grid must be a JSON object"),
     (["query", "--where", "win_rat > 0.5"], "win_rat"),
+    (["export", "--format", "csv", "--out", "/no/such/dir/out.csv"], "Check the path"),
     (["walkforward", "--strategy", "rsi_meanrev", "--grid", '{"period": [10]}', "--symbol",
       "DEMO01", "--in-sample", "400", "--out-of-sample", "200"], "fewer than one window"),
 ])
 def test_bad_input_is_a_message_and_exit_2(run, args, needle):
-    if args[0] in ("query", "show"):  # these need a store to exist
+    if args[0] in ("query", "show", "export"):  # these need a store to exist
         assert run("run", "--strategy", "rsi_meanrev", "--symbol", "DEMO01")[0] == 0
     code, _, err = run(*args)
     assert code == 2, err
