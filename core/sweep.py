@@ -764,6 +764,8 @@ def heatmap_data(source: Any, metric: str, x_param: str, y_param: str,
         return pd.DataFrame()
     metric_col = _column(frame, metric, strategy)
     x, y = _column(frame, x_param, strategy), _column(frame, y_param, strategy)
+    if x == y:
+        raise ValidationError(f"The heatmap needs two different params; both are {x!r}.")
     data = pd.DataFrame({x: frame[x], y: frame[y], metric_col: _guard(frame, metric_col, min_trades)})
     pivot = data.pivot_table(index=y, columns=x, values=metric_col, aggfunc=agg, dropna=False)
     return pivot.sort_index().sort_index(axis=1)
