@@ -25,6 +25,7 @@ from core.kernels import grid_metrics, grid_trades, simulate_nb
 from core.metrics import N_METRICS
 from core.strategies import (
     Strategy,
+    bars_needed,
     get_strategy,
     min_bars,
     param_columns,
@@ -306,14 +307,15 @@ def run_many(
     costs = canonical_costs(costs)
     capital = _check_capital(initial_capital, costs)
     settings = _settings(whole_shares, stop_on_entry_bar)
-    longest = max(cells, key=lambda c: min_bars(strategy, c))
+    needed = [bars_needed(strategy, c) for c in cells]
+    longest = cells[int(np.argmax(needed))]
     grid = _GridSpec(strategy, cells, rules)
 
     metrics, symbols, trade_frames, offset = [], [], [], 0
     total = len(bars_by_symbol)
     for done, (symbol, bars) in enumerate(bars_by_symbol.items(), start=1):
         data = _Bars(bars, str(symbol))
-        data.require(min_bars(strategy, longest), _describe(strategy, longest))
+        data.require(max(needed), _describe(strategy, longest))
         cell_metrics, trades = grid.run(data, costs, capital, settings, with_trades, offset)
         metrics.append(cell_metrics)
         symbols.append(data)

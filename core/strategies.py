@@ -276,7 +276,11 @@ def min_bars(strategy_name: str | Strategy, params: Mapping[str, Any] | None) ->
     A crossing at bar t needs the series at t-1 and t, and the fill happens at t+1.
     """
     strategy = get_strategy(strategy_name)
-    params = validate_params(strategy, params)
+    return bars_needed(strategy, validate_params(strategy, params))
+
+
+def bars_needed(strategy: Strategy, params: Mapping[str, Any]) -> int:
+    """``min_bars`` for params that are already validated (no second validation)."""
     return max(indicators.first_valid(k) for k in series_keys(strategy, params)) + 2
 
 
