@@ -30,7 +30,7 @@ def panel() -> None:
             if isinstance(params, str):
                 params = _ui.parse_params_json(params)
             st.session_state[LAST] = _ui.run_and_store(
-                symbol.strip().upper(), strategy.name, params, exit_rule, start=start, end=end,
+                symbol.strip(), strategy.name, params, exit_rule, start=start, end=end,
                 costs=costs, initial_capital=capital, whole_shares=whole_shares)
     last = st.session_state.get(LAST)
     if last is None:

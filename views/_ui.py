@@ -40,6 +40,10 @@ METRIC_FORMATS: dict[str, str] = {
     "worst_trade": "percent",
     "pooled_trades": "%d",
     "pooled_win_rate": "percent",
+    "return": "percent",
+    "pnl": "%.2f",
+    "entry_price": "%.2f",
+    "exit_price": "%.2f",
 }
 
 
@@ -98,7 +102,7 @@ def source_label(source: str) -> str:
     return source
 
 
-@st.cache_data(show_spinner=False, max_entries=2_000, hash_funcs={Settings: repr})
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs={Settings: repr})
 def _bars(config: Settings, symbol: str, start: str | None, end: str | None) -> pd.DataFrame:
     return _provider(config).load_bars(symbol, start=start, end=end)
 
@@ -111,7 +115,7 @@ def load_bars(symbol: str, start=None, end=None, source: str | None = None) -> p
     return _bars(config, symbol, _iso(start), _iso(end))
 
 
-@st.cache_data(show_spinner=False, max_entries=32, hash_funcs={Settings: repr})
+@st.cache_data(show_spinner=False, max_entries=4, hash_funcs={Settings: repr})
 def _many(config: Settings, symbols: tuple[str, ...], start, end) -> dict[str, pd.DataFrame]:
     return dict(_provider(config).load_many(list(symbols), start=start, end=end))
 
@@ -313,10 +317,10 @@ UNIVERSE_KINDS = {
 
 
 def parse_symbols(text: str) -> tuple[str, ...]:
-    """Symbols typed by the user (commas, spaces or new lines), validated, upper-cased, unique."""
+    """Symbols typed by the user (commas, spaces or new lines), validated, unique, in order."""
     from core.data import validate_symbol
 
-    names = [part.strip().upper() for part in text.replace(",", " ").split()]
+    names = [part.strip() for part in text.replace(",", " ").split()]
     return tuple(dict.fromkeys(validate_symbol(name) for name in names if name))
 
 

@@ -39,6 +39,15 @@ def test_pages_render_on_an_empty_store_with_a_hint(env, page):
     assert "synthetic demo data" in sidebar_text(at)
 
 
+@pytest.mark.parametrize("mode", ["sweep", "browse"])
+def test_manager_modes_render_on_an_empty_store_with_a_hint(env, mode):
+    at = open_page("views/manager.py")
+    at.radio(key="manager.mode").set_value(mode).run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    assert "no" in texts(at.info).lower()
+
+
 def test_sidebar_names_the_store_and_counts_backtests(filled, env):
     at = open_page()
     text = sidebar_text(at)
