@@ -226,12 +226,8 @@ def simulate_nb(
             down = min(r, 0.0)  # branch-free: the sign of r is unpredictable
             down_sumsq += down * down
         prev_equity = equity
-        if equity >= peak_equity:
-            peak_equity = equity
-        else:
-            drawdown = equity / peak_equity - 1.0
-            if drawdown < worst_drawdown:
-                worst_drawdown = drawdown
+        peak_equity = max(peak_equity, equity)  # branch-free running drawdown
+        worst_drawdown = min(worst_drawdown, equity / peak_equity - 1.0)
 
         if t < n - 1:
             if long:
