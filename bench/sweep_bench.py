@@ -10,7 +10,8 @@ end through ``core.sweep.run_sweep``. Prints one JSON object:
   the end-to-end rate;
 - ``baseline_naive``: the same cells done one by one (``run_backtest`` + ``store_backtest``)
   for a sample, extrapolated to the sweep, measured in this run;
-- ``dask``: the same sweep on a 1-worker and a 2-worker ``LocalCluster`` (one thread each):
+- ``dask``: the same sweep on a 1-worker and a 2-worker ``LocalCluster`` (one thread and one
+  numba thread each, so the speed-up is that of adding a worker process):
   the compute speed-up (workers only, nothing stored) and the end-to-end one (stored by the one
   writer in this process), and a cell-for-cell comparison of the stored result with the local one.
 
@@ -169,10 +170,11 @@ def dask_runs(provider, root: Path, reference) -> dict:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             started = time.perf_counter() - t0
-            _sweep(provider, None, scheduler=client)  # warm the workers (imports, JIT load)
-            compute = _best([_sweep(provider, None, scheduler=client) for _ in range(2)])
+            one_core = {"scheduler": client, "threads_per_task": 1}  # one core per worker
+            _sweep(provider, None, **one_core)  # warm the workers (imports, JIT load)
+            compute = _best([_sweep(provider, None, **one_core) for _ in range(2)])
             store = _fresh_store(root, f"dask{workers}")
-            run = _sweep(provider, store, scheduler=client)
+            run = _sweep(provider, store, **one_core)
             run["compute_only_elapsed_s"] = compute["elapsed_s"]
             run["compute_only_backtests_per_s"] = compute["backtests_per_s"]
             run["cluster_start_s"] = round(started, 2)

@@ -264,6 +264,7 @@ class _Task:
     params: list
     rules: list
     run_kwargs: dict
+    threads: int = 0  # numba threads for this task; 0 = numba's default (every core)
 
 
 def _compute_task(task: _Task, bars: Mapping[str, pd.DataFrame]):
@@ -274,17 +275,14 @@ def _compute_task(task: _Task, bars: Mapping[str, pd.DataFrame]):
     """
     from core.engine import run_many
 
+    if task.threads:
+        import numba
+
+        numba.set_num_threads(min(task.threads, numba.config.NUMBA_NUM_THREADS))
     kwargs = dict(task.run_kwargs)
     strategy = kwargs.pop("strategy")
     return run_many({s: bars[s] for s in task.symbols}, strategy, task.params, task.rules,
                     with_trades=True, **kwargs)
-
-
-def _init_pool_worker() -> None:
-    """Each pool process computes on one thread: the pool provides the parallelism."""
-    import numba
-
-    numba.set_num_threads(1)
 
 
 _POOL: dict[int, Any] = {}
@@ -298,7 +296,7 @@ def _local_pool(workers: int):
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker)
+        pool = ProcessPoolExecutor(workers, mp_context=context)
         _POOL[workers] = pool
     return pool
 
@@ -421,27 +419,30 @@ def _plan_cells(bars: Mapping[str, pd.DataFrame], param_grid: list[dict], rules:
 
 
 def _tasks(buckets: dict, param_grid: list[dict], rules: list[list], run_kwargs: dict,
-           workers: int) -> list[_Task]:
-    """Split each bucket into tasks: about TASKS_PER_WORKER per worker, <= MAX_TASK_CELLS each."""
+           workers: int, threads: int = 0) -> list[_Task]:
+    """Split each bucket into tasks: about TASKS_PER_WORKER per worker, <= MAX_TASK_CELLS each.
+
+    ``threads``: numba threads per task (0 = every core, for a single in-process worker).
+    """
     tasks = []
     for (param_idx, rule_idx), symbols in buckets.items():
         params = [param_grid[i] for i in param_idx]
         chosen = [rules[i] for i in rule_idx]
         cells = len(symbols) * len(params) * len(chosen)
         chunks = max(-(-cells // MAX_TASK_CELLS), 1 if workers <= 1 else workers * TASKS_PER_WORKER)
-        tasks += _split(symbols, params, chosen, run_kwargs, chunks)
+        tasks += _split(symbols, params, chosen, run_kwargs, chunks, threads)
     return tasks
 
 
 def _split(symbols: list[str], params: list[dict], rules: list, run_kwargs: dict,
-           chunks: int) -> list[_Task]:
+           chunks: int, threads: int) -> list[_Task]:
     """About ``chunks`` tasks: symbol groups first, then param slices when symbols run out."""
     n_sym = min(len(symbols), chunks)
     per_sym = -(-len(symbols) // n_sym)
     n_par = min(len(params), -(-chunks // n_sym))
     per_par = -(-len(params) // n_par)
     return [
-        _Task(tuple(symbols[i:i + per_sym]), params[j:j + per_par], rules, run_kwargs)
+        _Task(tuple(symbols[i:i + per_sym]), params[j:j + per_par], rules, run_kwargs, threads)
         for i in range(0, len(symbols), per_sym)
         for j in range(0, len(params), per_par)
     ]
@@ -555,6 +556,20 @@ def _dask_client(scheduler):
         ) from None
 
 
+def _dask_threads(client) -> int:
+    """Numba threads per task so that the cluster's task slots share each host's cores."""
+    from collections import Counter
+    from urllib.parse import urlparse
+
+    workers = client.scheduler_info().get("workers", {})
+    cpus = client.run(os.cpu_count)
+    slots = Counter()
+    for address, info in workers.items():
+        slots[urlparse(address).hostname] += int(info.get("nthreads", 1))
+    per_host = [cpus[a] // slots[urlparse(a).hostname] for a in workers if a in cpus]
+    return max(1, min(per_host, default=1))
+
+
 def _run_dask(tasks, bars, writer, client) -> None:
     """Compute on a dask.distributed cluster; results stream back to this process's writer."""
     from distributed import as_completed
@@ -589,6 +604,7 @@ def run_sweep(
     max_tries: int | None = None,
     seed: int = 0,
     workers: int | None = None,
+    threads_per_task: int | None = None,
     costs: Mapping[str, float] | None = None,
     initial_capital: float = 100_000.0,
     whole_shares: bool = False,
@@ -600,6 +616,8 @@ def run_sweep(
 
     ``scheduler``: None (this machine: in-process when small, else a process pool of
     ``workers``), a Dask address ``"tcp://host:8786"`` or a ``distributed.Client``.
+    ``threads_per_task``: numba threads per engine call (default: every core in-process, one
+    per pool process, and each Dask host's cores shared among its task slots).
     ``store=None`` computes without storing (benchmarks). Raises ``GridTooLargeError`` before
     any work when the grid exceeds ``max_cells`` (default: settings ``max_grid_cells``).
     """
@@ -644,14 +662,16 @@ def run_sweep(
         try:
             n_workers = max(1, len(client.scheduler_info().get("workers", {})))
             report.backend = f"dask({n_workers} workers)"
-            _run_dask(_tasks(buckets, param_grid, rules, run_kwargs, n_workers), bars, writer,
-                      client)
+            threads = threads_per_task or _dask_threads(client)
+            _run_dask(_tasks(buckets, param_grid, rules, run_kwargs, n_workers, threads), bars,
+                      writer, client)
         finally:
             if own:
                 client.close()
     else:
         n_workers = _local_workers(todo, workers)
-        tasks = _tasks(buckets, param_grid, rules, run_kwargs, n_workers)
+        threads = threads_per_task or (1 if n_workers > 1 else 0)
+        tasks = _tasks(buckets, param_grid, rules, run_kwargs, n_workers, threads)
         if n_workers > 1:
             report.backend = f"pool({n_workers} processes)"
             _run_pool(tasks, bars, writer, n_workers)
