@@ -521,14 +521,10 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
     Params are per strategy, so the vocabulary is keyed on (strategy, json) for params.
     """
     texts = table[json_column]
-    if strategy_codes is not None:
-        combined = pd.Series(strategy_codes).astype(str).str.cat(texts.astype(str).to_numpy(),
-                                                                  sep="\x1f")
-        codes, uniques = pd.factorize(combined)
-        first = _first_rows(codes, len(uniques))
-    else:
-        codes, uniques = pd.factorize(texts)
-        first = _first_rows(codes, len(uniques))
+    codes, uniques = pd.factorize(texts)
+    if strategy_codes is not None and len(strategies) > 1:  # params are per strategy
+        codes, uniques = pd.factorize(strategy_codes.astype(np.int64) * len(uniques) + codes)
+    first = _first_rows(codes, len(uniques))
     unique_json = [str(v) for v in texts.to_numpy()[first]]
     if hash_column in table.columns:
         hashes = table[hash_column].astype(str).to_numpy()

@@ -6,12 +6,13 @@ instead of reading as fill values, so damage is always detected, never served.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import zarr
 import zarr.api.asynchronous as za
-from zarr.codecs import Crc32cCodec, PCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, PCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import GroupMetadata
 from zarr.core.sync import sync
@@ -24,6 +25,8 @@ from core.store._format import (FORMAT_VERSION, ROW_CHUNK, SEGMENT_ATTR, SEGMENT
                                 SHARD_CHUNKS, VALUE_CHUNK)
 
 READ_CONFIG = {"read_missing_chunks": False}
+#: The array holding a segment's vocabularies as JSON bytes.
+VOCAB_ARRAY = "vocab"
 #: Arrays of a segment, by attribute of SegmentData.
 ARRAY_FIELDS = ("codes", "times", "floats", "bids", "eq_offsets", "eq_dates", "eq_values",
                 "tr_offsets", "tr_times", "tr_floats", "tr_ints")
@@ -33,14 +36,19 @@ def segment_path(name: str) -> str:
     return f"{SEGMENTS_DIR}/{name}"
 
 
-def segment_attrs(data: SegmentData) -> dict:
-    """The segment group's attributes: vocabularies and column names (small JSON)."""
+def encode_vocab(vocab: dict) -> np.ndarray:
+    """The segment's vocabularies as compact JSON bytes (stored as the ``vocab`` array)."""
+    return np.frombuffer(json.dumps(vocab, separators=(",", ":")).encode(), np.uint8)
+
+
+def segment_attrs(data: SegmentData, vocab_bytes: int) -> dict:
+    """The segment group's attributes: row count, column names and array shapes (small)."""
     arrays = {name: list(getattr(data, name).shape) for name in ARRAY_FIELDS
               if getattr(data, name) is not None}
+    arrays[VOCAB_ARRAY] = [vocab_bytes]
     return {SEGMENT_ATTR: {
         "format_version": FORMAT_VERSION,
         "rows": data.rows,
-        "vocab": data.vocab,
         "float_columns": data.float_columns,
         "param_columns": data.param_columns,
         "arrays": arrays,
@@ -80,11 +88,26 @@ async def _write_array(zstore, path: str, values: np.ndarray, level: int) -> Non
                          array.setitem(Ellipsis, values))
 
 
+async def _write_vocab(zstore, path: str, values: np.ndarray) -> None:
+    """The vocabulary JSON bytes: one zstd-compressed, checksummed chunk."""
+    template = await za.create_array(
+        store=MemoryStore(), shape=values.shape, dtype=np.uint8, chunks=values.shape,
+        serializer=BytesCodec(), compressors=[ZstdCodec(level=3), Crc32cCodec()], fill_value=0,
+        zarr_format=3)
+    array = zarr.AsyncArray(metadata=template.metadata, store_path=StorePath(zstore, path),
+                            config=template.config)
+    document = template.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+    await asyncio.gather(zstore.set(f"{path}/zarr.json", document),
+                         array.setitem(Ellipsis, values))
+
+
 async def _write_segment(zstore, name: str, data: SegmentData, level: int) -> None:
     path = segment_path(name)
-    group = GroupMetadata(attributes=segment_attrs(data), zarr_format=3)
+    vocab = encode_vocab(data.vocab)
+    group = GroupMetadata(attributes=segment_attrs(data, len(vocab)), zarr_format=3)
     await zstore.set(f"{path}/zarr.json",
                      group.to_buffer_dict(default_buffer_prototype())["zarr.json"])
+    await _write_vocab(zstore, f"{path}/{VOCAB_ARRAY}", vocab)
     arrays = [(field, getattr(data, field)) for field in ARRAY_FIELDS
               if getattr(data, field) is not None]
     half = len(arrays) // 2
@@ -155,21 +178,30 @@ async def _open_segment(zstore, name: str) -> SegmentReader:
         raise StoreCorruptionError(f"Segment {name!r} has no valid segment attributes.")
     names = list(attrs["arrays"])
     try:
-        opened = await asyncio.gather(*[
-            za.open_array(store=zstore, path=f"{segment_path(name)}/{field}", mode="r",
-                          zarr_format=3, config=READ_CONFIG) for field in names])
+        opened = await asyncio.gather(*[_open_array(zstore, name, field) for field in names],
+                                      return_exceptions=True)
         arrays = dict(zip(names, opened))
+        vocab = arrays.get(VOCAB_ARRAY)
+        if vocab is not None and not isinstance(vocab, BaseException):
+            attrs = {**attrs, "vocab": json.loads((await vocab.getitem(Ellipsis)).tobytes())}
         for field, array in arrays.items():
+            if isinstance(array, BaseException):
+                raise array
             if list(array.shape) != list(attrs["arrays"][field]):
                 raise StoreCorruptionError(f"Segment {name!r} array {field!r} has shape "
                                            f"{array.shape}, expected {attrs['arrays'][field]}.")
-    except Exception as exc:  # noqa: BLE001 - array metadata damaged: keep the segment attrs
+    except Exception as exc:  # noqa: BLE001 - array metadata damaged: keep what was readable
         error = exc if isinstance(exc, StoreCorruptionError) else StoreCorruptionError(
             f"Backtest store segment {name!r} cannot be opened ({type(exc).__name__}: "
             f"{_first_line(exc)}). Run store.verify().")
         error.segment_attrs = attrs
         raise error from exc
     return SegmentReader(name=name, attrs=attrs, arrays=arrays)
+
+
+async def _open_array(zstore, name: str, field: str):
+    return await za.open_array(store=zstore, path=f"{segment_path(name)}/{field}", mode="r",
+                               zarr_format=3, config=READ_CONFIG)
 
 
 def _first_line(exc: BaseException) -> str:
