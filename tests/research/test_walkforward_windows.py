@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.errors import ValidationError
 from core.walkforward import Window, walk_forward_windows
@@ -51,3 +53,19 @@ def test_oos_windows_tile_without_overlap():
 def test_bad_windows_are_refused_with_the_fix(args, message):
     with pytest.raises(ValidationError, match=message):
         walk_forward_windows(*args)
+
+
+@given(st.integers(2, 3000), st.integers(1, 400), st.integers(1, 200), st.integers(0, 100),
+       st.booleans())
+def test_window_count_and_bounds(n, in_sample, oos, extra_step, anchored):
+    step = oos + extra_step
+    if in_sample + oos > n:
+        with pytest.raises(ValidationError):
+            walk_forward_windows(n, in_sample, oos, step, anchored)
+        return
+    windows = walk_forward_windows(n, in_sample, oos, step, anchored)
+    assert len(windows) == (n - in_sample - oos) // step + 1
+    for k, w in enumerate(windows):
+        assert w.k == k and w.oos_end - w.oos_start == oos and w.oos_end <= n
+        assert w.is_end == w.oos_start == in_sample + k * step
+        assert w.is_start == (0 if anchored else k * step)
