@@ -93,9 +93,9 @@ class _Bars:
         columns = frame.to_numpy(dtype=np.float64, copy=False).T
         self.frame = frame
         self.symbol = symbol
-        self.open, self.high, self.low, self.close = (
-            np.ascontiguousarray(columns[i]) for i in range(4)
-        )
+        # Own writable copies: the kernels then always see one array type (a read-only view
+        # from pandas would need its own compiled specialization).
+        self.open, self.high, self.low, self.close = (np.array(columns[i]) for i in range(4))
         self.index = frame.index
         self.days = (self.index[-1] - self.index[0]).total_seconds() / 86400.0
         self.cache: dict[tuple, np.ndarray] = {}
@@ -177,8 +177,8 @@ def run_backtest(
     metrics = np.empty(N_METRICS)
     count = simulate_nb(
         data.open, data.high, data.low, data.close,
-        data.series(entry.series), _other(data, entry), float(entry.level), entry.direction,
-        data.series(exit_.series), _other(data, exit_), float(exit_.level), exit_.direction,
+        data.series(entry.series), _other(data, entry), float(entry.level), float(entry.direction),
+        data.series(exit_.series), _other(data, exit_), float(exit_.level), float(exit_.direction),
         exit_vector(rule), atr,
         costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4, capital,
         bool(whole_shares), bool(stop_on_entry_bar), data.days,

@@ -162,7 +162,9 @@ def atr_nb(high, low, close, p):
 
 
 def _f64(x) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float64)
+    """Contiguous writable float64 (read-only views would need their own compiled kernels)."""
+    array = np.ascontiguousarray(x, dtype=np.float64)
+    return array if array.flags.writeable else array.copy()
 
 
 def sma(x, period: int) -> np.ndarray:

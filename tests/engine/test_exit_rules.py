@@ -47,8 +47,8 @@ def run(exit_rule, entries=(0,), exits=(), ohlc=(OPEN, HIGH, LOW, CLOSE), stop_o
     equity = np.empty(n)
     count = simulate_nb(
         o, h, lo, c,
-        signal_series(n, entries), np.empty(0), 0.5, -1,
-        signal_series(n, exits), np.empty(0), 0.5, -1,
+        signal_series(n, entries), np.empty(0), 0.5, -1.0,
+        signal_series(n, exits), np.empty(0), 0.5, -1.0,
         vec, atr_series, costs[0], costs[1], costs[2], initial, whole_shares,
         stop_on_entry_bar, 10.0, equity, trades_int, trades_float, np.empty(N_METRICS),
     )
