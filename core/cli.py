@@ -174,12 +174,14 @@ def _print_frame(frame, max_rows: int | None = None) -> None:
 
 
 def _progress_bar(enabled: bool, total: int | None, desc: str):
-    """A tqdm bar on stderr when asked for and stderr is a terminal-like stream, else None."""
+    """A tqdm bar on stderr when asked for (silent when stderr is not a terminal), else None."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="bt", file=sys.stderr, dynamic_ncols=True)
+    # disable=None: tqdm stays silent when stderr is not a terminal (cron, pipes, logs)
+    return tqdm(total=total, desc=desc, unit="bt", file=sys.stderr, dynamic_ncols=True,
+                disable=None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -335,10 +335,12 @@ def _store_url(store) -> str:
 
 
 def _bar(enabled: bool, total: int):
+    """A tqdm bar on stderr (silent when stderr is not a terminal), or None."""
     if not enabled:
         return None
     import sys
 
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="refresh", unit="config", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc="refresh", unit="config", file=sys.stderr, dynamic_ncols=True,
+                disable=None)
