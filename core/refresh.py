@@ -48,6 +48,7 @@ class RefreshReport:
     current: int = 0
     rerun: int = 0
     failed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     resumed: bool = False
     elapsed_s: float = 0.0
     drift: list[dict[str, Any]] = field(default_factory=list)
@@ -61,6 +62,7 @@ class RefreshReport:
             f"{self.rerun} re-run{' (resumed an interrupted run)' if self.resumed else ''}",
         ]
         out += [drift_line(d) for d in self.drift]
+        out += [f"note: {n}" for n in self.notes]
         out += [f"failed: {f}" for f in self.failed]
         out.append(f"done in {self.elapsed_s:.1f}s")
         return out
@@ -130,17 +132,22 @@ def _write_journal(path: Path | None, doc: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def update_price_cache(provider, symbols: Sequence[str]) -> dict[str, int]:
-    """Ask the cached provider (``CachedProvider.refresh``) for new bars; new rows per symbol.
+def update_price_cache(provider, symbols: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """Ask the cached provider (``CachedProvider.refresh``) for new bars.
 
-    A provider without a price cache serves fresh data on every load, so there is nothing to
-    update and the result is empty.
+    Returns (new rows per symbol, the provider's warnings as text, e.g. a symbol it no longer
+    has). A provider without a price cache serves fresh data on every load: nothing to update.
     """
+    import warnings
+
     update = getattr(provider, "refresh", None)
     if update is None:
-        return {}
-    counts = update(list(symbols))
-    return {str(k): int(v) for k, v in dict(counts or {}).items()}
+        return {}, []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        counts = update(list(symbols))
+    notes = [str(w.message) for w in caught]
+    return {str(k): int(v) for k, v in dict(counts or {}).items()}, notes
 
 
 def _stored_configs(store, symbols: Sequence[str] | None) -> pd.DataFrame:
@@ -238,7 +245,8 @@ def refresh(
     configs = _stored_configs(store, symbols)
     report.configs = len(configs)
     if update_prices and len(configs):
-        report.prices_updated.update(update_price_cache(provider, sorted(configs["symbol"].unique())))
+        counts, report.notes = update_price_cache(provider, sorted(configs["symbol"].unique()))
+        report.prices_updated.update(counts)
     _write_journal(jpath, _journal_doc(report))
     bar = _bar(progress, len(configs))
     writer = _Batcher(store, report, jpath, batch_rows)

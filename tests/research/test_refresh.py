@@ -148,3 +148,16 @@ def test_refresh_resumes_after_sigkill(tmp_path):
     out, err = idle.communicate(timeout=120)
     assert json.loads(out) == {"rerun": 0, "current": 12, "resumed": False, "drift": 0}
     assert store.count(include_history=True) == 24
+
+
+def test_a_symbol_gone_from_the_source_is_reported_not_fatal(tmp_path):
+    folder = tmp_path / "prices"
+    _write(folder, _universe(), rows=300)
+    provider = CachedProvider(FolderProvider(folder), PriceCache.at(tmp_path / "cache.zarr"))
+    store = open_store(str(tmp_path / "store.zarr"), "a")
+    run_sweep("rsi_meanrev", {"period": [8, 14]}, SYMBOLS, [None], store, provider)
+    (folder / "CCC.csv").unlink()
+    report = refresh(store, provider)
+    assert (report.configs, report.current, report.rerun) == (6, 4, 0)
+    assert len(report.failed) == 1 and report.failed[0].startswith("CCC: 2 configuration(s)")
+    assert any("CCC" in note for note in report.notes)
