@@ -1,7 +1,6 @@
 """The CLI end to end, in real subprocesses: JSON contract, exit codes, store commands."""
 from __future__ import annotations
 
-import json
 import math
 
 import pandas as pd
