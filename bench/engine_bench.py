@@ -240,7 +240,7 @@ def main() -> None:
         start = compile_and_start(npz)
         load_before = os.getloadavg()
         data = frames(arrays)
-        repeats = 2 if quick else 5
+        repeats = 2 if quick else 7
         stop = grid_throughput(data, STOP, repeats)
         signal = grid_throughput(data, None, repeats)
         bars = data["SYM0"]
