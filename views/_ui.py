@@ -40,6 +40,7 @@ METRIC_FORMATS: dict[str, str] = {
     "worst_trade": "percent",
     "pooled_trades": "%d",
     "pooled_win_rate": "percent",
+    "share_positive": "percent",
     "return": "percent",
     "pnl": "%.2f",
     "entry_price": "%.2f",
@@ -266,8 +267,10 @@ def column_config(df: pd.DataFrame) -> dict[str, Any]:
         config["details"] = st.column_config.LinkColumn("details", display_text="open",
                                                         width="small")
     for name, fmt in METRIC_FORMATS.items():
-        if name in df:
-            config[name] = st.column_config.NumberColumn(name.replace("_", " "), format=fmt)
+        for column in (name, f"{name}_mean"):  # sweep read-outs add a mean next to a median
+            if column in df:
+                config[column] = st.column_config.NumberColumn(column.replace("_", " "),
+                                                               format=fmt)
     return config
 
 

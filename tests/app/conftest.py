@@ -17,11 +17,17 @@ FILLED_CONFIGS = (({"period": 14, "oversold": 30, "overbought": 70}, None),
                    {"type": "stop_loss", "pct": 0.08}))
 
 
+@pytest.fixture(scope="session")
+def price_cache(tmp_path_factory):
+    """One price cache for the session: the demo bars are deterministic, so tests share them."""
+    return tmp_path_factory.mktemp("prices") / "prices.zarr"
+
+
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Point the app's settings at an empty store and price cache under tmp_path."""
+def env(tmp_path, monkeypatch, price_cache):
+    """Point the app's settings at an empty store under tmp_path (and the shared price cache)."""
     monkeypatch.setenv("HINDSIGHT_STORE", str(tmp_path / "store.zarr"))
-    monkeypatch.setenv("HINDSIGHT_PRICE_CACHE", str(tmp_path / "prices.zarr"))
+    monkeypatch.setenv("HINDSIGHT_PRICE_CACHE", str(price_cache))
     monkeypatch.setenv("HINDSIGHT_DATA_SOURCE", "demo")
     monkeypatch.setenv("HINDSIGHT_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.chdir(ROOT)

@@ -151,14 +151,14 @@ def test_run_backtest_follow_link_to_details_and_scan(app_url, page):
     page.get_by_text("Run a sweep").click()
     page.get_by_label("period from").wait_for()
     settle(page)
-    for label, value, nth in (("period from", 8, 0), ("to", 20, 0), ("step", 2, 0),
-                              ("oversold from", 20, 0), ("to", 40, 1), ("step", 5, 1)):
+    for label, value, nth in (("to", 20, 0), ("step", 2, 0), ("oversold from", 20, 0),
+                              ("to", 40, 1), ("step", 5, 1)):
         field = page.get_by_label(label, exact=True).nth(nth)
         field.fill(str(value))
         field.press("Enter")
         settle(page)
-    page.get_by_text("105 cells").wait_for()  # 7 periods x 5 oversold x 3 symbols
-    page.get_by_role("button", name="Run sweep of 105 backtests").click()
+    page.get_by_text("60 cells").wait_for()  # periods 14-20 (4) x oversold 20-40 (5) x 3 symbols
+    page.get_by_role("button", name="Run sweep of 60 backtests").click()
     page.get_by_text("Sweep done").wait_for()
     page.locator(".vega-embed").first.wait_for()
     settle(page)
