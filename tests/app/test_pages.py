@@ -259,3 +259,31 @@ def test_sweep_bad_exit_values_are_an_error(env):
     at.text_input(key="sweep.exits.take_profit").set_value("0.1, ten").run()
     assert "'ten' is not a number" in texts(at.error)
     assert not at.exception
+
+
+def test_scanner_on_the_users_folder(env, monkeypatch):
+    """The folder universe lists the user's CSV files; a missing folder is an error, not a crash."""
+    from core.data.demo import generate_demo_universe
+
+    folder = env / "prices"
+    monkeypatch.setenv("HINDSIGHT_DATA_FOLDER", str(folder))
+    at = open_page()
+    at.radio(key="scan.universe.kind").set_value("folder").run()
+    assert not at.exception
+    assert str(folder) in texts(at.error)
+    folder.mkdir()
+    for symbol, bars in generate_demo_universe(count=3, years=3).items():
+        bars.rename_axis("Date").to_csv(folder / f"MY{symbol[-1]}.csv")
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    assert "3 symbols from folder" in texts(at.caption)
+
+
+def test_details_compare_overlays_equity_and_lists_metrics(filled):
+    at = open_page("views/details.py", query={"id": str(filled[0])})
+    at.multiselect(key=f"compare.{filled[0]}").set_value([str(filled[2]), str(filled[4])]).run()
+    assert not at.exception, at.exception
+    compared = at.dataframe[-1].value
+    assert len(compared) == 3
+    assert "Equity compared" in str([c.proto.spec for c in at.get("vega_lite_chart")])
