@@ -153,10 +153,6 @@ def readouts(strategy) -> None:
         universe(cells, strategy, top)
 
 
-def _numeric_params(strategy) -> list[str]:
-    return [p.name for p in strategy.params if p.kind_name != "choice"]
-
-
 def heatmap(cells: pd.DataFrame, strategy) -> None:
     """Any metric over any two params, sliced by symbol and exit rule (median otherwise)."""
     from core import sweep

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core.scanner import add_backtest_stats, scan
-from views import _ui
+from views import _scan, _ui
 
 st.title("Scanner")
 
@@ -45,17 +45,17 @@ elif universe is not None:
                                       help="Run and store the backtests of the signals that "
                                            "have no stored stats yet."):
             with _ui.user_errors():
-                _ui.backtest_missing(missing, bars)
+                _scan.backtest_missing(missing, bars)
                 st.rerun()
         if _ui.store().count() == 0:
             st.info("The store holds no backtests yet, so the stats columns are empty. "
                     "Click **Backtest these** to fill them, or run backtests and sweeps in the "
                     "Backtest Manager.")
-        shown = _ui.filter_by_stats(table, min_win / 100, min_trades, only_stats)
+        shown = _scan.filter_by_stats(table, min_win / 100, min_trades, only_stats)
         if shown.empty:
             st.info("No signal matches. Widen the lookback, relax the stat filters or pick "
                     "another strategy or universe.")
         else:
-            _ui.table(_ui.signal_view(shown), name="signals", key="scan.table")
+            _ui.table(_scan.signal_view(shown), name="signals", key="scan.table")
 
 _ui.sidebar_status()

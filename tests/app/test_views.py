@@ -1,4 +1,4 @@
-"""Chart data helpers of the pages: hand-computed drawdowns, monthly returns, trade markers."""
+"""Pure helpers of the pages: chart data (drawdowns, monthly returns, markers), stat filters."""
 from __future__ import annotations
 
 import altair as alt
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from views import _charts
+from views import _charts, _scan
 
 
 def test_drawdown_from_running_peak():
@@ -62,3 +62,18 @@ def test_charts_build_valid_vega_lite_for_ten_years():
     cells = pd.DataFrame({"period": [10, 10, 14, 14], "oversold": [25, 30, 25, 30],
                           "sharpe_ratio": [0.1, 0.3, np.nan, 0.2]})
     assert "layer" in _charts.param_heatmap(cells, "period", "oversold", "sharpe_ratio").to_dict()
+
+
+def test_stat_filters_keep_missing_rows_only_without_thresholds():
+    signals = pd.DataFrame({
+        "symbol": ["A", "B", "C", "D"],
+        "win_rate": [0.60, 0.50, np.nan, 0.70],
+        "num_trades": [25.0, 40.0, np.nan, 5.0],
+        "backtest_id": ["1", "2", None, "4"],
+    })
+    pick = lambda *args: _scan.filter_by_stats(signals, *args)["symbol"].tolist()  # noqa: E731
+    assert pick(0.0, 0, False) == ["A", "B", "C", "D"]  # no filter: missing stays visible
+    assert pick(0.0, 0, True) == ["A", "B", "D"]
+    assert pick(0.55, 0, False) == ["A", "D"]
+    assert pick(0.55, 20, False) == ["A"]
+    assert pick(0.0, 30, False) == ["B"]
