@@ -287,3 +287,31 @@ def test_details_compare_overlays_equity_and_lists_metrics(filled):
     compared = at.dataframe[-1].value
     assert len(compared) == 3
     assert "Equity compared" in str([c.proto.spec for c in at.get("vega_lite_chart")])
+
+
+def test_details_of_a_sweep_cell_recomputes_its_equity(env):
+    """Sweep cells are stored without equity curves; the page recomputes and draws them."""
+    from core.config import load_settings
+    from core.data import get_provider
+    from core.engine import run_many
+
+    provider = get_provider(load_settings())
+    batch = run_many({"DEMO04": provider.load_bars("DEMO04")}, "rsi_meanrev",
+                     [{"period": 12}], with_trades=True)
+    (bid,) = open_test_store(env).store_many(batch)
+    at = open_page("views/details.py", query={"id": str(bid)})
+    assert not at.error, texts(at.error)
+    assert "equity recomputed" in texts(at.caption)
+    assert len(at.get("vega_lite_chart")) >= 4
+
+
+def test_browse_filters_on_metrics_and_params(filled):
+    at = open_page("views/manager.py")
+    at.radio(key="manager.mode").set_value("browse").run()
+    at.selectbox(key="browse.strategy").set_value("rsi_meanrev").run()
+    at.slider(key="browse.rsi_meanrev.period").set_value((12.0, 20.0)).run()
+    assert not at.exception, at.exception
+    shown = at.dataframe[0].value
+    assert len(shown) == 3 and shown["params"].str.contains("period=14").all()
+    at.number_input(key="browse.trades").set_value(10_000).run()
+    assert "No stored backtest matches" in texts(at.info)
