@@ -21,6 +21,7 @@ from core.errors import HindsightError
 
 DETAILS_PATH = "details"  # url_path of the Backtest Details page (see app.py)
 DEMO_LABEL = "synthetic demo data"
+PRICE_TTL_S = 600  # memoised bars are re-read after this long (a refresh or edited CSV shows up)
 
 #: Metrics shown in tables, with their display format (Streamlit printf style).
 METRIC_FORMATS: dict[str, str] = {
@@ -103,20 +104,20 @@ def source_label(source: str) -> str:
     return source
 
 
-@st.cache_data(show_spinner=False, max_entries=256, hash_funcs={Settings: repr})
+@st.cache_data(show_spinner=False, max_entries=256, ttl=PRICE_TTL_S, hash_funcs={Settings: repr})
 def _bars(config: Settings, symbol: str, start: str | None, end: str | None) -> pd.DataFrame:
     return _provider(config).load_bars(symbol, start=start, end=end)
 
 
 def load_bars(symbol: str, start=None, end=None, source: str | None = None) -> pd.DataFrame:
-    """Bars of one symbol through the provider (and its price cache), memoised per session set."""
+    """Bars of one symbol through the provider (and its price cache), memoised for a while."""
     config = settings()
     if source is not None:
         config = replace(config, data_source=source)
     return _bars(config, symbol, _iso(start), _iso(end))
 
 
-@st.cache_data(show_spinner=False, max_entries=4, hash_funcs={Settings: repr})
+@st.cache_data(show_spinner=False, max_entries=4, ttl=PRICE_TTL_S, hash_funcs={Settings: repr})
 def _many(config: Settings, symbols: tuple[str, ...], start, end) -> dict[str, pd.DataFrame]:
     return dict(_provider(config).load_many(list(symbols), start=start, end=end))
 
