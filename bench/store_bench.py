@@ -116,28 +116,35 @@ def batch_table(grid: Grid, symbol: str, rng: np.random.Generator, rows: int = B
 
 def engine_like_curve(rng: np.random.Generator, dates: pd.DatetimeIndex
                       ) -> tuple[pd.Series, pd.DataFrame]:
-    """Equity flat while out of the market and units x close while in it, plus its trades."""
+    """Equity flat while out of the market and units x close while in it, plus its trades.
+
+    Like the engine with all-in fractional sizing and 0.1% costs: cent-priced closes, ~30
+    trades of 3-24 bars, ~20% exposure; every value a full-precision float64.
+    """
     n = len(dates)
     close = np.round(50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n))), 2)
-    equity = np.empty(n)
-    cash, t, rows = 100_000.0, 0, []
-    while t < n:
-        gap, hold = int(rng.integers(20, 100)), int(rng.integers(3, 25))
-        equity[t:min(n, t + gap)] = cash
-        entry, t = t + gap, t + gap + hold
-        if entry >= n - 1:
-            break
-        exit_ = min(t, n - 1)
-        units = cash * 0.999 / close[entry]
-        equity[entry:exit_] = units * close[entry:exit_]
-        new_cash = units * close[exit_] * 0.999
-        rows.append((dates[entry], close[entry], dates[exit_], close[exit_], units,
-                     new_cash - cash, new_cash / cash - 1, exit_ - entry,
-                     "signal" if rng.random() < 0.8 else "stop_loss"))
-        cash = new_cash
-        equity[exit_:min(n, t + 1)] = cash
-    equity[t:] = cash if t < n else equity[t:]
-    trades = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+    steps = rng.integers(20, 100, 64) + rng.integers(3, 25, 64)
+    entries = np.cumsum(steps) - rng.integers(3, 25, 64)
+    exits = entries + rng.integers(3, 25, 64)
+    keep = exits < n - 1
+    entries, exits = entries[keep], np.minimum(exits[keep], n - 1)
+    keep = np.ones(len(entries), bool)
+    keep[1:] = entries[1:] > exits[:-1]
+    entries, exits = entries[keep], exits[keep]
+    growth = close[exits] / close[entries] * 0.999 * 0.999
+    cash_before = 100_000.0 * np.concatenate(([1.0], np.cumprod(growth)[:-1]))
+    units = cash_before * 0.999 / close[entries]
+    cash_after = units * close[exits] * 0.999
+    equity = np.full(n, 100_000.0)
+    for k, (entry, exit_) in enumerate(zip(entries, exits)):
+        equity[entry:exit_] = units[k] * close[entry:exit_]
+        equity[exit_:] = cash_after[k]
+    trades = pd.DataFrame({
+        "entry_time": dates[entries], "entry_price": close[entries],
+        "exit_time": dates[exits], "exit_price": close[exits], "units": units,
+        "pnl": cash_after - cash_before, "return": cash_after / cash_before - 1,
+        "bars_held": exits - entries,
+        "exit_reason": np.where(rng.random(len(entries)) < 0.8, "signal", "stop_loss")})
     return pd.Series(equity, index=dates, name="equity"), trades
 
 

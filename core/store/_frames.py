@@ -58,31 +58,34 @@ def stats_dict(store, index, row: int, values: dict) -> dict:
 def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.DataFrame:
     """One row per given global row: ids, key, dates, metrics, param columns, note, tags."""
     rows = np.asarray(rows, np.int64)
+    every_row = len(rows) == index.n and index.n > 0 and rows[0] == 0 and bool(
+        (np.diff(rows) == 1).all())  # every row, in order: a plain copy beats a gather
+    take = (lambda values: values.copy()) if every_row else (lambda values: values[rows])
     vocab = store._vocab.values
-    data: dict[str, object] = {"backtest_id": _id_strings(index.bids[rows])}
+    data: dict[str, object] = {"backtest_id": _id_strings(take(index.bids))}
     for column in ("symbol", "strategy"):
-        data[column] = _categorical(index.codes[column][rows], vocab[column], column, store)
+        data[column] = _categorical(take(index.codes[column]), vocab[column], column, store)
     for column, kind in JSON_COLUMNS.items():
-        data[column] = _categorical(index.codes[kind][rows], vocab[kind], kind, store, part=0)
+        data[column] = _categorical(take(index.codes[kind]), vocab[kind], kind, store, part=0)
     for name in TIME_COLUMNS[:2]:
-        data[name] = index.column(name)[rows].view("datetime64[ns]")
+        data[name] = take(index.column(name)).view("datetime64[ns]")
     metric_names = [c for c in index.float_columns if c not in index.param_columns
                     and c not in FLOAT_LEAD]
     for name in metric_names:
-        data[name] = index.column(name)[rows]
+        data[name] = take(index.column(name))
     for name in index.param_columns:
-        values = index.column(name)[rows]
+        values = take(index.column(name))
         if compact_params and len(rows) and np.isnan(values).all():
             continue
         data[name] = values
-    data["initial_capital"] = index.column("initial_capital")[rows]
-    data["created_at"] = pd.DatetimeIndex(index.column("created_at")[rows].view("datetime64[ns]"),
-                                          tz="UTC")
+    data["initial_capital"] = take(index.column("initial_capital"))
+    data["created_at"] = pd.DatetimeIndex(take(index.column("created_at")).view(
+        "datetime64[ns]"), tz="UTC")
     data["note"], data["tags"] = _notes_columns(store._notes(), index.bids[rows])
     for column, kind in HASH_COLUMNS.items():
-        data[column] = _categorical(index.codes[kind][rows], vocab[kind], kind, store, part=1)
+        data[column] = _categorical(take(index.codes[kind]), vocab[kind], kind, store, part=1)
     for column in ("engine_version", "data_fingerprint"):
-        data[column] = _categorical(index.codes[column][rows], vocab[column], column, store)
+        data[column] = _categorical(take(index.codes[column]), vocab[column], column, store)
     return pd.DataFrame(data, index=pd.RangeIndex(len(rows)), copy=False)
 
 
@@ -127,7 +130,7 @@ def read_curve_and_trades(seg, local: int) -> tuple[pd.Series | None, pd.DataFra
     for prefix, fields in (("eq", ("eq_dates", "eq_values")),
                            ("tr", ("tr_times", "tr_floats", "tr_ints"))):
         offsets_name = f"{prefix}_offsets"
-        if offsets_name not in reader.arrays:
+        if not reader.has(offsets_name):
             continue
         offsets = seg.blocks.get(offsets_name)
         if offsets is None:

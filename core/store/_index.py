@@ -126,10 +126,12 @@ def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
         return _damaged_segment(entry, exc, reader.attrs)
     attrs_vocab = reader.attrs["vocab"]
     codes = {}
+    every = bool(key_ok.all())
     for j, kind in enumerate(CODE_KINDS):
         mapping = vocab.remap(kind, attrs_vocab[kind])
         column = local_codes[:, j]
-        codes[kind] = np.where(key_ok, mapping[np.where(key_ok, column, 0)], -1).astype(np.int32)
+        codes[kind] = mapping[column] if every else np.where(
+            key_ok, mapping[np.where(key_ok, column, 0)], -1).astype(np.int32)
     seg = LoadedSegment(name=entry["name"], entry=entry, reader=reader, error=None, rows=rows,
                         bids=bids, codes=codes, key_ok=key_ok,
                         float_pos={c: j for j, c in enumerate(reader.attrs["float_columns"])})
@@ -205,6 +207,7 @@ class Index:
         self._bid_order = None if _strictly_increasing(self.bids) else np.argsort(self.bids)
         self._build_key_index()
         self._latest: np.ndarray | None = None
+        self._latest_mask: np.ndarray | None = None
         self.columns: dict[str, np.ndarray] = {}
         self.float_columns = _union([list(s.float_pos) for s in readable])
         self.param_columns: dict[str, str] = {}
@@ -213,12 +216,22 @@ class Index:
 
     # -- keys ---------------------------------------------------------------------------------
     def _build_key_index(self) -> None:
-        rows = np.flatnonzero(self.alive)
-        hashes = key_hash_array(*(self.codes[k][rows] for k in KEY_KINDS))
-        order = np.argsort(hashes, kind="stable")  # rows are in bid order: ties stay in it
-        if self._bid_order is not None:
-            order = np.lexsort((self.bids[rows], hashes))
-        self.sorted_hash = hashes[order]
+        """Rows sorted by key hash, equal hashes (a key's versions) in id order."""
+        every = bool(self.alive.all())
+        rows = np.arange(self.n) if every else np.flatnonzero(self.alive)
+        hashes = key_hash_array(*(self.codes[k] if every else self.codes[k][rows]
+                                  for k in KEY_KINDS))
+        order = np.argsort(hashes)  # quicksort; the rare equal-hash runs are fixed below
+        sorted_hash = hashes[order]
+        ties = np.flatnonzero(sorted_hash[1:] == sorted_hash[:-1])
+        if len(ties):  # runs of equal hashes (a key's versions): order them by backtest id
+            in_run = np.zeros(len(order), bool)
+            in_run[ties] = in_run[ties + 1] = True
+            positions = np.flatnonzero(in_run)
+            run_rows = order[positions]
+            order[positions] = run_rows[np.lexsort((self.bids[rows[run_rows]],
+                                                    sorted_hash[positions]))]
+        self.sorted_hash = sorted_hash
         self.sorted_rows = rows[order]
 
     def find_latest(self, codes: tuple[int, int, int, int]) -> int:
@@ -276,6 +289,14 @@ class Index:
                     return self._exact_latest()
             self._latest = np.sort(rows[last])
         return self._latest
+
+    def latest_mask(self) -> np.ndarray:
+        """Boolean mask of latest_rows() over every row (cached)."""
+        if self._latest_mask is None:
+            mask = np.zeros(self.n, bool)
+            mask[self.latest_rows()] = True
+            self._latest_mask = mask
+        return self._latest_mask
 
     def _exact_latest(self) -> np.ndarray:
         rows = np.flatnonzero(self.alive)

@@ -109,7 +109,7 @@ def merge_segments(entries: list[dict], readers: list[SegmentReader],
 
 
 def _read_all(entry: dict, reader: SegmentReader) -> dict:
-    names = [f for f in ARRAY_FIELDS if f in reader.arrays]
+    names = [f for f in ARRAY_FIELDS if reader.has(f)]
     values = reader.read_many([(name, Ellipsis) for name in names])
     part = dict(zip(names, values))
     part["attrs"] = reader.attrs
@@ -269,7 +269,7 @@ def _check_segment(store, entry: dict) -> list[str]:
     if reader.rows != entry["rows"]:
         problems.append(f"holds {reader.rows} rows, the manifest says {entry['rows']}")
     values = {}
-    for name in reader.arrays:
+    for name in reader.names:
         try:
             values[name] = reader.read(name)
         except StoreCorruptionError:
@@ -280,7 +280,10 @@ def _check_segment(store, entry: dict) -> list[str]:
 
 
 def _locate_bad_chunks(reader: SegmentReader, name: str) -> list[str]:
-    array = reader.arrays[name]
+    try:
+        array = reader.array(name)
+    except StoreCorruptionError as exc:
+        return [f"array {name!r} cannot be opened: {exc}"]
     step = array.chunks[0]
     bad = []
     for lo in range(0, array.shape[0], step):

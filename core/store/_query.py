@@ -126,11 +126,11 @@ class Columns:
         kind = TEXT_COLUMNS.get(column) or HASH_COLUMNS[column]
         return self.vocab.lookup(kind, value)
 
-    def sort_key(self, column: str) -> np.ndarray:
-        """Numeric key that orders a column (text: alphabetical rank of its values)."""
-        values = self.values(column)
+    def sort_key(self, column: str, rows: np.ndarray) -> np.ndarray:
+        """Numeric key that orders a column at ``rows`` (text: alphabetical rank)."""
+        values = self.values(column)[rows]
         if self.kind(column) != "text":
-            return values.astype(np.float64)
+            return values.astype(np.float64, copy=False)
         kind = TEXT_COLUMNS.get(column) or HASH_COLUMNS[column]
         words = self.vocab.values[kind]
         words = [w[1] if isinstance(w, tuple) else w for w in words]
@@ -287,7 +287,7 @@ def order_rows(rows: np.ndarray, order_by: str | None, columns: Columns,
         descending = order_by.startswith("-")
         name = order_by.lstrip("-+").strip()
         column = columns.resolve(name)
-        key = columns.sort_key(column)[rows]
+        key = columns.sort_key(column, rows)
         if descending:
             key = -key  # NaN stays NaN: numpy sorts it last either way
         if limit is not None and limit < len(rows) // 4:

@@ -133,15 +133,34 @@ def _contiguous(data: SegmentData) -> SegmentData:
 
 @dataclass
 class SegmentReader:
-    """Open arrays of one committed segment; every read error becomes StoreCorruptionError."""
+    """One committed segment: attributes now, arrays opened on first use.
+
+    Every read or open error becomes a StoreCorruptionError naming the segment.
+    """
 
     name: str
     attrs: dict
-    arrays: dict[str, zarr.AsyncArray]
+    zstore: object
+    opened: dict[str, zarr.AsyncArray]
 
     @property
     def rows(self) -> int:
         return int(self.attrs["rows"])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.attrs["arrays"])
+
+    def has(self, field: str) -> bool:
+        return field in self.attrs["arrays"]
+
+    def array(self, field: str) -> zarr.AsyncArray:
+        try:
+            return sync(self._array(field))
+        except StoreCorruptionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - missing/garbage array metadata
+            raise self.damaged(exc) from exc
 
     def read(self, field: str, selection=Ellipsis) -> np.ndarray:
         return self.read_many([(field, selection)])[0]
@@ -159,10 +178,20 @@ class SegmentReader:
         return list(await asyncio.gather(*[self._get(field, sel) for field, sel in requests]))
 
     async def _get(self, field: str, selection):
-        array = self.arrays.get(field)
+        return await (await self._array(field)).getitem(selection)
+
+    async def _array(self, field: str) -> zarr.AsyncArray:
+        array = self.opened.get(field)
         if array is None:
-            raise StoreCorruptionError(f"Segment {self.name!r} has no array {field!r}.")
-        return await array.getitem(selection)
+            if not self.has(field):
+                raise StoreCorruptionError(f"Segment {self.name!r} has no array {field!r}.")
+            array = await _open_array(self.zstore, self.name, field)
+            if list(array.shape) != list(self.attrs["arrays"][field]):
+                raise StoreCorruptionError(f"Segment {self.name!r} array {field!r} has shape "
+                                           f"{array.shape}, expected "
+                                           f"{self.attrs['arrays'][field]}.")
+            self.opened[field] = array
+        return array
 
     def damaged(self, exc: BaseException) -> StoreCorruptionError:
         return StoreCorruptionError(
@@ -171,32 +200,28 @@ class SegmentReader:
             "report; other segments are unaffected.")
 
 
+#: Arrays opened with the segment (the index needs them); the others open on first use.
+EAGER_ARRAYS = (VOCAB_ARRAY, "codes", "bids")
+
+
 async def _open_segment(zstore, name: str) -> SegmentReader:
     group = await za.open_group(store=zstore, path=segment_path(name), mode="r", zarr_format=3)
     attrs = group.attrs.get(SEGMENT_ATTR)
     if not isinstance(attrs, dict) or "rows" not in attrs or "arrays" not in attrs:
         raise StoreCorruptionError(f"Segment {name!r} has no valid segment attributes.")
-    names = list(attrs["arrays"])
+    reader = SegmentReader(name=name, attrs=attrs, zstore=zstore, opened={})
     try:
-        opened = await asyncio.gather(*[_open_array(zstore, name, field) for field in names],
-                                      return_exceptions=True)
-        arrays = dict(zip(names, opened))
-        vocab = arrays.get(VOCAB_ARRAY)
-        if vocab is not None and not isinstance(vocab, BaseException):
-            attrs = {**attrs, "vocab": json.loads((await vocab.getitem(Ellipsis)).tobytes())}
-        for field, array in arrays.items():
-            if isinstance(array, BaseException):
-                raise array
-            if list(array.shape) != list(attrs["arrays"][field]):
-                raise StoreCorruptionError(f"Segment {name!r} array {field!r} has shape "
-                                           f"{array.shape}, expected {attrs['arrays'][field]}.")
-    except Exception as exc:  # noqa: BLE001 - array metadata damaged: keep what was readable
+        if VOCAB_ARRAY in attrs["arrays"]:
+            vocab = await reader._get(VOCAB_ARRAY, Ellipsis)
+            reader.attrs = attrs = {**attrs, "vocab": json.loads(vocab.tobytes())}
+        await asyncio.gather(*[reader._array(f) for f in EAGER_ARRAYS if reader.has(f)])
+    except Exception as exc:  # noqa: BLE001 - array damaged: keep what was readable
         error = exc if isinstance(exc, StoreCorruptionError) else StoreCorruptionError(
             f"Backtest store segment {name!r} cannot be opened ({type(exc).__name__}: "
             f"{_first_line(exc)}). Run store.verify().")
         error.segment_attrs = attrs
         raise error from exc
-    return SegmentReader(name=name, attrs=attrs, arrays=arrays)
+    return reader
 
 
 async def _open_array(zstore, name: str, field: str):

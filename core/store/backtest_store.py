@@ -434,11 +434,7 @@ class BacktestStore:
         return self._check_damage(index, rows, skip=True)
 
     def _visible_mask(self, index: Index, include_history: bool) -> np.ndarray:
-        if include_history:
-            return index.alive.copy()
-        mask = np.zeros(index.n, bool)
-        mask[index.latest_rows()] = True
-        return mask
+        return (index.alive if include_history else index.latest_mask()).copy()
 
     def _code_filter(self, index: Index, kind: str, values: list | None) -> np.ndarray | bool:
         if not values:
