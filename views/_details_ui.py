@@ -35,10 +35,10 @@ def pick_backtest(store) -> str | None:
 
 
 def stored_listing(store) -> pd.DataFrame:
-    """Recent stored backtests with a readable label each (columns backtest_id, label)."""
+    """The most recently stored backtests, newest first, each with a readable label."""
     from core.exits import exit_label
 
-    rows = store.query(limit=RECENT)
+    rows = store.query(order_by="-created_at", limit=RECENT)
     if rows is None or len(rows) == 0:
         return pd.DataFrame(columns=["backtest_id", "label"])
     labels = [f"{symbol} · {strategy} · {_ui.params_label(_ui.from_json(params))} · "
