@@ -25,11 +25,8 @@ from core.kernels import grid_metrics, grid_trades, simulate_nb
 from core.metrics import N_METRICS
 from core.strategies import (
     Strategy,
-    bars_needed,
     get_strategy,
     min_bars,
-    param_columns,
-    series_keys,
     validate_params,
 )
 from core.types import EXIT_REASONS, METRIC_NAMES, TRADE_COLUMNS, BacktestResult, BatchResult
@@ -122,10 +119,19 @@ class _Bars:
             )
 
 
+def _json_scalar(value: Any) -> str:
+    """One validated param value as ``canonical_json`` writes it (integral floats as ints)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(int(value))
+
+
 def _params_json(params: dict[str, Any]) -> str:
     """``canonical_json`` of validated flat params (str -> int/float/str), without recursion."""
-    flat = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in params.items()}
-    return json.dumps(flat, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    items = sorted(params.items())
+    return "{" + ",".join(f'"{k}":{_json_scalar(v)}' for k, v in items) + "}"
 
 
 def _hash_json(text: str) -> str:
@@ -307,15 +313,13 @@ def run_many(
     costs = canonical_costs(costs)
     capital = _check_capital(initial_capital, costs)
     settings = _settings(whole_shares, stop_on_entry_bar)
-    needed = [bars_needed(strategy, c) for c in cells]
-    longest = cells[int(np.argmax(needed))]
     grid = _GridSpec(strategy, cells, rules)
 
     metrics, symbols, trade_frames, offset = [], [], [], 0
     total = len(bars_by_symbol)
     for done, (symbol, bars) in enumerate(bars_by_symbol.items(), start=1):
         data = _Bars(bars, str(symbol))
-        data.require(max(needed), _describe(strategy, longest))
+        data.require(grid.needed, _describe(strategy, grid.longest))
         cell_metrics, trades = grid.run(data, costs, capital, settings, with_trades, offset)
         metrics.append(cell_metrics)
         symbols.append(data)
@@ -338,33 +342,39 @@ class _GridSpec:
         self.strategy = strategy
         self.cells = cells
         self.rules = rules
-        self.crosses = [strategy.rules(**c) for c in cells]
+        crosses = [strategy.rules(**c) for c in cells]
+        cell_keys = [[k for k in (e.series, e.other, x.series, x.other) if k is not None]
+                     for e, x in crosses]
+        needed = [max(indicators.first_valid(k) for k in keys) + 2 for keys in cell_keys]
+        self.needed = max(needed)
+        self.longest = cells[needed.index(self.needed)]
         self.exit_vecs = np.array([exit_vector(r) for r in rules])
-        self.atr_keys = [("atr", p[0]) if (p := atr_periods(r)) else None for r in rules]
-        keys = [k for c in cells for k in series_keys(strategy, c)]
-        keys += [k for k in self.atr_keys if k is not None]
+        atr_keys = [("atr", p[0]) if (p := atr_periods(r)) else None for r in rules]
+        keys = [k for keys in cell_keys for k in keys] + [k for k in atr_keys if k is not None]
         self.keys = list(dict.fromkeys(keys))
         self.row_of = {k: i for i, k in enumerate(self.keys)}
         self.rule_rows = np.array(
-            [[*self._side(entry), *self._side(exit_)] for entry, exit_ in self.crosses],
+            [[*self._side(entry), *self._side(exit_)] for entry, exit_ in crosses],
             dtype=np.float64,
         )
         self.atr_rows = np.array(
-            [self.row_of[k] if k is not None else -1 for k in self.atr_keys], dtype=np.int64
+            [self.row_of[k] if k is not None else -1 for k in atr_keys], dtype=np.int64
         )
         params_json = [_params_json(c) for c in cells]
-        per_cell = {"params_json": params_json, "params_hash": [_hash_json(j) for j in params_json]}
-        per_rule = {
-            "exit_json": [canonical_json(r) for r in rules],
-            "exit_hash": [stable_hash(r) for r in rules],
+        # Strings are kept once per cell / rule and expanded with an index (Arrow take).
+        self.texts = {
+            "params_json": _strings(params_json),
+            "params_hash": _strings([_hash_json(j) for j in params_json]),
+            "exit_json": _strings([canonical_json(r) for r in rules]),
+            "exit_hash": _strings([stable_hash(r) for r in rules]),
         }
-        n_rules = len(rules)
-        self.columns = {k: np.repeat(np.array(v, dtype=object), n_rules) for k, v in per_cell.items()}
-        self.columns.update({k: np.tile(np.array(v, dtype=object), len(cells)) for k, v in per_rule.items()})
-        param_cols = [param_columns(strategy, c) for c in cells]
+        self.cell_of_row = np.repeat(np.arange(len(cells), dtype=np.int64), len(rules))
+        self.rule_of_row = np.tile(np.arange(len(rules), dtype=np.int64), len(cells))
         self.param_columns = {
-            name: np.repeat(np.array([pc[name] for pc in param_cols]), n_rules)
-            for name in param_cols[0]
+            f"{strategy.prefix}_{p.name}": np.array(
+                [p.choices.index(c[p.name]) if p.kind_name == "choice" else c[p.name]
+                 for c in cells], dtype=np.float64)[self.cell_of_row]
+            for p in strategy.params
         }
 
     def _side(self, cross) -> tuple[float, float, float, float]:
@@ -392,31 +402,37 @@ class _GridSpec:
     def table(self, symbols: list[_Bars], metrics: np.ndarray, costs, capital, settings
               ) -> pd.DataFrame:
         """The BatchResult table: per-symbol facts repeated, per-cell columns tiled."""
-        per_symbol = len(metrics) // len(symbols)
         n_symbols = len(symbols)
-
-        def each_symbol(values, dtype=object):
-            return np.repeat(np.array(values, dtype=dtype), per_symbol)
-
-        def each_cell(values):
-            return np.tile(values, n_symbols)
-
+        per_symbol = len(metrics) // n_symbols
         n = len(metrics)
+        symbol_of_row = np.repeat(np.arange(n_symbols, dtype=np.int64), per_symbol)
+        cell_of_row = np.tile(self.cell_of_row, n_symbols)
+        rule_of_row = np.tile(self.rule_of_row, n_symbols)
+        same = np.zeros(n, dtype=np.int64)
+
+        def stamps(values):
+            return np.array(values, dtype="datetime64[ns]")[symbol_of_row]
+
         columns: dict[str, Any] = {
-            "symbol": each_symbol([d.symbol for d in symbols]),
-            "strategy": np.full(n, self.strategy.name, dtype=object),
-            "params_json": each_cell(self.columns["params_json"]),
-            "params_hash": each_cell(self.columns["params_hash"]),
-            "exit_json": each_cell(self.columns["exit_json"]),
-            "exit_hash": each_cell(self.columns["exit_hash"]),
-            "start": each_symbol([d.index[0].to_datetime64() for d in symbols], None),
-            "end": each_symbol([d.index[-1].to_datetime64() for d in symbols], None),
+            "symbol": _strings([d.symbol for d in symbols]).take(symbol_of_row),
+            "strategy": _strings([self.strategy.name]).take(same),
+            "params_json": self.texts["params_json"].take(cell_of_row),
+            "params_hash": self.texts["params_hash"].take(cell_of_row),
+            "exit_json": self.texts["exit_json"].take(rule_of_row),
+            "exit_hash": self.texts["exit_hash"].take(rule_of_row),
+            "start": stamps([d.index[0].to_datetime64() for d in symbols]),
+            "end": stamps([d.index[-1].to_datetime64() for d in symbols]),
             "initial_capital": np.full(n, capital),
-            "costs_json": np.full(n, canonical_json(costs), dtype=object),
-            "settings_json": np.full(n, canonical_json(settings), dtype=object),
-            "engine_version": np.full(n, ENGINE_VERSION, dtype=object),
-            "data_fingerprint": each_symbol([d.fingerprint() for d in symbols]),
+            "costs_json": _strings([canonical_json(costs)]).take(same),
+            "settings_json": _strings([canonical_json(settings)]).take(same),
+            "engine_version": _strings([ENGINE_VERSION]).take(same),
+            "data_fingerprint": _strings([d.fingerprint() for d in symbols]).take(symbol_of_row),
         }
-        columns.update({k: each_cell(v) for k, v in self.param_columns.items()})
+        columns.update({k: np.tile(v, n_symbols) for k, v in self.param_columns.items()})
         columns.update({name: metrics[:, i] for i, name in enumerate(METRIC_NAMES)})
-        return pd.DataFrame(columns)
+        return pd.DataFrame(columns, copy=False)
+
+
+def _strings(values: list[str]):
+    """A pandas string array (the default ``str`` dtype) to expand with ``take``."""
+    return pd.array(values, dtype="str")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -77,8 +77,7 @@ class Param:
         return value
 
 
-@dataclass(frozen=True)
-class Cross:
+class Cross(NamedTuple):
     """A crossing rule: ``series - other`` (or ``series`` alone) crosses ``level``."""
 
     series: tuple

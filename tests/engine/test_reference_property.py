@@ -155,6 +155,7 @@ def test_run_many_rows_equal_run_backtest_and_reference(case, extra_rules):
     strategy = case["strategy"]
     grid = [case["params"], validate_params(strategy, None) if strategy != "ma_crossover"
             else {"fast": 2, "slow": 9, "kind": "ema"}]
+    grid = [dict(cell) for cell in dict.fromkeys(tuple(c.items()) for c in grid)]  # as run_many
     rules = [case["exit_rule"], *extra_rules]
     batch = run_many({"A": bars, "B": other}, strategy, grid, rules, with_trades=True, **kwargs)
     assert len(batch.table) == 2 * len(grid) * len(rules)
