@@ -2,7 +2,8 @@
 
 Workload (the issue's): RSI mean reversion, 936-cell grid (period 5..30 x oversold 20..40 step 4
 x overbought 60..80 step 4) on 10 symbols x 2,520 synthetic daily bars = 9,360 backtests, every
-metric, with a 5 % stop-loss exit and with the signal exit only. Also measured: numba compile
+metric, with a 5 % stop-loss exit, with the signal exit only, and with trade logs (what sweeps
+store). Bars carry their fingerprint in ``attrs`` as data providers deliver them. Also measured: numba compile
 time with an empty cache, a fresh process's first backtest (imports included, disk cache warm),
 one ``run_backtest`` (p50), peak RSS of the whole grid in a clean process, and - when a peers
 venv with vectorbt exists (env ``PEERS_PYTHON``, default /tmp/peers-venv/bin/python) - vectorbt
@@ -51,6 +52,8 @@ def frames(arrays: dict) -> dict:
     """{symbol: bars DataFrame} as a data provider returns them (ns index, symbol attr)."""
     import pandas as pd
 
+    from core.canonical import bars_fingerprint
+
     index = pd.bdate_range("2010-01-04", periods=arrays["close"].shape[1], unit="ns")
     out = {}
     for i in range(arrays["close"].shape[0]):
@@ -58,19 +61,20 @@ def frames(arrays: dict) -> dict:
                             index=index)
         bars["volume"] = 1e6
         bars.attrs["symbol"] = f"SYM{i}"
+        bars.attrs["fingerprint"] = bars_fingerprint(bars)
         out[f"SYM{i}"] = bars
     return out
 
 
-def grid_throughput(data: dict, exit_rule, repeats: int) -> dict:
+def grid_throughput(data: dict, exit_rule, repeats: int, with_trades: bool = False) -> dict:
     """Best-of-``repeats`` wall-clock backtests/s for the full grid, plus CPU seconds."""
     from core.engine import run_many
 
-    run_many(data, "rsi_meanrev", GRID, [exit_rule])  # warm-up
+    run_many(data, "rsi_meanrev", GRID, [exit_rule], with_trades=with_trades)  # warm-up
     best_wall, cpu_at_best, rows = float("inf"), 0.0, 0
     for _ in range(repeats):
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        batch = run_many(data, "rsi_meanrev", GRID, [exit_rule])
+        batch = run_many(data, "rsi_meanrev", GRID, [exit_rule], with_trades=with_trades)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         if wall < best_wall:
             best_wall, cpu_at_best, rows = wall, cpu, len(batch)
@@ -243,12 +247,11 @@ def main() -> None:
         repeats = 2 if quick else 7
         stop = grid_throughput(data, STOP, repeats)
         signal = grid_throughput(data, None, repeats)
+        trades = grid_throughput(data, STOP, max(2, repeats // 2), with_trades=True)
         bars = data["SYM0"]
+        provider_ms = single_backtest_ms(bars)  # fingerprint in attrs, as providers deliver
+        del bars.attrs["fingerprint"]
         plain_ms = single_backtest_ms(bars)
-        from core.canonical import bars_fingerprint
-
-        bars.attrs["fingerprint"] = bars_fingerprint(bars)  # as data providers deliver bars
-        provider_ms = single_backtest_ms(bars)
         load_after = os.getloadavg()
         memory = peak_memory(npz)
         ours = {"with_5pct_stop": stop["backtests_per_s"], "signal_only": signal["backtests_per_s"]}
@@ -261,6 +264,7 @@ def main() -> None:
         "threads": numba.get_num_threads(),
         "grid_with_5pct_stop": stop,
         "grid_signal_exit_only": signal,
+        "grid_with_5pct_stop_and_trade_logs": trades,
         **start,
         "single_run_backtest_ms_p50": provider_ms,
         "single_run_backtest_ms_p50_fingerprint_computed": plain_ms,
