@@ -21,7 +21,7 @@ from core.canonical import bars_fingerprint, canonical_json, stable_hash
 from core.data.validate import validate_bars
 from core.errors import DataValidationError, ParamError, did_you_mean
 from core.exits import atr_periods, canonical_exit_rule, exit_vector
-from core.kernels import grid_metrics, grid_trades, simulate_nb
+from core.kernels import grid_metrics, grid_metrics_and_trades, simulate_nb
 from core.metrics import N_METRICS
 from core.strategies import (
     Strategy,
@@ -389,13 +389,10 @@ class _GridSpec:
             self.atr_rows, costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4,
             capital, settings["whole_shares"], settings["stop_on_entry_bar"], data.days,
         )
-        metrics = grid_metrics(*args)
         if not with_trades:
-            return metrics, None
+            return grid_metrics(*args), None
+        metrics, trades_int, trades_float = grid_metrics_and_trades(*args)
         counts = metrics[:, 0].astype(np.int64)
-        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        trades_int, trades_float = grid_trades(*args, offsets)
         rows = np.repeat(np.arange(len(counts), dtype=np.int64) + offset, counts)
         return metrics, _trades_frame(data.index, trades_int, trades_float, rows)
 

@@ -324,10 +324,49 @@ def grid_metrics_nb(
     return out
 
 
-def grid_trades(*args):
-    """Run ``grid_trades_nb`` in parallel where allowed, else its one-thread twin."""
-    kernel = grid_trades_nb if parallel_allowed() else grid_trades_serial_nb
-    return kernel(*args)
+#: Trade slots per cell in the one-pass grid; cells that traded more often are re-run.
+TRADE_SLOTS = 256
+_MAX_SLOT_ROWS = 2_000_000  # bounds the one-pass buffers (~144 MB)
+_FEW_CELLS = 64
+
+
+def grid_metrics_and_trades(*args):
+    """(metrics, trades_int, trades_float) of every cell, trades in cell order.
+
+    One parallel pass records up to ``TRADE_SLOTS`` trades per cell; only the cells that
+    traded more often are re-run into exactly sized slots.
+    """
+    n_cells = args[5].shape[0] * args[6].shape[0]
+    n_bars = args[3].shape[0]
+    cap = min(TRADE_SLOTS, n_bars, max(1, _MAX_SLOT_ROWS // max(n_cells, 1)))
+    if not parallel_allowed():
+        metrics = grid_metrics_serial_nb(*args)
+        return (metrics, *_rerun_trades(args, metrics[:, 0].astype(np.int64),
+                                        np.arange(n_cells, dtype=np.int64)))
+    metrics, slots_int, slots_float = grid_metrics_trades_nb(*args, cap)
+    counts = metrics[:, 0].astype(np.int64)
+    fits = counts <= cap
+    if fits.all():
+        keep = (np.arange(cap) < counts[:, None]).ravel()
+        return metrics, slots_int[keep], slots_float[keep]
+    keep = ((np.arange(cap) < counts[:, None]) & fits[:, None]).ravel()
+    over_int, over_float = _rerun_trades(args, counts, np.flatnonzero(~fits))
+    from_slots = np.repeat(fits, counts)  # per final row: does its cell come from the slots?
+    trades_int = np.empty((counts.sum(), 4), dtype=np.int64)
+    trades_float = np.empty((counts.sum(), 5))
+    trades_int[from_slots], trades_float[from_slots] = slots_int[keep], slots_float[keep]
+    trades_int[~from_slots], trades_float[~from_slots] = over_int, over_float
+    return metrics, trades_int, trades_float
+
+
+def _rerun_trades(args, counts, cells):
+    """Trades of ``cells`` (in that order), each into slots sized from ``counts``."""
+    offsets = np.zeros(len(cells) + 1, dtype=np.int64)
+    np.cumsum(counts[cells], out=offsets[1:])
+    # A parallel launch costs more than a few cells (thread wake-up), so few run on one thread.
+    few = len(cells) < _FEW_CELLS
+    kernel = grid_trades_nb if parallel_allowed() and not few else grid_trades_serial_nb
+    return kernel(*args, cells, offsets)
 
 
 def grid_metrics(*args):
@@ -337,20 +376,44 @@ def grid_metrics(*args):
 
 
 @njit(cache=True, parallel=True)
-def grid_trades_nb(
+def grid_metrics_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, offsets,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cap,
 ):
-    """Trade records of every cell; cell i fills rows ``offsets[i]:offsets[i + 1]``."""
+    """Metrics and, in the same pass, up to ``cap`` trades per cell (cell i owns rows
+    ``i * cap`` onwards). A cell whose ``num_trades`` exceeds ``cap`` has a truncated log."""
     n_exits = exit_vecs.shape[0]
     n_cells = rules.shape[0] * n_exits
-    trades_int = np.empty((offsets[n_cells], 4), dtype=np.int64)
-    trades_float = np.empty((offsets[n_cells], 5))
+    out = np.empty((n_cells, N_METRICS))
+    trades_int = np.empty((n_cells * cap, 4), dtype=np.int64)
+    trades_float = np.empty((n_cells * cap, 5))
     no_equity = np.empty(0)
     for cell in prange(n_cells):
+        lo = cell * cap
+        _cell_nb(
+            open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
+            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            no_equity, trades_int[lo:lo + cap], trades_float[lo:lo + cap], out[cell],
+        )
+    return out, trades_int, trades_float
+
+
+@njit(cache=True, parallel=True)
+def grid_trades_nb(
+    open_, high, low, close, series, rules, exit_vecs, atr_rows,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
+):
+    """Trade records of ``cells``; ``cells[i]`` fills rows ``offsets[i]:offsets[i + 1]``."""
+    n_exits = exit_vecs.shape[0]
+    n_run = cells.shape[0]
+    trades_int = np.empty((offsets[n_run], 4), dtype=np.int64)
+    trades_float = np.empty((offsets[n_run], 5))
+    no_equity = np.empty(0)
+    for i in prange(n_run):
         scratch = np.empty(N_METRICS)
-        lo = offsets[cell]
-        hi = offsets[cell + 1]
+        cell = cells[i]
+        lo = offsets[i]
+        hi = offsets[i + 1]
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
@@ -362,18 +425,19 @@ def grid_trades_nb(
 @njit(cache=True)
 def grid_trades_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, offsets,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
 ):
     """``grid_trades_nb`` on one thread."""
     n_exits = exit_vecs.shape[0]
-    n_cells = rules.shape[0] * n_exits
-    trades_int = np.empty((offsets[n_cells], 4), dtype=np.int64)
-    trades_float = np.empty((offsets[n_cells], 5))
+    n_run = cells.shape[0]
+    trades_int = np.empty((offsets[n_run], 4), dtype=np.int64)
+    trades_float = np.empty((offsets[n_run], 5))
     no_equity = np.empty(0)
     scratch = np.empty(N_METRICS)
-    for cell in range(n_cells):
-        lo = offsets[cell]
-        hi = offsets[cell + 1]
+    for i in range(n_run):
+        cell = cells[i]
+        lo = offsets[i]
+        hi = offsets[i + 1]
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,

@@ -256,15 +256,28 @@ def test_grids_run_in_forked_children_after_the_parent_ran_one():
     assert got == expected
 
 
-def test_serial_and_parallel_grid_kernels_agree():
+def test_serial_and_parallel_grid_kernels_agree(monkeypatch):
     from core import kernels
 
-    calls = {}
-    original = kernels.grid_metrics_nb
-    for name in ("grid_metrics_nb", "grid_metrics_serial_nb"):
-        kernels.grid_metrics_nb = getattr(kernels, name)
-        try:
-            calls[name] = _grid_rows(11)
-        finally:
-            kernels.grid_metrics_nb = original
-    assert calls["grid_metrics_nb"] == calls["grid_metrics_serial_nb"]
+    parallel = _grid_rows(11)
+    monkeypatch.setattr(kernels, "parallel_allowed", lambda: False)
+    assert _grid_rows(11) == parallel
+
+
+def test_cells_with_more_trades_than_slots_take_the_exact_route(monkeypatch):
+    from core import kernels
+
+    data = {"A": make_bars(220, 5), "B": make_bars(200, 6)}
+    grid = {"period": [3, 5, 8, 40]}
+    one_pass = run_many(data, "rsi_meanrev", grid, [None], with_trades=True)
+    counts = one_pass.table["num_trades"]
+    slots = int(counts.median())
+    assert (counts > slots).any() and (counts <= slots).any()  # both routes are taken
+    monkeypatch.setattr(kernels, "TRADE_SLOTS", slots)
+    exact = run_many(data, "rsi_meanrev", grid, [None], with_trades=True)
+    pd.testing.assert_frame_equal(exact.table, one_pass.table)
+    pd.testing.assert_frame_equal(exact.trades, one_pass.trades)
+    single = run_backtest(data["B"], "rsi_meanrev", {"period": 3})
+    pd.testing.assert_frame_equal(
+        exact.trades[exact.trades["row"] == 4].drop(columns="row").reset_index(drop=True),
+        single.trades)
