@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from crash_writer import write_plan
+from crash_writer import PRELOAD, write_plan
 
 from core.store import BacktestStore
 
@@ -29,7 +29,7 @@ def test_four_processes_and_a_thread_pool(tmp_path):
     plans = [plan_for(w) for w in range(WRITERS)]
     expected = {f"B{k:05d}": rows for plan in plans for k, rows in plan}
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["crash_writer"])
+    ctx.set_forkserver_preload(PRELOAD)
     procs = [ctx.Process(target=write_plan, args=(url, plans[w], 1 if w < 3 else 6))
              for w in range(WRITERS)]  # the last writer is a thread pool sharing one handle
     observations, errors = [], []

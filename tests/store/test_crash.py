@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from crash_writer import check_store, compact_only, write_batches
+from crash_writer import PRELOAD, check_store, compact_only, write_batches
 
 ROWS = 6
 COMMIT_STEPS = ["segment_begin", "segment_half", "segment_written", "locked", "manifest_tmp",
@@ -26,7 +26,7 @@ VISIBLE_AFTER = {"manifest_replaced"}
 @pytest.fixture(scope="module")
 def ctx():
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["crash_writer"])
+    context.set_forkserver_preload(PRELOAD)
     return context
 
 
