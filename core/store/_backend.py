@@ -17,7 +17,7 @@ from pathlib import Path
 
 import filelock
 
-from core.errors import StoreCorruptionError, StoreError
+from core.errors import StoreCorruptionError
 from core.store._format import MANIFEST_KEY
 
 CRASH_ENV = "HINDSIGHT_STORE_CRASH_AT"
@@ -130,10 +130,6 @@ class Location:
         Path(self._lock_path).parent.mkdir(parents=True, exist_ok=True)
         return self._lock
 
-    @property
-    def lock_path(self) -> str:
-        return self._lock_path
-
     # -- files --------------------------------------------------------------------------------
     def list_dir(self, relative: str) -> list[str]:
         """Sub-folder names directly under ``relative`` (empty when missing)."""
@@ -205,4 +201,4 @@ def empty_manifest(format_version: int) -> dict:
             "tombstones": [], "notes": {}}
 
 
-__all__ = ["Location", "crash_point", "empty_manifest", "CRASH_ENV", "StoreError"]
+__all__ = ["Location", "crash_point", "empty_manifest", "CRASH_ENV"]

@@ -17,7 +17,7 @@ from core.canonical import canonical_json, stable_hash
 from core.errors import ValidationError
 from core.store import _keys
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
-                                TRADE_FLOAT_COLUMNS, TRADE_INT_COLUMNS, TRADE_TIME_COLUMNS)
+                                TRADE_FLOAT_COLUMNS, TRADE_TIME_COLUMNS)
 from core.types import EXIT_REASONS, TRADE_COLUMNS, BacktestResult, BatchResult
 
 _NAT = np.iinfo(np.int64).min

@@ -366,9 +366,6 @@ class Index:
                 seg.blocks[name] = found[lo:hi]  # keep views: no second copy in memory
         return found
 
-    def has_column(self, name: str) -> bool:
-        return name in TIME_COLUMNS or name in self.float_columns
-
     @property
     def has_bad_rows(self) -> bool:
         return any(seg.bad_rows is not None for seg in self.readable)

@@ -335,27 +335,28 @@ class BacktestStore:
         return out
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
-        vocab = self._vocab
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
         if missing:
             raise ValidationError(f"Key DataFrame misses columns {missing}.")
         n = len(keys)
-        out = np.full((n, 4), -1, np.int64)
-        out[:, 0] = keys["symbol"].map(vocab.codes["symbol"]).fillna(-1).to_numpy(np.int64)
-        out[:, 1] = keys["strategy"].map(vocab.codes["strategy"]).fillna(-1).to_numpy(np.int64)
+        strategies = keys["strategy"].to_numpy(dtype=object)
         if "params_hash" in keys.columns:
-            params_hashes = keys["params_hash"]
+            params_hashes = keys["params_hash"].to_numpy(dtype=object)
         else:
-            column = keys["params"] if "params" in keys.columns else pd.Series([None] * n)
-            params_hashes = pd.Series([self._params_hash(s, p) for s, p in
-                                       zip(keys["strategy"], column)], index=keys.index)
+            column = keys["params"] if "params" in keys.columns else [None] * n
+            params_hashes = [self._params_hash(s, p) for s, p in zip(strategies, column)]
         if "exit_hash" in keys.columns:
-            exit_hashes = keys["exit_hash"]
+            exit_hashes = keys["exit_hash"].to_numpy(dtype=object)
         else:
-            column = keys["exit_rule"] if "exit_rule" in keys.columns else pd.Series([None] * n)
-            exit_hashes = pd.Series([self._exit_hash(e) for e in column], index=keys.index)
-        out[:, 2] = params_hashes.map(vocab.codes["params"]).fillna(-1).to_numpy(np.int64)
-        out[:, 3] = exit_hashes.map(vocab.codes["exit_rule"]).fillna(-1).to_numpy(np.int64)
+            column = keys["exit_rule"] if "exit_rule" in keys.columns else [None] * n
+            exit_hashes = [self._exit_hash(e) for e in column]
+        out = np.empty((n, 4), np.int64)
+        for j, (kind, values) in enumerate((("symbol", keys["symbol"].to_numpy(dtype=object)),
+                                            ("strategy", strategies),
+                                            ("params", params_hashes),
+                                            ("exit_rule", exit_hashes))):
+            codes = self._vocab.codes[kind]
+            out[:, j] = np.fromiter((codes.get(v, -1) for v in values), np.int64, n)
         return out
 
     def get_all_stats(self, include_history: bool = False) -> pd.DataFrame:
