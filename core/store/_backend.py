@@ -7,6 +7,7 @@ lock directory for URLs (writers on *different machines* must coordinate themsel
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import filelock
 
-from core.errors import StoreCorruptionError
+from core.errors import StoreCorruptionError, StoreError
 from core.store._format import MANIFEST_KEY
 
 CRASH_ENV = "HINDSIGHT_STORE_CRASH_AT"
@@ -125,10 +126,20 @@ class Location:
         digest = hashlib.blake2b(self.url.encode(), digest_size=8).hexdigest()
         return str(folder / f"{digest}.lock")
 
-    def lock(self) -> filelock.FileLock:
-        """The inter-process writer lock (re-entrant within a thread)."""
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the inter-process writer lock (re-entrant); a clear error if it never frees."""
         Path(self._lock_path).parent.mkdir(parents=True, exist_ok=True)
-        return self._lock
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise StoreError(f"Could not take the writer lock {self._lock_path} of {self.url!r} "
+                             f"within {LOCK_TIMEOUT_S:.0f} s: another writer holds it. Retry "
+                             "later, or stop the stuck writer.") from None
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     # -- files --------------------------------------------------------------------------------
     def list_dir(self, relative: str) -> list[str]:

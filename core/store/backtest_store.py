@@ -7,6 +7,7 @@ Reads: a lean in-memory index of the current manifest, refreshed whenever the ma
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -35,6 +36,25 @@ MODES = ("r", "r+", "a")
 REMOTE_REFRESH_S = 1.0
 _ROW_MISSES_BEFORE_WARM = 3
 _MEMO_LIMIT = 65_536
+
+
+def _retry_after_swap(method):
+    """Retry a read once when it failed because a compaction swapped segments under it.
+
+    A compaction deletes the segments it replaced right after its manifest swap; a read that
+    began just before the swap may find them gone. If the manifest changed meanwhile, the
+    handle refreshes and reads again; real damage still raises.
+    """
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreCorruptionError:
+            if self._closed or self._loc.manifest_token() == self._token:
+                raise
+            self.refresh(force=True)
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class BacktestStore:
@@ -276,6 +296,7 @@ class BacktestStore:
         return found[1]
 
     # ------------------------------------------------------------------ reading
+    @_retry_after_swap
     def get_stats(self, symbol: str, strategy: str, params=None, exit_rule=None) -> dict | None:
         """Stats of the latest stored backtest of this exact key, or None."""
         with self._guard:
@@ -294,6 +315,7 @@ class BacktestStore:
                 f"The latest backtest of {key[0]} {key[1]} may sit in damaged segment "
                 f"{suspect.name!r}; it is not served. Run store.verify() for the report.")
 
+    @_retry_after_swap
     def history(self, symbol: str, strategy: str, params=None, exit_rule=None) -> pd.DataFrame:
         """Every live stored version of a key, oldest first (metric drift across re-runs)."""
         with self._guard:
@@ -302,6 +324,7 @@ class BacktestStore:
             rows = np.empty(0, np.int64) if codes is None else index.find_versions(codes)
             return self._frame(index, rows)
 
+    @_retry_after_swap
     def bulk_get_stats(self, keys) -> pd.DataFrame:
         """Latest stats of many keys: one row per key found (input order).
 
@@ -359,6 +382,7 @@ class BacktestStore:
             out[:, j] = np.fromiter((codes.get(v, -1) for v in values), np.int64, n)
         return out
 
+    @_retry_after_swap
     def get_all_stats(self, include_history: bool = False) -> pd.DataFrame:
         """Every stored backtest (latest version per key unless include_history) as a table."""
         with self._guard:
@@ -366,6 +390,7 @@ class BacktestStore:
             rows = self._visible_rows(index, include_history)
             return self._frame(index, rows)
 
+    @_retry_after_swap
     def query(self, symbol=None, strategy=None, exit_rule=None, params=None, where: str | None
               = None, order_by: str | None = None, limit: int | None = None,
               include_history: bool = False) -> pd.DataFrame:
@@ -396,12 +421,14 @@ class BacktestStore:
             rows = _query.order_rows(rows, order_by, columns, limit)
             return self._frame(index, rows, compact_params=bool(strategies))
 
+    @_retry_after_swap
     def count(self, include_history: bool = False) -> int:
         """Number of stored backtests (latest per key unless include_history)."""
         with self._guard:
             index = self._current()
             return int(index.alive.sum()) if include_history else len(index.latest_rows())
 
+    @_retry_after_swap
     def get_detailed_results(self, bid: str | int) -> dict:
         """Stats + params + exit rule + ``equity`` Series (None when not stored) + ``trades``."""
         (number,) = _bid_list(bid)

@@ -195,3 +195,12 @@ def test_missing_store_in_read_mode(tmp_path):
     with pytest.raises(StoreError, match="No backtest store"):
         open_store(tmp_path / "nothing.zarr", mode="r")
     assert not (tmp_path / "nothing.zarr").exists()
+
+
+def test_read_racing_a_compaction_retries_on_the_new_manifest(store, store_path):
+    ids = [store.store_backtest(make_result(symbol=s, seed=i)) for i, s in enumerate("ABC")]
+    reader = BacktestStore(store_path, mode="r", refresh_interval=3600.0)  # stale on purpose
+    store.compact()  # replaces (and deletes) the segments the reader's index points to
+    details = reader.get_detailed_results(ids[1])
+    assert details["symbol"] == "B" and details["equity"] is not None
+    assert reader.get_stats("C", "rsi_meanrev", {})["backtest_id"] == ids[2]
