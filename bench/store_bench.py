@@ -307,7 +307,7 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
     result["bytes_per_metrics_only_backtest"] = row_bytes / rows
     result["bytes_per_backtest_with_curve"] = row_bytes / rows + ragged / curves
     result["bytes_equity_curve_per_point"] = (per_array.get("eq_values", 0) + per_array.get(
-        "eq_dates", 0)) / (curves * CURVE_POINTS)
+        "eq_calendar", 0) + per_array.get("eq_date_starts", 0)) / (curves * CURVE_POINTS)
 
     handle = BacktestStore(store_path, mode="r")
     key_rng = np.random.default_rng(7)

@@ -42,8 +42,9 @@ class SegmentData:
     float_columns: list[str]  # initial_capital, metrics..., param columns...
     floats: np.ndarray  # float64 (rows, len(float_columns))
     param_columns: dict[str, str] = field(default_factory=dict)  # column -> bare param name
-    eq_offsets: np.ndarray | None = None  # int64 (rows + 1)
-    eq_dates: np.ndarray | None = None  # int64 ns
+    eq_offsets: np.ndarray | None = None  # int64 (rows + 1): values of row i at [o[i], o[i+1])
+    eq_date_starts: np.ndarray | None = None  # int64 (rows): where row i's dates start ...
+    eq_calendar: np.ndarray | None = None  # int64 ns: ... in these distinct date arrays
     eq_values: np.ndarray | None = None  # float64
     tr_offsets: np.ndarray | None = None  # int64 (rows + 1)
     tr_times: np.ndarray | None = None  # int64 ns (trades, 2)
@@ -341,6 +342,35 @@ class _Ragged:
         return np.concatenate([part[position] for part in self.parts])
 
 
+class Calendars:
+    """Distinct date arrays of equity curves, stored once per segment.
+
+    Curves of one symbol and period share their dates; storing each distinct date array once
+    (and a start offset per row) costs nothing per curve instead of ~0.1 byte per point, and
+    leaves only the values to read back.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+        self.size = 0
+        self._by_shape: dict[tuple[int, int, int], list[tuple[int, np.ndarray]]] = {}
+
+    def start_of(self, dates: np.ndarray) -> int:
+        """Offset of ``dates`` in the concatenated calendar (added when new)."""
+        key = (len(dates), int(dates[0]), int(dates[-1]))
+        for start, known in self._by_shape.get(key, ()):
+            if np.array_equal(known, dates):
+                return start
+        start = self.size
+        self._by_shape.setdefault(key, []).append((start, dates))
+        self.arrays.append(dates)
+        self.size += len(dates)
+        return start
+
+    def concat(self) -> np.ndarray:
+        return np.concatenate(self.arrays) if self.arrays else np.empty(0, np.int64)
+
+
 def _curve_arrays(equity: Any, where: str) -> tuple[np.ndarray, np.ndarray] | None:
     if equity is None:
         return None
@@ -457,8 +487,13 @@ def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
 
 def _attach_curves(data: SegmentData, curves: _Ragged) -> None:
     if curves.parts:
+        calendars = Calendars()
+        starts = np.zeros(len(curves.lengths), np.int64)
+        for row, (dates, _) in zip(np.flatnonzero(curves.lengths), curves.parts):
+            starts[row] = calendars.start_of(dates)
         data.eq_offsets = curves.offsets()
-        data.eq_dates = curves.concat(0)
+        data.eq_date_starts = starts
+        data.eq_calendar = calendars.concat()
         data.eq_values = curves.concat(1)
 
 

@@ -127,31 +127,40 @@ def read_curve_and_trades(seg, local: int) -> tuple[pd.Series | None, pd.DataFra
     """The stored equity curve (None when not stored) and trade log of one segment row."""
     reader = seg.reader
     requests, spans = [], {}
-    for prefix, fields in (("eq", ("eq_dates", "eq_values")),
-                           ("tr", ("tr_times", "tr_floats", "tr_ints"))):
+    for prefix, fields in (("eq", ("eq_values",)), ("tr", ("tr_times", "tr_floats", "tr_ints"))):
         offsets_name = f"{prefix}_offsets"
         if not reader.has(offsets_name):
             continue
-        offsets = seg.blocks.get(offsets_name)
-        if offsets is None:
-            offsets = seg.blocks[offsets_name] = reader.read(offsets_name)
+        offsets = _cached(seg, offsets_name)
         lo, hi = int(offsets[local]), int(offsets[local + 1])
         if hi > lo:
-            spans[prefix] = len(requests)
+            spans[prefix] = (len(requests), lo, hi)
             requests.extend((field, slice(lo, hi)) for field in fields)
     values = reader.read_many(requests) if requests else []
     equity = None
     if "eq" in spans:
-        dates, curve = values[spans["eq"]], values[spans["eq"] + 1]
-        equity = pd.Series(curve, index=pd.DatetimeIndex(dates.view("datetime64[ns]")),
-                           name="equity")
+        position, lo, hi = spans["eq"]
+        start = int(_cached(seg, "eq_date_starts")[local])
+        dates = _cached(seg, "eq_calendar")[start:start + hi - lo]
+        if len(dates) != hi - lo:
+            raise reader.damaged(ValueError("a curve's dates run past its calendar"))
+        equity = pd.Series(values[position], index=pd.DatetimeIndex(
+            dates.view("datetime64[ns]")), name="equity")
     if "tr" in spans:
-        times, floats, ints = values[spans["tr"]:spans["tr"] + 3]
-        trades = _trade_frame(times, floats, ints)
+        position = spans["tr"][0]
+        trades = _trade_frame(*values[position:position + 3])
     else:
         trades = _trade_frame(np.empty((0, 2), np.int64), np.empty((0, 5)),
                               np.empty((0, 2), np.int32))
     return equity, trades
+
+
+def _cached(seg, field: str) -> np.ndarray:
+    """A small whole array of a segment (offsets, calendars), read once and kept."""
+    found = seg.blocks.get(field)
+    if found is None:
+        found = seg.blocks[field] = seg.reader.read(field)
+    return found
 
 
 def _trade_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.DataFrame:

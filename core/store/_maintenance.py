@@ -5,7 +5,7 @@ import numpy as np
 
 from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
-from core.store._encode import SegmentData
+from core.store._encode import Calendars, SegmentData
 from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
 from core.store._index import entry_bids
 from core.store._segment import (ARRAY_FIELDS, SegmentReader, open_segment, segment_path,
@@ -103,7 +103,8 @@ def merge_segments(entries: list[dict], readers: list[SegmentReader],
         times=np.concatenate([p["times"][k] for p, k in zip(parts, keeps)]),
         float_columns=float_columns, floats=floats, param_columns=param_columns,
         bids=np.concatenate([p["bids"][k] for p, k in zip(parts, keeps)]))
-    _merge_ragged(data, parts, keeps, "eq", ("eq_dates", "eq_values"))
+    _merge_ragged(data, parts, keeps, "eq", ("eq_values",))
+    _merge_calendars(data, parts, keeps)
     _merge_ragged(data, parts, keeps, "tr", ("tr_times", "tr_floats", "tr_ints"))
     return data
 
@@ -174,6 +175,27 @@ def _merge_ragged(data: SegmentData, parts: list[dict], keeps: list[np.ndarray],
     setattr(data, offsets_name, offsets)
     for field in fields:
         setattr(data, field, np.concatenate(values[field]))
+
+
+def _merge_calendars(data: SegmentData, parts: list[dict], keeps: list[np.ndarray]) -> None:
+    """Each kept curve's dates re-pointed into one deduplicated calendar."""
+    if data.eq_offsets is None:
+        return
+    calendars = Calendars()
+    starts = []
+    for part, keep in zip(parts, keeps):
+        if "eq_offsets" not in part:
+            starts.append(np.zeros(int(keep.sum()), np.int64))
+            continue
+        lengths = np.diff(part["eq_offsets"])
+        old_starts = part["eq_date_starts"]
+        new_starts = np.zeros(len(lengths), np.int64)
+        for row in np.flatnonzero(keep & (lengths > 0)):
+            dates = part["eq_calendar"][old_starts[row]:old_starts[row] + lengths[row]]
+            new_starts[row] = calendars.start_of(dates)
+        starts.append(new_starts[keep])
+    data.eq_date_starts = np.concatenate(starts)
+    data.eq_calendar = calendars.concat()
 
 
 def _swap(store, merged: list, tombstones: set[int]) -> tuple[list[str], int]:
@@ -304,8 +326,7 @@ def _check_structure(reader: SegmentReader, values: dict) -> list[str]:
         for j, kind in enumerate(CODE_KINDS):
             if len(codes) and (codes[:, j].min() < 0 or codes[:, j].max() >= len(vocab[kind])):
                 problems.append(f"{kind} codes point outside the segment's vocabulary")
-    for prefix, fields in (("eq", ("eq_dates", "eq_values")),
-                           ("tr", ("tr_times", "tr_floats", "tr_ints"))):
+    for prefix, fields in (("eq", ("eq_values",)), ("tr", ("tr_times", "tr_floats", "tr_ints"))):
         offsets = values.get(f"{prefix}_offsets")
         if offsets is None:
             continue
@@ -315,4 +336,9 @@ def _check_structure(reader: SegmentReader, values: dict) -> list[str]:
             if field in values and len(values[field]) != offsets[-1]:
                 problems.append(f"{field} holds {len(values[field])} values, offsets say "
                                 f"{offsets[-1]}")
+    starts, calendar = values.get("eq_date_starts"), values.get("eq_calendar")
+    if starts is not None and calendar is not None:
+        lengths = np.diff(values["eq_offsets"])
+        if ((starts < 0) | (starts + lengths > len(calendar))).any():
+            problems.append("eq_date_starts point outside eq_calendar")
     return problems

@@ -26,10 +26,13 @@ from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNK
 
 READ_CONFIG = {"read_missing_chunks": False}
 FUSED_PIPELINE = "zarr.core.codec_pipeline.FusedCodecPipeline"
+#: Arrays of concatenated per-backtest values (small chunks: one backtest reads little).
+RAGGED_FIELDS = ("eq_calendar", "eq_values", "tr_times", "tr_floats", "tr_ints")
 #: The array holding a segment's vocabularies as JSON bytes.
 VOCAB_ARRAY = "vocab"
 #: Arrays of a segment, by attribute of SegmentData.
-ARRAY_FIELDS = ("codes", "times", "floats", "bids", "eq_offsets", "eq_dates", "eq_values",
+ARRAY_FIELDS = ("codes", "times", "floats", "bids", "eq_offsets", "eq_date_starts",
+                "eq_calendar", "eq_values",
                 "tr_offsets", "tr_times", "tr_floats", "tr_ints")
 
 
@@ -63,7 +66,7 @@ def chunk_layout(field: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], t
     trade arrays use 8,192-value chunks so that reading one backtest's curve decodes little.
     A small segment's array is one shard file; large ones get one file per ~1M rows / 4M values.
     """
-    ragged = field.startswith(("eq_", "tr_")) and not field.endswith("offsets")
+    ragged = field in RAGGED_FIELDS
     inner_max, per_shard = (RAGGED_CHUNK, RAGGED_SHARD_CHUNKS) if ragged else (
         ROW_CHUNK, SHARD_CHUNKS)
     inner = max(1, min(shape[0], inner_max))

@@ -204,3 +204,25 @@ def test_read_racing_a_compaction_retries_on_the_new_manifest(store, store_path)
     details = reader.get_detailed_results(ids[1])
     assert details["symbol"] == "B" and details["equity"] is not None
     assert reader.get_stats("C", "rsi_meanrev", {})["backtest_id"] == ids[2]
+
+
+def test_curves_with_different_dates_share_calendars_losslessly(store, store_path):
+    import dataclasses
+
+    from factories import make_equity
+
+    rng = np.random.default_rng(5)
+    curves = [make_equity(rng, n=40, start="2020-01-01"), make_equity(rng, n=40,
+                                                                      start="2020-01-01"),
+              make_equity(rng, n=25, start="2021-06-01"), make_equity(rng, n=40,
+                                                                      start="2020-01-02")]
+    results = [dataclasses.replace(make_result(symbol=f"K{i}", seed=i), equity=curve)
+               for i, curve in enumerate(curves)]
+    ids = store.store_many(results)
+    store.store_many(results[2:])
+    store.compact()
+    for bid, curve in zip(ids, curves):
+        back = store.get_detailed_results(bid)["equity"]
+        assert back.index.equals(curve.index)
+        np.testing.assert_array_equal(back.to_numpy(), curve.to_numpy())
+    assert store.verify()["ok"]
