@@ -376,9 +376,9 @@ class Index:
                  for s in self.readable]
         return _concat(parts, bool)
 
-    def row_values(self, row: int, names: list[str]) -> dict[str, object]:
+    def row_values(self, row: int, names: list[str], located=None) -> dict[str, object]:
         """Values of some columns at one row: from cached columns, else one concurrent read."""
-        seg, local = self.locate(row)
+        seg, local = located or self.locate(row)
         out: dict[str, object] = {}
         need_floats, need_times = [], []
         for name in names:

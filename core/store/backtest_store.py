@@ -501,7 +501,7 @@ class BacktestStore:
             self._row_misses += 1
             if self._row_misses > _ROW_MISSES_BEFORE_WARM:
                 self._warm(index)
-        values = index.row_values(row, names)
+        values = index.row_values(row, names, (seg, local))
         if seg.bad_rows is not None and seg.bad_rows[local]:  # found while warming
             self._check_damage(index, np.array([row]))
         return _frames.stats_dict(self, index, row, values)

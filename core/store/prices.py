@@ -38,7 +38,7 @@ from filelock import FileLock
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
-from core.canonical import bars_fingerprint
+from core.canonical import bars_fingerprint, stamp_fingerprint
 from core.data.symbols import validate_symbol
 from core.data.validate import BAR_COLUMNS, validate_bars
 from core.errors import DataValidationError, StoreCorruptionError, StoreError, StoreVersionError
@@ -77,8 +77,8 @@ def _to_frame(rows: np.ndarray, symbol: str) -> pd.DataFrame:
     values = np.asfortranarray(rows[:, 1:])  # column-major: pandas keeps it as one block
     frame = pd.DataFrame(values, index=index, columns=_COLUMNS, copy=False)
     fingerprint = bars_fingerprint(frame)  # before attrs exist: pandas copies attrs per column
-    frame.attrs.update(symbol=symbol, fingerprint=fingerprint)
-    return frame
+    frame.attrs["symbol"] = symbol
+    return stamp_fingerprint(frame, fingerprint)
 
 
 class PriceCache:
