@@ -52,7 +52,7 @@ def frames(arrays: dict) -> dict:
     """{symbol: bars DataFrame} as a data provider returns them (ns index, symbol attr)."""
     import pandas as pd
 
-    from core.canonical import bars_fingerprint
+    from core.canonical import stamp_fingerprint
 
     index = pd.bdate_range("2010-01-04", periods=arrays["close"].shape[1], unit="ns")
     out = {}
@@ -61,7 +61,7 @@ def frames(arrays: dict) -> dict:
                             index=index)
         bars["volume"] = 1e6
         bars.attrs["symbol"] = f"SYM{i}"
-        bars.attrs["fingerprint"] = bars_fingerprint(bars)
+        stamp_fingerprint(bars)
         out[f"SYM{i}"] = bars
     return out
 

@@ -54,3 +54,30 @@ def bars_fingerprint(bars: Any) -> str:
     for column in ("open", "high", "low", "close", "volume"):
         digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype=np.float64)).tobytes())
     return digest.hexdigest()
+
+
+def _span(bars: Any) -> list[int]:
+    """Length and first/last timestamp (ns): what tells a slice from the frame it came from."""
+    index = bars.index
+    if len(index) == 0:
+        return [0, 0, 0]
+    return [len(index), int(index[0].value), int(index[-1].value)]
+
+
+def stamp_fingerprint(bars: Any, fingerprint: str | None = None) -> Any:
+    """Record the fingerprint of ``bars`` (computed unless given) in ``bars.attrs``; returns bars."""
+    bars.attrs["fingerprint"] = fingerprint or bars_fingerprint(bars)
+    bars.attrs["fingerprint_span"] = _span(bars)
+    return bars
+
+
+def fingerprint_of(bars: Any) -> str:
+    """The fingerprint stamped on ``bars``, or a freshly computed one.
+
+    pandas copies ``attrs`` to slices, so a stamp is trusted only when its span (length, first
+    and last timestamp) matches the bars it is attached to.
+    """
+    fingerprint = bars.attrs.get("fingerprint")
+    if fingerprint and bars.attrs.get("fingerprint_span") == _span(bars):
+        return fingerprint
+    return bars_fingerprint(bars)

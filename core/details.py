@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from core.canonical import fingerprint_of
+
 #: Metrics compared between a stored backtest and its recomputation (relative tolerance).
 _CHECKED_METRICS = ("num_trades", "total_return", "max_drawdown")
 _RTOL = 1e-9
@@ -43,7 +45,7 @@ def recompute_equity(details: dict[str, Any], provider) -> tuple[Any, str | None
     except HindsightError as exc:
         return None, f"cannot reload the price data to recompute it: {exc}"
     stored_fp = details.get("data_fingerprint")
-    current_fp = _fingerprint(bars)
+    current_fp = fingerprint_of(bars)
     if not stored_fp or stored_fp != current_fp:
         return None, (
             f"the price data of {symbol} changed since this backtest was stored "
@@ -67,15 +69,6 @@ def stored_metrics(details: dict[str, Any]) -> dict[str, float]:
     if isinstance(nested, dict):
         return dict(nested)
     return {name: details[name] for name in METRIC_NAMES if name in details}
-
-
-def _fingerprint(bars) -> str:
-    fp = bars.attrs.get("fingerprint")
-    if fp:
-        return fp
-    from core.canonical import bars_fingerprint
-
-    return bars_fingerprint(bars)
 
 
 def _rerun(details: dict[str, Any], bars):

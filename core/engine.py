@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core import indicators
-from core.canonical import bars_fingerprint, canonical_json, stable_hash
+from core.canonical import canonical_json, fingerprint_of, stable_hash
 from core.data.validate import validate_bars
 from core.errors import DataValidationError, ParamError, did_you_mean
 from core.exits import atr_periods, canonical_exit_rule, exit_vector
@@ -109,10 +109,12 @@ class _Bars:
         return self.cache[key]
 
     def fingerprint(self) -> str:
-        return self.frame.attrs.get("fingerprint") or bars_fingerprint(self.frame)
+        return fingerprint_of(self.frame)
 
     def require(self, needed: int, what: str) -> None:
-        if len(self) < needed:
+        """Refuse a history too short for the indicators; a single bar (which can never
+        trade: fills happen on the next bar) runs and yields no trades."""
+        if 1 < len(self) < needed:
             raise DataValidationError(
                 f"{self.symbol or 'bars'}: {len(self)} bars is too few; {what} needs at least "
                 f"{needed} bars. Load a longer history or use shorter look-backs."

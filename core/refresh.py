@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.canonical import canonical_json
+from core.canonical import canonical_json, fingerprint_of
 from core.errors import HindsightError
 
 #: Metrics whose change is reported, with how to print them.
@@ -270,7 +270,7 @@ def refresh(
 
 def _rerun_changed(store, rows: pd.DataFrame, bars: pd.DataFrame, writer: "_Batcher") -> int:
     """Re-run the rows whose data fingerprint differs from ``bars``; returns configs failed."""
-    fp = bars.attrs.get("fingerprint") or _fingerprint(bars)
+    fp = fingerprint_of(bars)
     changed = rows[rows["data_fingerprint"] != fp]
     if len(changed) == 0:
         return 0
@@ -314,12 +314,6 @@ class _Batcher:
         self.report.drift += self.drift
         _write_journal(self.jpath, _journal_doc(self.report))
         self.batches, self.drift, self.rows = [], [], 0
-
-
-def _fingerprint(bars: pd.DataFrame) -> str:
-    from core.canonical import bars_fingerprint
-
-    return bars_fingerprint(bars)
 
 
 def _journal_doc(report: RefreshReport) -> dict:

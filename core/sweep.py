@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.canonical import canonical_json, stable_hash
+from core.canonical import canonical_json, fingerprint_of, stable_hash
 from core.errors import GridTooLargeError, ParamError, ValidationError, did_you_mean
 
 #: Below this many cells a sweep runs in this process (a pool costs more than it saves).
@@ -401,7 +401,7 @@ def _plan_cells(bars: Mapping[str, pd.DataFrame], param_grid: list[dict], rules:
     skipped = 0
     full = (tuple(range(len(param_grid))), tuple(range(len(rules))))
     for symbol, frame in bars.items():
-        wanted = _wanted_identity(frame.attrs.get("fingerprint") or _fingerprint(frame), run_kwargs)
+        wanted = _wanted_identity(fingerprint_of(frame), run_kwargs)
         missing = {}
         for r, eh in enumerate(exit_hashes):
             todo = tuple(i for i, ph in enumerate(params_hashes) if stored is None
@@ -446,12 +446,6 @@ def _split(symbols: list[str], params: list[dict], rules: list, run_kwargs: dict
         for i in range(0, len(symbols), per_sym)
         for j in range(0, len(params), per_par)
     ]
-
-
-def _fingerprint(bars: pd.DataFrame) -> str:
-    from core.canonical import bars_fingerprint
-
-    return bars_fingerprint(bars)
 
 
 class _Writer:

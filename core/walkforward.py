@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.canonical import canonical_json, stable_hash
+from core.canonical import canonical_json, fingerprint_of, stable_hash, stamp_fingerprint
 from core.errors import ValidationError, did_you_mean
 from core.types import METRIC_NAMES
 
@@ -169,7 +169,7 @@ def walk_forward(
     grid, _ = expand_or_sample(strat, param_ranges)
     run = {"costs": costs, "initial_capital": initial_capital, "whole_shares": whole_shares,
            "stop_on_entry_bar": stop_on_entry_bar}
-    fingerprint = bars.attrs.get("fingerprint") or _fingerprint(bars)
+    fingerprint = fingerprint_of(bars)
     spec = {"in_sample": in_sample, "out_of_sample": out_of_sample, "step": step or out_of_sample,
             "anchored": anchored, "metric": metric, "min_trades": min_trades,
             "run": canonical_json({**run, "costs": dict(costs or {})})}
@@ -238,7 +238,8 @@ def _stitch(curves: list[pd.Series], initial_capital: float) -> pd.Series:
 def _window(bars: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
     """Bars ``[start, end)`` with their own fingerprint (a slice inherits the parent's attrs)."""
     piece = bars.iloc[start:end].copy(deep=False)
-    piece.attrs = {**bars.attrs, "fingerprint": _fingerprint(piece)}
+    piece.attrs = dict(bars.attrs)
+    stamp_fingerprint(piece)
     return piece
 
 
@@ -246,12 +247,6 @@ def _json(text: str) -> Any:
     import json
 
     return json.loads(text)
-
-
-def _fingerprint(bars: pd.DataFrame) -> str:
-    from core.canonical import bars_fingerprint
-
-    return bars_fingerprint(bars)
 
 
 def window_tags(parent_id: str, k: int, part: str) -> list[str]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from core.canonical import bars_fingerprint
+from core.canonical import fingerprint_of, stamp_fingerprint
 from core.data.symbols import validate_symbol
 from core.data.validate import validate_bars
 from core.errors import DataValidationError, UnknownSymbolError, did_you_mean
@@ -117,11 +117,7 @@ def slice_bars(bars: pd.DataFrame, symbol: str, start=None, end=None) -> pd.Data
             f"{hi.date() if hi is not None else 'the end'}; the data covers {have}. "
             "Widen the date range."
         )
-    if out is bars:
-        out = bars.copy(deep=False)
-        # the price cache hands out whole histories with their fingerprint already computed
-        fingerprint = bars.attrs.get("fingerprint") or bars_fingerprint(out)
-    else:
-        fingerprint = bars_fingerprint(out)
-    out.attrs = {**bars.attrs, "symbol": symbol, "fingerprint": fingerprint}
-    return out
+    fingerprint = fingerprint_of(bars) if out is bars else None  # whole histories come stamped
+    out = out.copy(deep=False)
+    out.attrs = {**bars.attrs, "symbol": symbol}
+    return stamp_fingerprint(out, fingerprint)

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from core.canonical import bars_fingerprint
+from core.canonical import stamp_fingerprint
 from core.errors import DataValidationError
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -43,12 +43,10 @@ def validate_bars(df: pd.DataFrame, symbol: str = "?") -> pd.DataFrame:
 def _with_ns_index(df: pd.DataFrame) -> pd.DataFrame:
     """The same bars on a datetime64[ns] index (pandas 3 defaults to microseconds).
 
-    One unit everywhere means equal bars always get equal fingerprints.
+    The fingerprint does not depend on the unit, so a stamped one stays valid.
     """
     out = df.copy(deep=False)
     out.index = df.index.as_unit("ns")
-    if "fingerprint" in out.attrs:
-        out.attrs["fingerprint"] = bars_fingerprint(out)
     return out
 
 
@@ -100,7 +98,7 @@ def _normalise(df: pd.DataFrame, symbol: str) -> pd.DataFrame:
     _check_values(out, symbol)
     out.attrs = dict(df.attrs)
     if "fingerprint" in out.attrs:
-        out.attrs["fingerprint"] = bars_fingerprint(out)
+        stamp_fingerprint(out)
     return out
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import core.data.demo as demo_module
-from core.canonical import bars_fingerprint
+from core.canonical import bars_fingerprint, fingerprint_of
 from core.config import load_settings
 from core.data import get_provider, validate_bars, validate_symbol
 from core.data.cached import CachedProvider, make_source
@@ -33,7 +33,8 @@ def test_package_exports_resolve_lazily():
 def test_demo_is_generated_once_into_the_cache(demo, tmp_path, monkeypatch):
     bars = demo.load_bars("DEMO02")
     assert demo.cache.symbols(demo.cache_key) == [f"DEMO0{i}" for i in range(1, 7)]
-    assert bars.attrs == {"symbol": "DEMO02", "fingerprint": bars_fingerprint(bars)}
+    assert bars.attrs["symbol"] == "DEMO02"
+    assert bars.attrs["fingerprint"] == bars_fingerprint(bars) == fingerprint_of(bars)
     assert demo.cache.source_meta(demo.cache_key)["label"] == "synthetic demo data"
 
     def refuse(*args, **kwargs):

@@ -51,7 +51,9 @@ def test_final_equity_is_initial_plus_every_pnl(bars):
 
 
 def test_symbol_and_fingerprint_come_from_attrs(bars):
-    bars.attrs["fingerprint"] = "feedfacefeedface"
+    from core.canonical import stamp_fingerprint
+
+    stamp_fingerprint(bars, "feedfacefeedface")
     result = run_backtest(bars, "rsi_meanrev")
     assert result.data_fingerprint == "feedfacefeedface" and result.symbol == "TEST"
     assert run_backtest(bars, "rsi_meanrev", symbol="XYZ").symbol == "XYZ"
@@ -281,3 +283,22 @@ def test_cells_with_more_trades_than_slots_take_the_exact_route(monkeypatch):
     pd.testing.assert_frame_equal(
         exact.trades[exact.trades["row"] == 4].drop(columns="row").reset_index(drop=True),
         single.trades)
+
+
+def test_a_single_bar_runs_and_yields_no_trades():
+    one = make_bars(1)
+    result = run_backtest(one, "rsi_meanrev", exit_rule={"type": "stop_loss", "pct": 0.05})
+    assert result.metrics["num_trades"] == 0
+    assert result.metrics["total_return"] == 0.0
+    assert len(result.equity) == 1 and result.trades.empty
+
+
+def test_a_slice_does_not_reuse_its_parents_fingerprint(bars):
+    from core.canonical import stamp_fingerprint
+
+    stamp_fingerprint(bars)
+    piece = bars.iloc[: len(bars) // 2]
+    assert piece.attrs["fingerprint"] == bars.attrs["fingerprint"]  # pandas copied the attrs
+    result = run_backtest(piece, "rsi_meanrev")
+    assert result.data_fingerprint == bars_fingerprint(validate_bars(piece))
+    assert result.data_fingerprint != bars.attrs["fingerprint"]
