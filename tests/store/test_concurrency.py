@@ -44,7 +44,7 @@ def test_four_processes_and_a_thread_pool(tmp_path):
                 sizes = table.groupby("symbol", observed=True).size()
                 partial = {s: n for s, n in sizes.items() if n != expected[s]}
                 observations.append((count, len(table), partial))
-                time.sleep(0.02)
+                time.sleep(0.05)
         except Exception as exc:  # noqa: BLE001 - the test reports it below
             errors.append(exc)
 
