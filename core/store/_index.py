@@ -439,10 +439,12 @@ def _column_by_chunks(seg: LoadedSegment, field: str, j: int, dtype) -> np.ndarr
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    """One array of the parts (no copy for a single part: index arrays are never written)."""
     if not parts:
         return np.empty(0, dtype)
-    return parts[0].astype(dtype, copy=True) if len(parts) == 1 else np.concatenate(parts).astype(
-        dtype, copy=False)
+    if len(parts) == 1:
+        return parts[0].astype(dtype, copy=False)
+    return np.concatenate(parts).astype(dtype, copy=False)
 
 
 def _strictly_increasing(values: np.ndarray) -> bool:
