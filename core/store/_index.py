@@ -210,6 +210,8 @@ class Index:
         self._latest_mask: np.ndarray | None = None
         self.columns: dict[str, np.ndarray] = {}
         self.float_columns = _union([list(s.float_pos) for s in readable])
+        self.stat_names = [*TIME_COLUMNS, *self.float_columns]  # what a stats dict reads
+        self.warm = False  # every stat column decoded and cached
         self.param_columns: dict[str, str] = {}
         for seg in readable:
             self.param_columns.update(seg.reader.attrs.get("param_columns", {}))

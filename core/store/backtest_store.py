@@ -26,7 +26,7 @@ from core.store import _keys
 from core.store._backend import Location, crash_point, empty_manifest
 from core.store._encode import KeyMemo, SegmentData, encode_any
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
-                                TIME_COLUMNS, WRITE_LEVEL)
+                                WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, key_hash_array, load_segments
 from core.store._segment import write_segment
 from core.store import _frames, _maintenance, _query
@@ -275,8 +275,9 @@ class BacktestStore:
 
     def _key_codes(self, key: tuple[str, str, str, str]) -> tuple[int, int, int, int] | None:
         """Global codes of a key, None when some part was never stored."""
-        codes = tuple(self._vocab.lookup(kind, part) for kind, part in
-                      zip(("symbol", "strategy", "params", "exit_rule"), key))
+        known = self._vocab.codes
+        codes = (known["symbol"].get(key[0], -1), known["strategy"].get(key[1], -1),
+                 known["params"].get(key[2], -1), known["exit_rule"].get(key[3], -1))
         return None if min(codes) < 0 else codes
 
     def _params_hash(self, strategy: str, params) -> str:
@@ -496,8 +497,8 @@ class BacktestStore:
         seg, local = index.locate(row)
         if seg.bad_rows is not None and seg.bad_rows[local]:
             self._check_damage(index, np.array([row]))
-        names = [*TIME_COLUMNS, *index.float_columns]
-        if not all(name in index.columns for name in names):
+        names = index.stat_names
+        if not index.warm:
             self._row_misses += 1
             if self._row_misses > _ROW_MISSES_BEFORE_WARM:
                 self._warm(index)
@@ -507,8 +508,10 @@ class BacktestStore:
         return _frames.stats_dict(self, index, row, values)
 
     def _warm(self, index: Index) -> None:
-        for name in (*TIME_COLUMNS, *index.float_columns):
-            index.column(name)
+        if not index.warm:
+            for name in index.stat_names:
+                index.column(name)
+            index.warm = True
 
     def _frame(self, index: Index, rows: np.ndarray, compact_params: bool = False) -> pd.DataFrame:
         """A stats table of ``rows``; rows whose data turns out damaged are left out (warned)."""
