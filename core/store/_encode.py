@@ -105,7 +105,8 @@ class _ResultsEncoder:
         self.curves = _Ragged(n)
         self.trades = _Ragged(n)
         self.memo = memo
-        self.trade_frames: list[pd.DataFrame] = []
+        self.trade_columns: list[list] = []  # per trade log: its TRADE_COLUMNS arrays
+        self.known_dates: dict[int, tuple] = {}  # id(DatetimeIndex) -> (index, dates ns)
 
     def add(self, i: int, result: Any, where: str) -> None:
         """Validate one result and write its key codes, dates, metrics and ragged parts."""
@@ -137,11 +138,11 @@ class _ResultsEncoder:
                 self.param_values[column] = np.full(self.n, np.nan)
                 self.param_names[column] = memo.bare_names[strategy].get(column, column)
             self.param_values[column][i] = value
-        self.curves.add(i, _curve_arrays(result.equity, where))
+        self.curves.add(i, _curve_arrays(result.equity, where, self.known_dates))
         trades = _checked_trades(result.trades, where)
         if trades is not None:
-            self.trades.lengths[i] = len(trades)
-            self.trade_frames.append(trades)
+            self.trades.lengths[i] = len(trades[0])
+            self.trade_columns.append(trades)
 
     def finish(self) -> SegmentData:
         columns = [*FLOAT_LEAD, *METRICS, *self.extra_metrics, *self.param_values]
@@ -152,25 +153,21 @@ class _ResultsEncoder:
                            times=self.times, float_columns=columns,
                            floats=np.ascontiguousarray(floats), param_columns=self.param_names)
         _attach_curves(data, self.curves)
-        if self.trade_frames:
+        if self.trade_columns:
             self._attach_trades(data)
         return data
 
     def _attach_trades(self, data: SegmentData) -> None:
-        """Every trade log in one vectorised pass (column arrays gathered, then checked once)."""
-        frames = self.trade_frames
-        if len(frames) == 1:
-            combined = frames[0]
-        else:
-            parts = [_column_arrays(f, TRADE_COLUMNS) for f in frames]
-            combined = pd.DataFrame({c: np.concatenate([p[j] for p in parts])
-                                     for j, c in enumerate(TRADE_COLUMNS)})
+        """Every trade log in one vectorised pass (column arrays joined, then checked once)."""
+        parts = self.trade_columns
+        combined = pd.DataFrame({c: np.concatenate([p[j] for p in parts])
+                                 for j, c in enumerate(TRADE_COLUMNS)})
         try:
             times, floats, ints = _trade_block(combined, "trades")
         except ValidationError:
             owners = np.flatnonzero(self.trades.lengths)
-            for owner, frame in zip(owners, frames):  # name the first offending result
-                _trade_block(frame, f"result #{owner}")
+            for owner, part in zip(owners, parts):  # name the first offending result
+                _trade_block(pd.DataFrame(dict(zip(TRADE_COLUMNS, part))), f"result #{owner}")
             raise
         data.tr_offsets = self.trades.offsets()
         data.tr_times, data.tr_floats, data.tr_ints = times, floats, ints
@@ -359,7 +356,7 @@ class Calendars:
         """Offset of ``dates`` in the concatenated calendar (added when new)."""
         key = (len(dates), int(dates[0]), int(dates[-1]))
         for start, known in self._by_shape.get(key, ()):
-            if np.array_equal(known, dates):
+            if known is dates or np.array_equal(known, dates):
                 return start
         start = self.size
         self._by_shape.setdefault(key, []).append((start, dates))
@@ -371,7 +368,13 @@ class Calendars:
         return np.concatenate(self.arrays) if self.arrays else np.empty(0, np.int64)
 
 
-def _curve_arrays(equity: Any, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _curve_arrays(equity: Any, where: str, known_dates: dict | None = None
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(dates int64 ns, values float64) of an equity curve, checked.
+
+    ``known_dates`` maps ``id(index)`` -> (index, dates) for indexes already checked in this
+    batch: curves of one symbol usually share one DatetimeIndex object, checked once.
+    """
     if equity is None:
         return None
     if not isinstance(equity, pd.Series):
@@ -380,15 +383,13 @@ def _curve_arrays(equity: Any, where: str) -> tuple[np.ndarray, np.ndarray] | No
     if len(equity) == 0:
         return None
     index = equity.index
-    if not isinstance(index, pd.DatetimeIndex):
-        raise ValidationError(f"{where}: the equity curve's index must be a DatetimeIndex.")
-    if index.hasnans:
-        raise ValidationError(f"{where}: the equity curve has NaN dates; drop or fix them.")
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    dates = index.as_unit("ns").asi8
-    if len(dates) > 1 and not (dates[1:] > dates[:-1]).all():
-        raise ValidationError(f"{where}: the equity curve's dates must be strictly increasing.")
+    seen = known_dates.get(id(index)) if known_dates is not None else None
+    if seen is not None and seen[0] is index:
+        dates = seen[1]
+    else:
+        dates = _curve_dates(index, where)
+        if known_dates is not None:
+            known_dates[id(index)] = (index, dates)
     try:
         values = equity.to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
@@ -398,22 +399,45 @@ def _curve_arrays(equity: Any, where: str) -> tuple[np.ndarray, np.ndarray] | No
     return dates, values
 
 
-def _column_arrays(frame: pd.DataFrame, names: tuple[str, ...]) -> list:
-    """The arrays of some columns of a small frame.
+def _curve_dates(index: Any, where: str) -> np.ndarray:
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValidationError(f"{where}: the equity curve's index must be a DatetimeIndex.")
+    if index.hasnans:
+        raise ValidationError(f"{where}: the equity curve has NaN dates; drop or fix them.")
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    dates = index.as_unit("ns").asi8
+    if len(dates) > 1 and not (dates[1:] > dates[:-1]).all():
+        raise ValidationError(f"{where}: the equity curve's dates must be strictly increasing.")
+    return dates
 
-    ``DataFrame._get_column_array`` (pandas >= 1.3) skips building a Series per column, which
-    is ~15x faster on the 30-row trade logs stored thousands at a time; public indexing is the
-    fallback should a pandas release drop it.
+
+def _column_arrays(frame: pd.DataFrame, names: tuple[str, ...]) -> list:
+    """The arrays of some columns of a small frame, without building pandas' column hash table.
+
+    A DataFrame's first column lookup builds its column index engine (~100 us with string
+    columns); reading the names once and ``DataFrame._get_column_array`` (pandas >= 1.3, no
+    Series per column) are ~10x faster on the 30-row trade logs stored thousands at a time.
+    Public ``iloc`` is the fallback should a pandas release drop it. Missing names raise
+    KeyError.
     """
-    positions = [frame.columns.get_loc(name) for name in names]
+    present = frame.columns.to_numpy(dtype=object)
+    if tuple(present[:len(names)]) == names:
+        positions = range(len(names))
+    else:
+        where = {name: j for j, name in enumerate(present)}
+        positions = [where[name] for name in names]
     getter = getattr(frame, "_get_column_array", None)
     if getter is None:
         return [frame.iloc[:, i].to_numpy() for i in positions]
     return [getter(i) for i in positions]
 
 
-def _checked_trades(trades: Any, where: str) -> pd.DataFrame | None:
-    """The trade log if it has rows (None when empty); its values are checked in bulk."""
+def _checked_trades(trades: Any, where: str) -> list | None:
+    """The trade log's column arrays (TRADE_COLUMNS order) if it has rows, None when empty.
+
+    Values are checked in bulk when the batch's trade logs are joined.
+    """
     if trades is None:
         return None
     if not isinstance(trades, pd.DataFrame):
@@ -421,11 +445,12 @@ def _checked_trades(trades: Any, where: str) -> pd.DataFrame | None:
                               f"{list(TRADE_COLUMNS)}, got {type(trades).__name__}.")
     if len(trades) == 0:
         return None
-    missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
-    if missing:
+    try:
+        return _column_arrays(trades, TRADE_COLUMNS)
+    except KeyError:
+        missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
         raise ValidationError(f"{where}: trades miss columns {missing}; expected "
-                              f"{list(TRADE_COLUMNS)}.")
-    return trades
+                              f"{list(TRADE_COLUMNS)}.") from None
 
 
 def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
