@@ -606,9 +606,11 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
     first = _first_rows(codes, len(uniques))
     unique_json = [str(v) for v in texts.to_numpy()[first]]
     if hash_column in table.columns:
-        hashes = table[hash_column].astype(str).to_numpy()
-        unique_hash = [str(h) for h in hashes[first]]
-        if (np.asarray(unique_hash, dtype=object)[codes] != hashes).any():
+        hash_codes, hash_uniques = pd.factorize(table[hash_column])
+        if (hash_codes < 0).any():
+            raise ValidationError(f"Batch column {hash_column} has missing hashes.")
+        unique_hash = [str(h) for h in np.asarray(hash_uniques, dtype=object)[hash_codes[first]]]
+        if (hash_codes[first][codes] != hash_codes).any():
             raise ValidationError(f"Batch column {hash_column} disagrees with {json_column}: the "
                                   "same configuration has different hashes.")
         check = range(0, len(first), max(1, len(first) // _SAMPLE_CHECKS))
