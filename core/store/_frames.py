@@ -15,6 +15,7 @@ TEXT_COLUMNS = {"symbol": "symbol", "strategy": "strategy", "engine_version": "e
                 "data_fingerprint": "data_fingerprint"}
 HASH_COLUMNS = {"params_hash": "params", "exit_hash": "exit_rule"}
 JSON_COLUMNS = {"params": "params", "exit_rule": "exit_rule"}
+_EMPTY_TEXT = pd.CategoricalDtype(pd.Index([""], dtype=STR))  # note/tags when none are set
 
 
 def stats_dict(store, index, row: int, values: dict) -> dict:
@@ -68,7 +69,7 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
     for column, kind in JSON_COLUMNS.items():
         data[column] = _categorical(take(index.codes[kind]), vocab[kind], kind, store, part=0)
     for name in TIME_COLUMNS[:2]:
-        data[name] = take(index.column(name)).view("datetime64[ns]")
+        data[name] = _datetimes(take(index.column(name)))
     metric_names = [c for c in index.float_columns if c not in index.param_columns
                     and c not in FLOAT_LEAD]
     for name in metric_names:
@@ -79,14 +80,21 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
             continue
         data[name] = values
     data["initial_capital"] = take(index.column("initial_capital"))
-    data["created_at"] = pd.DatetimeIndex(take(index.column("created_at")).view(
-        "datetime64[ns]"), tz="UTC")
+    data["created_at"] = _datetimes(take(index.column("created_at")), tz="UTC")
     data["note"], data["tags"] = _notes_columns(store._notes(), index.bids[rows])
     for column, kind in HASH_COLUMNS.items():
         data[column] = _categorical(take(index.codes[kind]), vocab[kind], kind, store, part=1)
     for column in ("engine_version", "data_fingerprint"):
         data[column] = _categorical(take(index.codes[column]), vocab[column], column, store)
-    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)), copy=False)
+    # Every column is already a final 1-D array (ExtensionArray or numpy), so the frame is
+    # assembled without pandas' per-column checks: half the cost of a 500-row lookup table.
+    return pd.DataFrame._from_arrays(list(data.values()), pd.Index(list(data)),
+                                     pd.RangeIndex(len(rows)), verify_integrity=False)
+
+
+def _datetimes(ns: np.ndarray, tz: str | None = None) -> pd.arrays.DatetimeArray:
+    """Nanosecond integers as a datetime array (no copy), wall times localised to ``tz``."""
+    return pd.DatetimeIndex(ns.view("datetime64[ns]"), tz=tz, copy=False).array
 
 
 def _id_strings(bids: np.ndarray) -> pd.arrays.ArrowStringArray:
@@ -95,19 +103,21 @@ def _id_strings(bids: np.ndarray) -> pd.arrays.ArrowStringArray:
 
 def _categorical(codes: np.ndarray, values: list, kind: str, store, part: int | None = None):
     categories = store._categories(kind, values, part)
-    return pd.Categorical.from_codes(codes, dtype=categories)
+    return pd.Categorical.from_codes(codes, dtype=categories, validate=False)
 
 
 def _notes_columns(notes: dict, bids: np.ndarray) -> tuple[pd.Categorical, pd.Categorical]:
     note_codes = np.zeros(len(bids), np.int32)
     tag_codes = np.zeros(len(bids), np.int32)
     note_values, tag_values = [""], [""]
-    if notes:
-        noted = np.fromiter((int(b) for b in notes), np.int64, len(notes))
-        for i in np.flatnonzero(np.isin(bids, noted)):
-            entry = notes[str(int(bids[i]))]
-            note_codes[i] = _code_of(note_values, entry.get("note", ""))
-            tag_codes[i] = _code_of(tag_values, ",".join(entry.get("tags", [])))
+    if not notes:
+        return (pd.Categorical.from_codes(note_codes, dtype=_EMPTY_TEXT, validate=False),
+                pd.Categorical.from_codes(tag_codes, dtype=_EMPTY_TEXT, validate=False))
+    noted = np.fromiter((int(b) for b in notes), np.int64, len(notes))
+    for i in np.flatnonzero(np.isin(bids, noted)):
+        entry = notes[str(int(bids[i]))]
+        note_codes[i] = _code_of(note_values, entry.get("note", ""))
+        tag_codes[i] = _code_of(tag_values, ",".join(entry.get("tags", [])))
     return (pd.Categorical.from_codes(note_codes, categories=_unique_categories(note_values)),
             pd.Categorical.from_codes(tag_codes, categories=_unique_categories(tag_values)))
 

@@ -67,6 +67,11 @@ class GlobalVocab:
     def lookup(self, kind: str, key: str) -> int:
         return self.codes[kind].get(key, -1)
 
+    def lookup_many(self, kind: str, keys) -> np.ndarray:
+        """Codes of many keys at once (-1 where unknown)."""
+        get = self.codes[kind].get
+        return np.array([get(key, -1) for key in keys], np.int64)
+
 
 @dataclass
 class LoadedSegment:

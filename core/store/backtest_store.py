@@ -343,20 +343,34 @@ class BacktestStore:
             return self._frame(index, rows[rows >= 0])
 
     def _bulk_codes(self, keys) -> np.ndarray:
-        vocab = self._vocab
+        """Global codes (-1 where never stored) of many keys, one row per key.
+
+        A scanner repeats one params/exit object over hundreds of symbols, so a key whose
+        params (and exit rule) object is the previous key's reuses its code without hashing.
+        """
         if isinstance(keys, pd.DataFrame):
             return self._frame_codes(keys)
-        out = np.full((len(keys), 4), -1, np.int64)
+        known = self._vocab.codes
+        symbols, strategies = known["symbol"], known["strategy"]
+        params_codes, exit_codes = known["params"], known["exit_rule"]
+        last_params = last_strategy = last_exit = object()
+        params_code = exit_code = -1
+        out = []
         for i, key in enumerate(keys):
             if not isinstance(key, (tuple, list)) or len(key) not in (3, 4):
                 raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
                                       f"got {key!r}.")
             symbol, strategy, params = key[:3]
             exit_rule = key[3] if len(key) == 4 else None
-            out[i] = (vocab.lookup("symbol", symbol), vocab.lookup("strategy", strategy),
-                      vocab.lookup("params", self._params_hash(strategy, params)),
-                      vocab.lookup("exit_rule", self._exit_hash(exit_rule)))
-        return out
+            if params is not last_params or strategy != last_strategy:
+                params_code = params_codes.get(self._params_hash(strategy, params), -1)
+                last_params, last_strategy = params, strategy
+            if exit_rule is not last_exit:
+                exit_code = exit_codes.get(self._exit_hash(exit_rule), -1)
+                last_exit = exit_rule
+            out.append((symbols.get(symbol, -1), strategies.get(strategy, -1), params_code,
+                        exit_code))
+        return np.array(out, np.int64).reshape(len(out), 4)
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
@@ -379,8 +393,7 @@ class BacktestStore:
                                             ("strategy", strategies),
                                             ("params", params_hashes),
                                             ("exit_rule", exit_hashes))):
-            codes = self._vocab.codes[kind]
-            out[:, j] = np.fromiter((codes.get(v, -1) for v in values), np.int64, n)
+            out[:, j] = self._vocab.lookup_many(kind, values)
         return out
 
     @_retry_after_swap
