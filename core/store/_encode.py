@@ -499,10 +499,12 @@ def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
     if column.dtype.kind in "iu":
         codes = column.to_numpy(dtype=np.int64)
     else:
-        codes = np.fromiter((_REASON_CODE.get(v, -1) for v in column.to_numpy(dtype=object)),
-                            np.int64, len(column))
+        found, names = pd.factorize(column, use_na_sentinel=False)  # vectorised, few names
+        lookup = np.array([_REASON_CODE.get(v, -1) if isinstance(v, str) else -1
+                           for v in names], np.int64)
+        codes = lookup[found]
         if (codes < 0).any():
-            bad = sorted({str(v) for v, c in zip(column.to_numpy(dtype=object), codes) if c < 0})
+            bad = sorted({str(v) for v, c in zip(names, lookup) if c < 0})
             raise ValidationError(f"{where}: unknown trades.exit_reason {bad[:5]}; use one of "
                                   f"{list(EXIT_REASONS)}.")
     if ((codes < 0) | (codes >= len(EXIT_REASONS))).any():
