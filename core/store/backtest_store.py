@@ -87,6 +87,7 @@ class BacktestStore:
         self._write_memo = KeyMemo()
         self._stamps: dict[tuple[int, bool], pd.Timestamp] = {}
         self._category_cache: dict[tuple, tuple[int, pd.CategoricalDtype]] = {}
+        self._chunks = _frames.ChunkCache()  # decoded curve/trade chunks
         self._closed = False
         self._zstore = self._loc.zarr_store()
         self._open_root()
@@ -451,7 +452,7 @@ class BacktestStore:
             row = self._require_live_row(number)
             stats = self._stats_dict(index, row)
             seg, local = index.locate(row)
-            equity, trades = _frames.read_curve_and_trades(seg, local)
+            equity, trades = _frames.read_curve_and_trades(seg, local, self._chunks)
             stats["equity"] = equity
             stats["trades"] = trades
             return stats
