@@ -1,0 +1,78 @@
+"""The read path's shortcuts answer exactly like the plain paths they stand in for."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from factories import make_result
+
+from core.store import BacktestStore
+from core.store import _frames, _index
+
+
+def _versions_store(path) -> tuple[BacktestStore, list[tuple]]:
+    """Three symbols x three periods, each stored twice (latest wins), one latest deleted."""
+    store = BacktestStore(path)
+    keys = [(s, "rsi_meanrev", {"period": p}, None) for s in ("AAA", "BBB", "CCC")
+            for p in (5, 9, 14)]
+    for seed in (1, 2):
+        store.store_many([make_result(symbol=s, params=dict(params), seed=seed * 100 + i,
+                                      curve=False, trades=0)
+                          for i, (s, _, params, _) in enumerate(keys)])
+    latest = store.get_stats("BBB", "rsi_meanrev", {"period": 9})["backtest_id"]
+    store.delete_backtest(latest)
+    return store, keys
+
+
+def test_scanned_lookups_equal_sorted_index_lookups(tmp_path, monkeypatch):
+    store, keys = _versions_store(tmp_path / "s.zarr")
+    monkeypatch.setattr(_index, "_SCANS_BEFORE_SORT", 10_000)
+    scanning = BacktestStore(tmp_path / "s.zarr", mode="r")
+    scanned = [scanning.get_stats(*key) for key in keys]
+    assert scanning._index._key_index is None  # every answer came from a scan
+    monkeypatch.setattr(_index, "_SCANS_BEFORE_SORT", 0)
+    sorting = BacktestStore(tmp_path / "s.zarr", mode="r")
+    indexed = [sorting.get_stats(*key) for key in keys]
+    assert sorting._index._key_index is not None
+    assert [s["backtest_id"] for s in scanned] == [s["backtest_id"] for s in indexed]
+    deleted = keys.index(("BBB", "rsi_meanrev", {"period": 9}, None))
+    versions = store.history(*keys[deleted])
+    assert scanned[deleted]["backtest_id"] == versions["backtest_id"].iloc[-1]  # older version
+    assert scanning.get_stats("ZZZ", "rsi_meanrev", {"period": 5}) is None
+
+
+def test_bulk_keys_reusing_one_params_object_match_single_lookups(store):
+    params = {"period": 9}
+    store.store_many([make_result(symbol=s, params=params, seed=i, curve=False, trades=0)
+                      for i, s in enumerate(("AAA", "BBB", "CCC"))])
+    shared = [(s, "rsi_meanrev", params, None) for s in ("AAA", "BBB", "NOPE", "CCC")]
+    mixed = shared + [("AAA", "rsi_meanrev", {"period": 5}, None)]
+    table = store.bulk_get_stats(mixed)
+    expected = [store.get_stats(*key)["backtest_id"] for key in shared if key[0] != "NOPE"]
+    assert list(table["backtest_id"]) == expected  # unknown keys (NOPE, period 5) left out
+
+
+def test_details_from_cached_chunks_equal_a_fresh_read_and_stay_independent(tmp_path):
+    store = BacktestStore(tmp_path / "d.zarr")
+    results = [make_result(symbol=f"S{i}", seed=i, trades=2 + i % 3) for i in range(6)]
+    ids = store.store_many(results)
+    first = [store.get_detailed_results(b) for b in ids]
+    first[0]["equity"].iloc[0] = -1.0  # a caller's change never reaches the cache
+    first[0]["trades"].loc[0, "pnl"] = -1.0
+    again = [store.get_detailed_results(b) for b in ids]
+    fresh = BacktestStore(tmp_path / "d.zarr", mode="r")
+    fresh._chunks = _frames.ChunkCache(0)  # nothing kept: every read decodes
+    for bid, result, cached in zip(ids, results, again):
+        plain = fresh.get_detailed_results(bid)
+        pd.testing.assert_series_equal(cached["equity"], plain["equity"])
+        pd.testing.assert_frame_equal(cached["trades"], plain["trades"])
+        assert np.array_equal(cached["equity"].to_numpy(), result.equity.to_numpy())
+
+
+def test_chunk_cache_is_bounded_by_bytes_dropping_least_recent():
+    cache = _frames.ChunkCache(max_bytes=3 * 800)
+    for k in range(3):
+        cache.put(("seg", "eq_values", k), np.zeros(100))
+    assert cache.get(("seg", "eq_values", 0)) is not None  # now most recently used
+    cache.put(("seg", "eq_values", 3), np.zeros(100))
+    assert cache.get(("seg", "eq_values", 1)) is None
+    assert all(cache.get(("seg", "eq_values", k)) is not None for k in (0, 2, 3))
