@@ -7,6 +7,7 @@ vectorised pandas/numpy only (no per-row Python).
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,8 +76,16 @@ class _Vocab:
 # --------------------------------------------------------------------------------------------
 def encode_results(results: list, created_at_ns: int, memo: "KeyMemo | None" = None
                    ) -> SegmentData:
-    """Validate and encode a list of ``BacktestResult`` (one light pass, memoised keys)."""
-    encoder = _ResultsEncoder(len(results), created_at_ns, memo or KeyMemo())
+    """Validate and encode a list of ``BacktestResult`` (one light pass, memoised keys).
+
+    Metrics-only lists take a columnar fast path; any other list, and any list the fast path
+    rejects, goes through the per-result encoder (which names the offending result).
+    """
+    memo = memo or KeyMemo()
+    fast = _encode_metrics_only(results, created_at_ns, memo)
+    if fast is not None:
+        return fast
+    encoder = _ResultsEncoder(len(results), created_at_ns, memo)
     for i, result in enumerate(results):
         where = f"result #{i}"
         try:
@@ -86,6 +95,105 @@ def encode_results(results: list, created_at_ns: int, memo: "KeyMemo | None" = N
             text = label + text[len(where):] if text.startswith(where) else f"{label}: {text}"
             raise type(exc)(text) from None
     return encoder.finish()
+
+
+_METRIC_GETTER = operator.itemgetter(*METRICS)
+
+
+def _encode_metrics_only(results: list, created_at_ns: int, memo: "KeyMemo"
+                         ) -> SegmentData | None:
+    """Columnar encoding of results without curves or trades, or None to take the slow path.
+
+    Attributes are gathered column by column; each distinct key value (by identity for dicts)
+    is validated and canonicalised once. Anything unusual (extra metrics, a curve, a bad
+    value) returns None: the per-result encoder then stores it or raises the precise error.
+    """
+    n = len(results)
+    if n < 64 or any(type(r) is not BacktestResult or r.equity is not None or
+                     (r.trades is not None and (not isinstance(r.trades, pd.DataFrame) or
+                                                len(r.trades))) for r in results):
+        return None
+    try:
+        return _metrics_only_segment(results, n, created_at_ns, memo)
+    except Exception:  # noqa: BLE001 - the per-result path re-validates and names the culprit
+        return None
+
+
+def _metrics_only_segment(results: list, n: int, created_at_ns: int, memo: "KeyMemo"
+                          ) -> SegmentData | None:
+    metrics = [r.metrics for r in results]
+    if any(type(m) is not dict or len(m) != len(METRICS) for m in metrics):
+        return None
+    floats_metrics = np.array(list(map(_METRIC_GETTER, metrics)), np.float64)
+    if floats_metrics.shape != (n, len(METRICS)):
+        return None
+    capital = np.array([r.initial_capital for r in results], np.float64)
+    if not (np.isfinite(capital) & (capital > 0)).all():
+        return None
+    codes = np.empty((n, len(CODE_KINDS)), np.int32)
+    vocabs: dict[str, _Vocab] = {}
+    symbols = [r.symbol for r in results]
+    codes[:, 0], vocabs["symbol"] = _distinct_codes(symbols, symbols, memo.symbol)
+    strategies = [r.strategy for r in results]
+    codes[:, 1], vocabs["strategy"] = _distinct_codes(strategies, strategies, memo.strategy)
+    strategy_names = vocabs["strategy"].values
+    row_strategy = codes[:, 1]
+    params = [r.params for r in results]
+    raw, samples = _raw_codes([(s, id(p)) for s, p in zip(row_strategy.tolist(), params)],
+                              list(zip(row_strategy.tolist(), params)))
+    vocabs["params"] = _Vocab()
+    per_key = [memo.params(strategy_names[strategy], value, "") for strategy, value in samples]
+    remap = np.array([vocabs["params"].code((j, h)) for j, h, _ in per_key], np.int64)
+    codes[:, 2] = remap[raw]
+    param_values: dict[str, np.ndarray] = {}
+    param_names: dict[str, str] = {}
+    for (strategy, _), (_, _, columns) in zip(samples, per_key):
+        for column in columns:
+            if column not in param_names:
+                bare = memo.bare_names[strategy_names[strategy]]
+                param_names[column] = bare.get(column, column)
+                param_values[column] = np.array([c.get(column, np.nan) for _, _, c in per_key],
+                                                np.float64)[raw]
+    codes[:, 3], vocabs["exit_rule"] = _distinct_codes(
+        [id(r.exit_rule) for r in results], [r.exit_rule for r in results],
+        lambda v: memo.exit(v, ""))
+    for pos, kind in ((4, "costs"), (5, "settings")):
+        values = [getattr(r, kind) for r in results]
+        codes[:, pos], vocabs[kind] = _distinct_codes(
+            [id(v) for v in values], values, lambda v, k=kind: memo.json(v, k, ""))
+    for pos, kind in ((6, "engine_version"), (7, "data_fingerprint")):
+        values = [getattr(r, kind) for r in results]
+        codes[:, pos], vocabs[kind] = _distinct_codes(values, values,
+                                                      lambda v, k=kind: _text(v, k, ""))
+    times = np.empty((n, 3), np.int64)
+    for j, what in enumerate(("start", "end")):
+        values = [getattr(r, what) for r in results]
+        stamps, vocab = _distinct_codes(values, values, lambda v, w=what: _timestamp_ns(v, w, ""))
+        times[:, j] = np.array(vocab.values, np.int64)[stamps]
+    times[:, 2] = created_at_ns
+    if (times[:, 1] < times[:, 0]).any():
+        return None
+    columns = [*FLOAT_LEAD, *METRICS, *param_values]
+    floats = np.column_stack([capital, floats_metrics, *param_values.values()])
+    return SegmentData(rows=n, vocab=_vocab_lists(vocabs), codes=codes, times=times,
+                       float_columns=columns, floats=np.ascontiguousarray(floats),
+                       param_columns=param_names)
+
+
+def _raw_codes(keys: list, values: list) -> tuple[np.ndarray, list]:
+    """Codes of distinct ``keys`` in first-seen order, and one value per distinct key."""
+    samples = dict(zip(keys, values))
+    order = {key: j for j, key in enumerate(samples)}
+    return np.fromiter(map(order.__getitem__, keys), np.int64, len(keys)), list(samples.values())
+
+
+def _distinct_codes(keys: list, values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
+    """Codes of ``values`` in the vocabulary of their canonical forms, ``canon`` called once per
+    distinct key (keys are the values themselves, or ids for unhashable dicts)."""
+    raw, samples = _raw_codes(keys, values)
+    vocab = _Vocab()
+    remap = np.array([vocab.code(canon(value)) for value in samples], np.int64)
+    return remap[raw].astype(np.int32), vocab
 
 
 class _ResultsEncoder:
