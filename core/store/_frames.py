@@ -39,14 +39,14 @@ def stats_dict(store, index, row: int, values: dict) -> dict:
         "created_at": store._timestamp(int(values["created_at"]), utc=True),
     }
     metrics = {}
-    for name in index.float_columns:
+    for name, is_param, is_metric in index.stat_layout:
         value = float(values[name])
-        if name in index.param_columns:
+        if is_param:
             if value == value:  # NaN: a param column of another strategy
                 out[name] = value
             continue
         out[name] = value
-        if name not in FLOAT_LEAD:
+        if is_metric:
             metrics[name] = value
     out["metrics"] = metrics
     out["costs"] = store._json("costs", codes["costs"])

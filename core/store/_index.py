@@ -233,6 +233,10 @@ class Index:
         self.param_columns: dict[str, str] = {}
         for seg in readable:
             self.param_columns.update(seg.reader.attrs.get("param_columns", {}))
+        #: (column, is a param column, is a metric) per float column, for stats dicts
+        self.stat_layout = [(name, name in self.param_columns,
+                             name not in self.param_columns and name not in FLOAT_LEAD)
+                            for name in self.float_columns]
 
     # -- keys ---------------------------------------------------------------------------------
     @property
@@ -398,6 +402,8 @@ class Index:
         return None
 
     def locate(self, row: int) -> tuple[LoadedSegment, int]:
+        if len(self.readable) == 1:  # a compacted store
+            return self.readable[0], row
         k = int(np.searchsorted(self.starts, row, "right")) - 1
         return self.readable[k], row - int(self.starts[k])
 
@@ -431,7 +437,7 @@ class Index:
         for name in names:
             cached = self.columns.get(name)
             if cached is not None:
-                out[name] = cached[row]
+                out[name] = cached.item(row)  # a Python number: no numpy scalar on the way
             elif name in TIME_COLUMNS:
                 need_times.append(name)
             elif name in seg.float_pos:
