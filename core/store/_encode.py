@@ -6,6 +6,7 @@ vectorised pandas/numpy only (no per-row Python).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.canonical import canonical_json, stable_hash
+from core.canonical import canonical_json
 from core.errors import ValidationError
 from core.store import _keys
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
@@ -324,11 +325,14 @@ class KeyMemo:
         key = (strategy, repr(params))  # cheap memo key; equal reprs mean equal values
         found = self._params.get(key)
         if found is None:
-            _json_text(params, "params", where)
-            canonical = _keys.canonical_params(strategy, params)
+            try:
+                canonical = _keys.canonical_params(strategy, params)
+            except Exception:
+                _json_text(params, "params", where)  # a value JSON cannot hold: say so first
+                raise
             columns = _keys.strategies().param_columns(strategy, canonical)
-            found = (canonical_json(canonical), stable_hash(canonical),
-                     {c: float(v) for c, v in columns.items()})
+            text = canonical_json(canonical)
+            found = (text, _hash_of_json(text), {c: float(v) for c, v in columns.items()})
             self._params[key] = found
         return found
 
@@ -347,6 +351,11 @@ class KeyMemo:
         if found is None:
             found = self._json[raw] = _json_text(value, what, where)
         return found
+
+
+def _hash_of_json(text: str) -> str:
+    """``stable_hash`` of the value whose canonical JSON is ``text`` (skips re-serialising)."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _label(i: int, result: Any) -> str:
