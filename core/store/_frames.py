@@ -82,7 +82,7 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
             continue
         data[name] = values
     data["initial_capital"] = take(index.column("initial_capital"))
-    data["created_at"] = _datetimes(take(index.column("created_at")), tz="UTC")
+    data["created_at"] = _datetimes(take(index.column("created_at")), utc=True)
     data["note"], data["tags"] = _notes_columns(store._notes(), index.bids[rows])
     for column, kind in HASH_COLUMNS.items():
         data[column] = _categorical(take(index.codes[kind]), vocab[kind], kind, store, part=1)
@@ -94,9 +94,18 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
                                      pd.RangeIndex(len(rows)), verify_integrity=False)
 
 
-def _datetimes(ns: np.ndarray, tz: str | None = None) -> pd.arrays.DatetimeArray:
-    """Nanosecond integers as a datetime array (no copy), wall times localised to ``tz``."""
-    return pd.DatetimeIndex(ns.view("datetime64[ns]"), tz=tz, copy=False).array
+_NAIVE_NS = np.dtype("datetime64[ns]")
+_UTC_NS = pd.DatetimeTZDtype(unit="ns", tz="UTC")
+
+
+def _datetimes(ns: np.ndarray, utc: bool = False) -> pd.arrays.DatetimeArray:
+    """Nanosecond integers (UTC instants) as a datetime array without a copy or a check.
+
+    ``_simple_new`` wraps the buffer directly (the public constructors re-validate every
+    value: 25x slower for a 500-row table); stored times are valid by construction.
+    """
+    return pd.arrays.DatetimeArray._simple_new(ns.view(_NAIVE_NS),
+                                               dtype=_UTC_NS if utc else _NAIVE_NS)
 
 
 def _id_strings(bids: np.ndarray) -> pd.arrays.ArrowStringArray:
