@@ -83,17 +83,39 @@ async def _write_array(zstore, path: str, values: np.ndarray, level: int) -> Non
     parent-group probing of ``create_array``, which would cost several extra store round-trips
     per array on every commit.
     """
-    chunks, shards = chunk_layout(path.rsplit("/", 1)[-1], values.shape)
-    template = await za.create_array(
-        store=MemoryStore(), shape=values.shape, dtype=values.dtype, chunks=chunks,
-        shards=shards, serializer=PCodec(level=level), compressors=[Crc32cCodec()],
-        fill_value=0, config={"write_empty_chunks": True}, zarr_format=3)
+    template, document = await _array_template(path.rsplit("/", 1)[-1], values.shape,
+                                               values.dtype, level)
     with fused_pipeline():
         array = zarr.AsyncArray(metadata=template.metadata, store_path=StorePath(zstore, path),
                                 config=template.config)
-    document = template.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
     await asyncio.gather(zstore.set(f"{path}/zarr.json", document),
                          array.setitem(Ellipsis, values))
+
+
+_TEMPLATES: dict[tuple, tuple] = {}
+_TEMPLATE_LIMIT = 512
+
+
+async def _array_template(field: str, shape: tuple[int, ...], dtype: np.dtype, level: int):
+    """(in-memory template array, its zarr.json bytes) for one array layout, built once.
+
+    Array metadata depends only on the field's layout, shape, dtype and level; batches of one
+    size (a sweep's, a UI's single writes) reuse it instead of re-running zarr's array creation
+    (~2 ms per array).
+    """
+    key = (field, shape, np.dtype(dtype).str, level)
+    found = _TEMPLATES.get(key)
+    if found is None:
+        chunks, shards = chunk_layout(field, shape)
+        template = await za.create_array(
+            store=MemoryStore(), shape=shape, dtype=dtype, chunks=chunks,
+            shards=shards, serializer=PCodec(level=level), compressors=[Crc32cCodec()],
+            fill_value=0, config={"write_empty_chunks": True}, zarr_format=3)
+        document = template.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+        if len(_TEMPLATES) >= _TEMPLATE_LIMIT:
+            _TEMPLATES.clear()
+        found = _TEMPLATES[key] = (template, document)
+    return found
 
 
 async def _write_vocab(zstore, path: str, values: np.ndarray) -> None:
