@@ -718,12 +718,16 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
 
     Params are per strategy, so the vocabulary is keyed on (strategy, json) for params.
     """
-    texts = table[json_column]
-    codes, uniques = pd.factorize(texts)
+    text_codes, texts = pd.factorize(table[json_column])
+    if (text_codes < 0).any():
+        row = int(np.flatnonzero(text_codes < 0)[0])
+        raise ValidationError(f"Batch row {row}: {json_column} is missing.")
+    codes, count = text_codes, len(texts)
     if strategy_codes is not None and len(strategies) > 1:  # params are per strategy
-        codes, uniques = pd.factorize(strategy_codes.astype(np.int64) * len(uniques) + codes)
-    first = _first_rows(codes, len(uniques))
-    unique_json = [str(v) for v in texts.to_numpy()[first]]
+        codes, pairs = pd.factorize(strategy_codes.astype(np.int64) * count + codes)
+        count = len(pairs)
+    first = _first_rows(codes, count)
+    unique_json = [str(v) for v in np.asarray(texts, dtype=object)[text_codes[first]]]
     if hash_column in table.columns:
         hash_codes, hash_uniques = pd.factorize(table[hash_column])
         if (hash_codes < 0).any():
@@ -750,9 +754,11 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
 
 
 def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
-    first = np.full(count, len(codes), np.int64)
-    np.minimum.at(first, codes, np.arange(len(codes)))
-    return first
+    """The first row of each code 0..count-1 (every code occurs: codes come from factorize)."""
+    values, first = np.unique(codes, return_index=True)
+    if len(values) != count:
+        raise ValidationError("Batch codes do not cover their vocabulary.")
+    return first.astype(np.int64)
 
 
 def _table_dates(column: pd.Series, what: str) -> np.ndarray:
