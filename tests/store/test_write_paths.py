@@ -1,0 +1,85 @@
+"""The fast write paths encode exactly what the per-result path encodes, and reject what it rejects."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import snapshot
+from factories import make_batch, make_result
+
+from core.errors import ValidationError
+from core.store import _encode
+
+
+def metrics_only_results(count: int = 80) -> list:
+    """Metrics-only results over two strategies' worth of params, shared and fresh dict objects."""
+    results = [make_result(symbol=f"S{i % 3}", params={"period": 2 + i % 7}, seed=i, curve=False,
+                           trades=0, nan=i % 5 == 0) for i in range(count)]
+    results[4] = dataclasses.replace(results[4], engine_version=None, settings=None,
+                                     start="2020-01-02")
+    results[9] = dataclasses.replace(results[9], params=dict(results[9].params))
+    return results
+
+
+def per_result_segment(results: list) -> _encode.SegmentData:
+    encoder = _encode._ResultsEncoder(len(results), 7, _encode.KeyMemo())
+    for i, result in enumerate(results):
+        encoder.add(i, result, f"result #{i}")
+    return encoder.finish()
+
+
+def test_metrics_only_fast_path_equals_per_result_path():
+    results = metrics_only_results()
+    fast = _encode._encode_metrics_only(results, 7, _encode.KeyMemo())
+    assert fast is not None  # the columnar path took it
+    slow = per_result_segment(results)
+    for field in dataclasses.fields(slow):
+        got, want = getattr(fast, field.name), getattr(slow, field.name)
+        if isinstance(want, np.ndarray):
+            assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True), field.name
+        else:
+            assert got == want, field.name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"symbol": "../x"}, "result #11 ('../x'"),
+    ({"metrics": {"win_rate": "many"}}, "result #11 ('S2', 'rsi_meanrev'): metrics must be numbers"),
+    ({"initial_capital": -5.0}, "result #11 ('S2', 'rsi_meanrev'): initial_capital"),
+    ({"strategy": "rsi_meanrevv"}, "rsi_meanrev"),
+])
+def test_fast_path_rejections_name_the_result_and_leave_the_store_unchanged(store, store_path,
+                                                                           change, message):
+    results = metrics_only_results()
+    if "metrics" in change:
+        change = {"metrics": {**results[11].metrics, **change["metrics"]}}
+    results[11] = dataclasses.replace(results[11], **change)
+    store.store_many(metrics_only_results()[:2])
+    before = snapshot(store_path)
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        store.store_many(results)
+    assert snapshot(store_path) == before
+
+
+def test_fast_path_round_trip(store):
+    results = metrics_only_results()
+    ids = store.store_many(results)
+    for bid, result in zip(ids[::13], results[::13]):
+        stats = store.get_stats(result.symbol, result.strategy, result.params, result.exit_rule)
+        assert stats is not None
+        latest = max(b for b, r in zip(ids, results) if (r.symbol, r.params) ==
+                     (result.symbol, result.params))
+        assert stats["backtest_id"] == latest
+        got = store.get_detailed_results(bid)
+        for name, value in result.metrics.items():
+            assert got[name] == value or (np.isnan(got[name]) and np.isnan(value))
+
+
+def test_batch_table_with_missing_params_json_is_rejected(store, store_path):
+    batch = make_batch(["AAA"], [5, 6, 7])
+    table = batch.table.copy()
+    table.loc[1, "params_json"] = None
+    before = snapshot(store_path)
+    with pytest.raises(ValidationError, match="Batch row 1: params_json is missing"):
+        store.store_many(table)
+    assert snapshot(store_path) == before
