@@ -507,7 +507,7 @@ def _add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--symbols", help="only these symbols (comma-separated)")
     p.add_argument("--strategy", help="only this strategy")
     p.add_argument("--where", help="filter, e.g. \"strategy == 'rsi_meanrev' and win_rate > 0.5\"")
-    p.add_argument("--order-by", help="column; descending: --order-by=-column")
+    p.add_argument("--order-by", help="column; descending: --order-by -column")
     p.add_argument("--limit", type=int, help="at most this many rows")
     p.add_argument("--columns", help="comma-separated columns to show")
     p.add_argument("--history", action="store_true",
@@ -635,11 +635,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_descending_order(argv: Sequence[str]) -> list[str]:
+    """``--order-by -col`` -> ``--order-by=-col`` (argparse would read ``-col`` as an option)."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--order-by" and arg.startswith("-") and len(arg) > 1:
+            out[-1] = f"--order-by={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit code (0 ok, 1 problems found, 2 bad input)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_join_descending_order(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse already printed usage and the reason
         return int(exc.code or 0)
     ctx = _Context(args)

@@ -75,6 +75,9 @@ def test_sweep_skips_what_is_stored_and_read_outs_work(run, tmp_path):
     code, out, _ = run("query", "--columns", "symbol,win_rate", "--order-by=-win_rate",
                        "--limit", "5")
     assert code == 0 and "win_rate" in out and "(5 rows)" in out
+    as_json = json.loads(run("query", "--order-by", "-win_rate", "--json")[1])
+    rates = [row["win_rate"] for row in as_json if row["win_rate"] is not None]
+    assert rates == sorted(rates, reverse=True) and len(rates) > 1
     target = tmp_path / "cells.parquet"
     assert run("export", "--format", "parquet", "--out", str(target))[0] == 0
     assert len(pd.read_parquet(target)) == 24
