@@ -129,15 +129,9 @@ def donchian_high_nb(high, p):
 
 @njit(cache=True)
 def donchian_low_nb(low, p):
-    n = low.shape[0]
-    out = np.full(n, np.nan)
-    for i in range(p, n):
-        best = low[i - p]
-        for j in range(i - p + 1, i):
-            if low[j] < best:
-                best = low[j]
-        out[i] = best
-    return out
+    """Lowest low of the ``p`` bars before bar i: the high channel of ``-low``, negated
+    (negation is exact, so this equals a direct running minimum)."""
+    return -donchian_high_nb(-low, p)
 
 
 @njit(cache=True)
