@@ -18,6 +18,7 @@ import pandas as pd
 from core.canonical import canonical_json
 from core.errors import ValidationError
 from core.store import _keys
+from core.store._curves import attach_curves, curve_arrays
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
                                 TRADE_FLOAT_COLUMNS, TRADE_TIME_COLUMNS)
 from core.types import EXIT_REASONS, TRADE_COLUMNS, BacktestResult, BatchResult
@@ -247,7 +248,7 @@ class _ResultsEncoder:
                 self.param_values[column] = np.full(self.n, np.nan)
                 self.param_names[column] = memo.bare_names[strategy].get(column, column)
             self.param_values[column][i] = value
-        self.curves.add(i, _curve_arrays(result.equity, where, self.known_dates))
+        self.curves.add(i, curve_arrays(result.equity, where, self.known_dates))
         trades = _checked_trades(result.trades, where)
         if trades is not None:
             self.trades.lengths[i] = len(trades[0])
@@ -261,7 +262,7 @@ class _ResultsEncoder:
         data = SegmentData(rows=self.n, vocab=_vocab_lists(self.vocabs), codes=self.codes,
                            times=self.times, float_columns=columns,
                            floats=np.ascontiguousarray(floats), param_columns=self.param_names)
-        _attach_curves(data, self.curves)
+        attach_curves(data, self.curves)
         if self.trade_columns:
             self._attach_trades(data)
         return data
@@ -456,79 +457,6 @@ class _Ragged:
         return np.concatenate([part[position] for part in self.parts])
 
 
-class Calendars:
-    """Distinct date arrays of equity curves, stored once per segment.
-
-    Curves of one symbol and period share their dates; storing each distinct date array once
-    (and a start offset per row) costs nothing per curve instead of ~0.1 byte per point, and
-    leaves only the values to read back.
-    """
-
-    def __init__(self) -> None:
-        self.arrays: list[np.ndarray] = []
-        self.size = 0
-        self._by_shape: dict[tuple[int, int, int], list[tuple[int, np.ndarray]]] = {}
-
-    def start_of(self, dates: np.ndarray) -> int:
-        """Offset of ``dates`` in the concatenated calendar (added when new)."""
-        key = (len(dates), int(dates[0]), int(dates[-1]))
-        for start, known in self._by_shape.get(key, ()):
-            if known is dates or np.array_equal(known, dates):
-                return start
-        start = self.size
-        self._by_shape.setdefault(key, []).append((start, dates))
-        self.arrays.append(dates)
-        self.size += len(dates)
-        return start
-
-    def concat(self) -> np.ndarray:
-        return np.concatenate(self.arrays) if self.arrays else np.empty(0, np.int64)
-
-
-def _curve_arrays(equity: Any, where: str, known_dates: dict | None = None
-                  ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(dates int64 ns, values float64) of an equity curve, checked.
-
-    ``known_dates`` maps ``id(index)`` -> (index, dates) for indexes already checked in this
-    batch: curves of one symbol usually share one DatetimeIndex object, checked once.
-    """
-    if equity is None:
-        return None
-    if not isinstance(equity, pd.Series):
-        raise ValidationError(f"{where}: equity must be a pandas Series indexed by date, got "
-                              f"{type(equity).__name__}.")
-    if len(equity) == 0:
-        return None
-    index = equity.index
-    seen = known_dates.get(id(index)) if known_dates is not None else None
-    if seen is not None and seen[0] is index:
-        dates = seen[1]
-    else:
-        dates = _curve_dates(index, where)
-        if known_dates is not None:
-            known_dates[id(index)] = (index, dates)
-    try:
-        values = equity.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{where}: equity values must be numbers.") from None
-    if values.ndim != 1 or not np.isfinite(values).all():
-        raise ValidationError(f"{where}: equity values must be finite numbers (found NaN/inf).")
-    return dates, values
-
-
-def _curve_dates(index: Any, where: str) -> np.ndarray:
-    if not isinstance(index, pd.DatetimeIndex):
-        raise ValidationError(f"{where}: the equity curve's index must be a DatetimeIndex.")
-    if index.hasnans:
-        raise ValidationError(f"{where}: the equity curve has NaN dates; drop or fix them.")
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    dates = index.as_unit("ns").asi8
-    if len(dates) > 1 and not (dates[1:] > dates[:-1]).all():
-        raise ValidationError(f"{where}: the equity curve's dates must be strictly increasing.")
-    return dates
-
-
 def _column_arrays(frame: pd.DataFrame, names: tuple[str, ...]) -> list:
     """The arrays of some columns of a small frame, without building pandas' column hash table.
 
@@ -627,18 +555,6 @@ def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
     if ((codes < 0) | (codes >= len(EXIT_REASONS))).any():
         raise ValidationError(f"{where}: trades.exit_reason codes must be 0..{len(EXIT_REASONS)-1}.")
     return codes.astype(np.int32)
-
-
-def _attach_curves(data: SegmentData, curves: _Ragged) -> None:
-    if curves.parts:
-        calendars = Calendars()
-        starts = np.zeros(len(curves.lengths), np.int64)
-        for row, (dates, _) in zip(np.flatnonzero(curves.lengths), curves.parts):
-            starts[row] = calendars.start_of(dates)
-        data.eq_offsets = curves.offsets()
-        data.eq_date_starts = starts
-        data.eq_calendar = calendars.concat()
-        data.eq_values = curves.concat(1)
 
 
 def _vocab_lists(vocabs: dict[str, _Vocab]) -> dict[str, list]:

@@ -5,7 +5,8 @@ import numpy as np
 
 from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
-from core.store._encode import Calendars, SegmentData
+from core.store._curves import Calendars
+from core.store._encode import SegmentData
 from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
 from core.store._index import entry_bids
 from core.store._segment import (ARRAY_FIELDS, SegmentReader, open_segment, segment_path,

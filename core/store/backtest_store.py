@@ -29,7 +29,7 @@ from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS
                                 WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, key_hash_array, load_segments
 from core.store._segment import write_segment
-from core.store import _frames, _maintenance, _query
+from core.store import _details, _frames, _maintenance, _query
 
 DEFAULT_URL = "data/backtests/store.zarr"
 MODES = ("r", "r+", "a")
@@ -87,7 +87,7 @@ class BacktestStore:
         self._write_memo = KeyMemo()
         self._stamps: dict[tuple[int, bool], pd.Timestamp] = {}
         self._category_cache: dict[tuple, tuple[int, pd.CategoricalDtype]] = {}
-        self._chunks = _frames.ChunkCache()  # decoded curve/trade chunks
+        self._chunks = _details.ChunkCache()  # decoded curve/trade chunks
         self._closed = False
         self._zstore = self._loc.zarr_store()
         self._open_root()
@@ -452,7 +452,7 @@ class BacktestStore:
             row = self._require_live_row(number)
             stats = self._stats_dict(index, row)
             seg, local = index.locate(row)
-            equity, trades = _frames.read_curve_and_trades(seg, local, self._chunks)
+            equity, trades = _details.read_curve_and_trades(seg, local, self._chunks)
             stats["equity"] = equity
             stats["trades"] = trades
             return stats

@@ -6,7 +6,7 @@ import pandas as pd
 from factories import make_result
 
 from core.store import BacktestStore
-from core.store import _frames, _index
+from core.store import _details, _index
 
 
 def _versions_store(path) -> tuple[BacktestStore, list[tuple]]:
@@ -60,7 +60,7 @@ def test_details_from_cached_chunks_equal_a_fresh_read_and_stay_independent(tmp_
     first[0]["trades"].loc[0, "pnl"] = -1.0
     again = [store.get_detailed_results(b) for b in ids]
     fresh = BacktestStore(tmp_path / "d.zarr", mode="r")
-    fresh._chunks = _frames.ChunkCache(0)  # nothing kept: every read decodes
+    fresh._chunks = _details.ChunkCache(0)  # nothing kept: every read decodes
     for bid, result, cached in zip(ids, results, again):
         plain = fresh.get_detailed_results(bid)
         pd.testing.assert_series_equal(cached["equity"], plain["equity"])
@@ -69,7 +69,7 @@ def test_details_from_cached_chunks_equal_a_fresh_read_and_stay_independent(tmp_
 
 
 def test_chunk_cache_is_bounded_by_bytes_dropping_least_recent():
-    cache = _frames.ChunkCache(max_bytes=3 * 800)
+    cache = _details.ChunkCache(max_bytes=3 * 800)
     for k in range(3):
         cache.put(("seg", "eq_values", k), np.zeros(100))
     assert cache.get(("seg", "eq_values", 0)) is not None  # now most recently used

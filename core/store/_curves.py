@@ -1,0 +1,99 @@
+"""Equity curves of a batch: checked on the way in, laid out as segment arrays."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ValidationError
+
+if TYPE_CHECKING:
+    from core.store._encode import SegmentData, _Ragged
+
+
+class Calendars:
+    """Distinct date arrays of equity curves, stored once per segment.
+
+    Curves of one symbol and period share their dates; storing each distinct date array once
+    (and a start offset per row) costs nothing per curve instead of ~0.1 byte per point, and
+    leaves only the values to read back.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+        self.size = 0
+        self._by_shape: dict[tuple[int, int, int], list[tuple[int, np.ndarray]]] = {}
+
+    def start_of(self, dates: np.ndarray) -> int:
+        """Offset of ``dates`` in the concatenated calendar (added when new)."""
+        key = (len(dates), int(dates[0]), int(dates[-1]))
+        for start, known in self._by_shape.get(key, ()):
+            if known is dates or np.array_equal(known, dates):
+                return start
+        start = self.size
+        self._by_shape.setdefault(key, []).append((start, dates))
+        self.arrays.append(dates)
+        self.size += len(dates)
+        return start
+
+    def concat(self) -> np.ndarray:
+        return np.concatenate(self.arrays) if self.arrays else np.empty(0, np.int64)
+
+
+def curve_arrays(equity: Any, where: str, known_dates: dict | None = None
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(dates int64 ns, values float64) of an equity curve, checked.
+
+    ``known_dates`` maps ``id(index)`` -> (index, dates) for indexes already checked in this
+    batch: curves of one symbol usually share one DatetimeIndex object, checked once.
+    """
+    if equity is None:
+        return None
+    if not isinstance(equity, pd.Series):
+        raise ValidationError(f"{where}: equity must be a pandas Series indexed by date, got "
+                              f"{type(equity).__name__}.")
+    if len(equity) == 0:
+        return None
+    index = equity.index
+    seen = known_dates.get(id(index)) if known_dates is not None else None
+    if seen is not None and seen[0] is index:
+        dates = seen[1]
+    else:
+        dates = _curve_dates(index, where)
+        if known_dates is not None:
+            known_dates[id(index)] = (index, dates)
+    try:
+        values = equity.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: equity values must be numbers.") from None
+    if values.ndim != 1 or not np.isfinite(values).all():
+        raise ValidationError(f"{where}: equity values must be finite numbers (found NaN/inf).")
+    return dates, values
+
+
+def _curve_dates(index: Any, where: str) -> np.ndarray:
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValidationError(f"{where}: the equity curve's index must be a DatetimeIndex.")
+    if index.hasnans:
+        raise ValidationError(f"{where}: the equity curve has NaN dates; drop or fix them.")
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    dates = index.as_unit("ns").asi8
+    if len(dates) > 1 and not (dates[1:] > dates[:-1]).all():
+        raise ValidationError(f"{where}: the equity curve's dates must be strictly increasing.")
+    return dates
+
+
+def attach_curves(data: SegmentData, curves: _Ragged) -> None:
+    if curves.parts:
+        calendars = Calendars()
+        starts = np.zeros(len(curves.lengths), np.int64)
+        for row, (dates, _) in zip(np.flatnonzero(curves.lengths), curves.parts):
+            starts[row] = calendars.start_of(dates)
+        data.eq_offsets = curves.offsets()
+        data.eq_date_starts = starts
+        data.eq_calendar = calendars.concat()
+        data.eq_values = curves.concat(1)
+
+
