@@ -33,7 +33,7 @@ SERIES_KINDS: dict[str, int] = {
 }
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sma_nb(x, p):
     out = np.full(x.shape[0], np.nan)
     total = 0.0
@@ -46,7 +46,7 @@ def sma_nb(x, p):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ema_nb(x, p):
     n = x.shape[0]
     out = np.full(n, np.nan)
@@ -64,7 +64,7 @@ def ema_nb(x, p):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rsi_value(avg_gain, avg_loss):
     total = avg_gain + avg_loss
     if total == 0.0:
@@ -72,7 +72,7 @@ def _rsi_value(avg_gain, avg_loss):
     return 100.0 * avg_gain / total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rsi_nb(close, p):
     n = close.shape[0]
     out = np.full(n, np.nan)
@@ -99,7 +99,7 @@ def rsi_nb(close, p):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rolling_std_nb(x, p):
     """Population standard deviation (ddof 0) of each window of ``p`` values (two-pass)."""
     n = x.shape[0]
@@ -114,7 +114,7 @@ def rolling_std_nb(x, p):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def donchian_high_nb(high, p):
     n = high.shape[0]
     out = np.full(n, np.nan)
@@ -127,14 +127,14 @@ def donchian_high_nb(high, p):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def donchian_low_nb(low, p):
     """Lowest low of the ``p`` bars before bar i: the high channel of ``-low``, negated
     (negation is exact, so this equals a direct running minimum)."""
     return -donchian_high_nb(-low, p)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def atr_nb(high, low, close, p):
     n = close.shape[0]
     out = np.full(n, np.nan)

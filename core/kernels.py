@@ -29,7 +29,7 @@ RULE_FIELDS = ("entry_series", "entry_other", "entry_level", "entry_dir",
                "exit_series", "exit_other", "exit_level", "exit_dir")
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def crossed_nb(x, y, level, direction, t):
     """True if ``x - y`` (``x`` alone when ``y`` is empty) crosses ``level`` at bar t."""
     if t < 1:
@@ -45,7 +45,7 @@ def crossed_nb(x, y, level, direction, t):
     return prev <= level and cur > level
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def simulate_nb(
     open_, high, low, close,
     entry_x, entry_y, entry_level, entry_dir,
@@ -245,7 +245,7 @@ def simulate_nb(
     return n_trades
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cell_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
     commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
@@ -268,7 +268,7 @@ def _cell_nb(
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def grid_metrics_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
@@ -303,7 +303,7 @@ def parallel_allowed() -> bool:
     return _PARALLEL_PID[0] == os.getpid()
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def grid_metrics_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
@@ -375,7 +375,7 @@ def grid_metrics(*args):
     return kernel(*args)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def grid_metrics_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cap,
@@ -398,7 +398,7 @@ def grid_metrics_trades_nb(
     return out, trades_int, trades_float
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def grid_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
@@ -422,7 +422,7 @@ def grid_trades_nb(
     return trades_int, trades_float
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def grid_trades_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
