@@ -34,7 +34,8 @@ from core.types import EXIT_REASONS, METRIC_NAMES, TRADE_COLUMNS, BacktestResult
 ENGINE_VERSION = "1.0.0"
 
 COST_FIELDS = ("commission", "fixed", "slippage_bps")
-_REASONS = pd.array(EXIT_REASONS, dtype="str")
+#: Exit reasons as a categorical: trade logs carry small codes, not one string per trade.
+_REASON_DTYPE = pd.CategoricalDtype(pd.Index(EXIT_REASONS, dtype="str"))
 _NO_SERIES = np.empty(0)
 
 
@@ -218,22 +219,32 @@ def _other(data: _Bars, rule) -> np.ndarray:
 def _trades_frame(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float: np.ndarray,
                   rows: np.ndarray | None = None) -> pd.DataFrame:
     """Trade records from the kernel as a TRADE_COLUMNS frame (plus ``row`` for batches)."""
+    return _trade_records_frame(*_trade_records(index, trades_int, trades_float), rows)
+
+
+def _trade_records(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(entry times, exit times, int records, float records) of kernel trade records."""
     stamps = index.to_numpy()
+    return stamps[trades_int[:, 0]], stamps[trades_int[:, 1]], trades_int, trades_float
+
+
+def _trade_records_frame(entry: np.ndarray, exit_: np.ndarray, trades_int: np.ndarray,
+                         trades_float: np.ndarray, rows: np.ndarray | None) -> pd.DataFrame:
     columns = {
-        "entry_time": stamps[trades_int[:, 0]],
+        "entry_time": entry,
         "entry_price": trades_float[:, 0],
-        "exit_time": stamps[trades_int[:, 1]],
+        "exit_time": exit_,
         "exit_price": trades_float[:, 1],
         "units": trades_float[:, 2],
         "pnl": trades_float[:, 3],
         "return": trades_float[:, 4],
         "bars_held": trades_int[:, 3],
-        "exit_reason": _REASONS.take(trades_int[:, 2]),
+        "exit_reason": pd.Categorical.from_codes(trades_int[:, 2], dtype=_REASON_DTYPE),
     }
-    frame = pd.DataFrame(columns, columns=list(TRADE_COLUMNS), copy=False)
     if rows is not None:
-        frame["row"] = rows
-    return frame
+        columns["row"] = rows
+    return pd.DataFrame(columns, copy=False)
 
 
 # --- grids ----------------------------------------------------------------------------------
@@ -317,7 +328,7 @@ def run_many(
     settings = _settings(whole_shares, stop_on_entry_bar)
     grid = _GridSpec(strategy, cells, rules)
 
-    metrics, symbols, trade_frames, offset = [], [], [], 0
+    metrics, symbols, trade_parts, offset = [], [], [], 0
     total = len(bars_by_symbol)
     for done, (symbol, bars) in enumerate(bars_by_symbol.items(), start=1):
         data = _Bars(bars, str(symbol))
@@ -326,14 +337,14 @@ def run_many(
         metrics.append(cell_metrics)
         symbols.append(data)
         if trades is not None:
-            trade_frames.append(trades)
+            trade_parts.append(trades)
         offset += len(cell_metrics)
         if progress is not None:
             progress(done, total)
     table = grid.table(symbols, np.concatenate(metrics), costs, capital, settings)
     trades = None
-    if with_trades:
-        trades = pd.concat(trade_frames, ignore_index=True) if len(trade_frames) > 1 else trade_frames[0]
+    if with_trades:  # one frame for every symbol's records (no per-symbol frames to concat)
+        trades = _trade_records_frame(*(np.concatenate(part) for part in zip(*trade_parts)))
     return BatchResult(table=table, trades=trades)
 
 
@@ -384,7 +395,7 @@ class _GridSpec:
         return self.row_of[cross.series], other, float(cross.level), float(cross.direction)
 
     def run(self, data: _Bars, costs, capital, settings, with_trades, offset):
-        """Metrics matrix (cells x METRIC_NAMES) and, if asked, the trades frame."""
+        """Metrics matrix (cells x METRIC_NAMES) and, if asked, the trade records with rows."""
         series = np.vstack([data.series(k) for k in self.keys])
         args = (
             data.open, data.high, data.low, data.close, series, self.rule_rows, self.exit_vecs,
@@ -396,7 +407,7 @@ class _GridSpec:
         metrics, trades_int, trades_float = grid_metrics_and_trades(*args)
         counts = metrics[:, 0].astype(np.int64)
         rows = np.repeat(np.arange(len(counts), dtype=np.int64) + offset, counts)
-        return metrics, _trades_frame(data.index, trades_int, trades_float, rows)
+        return metrics, (*_trade_records(data.index, trades_int, trades_float), rows)
 
     def table(self, symbols: list[_Bars], metrics: np.ndarray, costs, capital, settings
               ) -> pd.DataFrame:

@@ -239,8 +239,42 @@ def get_strategy(name: str | Strategy) -> Strategy:
 
 
 def validate_params(strategy_name: str | Strategy, params: Mapping[str, Any] | None) -> dict:
-    """Typed params in declaration order with defaults filled in, or ``ParamError``."""
+    """Typed params in declaration order with defaults filled in, or ``ParamError``.
+
+    Valid results are memoised by the exact input (names, value types and values): sweeps and
+    the store validate the same parameter sets again and again.
+    """
     strategy = get_strategy(strategy_name)
+    key = _memo_key(strategy, params)
+    found = _VALIDATED.get(key) if key is not None else None
+    if found is not None and found[0] is strategy:
+        return dict(found[1])
+    out = _validated(strategy, params)
+    if key is not None:
+        if len(_VALIDATED) >= _VALIDATED_MAX:
+            _VALIDATED.clear()
+        _VALIDATED[key] = (strategy, out)
+        return dict(out)
+    return out
+
+
+_VALIDATED: dict[tuple, tuple[Strategy, dict]] = {}
+_VALIDATED_MAX = 200_000
+
+
+def _memo_key(strategy: Strategy, params: Any) -> tuple | None:
+    """A hashable key of a plain dict of params (None when it cannot be one)."""
+    if type(params) is not dict:
+        return None
+    key = (strategy.name, *[(k, type(v), v) for k, v in params.items()])
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _validated(strategy: Strategy, params: Mapping[str, Any] | None) -> dict:
     if params is not None and not isinstance(params, Mapping):
         raise ParamError(
             f"{strategy.name}: params must be a mapping like {{'period': 14}}, got {params!r}."
