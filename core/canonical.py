@@ -38,6 +38,26 @@ def stable_hash(obj: Any) -> str:
     return hashlib.blake2b(canonical_json(obj).encode(), digest_size=8).hexdigest()
 
 
+def _json_scalar(value: Any) -> str:
+    """One validated param value as ``canonical_json`` writes it (integral floats as ints)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(int(value))
+
+
+def flat_params_json(params: dict[str, Any]) -> str:
+    """``canonical_json`` of validated flat params (str -> int/float/str), without recursion."""
+    items = sorted(params.items())
+    return "{" + ",".join(f'"{k}":{_json_scalar(v)}' for k, v in items) + "}"
+
+
+def hash_of_json(text: str) -> str:
+    """``stable_hash`` of an object from its canonical JSON (same digest, no second dump)."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 def bars_fingerprint(bars: Any) -> str:
     """16-hex-digit digest of a bars DataFrame (timestamps in ns + OHLCV values).
 

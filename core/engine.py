@@ -6,9 +6,7 @@ and shared by every grid cell. Conventions: docs/engine.md.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from core import indicators
-from core.canonical import canonical_json, fingerprint_of, stable_hash
+from core.canonical import (canonical_json, fingerprint_of, flat_params_json, hash_of_json,
+                            stable_hash)
 from core.data.validate import validate_bars
 from core.errors import DataValidationError, ParamError, did_you_mean
 from core.exits import atr_periods, canonical_exit_rule, exit_vector
@@ -29,13 +28,11 @@ from core.strategies import (
     min_bars,
     validate_params,
 )
-from core.types import EXIT_REASONS, METRIC_NAMES, TRADE_COLUMNS, BacktestResult, BatchResult
+from core.types import EXIT_REASON_DTYPE, METRIC_NAMES, TRADE_COLUMNS, BacktestResult, BatchResult
 
 ENGINE_VERSION = "1.0.0"
 
 COST_FIELDS = ("commission", "fixed", "slippage_bps")
-#: Exit reasons as a categorical: trade logs carry small codes, not one string per trade.
-_REASON_DTYPE = pd.CategoricalDtype(pd.Index(EXIT_REASONS, dtype="str"))
 _NO_SERIES = np.empty(0)
 
 
@@ -120,26 +117,6 @@ class _Bars:
                 f"{self.symbol or 'bars'}: {len(self)} bars is too few; {what} needs at least "
                 f"{needed} bars. Load a longer history or use shorter look-backs."
             )
-
-
-def _json_scalar(value: Any) -> str:
-    """One validated param value as ``canonical_json`` writes it (integral floats as ints)."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(int(value))
-
-
-def _params_json(params: dict[str, Any]) -> str:
-    """``canonical_json`` of validated flat params (str -> int/float/str), without recursion."""
-    items = sorted(params.items())
-    return "{" + ",".join(f'"{k}":{_json_scalar(v)}' for k, v in items) + "}"
-
-
-def _hash_json(text: str) -> str:
-    """``stable_hash`` of an object from its canonical JSON (same digest, no second dump)."""
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _symbol_of(bars: Any, symbol: str | None) -> str:
@@ -240,7 +217,7 @@ def _trade_records_frame(entry: np.ndarray, exit_: np.ndarray, trades_int: np.nd
         "pnl": trades_float[:, 3],
         "return": trades_float[:, 4],
         "bars_held": trades_int[:, 3],
-        "exit_reason": pd.Categorical.from_codes(trades_int[:, 2], dtype=_REASON_DTYPE),
+        "exit_reason": pd.Categorical.from_codes(trades_int[:, 2], dtype=EXIT_REASON_DTYPE),
     }
     if rows is not None:
         columns["row"] = rows
@@ -373,11 +350,11 @@ class _GridSpec:
         self.atr_rows = np.array(
             [self.row_of[k] if k is not None else -1 for k in atr_keys], dtype=np.int64
         )
-        params_json = [_params_json(c) for c in cells]
+        params_json = [flat_params_json(c) for c in cells]
         # Strings are kept once per cell / rule and expanded with an index (Arrow take).
         self.texts = {
             "params_json": _strings(params_json),
-            "params_hash": _strings([_hash_json(j) for j in params_json]),
+            "params_hash": _strings([hash_of_json(j) for j in params_json]),
             "exit_json": _strings([canonical_json(r) for r in rules]),
             "exit_hash": _strings([stable_hash(r) for r in rules]),
         }

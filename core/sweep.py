@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.canonical import canonical_json, fingerprint_of, stable_hash
+from core.canonical import (canonical_json, fingerprint_of, flat_params_json, hash_of_json,
+                            stable_hash)
 from core.errors import GridTooLargeError, ParamError, ValidationError, did_you_mean
 
 #: Below this many cells a sweep runs in this process (a pool costs more than it saves).
@@ -393,8 +394,8 @@ def _plan_cells(bars: Mapping[str, pd.DataFrame], param_grid: list[dict], rules:
     Symbols needing the same cells share a bucket, so they share engine calls (the engine sets
     a grid up once per call). Returns (buckets, cells skipped).
     """
-    params_json = [canonical_json(p) for p in param_grid]
-    params_hashes = [stable_hash(p) for p in param_grid]
+    params_json = [flat_params_json(p) for p in param_grid]  # validated, flat: the fast form
+    params_hashes = [hash_of_json(j) for j in params_json]
     exit_json = [canonical_json(r) for r in rules]
     exit_hashes = [stable_hash(r) for r in rules]
     buckets: dict[tuple, list[str]] = {}

@@ -49,6 +49,8 @@ EXIT_REASONS: tuple[str, ...] = (
     "atr_stop",
     "end_of_data",
 )
+#: The dtype of a trade log's ``exit_reason`` column (engine output and store reads alike).
+EXIT_REASON_DTYPE = pd.CategoricalDtype(pd.Index(EXIT_REASONS, dtype="str"))
 
 
 @dataclass

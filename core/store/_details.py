@@ -6,10 +6,8 @@ from collections import OrderedDict
 import numpy as np
 import pandas as pd
 
-from core.store._frames import STR
-from core.types import EXIT_REASONS, TRADE_COLUMNS
-
-_REASONS = np.asarray(EXIT_REASONS, dtype=object)
+from core.store._curves import unpack_curves
+from core.types import EXIT_REASON_DTYPE, TRADE_COLUMNS
 
 
 class ChunkCache:
@@ -45,30 +43,71 @@ def read_curve_and_trades(seg, local: int, chunks: ChunkCache | None = None
     reader = seg.reader
     chunks = chunks if chunks is not None else ChunkCache(0)
     spans = {}
-    for prefix, fields in (("eq", ("eq_values",)), ("tr", ("tr_times", "tr_floats", "tr_ints"))):
-        offsets_name = f"{prefix}_offsets"
-        if not reader.has(offsets_name):
-            continue
-        offsets = _cached(seg, offsets_name)
-        lo, hi = int(offsets[local]), int(offsets[local + 1])
-        if hi > lo:
-            spans.update({field: (lo, hi) for field in fields})
+    if reader.has("tr_offsets"):
+        spans.update(_row_spans(_cached(seg, "tr_offsets"), local,
+                                ("tr_times", "tr_floats", "tr_ints")))
+    points = 0
+    if reader.has("eq_offsets"):
+        eq_offsets = _cached(seg, "eq_offsets")
+        points = int(eq_offsets[local + 1] - eq_offsets[local])
+        if not reader.has("eq_layout"):  # format 1: every curve's values in eq_values
+            spans.update(_row_spans(eq_offsets, local, ("eq_values",)))
+        elif points:
+            for field, offsets in _packed_offsets(seg).items():
+                spans.update(_row_spans(offsets, local, (field,)))
     values = _read_spans(seg, spans, chunks)
-    equity = None
+    trades = _trade_frame(values.get("tr_times", np.empty((0, 2), np.int64)),
+                          values.get("tr_floats", np.empty((0, 5))),
+                          values.get("tr_ints", np.empty((0, 2), np.int32)))
+    if not points:
+        return None, trades
     if "eq_values" in values:
-        lo, hi = spans["eq_values"]
-        start = int(_cached(seg, "eq_date_starts")[local])
-        dates = _cached(seg, "eq_calendar")[start:start + hi - lo]
-        if len(dates) != hi - lo:
-            raise reader.damaged(ValueError("a curve's dates run past its calendar"))
-        equity = pd.Series(values["eq_values"], index=pd.DatetimeIndex(
-            dates.view("datetime64[ns]")), name="equity")
-    if "tr_times" in values:
-        trades = _trade_frame(values["tr_times"], values["tr_floats"], values["tr_ints"])
+        curve = values["eq_values"]
     else:
-        trades = _trade_frame(np.empty((0, 2), np.int64), np.empty((0, 5)),
-                              np.empty((0, 2), np.int32))
+        curve = _unpack_row(seg, local, points, values)
+    start = int(_cached(seg, "eq_date_starts")[local])
+    dates = _cached(seg, "eq_calendar")[start:start + points]
+    if len(dates) != points:
+        raise reader.damaged(ValueError("a curve's dates run past its calendar"))
+    equity = pd.Series(curve, index=pd.DatetimeIndex(dates.view("datetime64[ns]")),
+                       name="equity")
     return equity, trades
+
+
+def _row_spans(offsets: np.ndarray, local: int, fields: tuple[str, ...]) -> dict:
+    """{field: (lo, hi)} of one row in a ragged array, or {} when the row holds nothing."""
+    lo, hi = int(offsets[local]), int(offsets[local + 1])
+    return {field: (lo, hi) for field in fields} if hi > lo else {}
+
+
+def _packed_offsets(seg) -> dict[str, np.ndarray]:
+    """Row offsets into the packed curve arrays, derived once per segment from eq_layout."""
+    found = seg.blocks.get("eq_packed_offsets")
+    if found is None:
+        layout = _cached(seg, "eq_layout")
+        lengths = np.diff(_cached(seg, "eq_offsets"))
+        found = {}
+        for field, counts in (("eq_runs", layout[:, 1]), ("eq_steps", layout[:, 2]),
+                              ("eq_plain", np.where(layout[:, 0] == 0, lengths, 0))):
+            offsets = np.zeros(len(counts) + 1, np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            found[field] = offsets
+        seg.blocks["eq_packed_offsets"] = found
+    return found
+
+
+def _unpack_row(seg, local: int, points: int, values: dict) -> np.ndarray:
+    """One row's curve values from its packed runs, steps (or plain values) and trade units."""
+    layout = _cached(seg, "eq_layout")[local:local + 1]
+    trade_floats = values.get("tr_floats")
+    trade_lengths = np.array([0 if trade_floats is None else len(trade_floats)])
+    try:
+        return unpack_curves(np.array([points]), layout,
+                             values.get("eq_runs", np.empty((0, 3), np.int64)),
+                             values.get("eq_steps", np.empty((0, 2), np.int64)),
+                             values.get("eq_plain"), trade_lengths, trade_floats)
+    except (ValueError, IndexError) as exc:
+        raise seg.reader.damaged(exc) from None
 
 
 def _read_spans(seg, spans: dict[str, tuple[int, int]], chunks: ChunkCache
@@ -129,7 +168,7 @@ def _trade_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.
         "pnl": floats[:, 3],
         "return": floats[:, 4],
         "bars_held": ints[:, 0].astype(np.int64),
-        "exit_reason": pd.array(_REASONS[ints[:, 1]], dtype=STR),
+        "exit_reason": pd.Categorical.from_codes(ints[:, 1], dtype=EXIT_REASON_DTYPE),
     }
     return pd.DataFrame({name: columns[name] for name in TRADE_COLUMNS})
 
