@@ -16,41 +16,43 @@ JSON_COLUMNS = {"params": "params", "exit_rule": "exit_rule"}
 _EMPTY_TEXT = pd.CategoricalDtype(pd.Index([""], dtype=STR))  # note/tags when none are set
 
 
-def stats_dict(store, index, row: int, values: dict) -> dict:
-    """Identity, settings, every metric, param columns, note and tags of one backtest."""
+def stats_dict(store, index, row: int, values: list) -> dict:
+    """Identity, settings, every metric, param columns, note and tags of one backtest.
+
+    ``values`` is ``index.stat_row(row)``: times then float columns, as Python numbers.
+    Every part comes from a per-handle cache (vocabulary strings, parsed JSON copied, shared
+    Timestamps), so this is dict building only.
+    """
     vocab = store._vocab.values
-    codes = {kind: int(index.codes[kind][row]) for kind in CODE_KINDS}
-    bid = str(int(index.bids[row]))
-    note = store._notes().get(bid, {})
+    symbol, strategy, params, exit_rule, costs, settings, engine, fingerprint = \
+        index.code_block[:, row].tolist()
+    bid = str(index.bids.item(row))
+    json_value, stamp, layout = store._json, store._timestamp, index.stat_layout
     out = {
         "backtest_id": bid,
-        "symbol": vocab["symbol"][codes["symbol"]],
-        "strategy": vocab["strategy"][codes["strategy"]],
-        "params": store._json("params", codes["params"]),
-        "params_hash": vocab["params"][codes["params"]][1],
-        "exit_rule": store._json("exit_rule", codes["exit_rule"]),
-        "exit_hash": vocab["exit_rule"][codes["exit_rule"]][1],
-        "start": store._timestamp(int(values["start"])),
-        "end": store._timestamp(int(values["end"])),
-        "created_at": store._timestamp(int(values["created_at"]), utc=True),
+        "symbol": vocab["symbol"][symbol],
+        "strategy": vocab["strategy"][strategy],
+        "params": json_value("params", params),
+        "params_hash": vocab["params"][params][1],
+        "exit_rule": json_value("exit_rule", exit_rule),
+        "exit_hash": vocab["exit_rule"][exit_rule][1],
+        "start": stamp(values[0]),
+        "end": stamp(values[1]),
+        "created_at": stamp(values[2], True),
     }
-    metrics = {}
-    for name, is_param, is_metric in index.stat_layout:
-        value = float(values[name])
-        if is_param:
-            if value == value:  # NaN: a param column of another strategy
-                out[name] = value
-            continue
-        out[name] = value
-        if is_metric:
-            metrics[name] = value
-    out["metrics"] = metrics
-    out["costs"] = store._json("costs", codes["costs"])
-    out["settings"] = store._json("settings", codes["settings"])
-    out["engine_version"] = vocab["engine_version"][codes["engine_version"]]
-    out["data_fingerprint"] = vocab["data_fingerprint"][codes["data_fingerprint"]]
-    out["note"] = note.get("note", "")
-    out["tags"] = list(note.get("tags", []))
+    out.update(zip(layout.plain_names, layout.plain(values)))
+    for name, pos in layout.params:
+        value = values[pos]
+        if value == value:  # NaN: a param column of another strategy
+            out[name] = value
+    out["metrics"] = dict(zip(layout.metric_names, layout.metrics(values)))
+    out["costs"] = json_value("costs", costs)
+    out["settings"] = json_value("settings", settings)
+    out["engine_version"] = vocab["engine_version"][engine]
+    out["data_fingerprint"] = vocab["data_fingerprint"][fingerprint]
+    note = store._notes().get(bid)
+    out["note"] = note.get("note", "") if note else ""
+    out["tags"] = list(note.get("tags", [])) if note else []
     return out
 
 

@@ -6,6 +6,7 @@ and kept as one contiguous numpy array per column, so queries run at numpy speed
 """
 from __future__ import annotations
 
+import operator
 import warnings
 from dataclasses import dataclass, field
 
@@ -85,6 +86,7 @@ class LoadedSegment:
     rows: int
     bids: np.ndarray
     codes: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> global int32 codes
+    code_block: np.ndarray | None = None  # (kinds, rows) int32; ``codes`` are its rows
     key_ok: np.ndarray | None = None  # rows whose key codes could be read
     float_pos: dict[str, int] = field(default_factory=dict)
     blocks: dict[str, np.ndarray] = field(default_factory=dict)  # cached column -> values
@@ -131,15 +133,18 @@ def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
     except StoreCorruptionError as exc:
         return _damaged_segment(entry, exc, reader.attrs)
     attrs_vocab = reader.attrs["vocab"]
-    codes = {}
+    block = np.empty((len(CODE_KINDS), rows), np.int32)
     every = bool(key_ok.all())
     for j, kind in enumerate(CODE_KINDS):
         mapping = vocab.remap(kind, attrs_vocab[kind])
         column = local_codes[:, j]
-        codes[kind] = _map_codes(mapping, column) if every else np.where(
-            key_ok, mapping[np.where(key_ok, column, 0)], -1).astype(np.int32)
+        if every:
+            _map_codes(mapping, column, block[j])
+        else:
+            block[j] = np.where(key_ok, mapping[np.where(key_ok, column, 0)], -1)
     seg = LoadedSegment(name=entry["name"], entry=entry, reader=reader, error=None, rows=rows,
-                        bids=bids, codes=codes, key_ok=key_ok,
+                        bids=bids, codes=dict(zip(CODE_KINDS, block)), code_block=block,
+                        key_ok=key_ok,
                         float_pos={c: j for j, c in enumerate(reader.attrs["float_columns"])})
     if not key_ok.all():
         seg.bad_rows = ~key_ok
@@ -149,15 +154,16 @@ def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
     return seg
 
 
-def _map_codes(mapping: np.ndarray, column: np.ndarray) -> np.ndarray:
-    """Global codes of a local code column; a plain copy when local codes are global already
-    (the first segment a handle loads, e.g. a compacted store), which is twice as fast."""
+def _map_codes(mapping: np.ndarray, column: np.ndarray, out: np.ndarray) -> None:
+    """Global codes of a local code column into ``out``; a plain copy when local codes are
+    global already (the first segment a handle loads, e.g. a compacted store): twice as fast."""
     n = len(mapping)
     if n and mapping[0] == 0 and mapping[-1] == n - 1 and (n < 2 or bool(
             (mapping[1:] > mapping[:-1]).all())) and int(column.max(initial=0)) < n \
             and int(column.min(initial=0)) >= 0:
-        return np.ascontiguousarray(column)
-    return mapping[column]
+        out[:] = column
+    else:
+        np.take(mapping, column, out=out)
 
 
 def _damaged_segment(entry: dict, error: StoreCorruptionError,
@@ -216,8 +222,11 @@ class Index:
         np.cumsum(sizes, out=self.starts[1:])
         self.n = int(self.starts[-1])
         self.bids = _concat([s.bids for s in readable], np.int64)
-        self.codes = {kind: _concat([s.codes[kind] for s in readable], np.int32)
-                      for kind in CODE_KINDS}
+        #: (kinds, rows) int32 global codes; one backtest's codes are one strided gather
+        self.code_block = (readable[0].code_block if len(readable) == 1 else
+                           np.concatenate([s.code_block for s in readable], axis=1) if readable
+                           else np.empty((len(CODE_KINDS), 0), np.int32))
+        self.codes = dict(zip(CODE_KINDS, self.code_block))
         key_ok = _concat([s.key_ok for s in readable], bool)
         tomb = np.asarray(sorted(tombstones), np.int64)
         self.alive = key_ok & ~np.isin(self.bids, tomb) if len(tomb) else key_ok
@@ -230,13 +239,11 @@ class Index:
         self.float_columns = _union([list(s.float_pos) for s in readable])
         self.stat_names = [*TIME_COLUMNS, *self.float_columns]  # what a stats dict reads
         self.warm = False  # every stat column decoded and cached
+        self._stat_arrays: list[np.ndarray] = []  # the stat_names columns once warm
         self.param_columns: dict[str, str] = {}
         for seg in readable:
             self.param_columns.update(seg.reader.attrs.get("param_columns", {}))
-        #: (column, is a param column, is a metric) per float column, for stats dicts
-        self.stat_layout = [(name, name in self.param_columns,
-                             name not in self.param_columns and name not in FLOAT_LEAD)
-                            for name in self.float_columns]
+        self.stat_layout = StatLayout(self.stat_names, self.param_columns)
 
     # -- keys ---------------------------------------------------------------------------------
     @property
@@ -275,18 +282,22 @@ class Index:
 
         The first few lookups of a fresh snapshot scan the key columns (a few ms at a million
         rows) instead of sorting every key hash (~0.1 s): a process that opens the store for
-        one answer never pays for the sort; later lookups use the sorted index.
+        one answer never pays for the sort; later lookups use the sorted index. Python ints
+        throughout (``item``/``tolist``): numpy scalars cost more than the search itself.
         """
-        if self._key_index is None and self._scans < _SCANS_BEFORE_SORT:
-            self._scans += 1
-            return self._scan_latest(codes)
-        sorted_hash = self.sorted_hash
-        h = np.uint64(key_hash_scalar(codes))
-        i = int(sorted_hash.searchsorted(h, "right")) - 1
-        symbol, strategy, params, exit_rule = (self.codes[k] for k in KEY_KINDS)
-        while i >= 0 and sorted_hash[i] == h:
-            row = int(self.sorted_rows[i])
-            if (symbol[row], strategy[row], params[row], exit_rule[row]) == codes:
+        if self._key_index is None:
+            if self._scans < _SCANS_BEFORE_SORT:
+                self._scans += 1
+                return self._scan_latest(codes)
+            self._key_index = self._build_key_index()
+        sorted_hash, sorted_rows = self._key_index
+        h = key_hash_scalar(codes)
+        i = int(sorted_hash.searchsorted(np.uint64(h), "right")) - 1
+        wanted = list(codes)
+        key_block = self.code_block[:4]
+        while i >= 0 and sorted_hash.item(i) == h:
+            row = sorted_rows.item(i)
+            if key_block[:, row].tolist() == wanted:
                 return row
             i -= 1
         return -1
@@ -429,35 +440,50 @@ class Index:
                  for s in self.readable]
         return _concat(parts, bool)
 
-    def row_values(self, row: int, names: list[str], located=None) -> dict[str, object]:
-        """Values of some columns at one row: from cached columns, else one concurrent read."""
-        seg, local = located or self.locate(row)
-        out: dict[str, object] = {}
-        need_floats, need_times = [], []
-        for name in names:
-            cached = self.columns.get(name)
-            if cached is not None:
-                out[name] = cached.item(row)  # a Python number: no numpy scalar on the way
-            elif name in TIME_COLUMNS:
-                need_times.append(name)
-            elif name in seg.float_pos:
-                need_floats.append(name)
-            else:
-                out[name] = np.nan
-        if need_floats or need_times:
-            requests = []
-            if need_floats:
-                requests.append(("floats", (local, slice(None))))
-            if need_times:
-                requests.append(("times", (local, slice(None))))
-            values = seg.reader.read_many(requests)
-            if need_floats:
-                block = values.pop(0)
-                out.update({n: block[seg.float_pos[n]] for n in need_floats})
-            if need_times:
-                block = values.pop(0)
-                out.update({n: block[TIME_COLUMNS.index(n)] for n in need_times})
-        return out
+    def warm_up(self) -> None:
+        """Decode and cache every stat column (a stats dict then reads no chunk)."""
+        if not self.warm:
+            self._stat_arrays = [self.column(name) for name in self.stat_names]
+            self.warm = True
+
+    def stat_row(self, row: int) -> list:
+        """One backtest's stat_names values as Python numbers (cached columns once warm,
+        else one concurrent read of the row's time and float chunks)."""
+        if self.warm:
+            return [values.item(row) for values in self._stat_arrays]
+        seg, local = self.locate(row)
+        times, floats = seg.reader.read_many([("times", (local, slice(None))),
+                                              ("floats", (local, slice(None)))])
+        times, floats = times.tolist(), floats.tolist()
+        pos = seg.float_pos
+        return [*times, *(floats[pos[name]] if name in pos else np.nan
+                          for name in self.float_columns)]
+
+
+class StatLayout:
+    """Where a stats dict finds each stat value: positions in ``Index.stat_row``'s list.
+
+    Plain columns (initial capital, metrics) are picked with one ``itemgetter`` call; param
+    columns are few and kept only when not NaN (the columns of other strategies).
+    """
+
+    def __init__(self, stat_names: list[str], param_columns: dict[str, str]):
+        times = len(TIME_COLUMNS)
+        floats = [(pos, name) for pos, name in enumerate(stat_names) if pos >= times]
+        plain = [(pos, name) for pos, name in floats if name not in param_columns]
+        metrics = [(pos, name) for pos, name in plain if name not in FLOAT_LEAD]
+        self.plain_names = tuple(name for _, name in plain)
+        self.plain = _picker([pos for pos, _ in plain])
+        self.metric_names = tuple(name for _, name in metrics)
+        self.metrics = _picker([pos for pos, _ in metrics])
+        self.params = tuple((name, pos) for pos, name in floats if name in param_columns)
+
+
+def _picker(positions: list[int]):
+    """A callable returning the items at ``positions`` of a list, always as a tuple."""
+    if len(positions) > 1:
+        return operator.itemgetter(*positions)
+    return lambda values: tuple(values[pos] for pos in positions)
 
 
 def _segment_column(seg: LoadedSegment, name: str) -> np.ndarray:

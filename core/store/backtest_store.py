@@ -83,9 +83,9 @@ class BacktestStore:
         self._row_misses = 0
         self._params_memo: dict[tuple, tuple[str, str]] = {}
         self._exit_memo: dict[str, tuple[str, str]] = {}
-        self._json_cache: dict[tuple[str, int], Any] = {}
+        self._json_copiers: dict[str, dict[int, Any]] = {kind: {} for kind in CODE_KINDS}
         self._write_memo = KeyMemo()
-        self._stamps: dict[tuple[int, bool], pd.Timestamp] = {}
+        self._stamps: dict[bool, dict[int, pd.Timestamp]] = {False: {}, True: {}}
         self._category_cache: dict[tuple, tuple[int, pd.CategoricalDtype]] = {}
         self._chunks = _details.ChunkCache()  # decoded curve/trade chunks
         self._closed = False
@@ -147,6 +147,11 @@ class BacktestStore:
             return True
 
     def _current(self) -> Index:
+        """The index of the current manifest: one ``os.stat`` when nothing changed (local)."""
+        index = self._index
+        if index is not None and not self._refresh_interval and \
+                self._loc.manifest_token() == self._token:
+            return index
         self.refresh()
         return self._index
 
@@ -508,28 +513,24 @@ class BacktestStore:
         raise StoreCorruptionError(message)
 
     def _stats_dict(self, index: Index, row: int) -> dict:
-        seg, local = index.locate(row)
-        if seg.bad_rows is not None and seg.bad_rows[local]:
+        """The stats dict of a live row; raises when the row sits in damaged data.
+
+        The first few rows of a snapshot read their chunks; later ones warm the index (every
+        stat column decoded once) and read cached columns.
+        """
+        if index.has_bad_rows:
             self._check_damage(index, np.array([row]))
-        names = index.stat_names
         if not index.warm:
             self._row_misses += 1
             if self._row_misses > _ROW_MISSES_BEFORE_WARM:
-                self._warm(index)
-        values = index.row_values(row, names, (seg, local))
-        if seg.bad_rows is not None and seg.bad_rows[local]:  # found while warming
-            self._check_damage(index, np.array([row]))
-        return _frames.stats_dict(self, index, row, values)
-
-    def _warm(self, index: Index) -> None:
-        if not index.warm:
-            for name in index.stat_names:
-                index.column(name)
-            index.warm = True
+                index.warm_up()
+                if index.has_bad_rows:  # damage found while warming
+                    self._check_damage(index, np.array([row]))
+        return _frames.stats_dict(self, index, row, index.stat_row(row))
 
     def _frame(self, index: Index, rows: np.ndarray, compact_params: bool = False) -> pd.DataFrame:
         """A stats table of ``rows``; rows whose data turns out damaged are left out (warned)."""
-        self._warm(index)
+        index.warm_up()
         rows = self._check_damage(index, rows, skip=True)
         return _frames.stats_frame(self, index, rows, compact_params)
 
@@ -547,28 +548,38 @@ class BacktestStore:
 
     def _timestamp(self, ns: int, utc: bool = False) -> pd.Timestamp:
         """A Timestamp for ``ns`` (shared: Timestamps are immutable and dates repeat a lot)."""
-        found = self._stamps.get((ns, utc))
+        stamps = self._stamps[utc]
+        found = stamps.get(ns)
         if found is None:
-            if len(self._stamps) > 65_536:
-                self._stamps.clear()
-            found = self._stamps[(ns, utc)] = pd.Timestamp(ns, tz="UTC" if utc else None)
+            if len(stamps) > 65_536:
+                stamps.clear()
+            found = stamps[ns] = pd.Timestamp(ns, tz="UTC" if utc else None)
         return found
 
     def _json(self, kind: str, code: int) -> Any:
-        """Parsed canonical JSON of a vocabulary entry; callers get a fresh copy each time.
+        """Parsed canonical JSON of a vocabulary entry; callers get a fresh copy each time."""
+        copier = self._json_copiers[kind].get(code)
+        if copier is None:
+            copier = self._json_copier(kind, code)
+        return copier()
+
+    def _json_copier(self, kind: str, code: int):
+        """A callable returning a fresh copy of a vocabulary entry's parsed JSON (cached).
 
         The entries are flat dicts (params, costs, settings) or lists of flat dicts (exit
-        rules), so a copy of each dict is a full copy.
+        rules), so a copy of each dict is a full copy; parsing once and copying is ~10x
+        cheaper than parsing per call.
         """
-        key = (kind, code)
-        parsed = self._json_cache.get(key)
-        if parsed is None:
-            value = self._vocab.values[kind][code]
-            parsed = self._json_cache[key] = json.loads(value[0] if isinstance(value, tuple)
-                                                        else value)
-        if isinstance(parsed, list):
-            return [dict(item) if isinstance(item, dict) else item for item in parsed]
-        return dict(parsed) if isinstance(parsed, dict) else parsed
+        value = self._vocab.values[kind][code]
+        parsed = json.loads(value[0] if isinstance(value, tuple) else value)
+        if isinstance(parsed, dict):
+            copier = parsed.copy
+        elif isinstance(parsed, list):
+            copier = functools.partial(_copy_list, parsed)
+        else:
+            copier = functools.partial(_same, parsed)
+        self._json_copiers[kind][code] = copier
+        return copier
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.count()} backtests"
@@ -628,6 +639,14 @@ def _as_list(value) -> list | None:
     if value is None:
         return None
     return [value] if isinstance(value, str) else list(value)
+
+
+def _copy_list(items: list) -> list:
+    return [item.copy() if isinstance(item, dict) else item for item in items]
+
+
+def _same(value):
+    return value
 
 
 def _bounded_put(memo: dict, key, value) -> None:
