@@ -48,7 +48,11 @@ class SegmentData:
     eq_offsets: np.ndarray | None = None  # int64 (rows + 1): values of row i at [o[i], o[i+1])
     eq_date_starts: np.ndarray | None = None  # int64 (rows): where row i's dates start ...
     eq_calendar: np.ndarray | None = None  # int64 ns: ... in these distinct date arrays
-    eq_values: np.ndarray | None = None  # float64
+    eq_values: np.ndarray | None = None  # float64, every curve (format 1; before packing)
+    eq_layout: np.ndarray | None = None  # int64 (rows, 3): codec, runs, steps (_curvecodec)
+    eq_runs: np.ndarray | None = None  # int64 (runs, 3): length, trade index, anchor bits
+    eq_steps: np.ndarray | None = None  # int64 (steps, 2): price-grid step k, residual ULPs
+    eq_plain: np.ndarray | None = None  # float64: values of curves kept plain
     tr_offsets: np.ndarray | None = None  # int64 (rows + 1)
     tr_times: np.ndarray | None = None  # int64 ns (trades, 2)
     tr_floats: np.ndarray | None = None  # float64 (trades, 5)
@@ -262,9 +266,9 @@ class _ResultsEncoder:
         data = SegmentData(rows=self.n, vocab=_vocab_lists(self.vocabs), codes=self.codes,
                            times=self.times, float_columns=columns,
                            floats=np.ascontiguousarray(floats), param_columns=self.param_names)
-        attach_curves(data, self.curves)
         if self.trade_columns:
             self._attach_trades(data)
+        attach_curves(data, self.curves)  # after the trades: the curve codec reads them
         return data
 
     def _attach_trades(self, data: SegmentData) -> None:
@@ -299,6 +303,7 @@ class KeyMemo:
         self._exits: dict[str, tuple[str, str]] = {}
         self._json: dict[str, str] = {}
         self.bare_names: dict[str, dict[str, str]] = {}
+        self._canons: dict[str, _keys.ParamsCanon] = {}  # strategy -> per-value canonicaliser
 
     def symbol(self, symbol: Any) -> str:
         found = self._symbols.get(symbol) if isinstance(symbol, str) else None
@@ -326,16 +331,23 @@ class KeyMemo:
         key = (strategy, repr(params))  # cheap memo key; equal reprs mean equal values
         found = self._params.get(key)
         if found is None:
-            try:
-                canonical = _keys.canonical_params(strategy, params)
-            except Exception:
-                _json_text(params, "params", where)  # a value JSON cannot hold: say so first
-                raise
-            columns = _keys.strategies().param_columns(strategy, canonical)
-            text = canonical_json(canonical)
-            found = (text, _hash_of_json(text), {c: float(v) for c, v in columns.items()})
+            canon = self._canons.get(strategy)
+            if canon is None:
+                canon = self._canons[strategy] = _keys.ParamsCanon(strategy)
+            found = canon.key(params) or self._registry_params(strategy, params, where)
             self._params[key] = found
         return found
+
+    def _registry_params(self, strategy: str, params: dict, where: str) -> tuple[str, str, dict]:
+        """The registry's own validation: the reference path, and the one naming errors."""
+        try:
+            canonical = _keys.canonical_params(strategy, params)
+        except Exception:
+            _json_text(params, "params", where)  # a value JSON cannot hold: say so first
+            raise
+        columns = _keys.strategies().param_columns(strategy, canonical)
+        text = canonical_json(canonical)
+        return text, _hash_of_json(text), {c: float(v) for c, v in columns.items()}
 
     def exit(self, exit_rule: Any, where: str) -> tuple[str, str]:
         raw = repr(exit_rule)
