@@ -238,8 +238,11 @@ class Index:
         self.columns: dict[str, np.ndarray] = {}
         self.float_columns = _union([list(s.float_pos) for s in readable])
         self.stat_names = [*TIME_COLUMNS, *self.float_columns]  # what a stats dict reads
-        self.warm = False  # every stat column decoded and cached
-        self._stat_arrays: list[np.ndarray] = []  # the stat_names columns once warm
+        self.warm = False  # every stat column decoded and cached in the two blocks below
+        self.time_block: np.ndarray | None = None  # (3, rows) int64 ns, once warm
+        self.float_block: np.ndarray | None = None  # (float columns, rows) float64, once warm
+        #: some rows sit in damaged chunks (found while loading keys or columns)
+        self.has_bad_rows = any(seg.bad_rows is not None for seg in readable)
         self.param_columns: dict[str, str] = {}
         for seg in readable:
             self.param_columns.update(seg.reader.attrs.get("param_columns", {}))
@@ -423,16 +426,17 @@ class Index:
         """A whole column (float or time) over every row, decoded once and cached."""
         found = self.columns.get(name)
         if found is None:
-            parts = [_segment_column(seg, name) for seg in self.readable]
-            found = self.columns[name] = _concat(parts, np.int64 if name in TIME_COLUMNS
-                                                 else np.float64)
-            for seg, lo, hi in zip(self.readable, self.starts[:-1], self.starts[1:]):
-                seg.blocks[name] = found[lo:hi]  # keep views: no second copy in memory
+            dtype = np.int64 if name in TIME_COLUMNS else np.float64
+            found = _concat([_segment_column(seg, name) for seg in self.readable], dtype)
+            self._keep(name, found)
         return found
 
-    @property
-    def has_bad_rows(self) -> bool:
-        return any(seg.bad_rows is not None for seg in self.readable)
+    def _keep(self, name: str, values: np.ndarray) -> None:
+        """Cache a column; segments keep views of it (no second copy in memory)."""
+        self.columns[name] = values
+        for seg, lo, hi in zip(self.readable, self.starts[:-1], self.starts[1:]):
+            seg.blocks[name] = values[lo:hi]
+        self.has_bad_rows = any(seg.bad_rows is not None for seg in self.readable)
 
     def damaged_rows(self) -> np.ndarray:
         """Rows whose data failed a checksum while loading columns (or keys)."""
@@ -441,16 +445,33 @@ class Index:
         return _concat(parts, bool)
 
     def warm_up(self) -> None:
-        """Decode and cache every stat column (a stats dict then reads no chunk)."""
+        """Decode every stat column into two row-major blocks (one row per column).
+
+        Each column stays contiguous (queries scan it at numpy speed), and one backtest's
+        values are one strided ``tolist`` per block instead of a call per column.
+        """
         if not self.warm:
-            self._stat_arrays = [self.column(name) for name in self.stat_names]
+            self.time_block = self._block(TIME_COLUMNS, np.int64)
+            self.float_block = self._block(self.float_columns, np.float64)
             self.warm = True
 
+    def _block(self, names, dtype) -> np.ndarray:
+        block = np.empty((len(names), self.n), dtype)
+        for j, name in enumerate(names):
+            cached = self.columns.get(name)
+            if cached is not None:
+                block[j] = cached
+            elif self.readable:
+                np.concatenate([_segment_column(seg, name) for seg in self.readable],
+                               out=block[j])
+            self._keep(name, block[j])
+        return block
+
     def stat_row(self, row: int) -> list:
-        """One backtest's stat_names values as Python numbers (cached columns once warm,
-        else one concurrent read of the row's time and float chunks)."""
+        """One backtest's stat_names values as Python numbers (the blocks once warm, else one
+        concurrent read of the row's time and float chunks)."""
         if self.warm:
-            return [values.item(row) for values in self._stat_arrays]
+            return self.time_block[:, row].tolist() + self.float_block[:, row].tolist()
         seg, local = self.locate(row)
         times, floats = seg.reader.read_many([("times", (local, slice(None))),
                                               ("floats", (local, slice(None)))])
