@@ -1,4 +1,4 @@
-"""Equity curves of a batch: checked on the way in, laid out as segment arrays."""
+"""Equity curves of a batch: checked on the way in, laid out and packed as segment arrays."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -7,9 +7,14 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ValidationError
+from core.store import _curvecodec as codec
+from core.store._format import TRADE_FLOAT_COLUMNS
 
 if TYPE_CHECKING:
     from core.store._encode import SegmentData, _Ragged
+
+
+_UNITS = TRADE_FLOAT_COLUMNS.index("units")
 
 
 class Calendars:
@@ -86,6 +91,11 @@ def _curve_dates(index: Any, where: str) -> np.ndarray:
 
 
 def attach_curves(data: SegmentData, curves: _Ragged) -> None:
+    """Lay out a batch's curves (dates once per distinct calendar) and pack their values.
+
+    Call it after the trade logs are attached: the codec locates each curve's held runs from
+    its trades.
+    """
     if curves.parts:
         calendars = Calendars()
         starts = np.zeros(len(curves.lengths), np.int64)
@@ -95,5 +105,41 @@ def attach_curves(data: SegmentData, curves: _Ragged) -> None:
         data.eq_date_starts = starts
         data.eq_calendar = calendars.concat()
         data.eq_values = curves.concat(1)
+        pack_curves(data)
 
 
+def pack_curves(data: SegmentData) -> None:
+    """Replace ``data.eq_values`` (every curve's values) by the codec's lossless packed arrays."""
+    if data.eq_values is None:
+        return
+    lengths = np.diff(data.eq_offsets)
+    if data.tr_offsets is not None:
+        trade_lengths = np.diff(data.tr_offsets)
+        trade_rows = np.repeat(np.arange(data.rows), trade_lengths)
+        positions = [codec.trade_positions(lengths, data.eq_date_starts, data.eq_calendar,
+                                           trade_rows, data.tr_times[:, j]) for j in (0, 1)]
+        units = data.tr_floats[:, _UNITS]
+    else:
+        trade_lengths = np.zeros(data.rows, np.int64)
+        positions = [np.empty(0, np.int64)] * 2
+        units = np.empty(0)
+    packed = codec.encode(data.eq_values, lengths, trade_lengths, *positions, units)
+    data.eq_layout = packed.layout
+    data.eq_runs, data.eq_steps, data.eq_plain = (  # an empty array is not written
+        part if len(part) else None for part in (packed.runs, packed.steps, packed.plain))
+    data.eq_values = None
+
+
+def unpack_curves(lengths: np.ndarray, layout: np.ndarray, runs: np.ndarray | None,
+                  steps: np.ndarray | None, plain: np.ndarray | None, trade_lengths: np.ndarray,
+                  trade_floats: np.ndarray | None) -> np.ndarray:
+    """Every curve's values from the packed arrays (ValueError when they disagree: damage).
+
+    Arrays a segment did not write (nothing to hold) are given as None.
+    """
+    packed = codec.PackedCurves(
+        layout=layout, runs=runs if runs is not None else np.empty((0, 3), np.int64),
+        steps=steps if steps is not None else np.empty((0, 2), np.int64),
+        plain=plain if plain is not None else np.empty(0))
+    units = trade_floats[:, _UNITS] if trade_floats is not None else np.empty(0)
+    return codec.decode(lengths, packed, trade_lengths, units)

@@ -82,18 +82,16 @@ def _row_spans(offsets: np.ndarray, local: int, fields: tuple[str, ...]) -> dict
 
 def _packed_offsets(seg) -> dict[str, np.ndarray]:
     """Row offsets into the packed curve arrays, derived once per segment from eq_layout."""
-    found = seg.blocks.get("eq_packed_offsets")
-    if found is None:
+    fields = ("eq_runs", "eq_steps", "eq_plain")
+    if f"{fields[0]}_offsets" not in seg.blocks:
         layout = _cached(seg, "eq_layout")
         lengths = np.diff(_cached(seg, "eq_offsets"))
-        found = {}
-        for field, counts in (("eq_runs", layout[:, 1]), ("eq_steps", layout[:, 2]),
-                              ("eq_plain", np.where(layout[:, 0] == 0, lengths, 0))):
-            offsets = np.zeros(len(counts) + 1, np.int64)
-            np.cumsum(counts, out=offsets[1:])
-            found[field] = offsets
-        seg.blocks["eq_packed_offsets"] = found
-    return found
+        counts = (layout[:, 1], layout[:, 2], np.where(layout[:, 0] == 0, lengths, 0))
+        for field, count in zip(fields, counts):
+            offsets = np.zeros(len(count) + 1, np.int64)
+            np.cumsum(count, out=offsets[1:])
+            seg.blocks[f"{field}_offsets"] = offsets
+    return {field: seg.blocks[f"{field}_offsets"] for field in fields}
 
 
 def _unpack_row(seg, local: int, points: int, values: dict) -> np.ndarray:
@@ -102,10 +100,9 @@ def _unpack_row(seg, local: int, points: int, values: dict) -> np.ndarray:
     trade_floats = values.get("tr_floats")
     trade_lengths = np.array([0 if trade_floats is None else len(trade_floats)])
     try:
-        return unpack_curves(np.array([points]), layout,
-                             values.get("eq_runs", np.empty((0, 3), np.int64)),
-                             values.get("eq_steps", np.empty((0, 2), np.int64)),
-                             values.get("eq_plain"), trade_lengths, trade_floats)
+        return unpack_curves(np.array([points]), layout, values.get("eq_runs"),
+                             values.get("eq_steps"), values.get("eq_plain"), trade_lengths,
+                             trade_floats)
     except (ValueError, IndexError) as exc:
         raise seg.reader.damaged(exc) from None
 

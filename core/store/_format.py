@@ -1,4 +1,4 @@
-"""On-disk layout of the backtest store (format version 1). See docs/store.md.
+"""On-disk layout of the backtest store (format version 2). See docs/store.md.
 
 A store is a Zarr v3 group whose root attributes carry ``hindsight_store.format_version``. Every
 write lands as one immutable *segment* group under ``segments/`` holding a few 1-D/2-D arrays;
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from core.types import METRIC_NAMES, TRADE_COLUMNS
 
-FORMAT_VERSION = 1
+#: 2: equity curves packed by the curve codec (eq_layout, eq_runs, eq_steps, eq_plain); format 1
+#: segments (every curve's values in eq_values) are still read.
+FORMAT_VERSION = 2
 FORMAT_NAME = "hindsight-backtest-store"
 ROOT_ATTR = "hindsight_store"
 SEGMENT_ATTR = "hindsight_segment"

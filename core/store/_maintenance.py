@@ -5,7 +5,7 @@ import numpy as np
 
 from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
-from core.store._curves import Calendars
+from core.store._curves import Calendars, pack_curves, unpack_curves
 from core.store._encode import SegmentData
 from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
 from core.store._index import entry_bids
@@ -107,6 +107,7 @@ def merge_segments(entries: list[dict], readers: list[SegmentReader],
     _merge_ragged(data, parts, keeps, "eq", ("eq_values",))
     _merge_calendars(data, parts, keeps)
     _merge_ragged(data, parts, keeps, "tr", ("tr_times", "tr_floats", "tr_ints"))
+    pack_curves(data)
     return data
 
 
@@ -116,7 +117,21 @@ def _read_all(entry: dict, reader: SegmentReader) -> dict:
     part = dict(zip(names, values))
     part["attrs"] = reader.attrs
     part["bids"] = entry_bids(entry, reader)
+    if "eq_layout" in part:
+        try:
+            part["eq_values"] = _unpacked(part)
+        except (ValueError, IndexError) as exc:
+            raise reader.damaged(exc) from None
     return part
+
+
+def _unpacked(part: dict) -> np.ndarray:
+    """Every curve of a segment read whole, as float64 values (one vectorised decode)."""
+    lengths = np.diff(part["eq_offsets"])
+    trade_lengths = (np.diff(part["tr_offsets"]) if "tr_offsets" in part
+                     else np.zeros(len(lengths), np.int64))
+    return unpack_curves(lengths, part["eq_layout"], part.get("eq_runs"), part.get("eq_steps"),
+                         part.get("eq_plain"), trade_lengths, part.get("tr_floats"))
 
 
 def _merge_codes(parts: list[dict], keeps: list[np.ndarray]) -> tuple[dict, np.ndarray]:
@@ -179,7 +194,11 @@ def _merge_ragged(data: SegmentData, parts: list[dict], keeps: list[np.ndarray],
 
 
 def _merge_calendars(data: SegmentData, parts: list[dict], keeps: list[np.ndarray]) -> None:
-    """Each kept curve's dates re-pointed into one deduplicated calendar."""
+    """Each kept curve's dates re-pointed into one deduplicated calendar.
+
+    Curves point at (start, length) slices of their segment's calendar; each distinct slice
+    is looked up once, and rows take its new start by their slice's code.
+    """
     if data.eq_offsets is None:
         return
     calendars = Calendars()
@@ -188,13 +207,16 @@ def _merge_calendars(data: SegmentData, parts: list[dict], keeps: list[np.ndarra
         if "eq_offsets" not in part:
             starts.append(np.zeros(int(keep.sum()), np.int64))
             continue
-        lengths = np.diff(part["eq_offsets"])
-        old_starts = part["eq_date_starts"]
+        lengths = np.diff(part["eq_offsets"])[keep]
+        old_starts = part["eq_date_starts"][keep]
         new_starts = np.zeros(len(lengths), np.int64)
-        for row in np.flatnonzero(keep & (lengths > 0)):
-            dates = part["eq_calendar"][old_starts[row]:old_starts[row] + lengths[row]]
-            new_starts[row] = calendars.start_of(dates)
-        starts.append(new_starts[keep])
+        has = lengths > 0
+        slices, codes = np.unique(np.stack([old_starts[has], lengths[has]], axis=1), axis=0,
+                                  return_inverse=True)
+        moved = np.array([calendars.start_of(part["eq_calendar"][lo:lo + n])
+                          for lo, n in slices], np.int64)
+        new_starts[has] = moved[codes.reshape(-1)] if len(moved) else 0
+        starts.append(new_starts)
     data.eq_date_starts = np.concatenate(starts)
     data.eq_calendar = calendars.concat()
 
@@ -342,4 +364,9 @@ def _check_structure(reader: SegmentReader, values: dict) -> list[str]:
         lengths = np.diff(values["eq_offsets"])
         if ((starts < 0) | (starts + lengths > len(calendar))).any():
             problems.append("eq_date_starts point outside eq_calendar")
+    if "eq_layout" in values and "eq_offsets" in values and not problems:
+        try:
+            _unpacked(values)
+        except (ValueError, IndexError, KeyError) as exc:
+            problems.append(f"equity curves cannot be decoded: {exc}")
     return problems

@@ -218,6 +218,8 @@ class BacktestStore:
 
     def _write_manifest(self, doc: dict) -> None:
         doc["version"] = int(doc.get("version", 0)) + 1
+        # this code writes format-FORMAT_VERSION segments: older readers must refuse the store
+        doc["format_version"] = max(int(doc.get("format_version", 0)), FORMAT_VERSION)
         self._loc.write_manifest(doc)
         crash_point("manifest_replaced")
 

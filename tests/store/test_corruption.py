@@ -71,10 +71,10 @@ def test_flipped_byte_in_metrics(damaged_setup):
 
 def test_truncated_curve_chunk(damaged_setup):
     store_path, segment, bad_id = damaged_setup
-    chunk = segment_dir(store_path, segment) / "eq_values" / "c" / "0"
+    chunk = segment_dir(store_path, segment) / "eq_plain" / "c" / "0"  # random curves: plain
     chunk.write_bytes(chunk.read_bytes()[:-9])
     handle = open_store(store_path, mode="r")
-    check_reported(handle, segment, "eq_values")
+    check_reported(handle, segment, "eq_plain")
     with pytest.raises(StoreCorruptionError, match=segment):
         handle.get_detailed_results(bad_id)
     assert handle.get_stats("BAD", "rsi_meanrev", {})["symbol"] == "BAD"  # stats undamaged
