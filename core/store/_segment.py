@@ -27,7 +27,7 @@ from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
 from core.store._encode import SegmentData
 from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNKS, ROW_CHUNK,
-                                SEGMENT_ATTR, SEGMENTS_DIR, SHARD_CHUNKS)
+                                SEGMENT_ATTR, SEGMENTS_DIR, SHARD_CHUNKS, WRITE_LEVEL)
 
 READ_CONFIG = {"read_missing_chunks": False}
 FUSED_PIPELINE = "zarr.core.codec_pipeline.FusedCodecPipeline"
@@ -36,6 +36,8 @@ RAGGED_FIELDS = ("eq_calendar", "eq_values", "eq_runs", "eq_steps", "eq_plain", 
                  "tr_floats", "tr_ints")
 #: The array holding a segment's vocabularies as JSON bytes.
 VOCAB_ARRAY = "vocab"
+#: pcodec level of the ragged arrays in a fresh write (see ``array_level``).
+RAGGED_WRITE_LEVEL = 0
 #: zstd level of the vocabulary chunk (level 1: 2x faster than 3 and as small on params JSON).
 VOCAB_LEVEL = 1
 _ZSTD = Zstd(level=VOCAB_LEVEL)
@@ -206,8 +208,20 @@ def _segment_files(name: str, data: SegmentData, level: int) -> list[list[tuple[
     head = [(f"{path}/zarr.json",
              group.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()),
             *_vocab_files(f"{path}/{VOCAB_ARRAY}", vocab)]
-    return [head] + [_array_files(f"{path}/{field}", field, getattr(data, field), level)
+    return [head] + [_array_files(f"{path}/{field}", field, getattr(data, field),
+                                  array_level(field, level))
                      for field in ARRAY_FIELDS if getattr(data, field) is not None]
+
+
+def array_level(field: str, level: int) -> int:
+    """pcodec level of one array: a fresh write (``WRITE_LEVEL``) keeps the ragged curve and
+    trade arrays at ``RAGGED_WRITE_LEVEL``; any other level (compaction's) applies to all.
+
+    A sweep batch holds ~27 trades x 9 columns per backtest: at level 4 their compression
+    alone took ~70% of ``store_many``; level 0 takes a third of that for ~50% more bytes
+    (9.5 instead of 6.2 MB per 10,000-row sweep batch), which compaction packs densely again.
+    """
+    return RAGGED_WRITE_LEVEL if level == WRITE_LEVEL and field in RAGGED_FIELDS else level
 
 
 def _put_files(zstore, files: list[tuple[str, bytes]]) -> None:
