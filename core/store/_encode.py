@@ -511,29 +511,43 @@ def _checked_trades(trades: Any, where: str) -> list | None:
 
 
 def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(times int64 (k,2), floats float64 (k,5), ints int32 (k,2)) of a trade log."""
+    """(times int64 (k,2), floats float64 (k,5), ints int32 (k,2)) of a trade log.
+
+    The blocks are column-major: each column is filled and later compressed chunk by chunk
+    without a strided copy.
+    """
     missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
     if missing:
         raise ValidationError(f"{where}: trades miss columns {missing}; expected "
                               f"{list(TRADE_COLUMNS)}.")
     k = len(trades)
-    times = np.empty((k, 2), np.int64)
+    times = np.empty((k, 2), np.int64, order="F")
     for j, column in enumerate(TRADE_TIME_COLUMNS):
         times[:, j] = _datetime_ns(trades[column], f"trades.{column}", where)
-    floats = np.empty((k, len(TRADE_FLOAT_COLUMNS)), np.float64)
+    floats = np.empty((k, len(TRADE_FLOAT_COLUMNS)), np.float64, order="F")
     try:
         for j, column in enumerate(TRADE_FLOAT_COLUMNS):
             floats[:, j] = trades[column].to_numpy(dtype=np.float64)
-        bars = trades["bars_held"].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         raise ValidationError(f"{where}: trade prices, units, pnl, return and bars_held must be "
                               "numbers.") from None
-    if not np.isfinite(bars).all() or (bars != np.round(bars)).any() or (bars < 0).any():
-        raise ValidationError(f"{where}: trades.bars_held must be whole non-negative numbers.")
-    ints = np.empty((k, 2), np.int32)
-    ints[:, 0] = bars
+    ints = np.empty((k, 2), np.int32, order="F")
+    ints[:, 0] = _bars_held(trades["bars_held"], where)
     ints[:, 1] = _reason_codes(trades["exit_reason"], where)
     return times, floats, ints
+
+
+def _bars_held(column: pd.Series, where: str) -> np.ndarray:
+    """Whole non-negative bar counts (an integer column needs only its sign and size checked)."""
+    try:
+        bars = column.to_numpy(dtype=None if column.dtype.kind in "iu" else np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: trade prices, units, pnl, return and bars_held must be "
+                              "numbers.") from None
+    whole = bars.dtype.kind in "iu" or (np.isfinite(bars).all() and (bars == np.round(bars)).all())
+    if not whole or (bars < 0).any() or (bars > np.iinfo(np.int32).max).any():
+        raise ValidationError(f"{where}: trades.bars_held must be whole non-negative numbers.")
+    return bars
 
 
 def _datetime_ns(column: pd.Series, what: str, where: str) -> np.ndarray:
@@ -616,7 +630,7 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> Segme
         raise ValidationError(f"Batch row {row}: end is before start.")
     param_names = _table_param_columns(table, vocab["strategy"])
     float_columns = [*FLOAT_LEAD, *METRICS, *param_names]
-    floats = np.empty((n, len(float_columns)), np.float64)
+    floats = np.empty((n, len(float_columns)), np.float64, order="F")  # filled by column
     floats[:, 0] = _table_capital(table)
     for j, column in enumerate(float_columns[1:], start=1):
         floats[:, j] = _numeric(table[column], column)
