@@ -113,7 +113,8 @@ def encode(values: np.ndarray, lengths: np.ndarray, trade_lengths: np.ndarray,
 
     ``entry_pos``/``exit_pos`` index each trade's entry and exit in its row's curve (trades of
     row i are the ``trade_lengths[i]`` ones after those of earlier rows): the position is held
-    over ``[entry, exit)``. Rows whose packing would not be exact fall back to plain values.
+    over ``[entry, exit)`` and the value is flat from ``exit`` to the next entry. Rows whose
+    packing would not be exact fall back to plain values.
     """
     lengths = np.asarray(lengths, np.int64)
     plain_rows = np.zeros(len(lengths), bool)
@@ -137,7 +138,9 @@ def _encode(values, lengths, trade_lengths, entry_pos, exit_pos, units, code, fo
         q_all = units * TICKS[code]
     a = np.asarray(entry_pos, np.int64)
     b = np.asarray(exit_pos, np.int64)
-    valid = (a < b) & np.isfinite(q_all) & (q_all != 0)
+    # a trade opened and closed on one bar holds nothing but still splits the flat run
+    steps_ok = np.isfinite(q_all) & (q_all != 0)
+    valid = (a <= b) & (a < lengths[trade_row]) & ((a == b) | steps_ok)
     ok = (lengths > 0) & ~forced_plain
     # Held spans of one row must not overlap; a row whose spans do is kept plain.
     held = np.flatnonzero(valid)
