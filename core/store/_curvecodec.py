@@ -117,19 +117,18 @@ def encode(values: np.ndarray, lengths: np.ndarray, trade_lengths: np.ndarray,
     packing would not be exact fall back to plain values.
     """
     lengths = np.asarray(lengths, np.int64)
-    plain_rows = np.zeros(len(lengths), bool)
-    packed = _encode(values, lengths, trade_lengths, entry_pos, exit_pos, units, code,
-                     plain_rows)
-    decoded = decode(lengths, packed, trade_lengths, units).view(np.int64)
-    if not np.array_equal(decoded, values.view(np.int64)):  # e.g. a flat run that moves
-        plain_rows |= _row_any(decoded != values.view(np.int64), lengths)
-        packed = _encode(values, lengths, trade_lengths, entry_pos, exit_pos, units, code,
-                         plain_rows)
-    return packed
+    ok, runs, steps, run_row = _pack(values, lengths, trade_lengths, entry_pos, exit_pos, units,
+                                     code)
+    while True:
+        packed = _assemble(values, lengths, ok, runs, steps, run_row, code)
+        decoded = decode(lengths, packed, trade_lengths, units).view(np.int64)
+        if np.array_equal(decoded, values.view(np.int64)):
+            return packed
+        ok &= ~_row_any(decoded != values.view(np.int64), lengths)  # e.g. a flat run that moves
 
 
-def _encode(values, lengths, trade_lengths, entry_pos, exit_pos, units, code, forced_plain
-            ) -> PackedCurves:
+def _pack(values, lengths, trade_lengths, entry_pos, exit_pos, units, code):
+    """(rows that fit, runs, steps, row of each run): the packing before rows are dropped."""
     rows = len(lengths)
     trade_lengths = np.asarray(trade_lengths, np.int64)
     trade_row = np.repeat(np.arange(rows), trade_lengths)
@@ -141,14 +140,14 @@ def _encode(values, lengths, trade_lengths, entry_pos, exit_pos, units, code, fo
     # a trade opened and closed on one bar holds nothing but still splits the flat run
     steps_ok = np.isfinite(q_all) & (q_all != 0)
     valid = (a <= b) & (a < lengths[trade_row]) & ((a == b) | steps_ok)
-    ok = (lengths > 0) & ~forced_plain
+    ok = lengths > 0
     # Held spans of one row must not overlap; a row whose spans do is kept plain.
     held = np.flatnonzero(valid)
     same_row = trade_row[held[1:]] == trade_row[held[:-1]]
     ok[trade_row[held[1:]][same_row & (a[held[1:]] < b[held[:-1]])]] = False
     runs, steps, run_row = _runs_and_steps(values, lengths, ok, trade_row, trade_index,
                                            valid & ok[trade_row], a, b, q_all)
-    return _assemble(values, lengths, ok, runs, steps, run_row, code)
+    return ok, runs, steps, run_row
 
 
 def _runs_and_steps(values, lengths, ok, trade_row, trade_index, valid, a, b, q_all):
@@ -188,9 +187,7 @@ def _runs_and_steps(values, lengths, ok, trade_row, trade_index, valid, a, b, q_
     run_len, run_trade, run_q = item_len[keep], item_trade[keep], q_item[keep]
     run_row = np.repeat(ok_rows, items)[keep]
 
-    point_rows = ok_rows if len(ok_rows) < rows else None
-    grid_values = values if point_rows is None else values[
-        ragged_index(starts_of(lengths)[ok_rows], lengths[ok_rows])]
+    grid_values = values if len(ok_rows) == rows else values[np.repeat(ok, lengths)]
     bits = grid_values.view(np.int64)
     run_start = starts_of(run_len)
     anchor_bits = bits[run_start] if len(run_start) else np.empty(0, np.int64)
@@ -237,7 +234,7 @@ def _assemble(values, lengths, ok, runs, steps, run_row, code) -> PackedCurves:
     if plain_rows.all() or not plain_rows.any():
         plain = values.copy() if plain_rows.any() else np.empty(0)
     else:
-        plain = values[ragged_index(starts_of(lengths)[plain_rows], lengths[plain_rows])]
+        plain = values[np.repeat(plain_rows, lengths)]
     return PackedCurves(layout=layout, runs=np.ascontiguousarray(runs),
                         steps=np.ascontiguousarray(steps), plain=plain)
 
@@ -289,9 +286,9 @@ def decode(lengths: np.ndarray, packed: PackedCurves, trade_lengths: np.ndarray,
     if not plain_rows.any():
         return bits.view(np.float64)
     out = np.empty(int(lengths.sum()), np.int64)
-    out[ragged_index(starts_of(lengths)[plain_rows], lengths[plain_rows])] = \
-        packed.plain.view(np.int64)
-    out[ragged_index(starts_of(lengths)[grid], lengths[grid])] = bits
+    grid_points = np.repeat(grid, lengths)
+    out[grid_points] = bits
+    out[~grid_points] = packed.plain.view(np.int64)
     return out.view(np.float64)
 
 
