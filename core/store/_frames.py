@@ -1,9 +1,12 @@
 """Build the store's outputs: the stats dict of one backtest and stats tables."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.api.internals import create_dataframe_from_blocks
 
 from core.store._format import CODE_KINDS, FLOAT_LEAD, METRICS, TIME_COLUMNS
 
@@ -57,39 +60,78 @@ def stats_dict(store, index, row: int, values: list) -> dict:
 
 
 def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.DataFrame:
-    """One row per given global row: ids, key, dates, metrics, param columns, note, tags."""
+    """One row per given global row: ids, key, dates, metrics, param columns, note, tags.
+
+    ``index`` must be warm. The float columns are gathered from the index's float block in
+    one call and become ONE 2-D pandas block (placed at their table positions), start/end
+    one datetime block; the frame is assembled from blocks, so pandas neither stacks
+    columns nor checks them.
+    """
     rows = np.asarray(rows, np.int64)
     every_row = len(rows) == index.n and index.n > 0 and rows[0] == 0 and bool(
         (np.diff(rows) == 1).all())  # every row, in order: a plain copy beats a gather
-    take = (lambda values: values.copy()) if every_row else (lambda values: values[rows])
+    codes = dict(zip(CODE_KINDS, _gather(index.code_block, rows, every_row)))
+    times = _gather(index.time_block, rows, every_row)
+    floats = _gather(index.float_block, rows, every_row)
+    bids = index.bids.copy() if every_row else index.bids[rows]
     vocab = store._vocab.values
-    data: dict[str, object] = {"backtest_id": _id_strings(take(index.bids))}
-    for column in ("symbol", "strategy"):
-        data[column] = _categorical(take(index.codes[column]), vocab[column], column, store)
-    for column, kind in JSON_COLUMNS.items():
-        data[column] = _categorical(take(index.codes[kind]), vocab[kind], kind, store, part=0)
-    for name in TIME_COLUMNS[:2]:
-        data[name] = _datetimes(take(index.column(name)))
-    metric_names = [c for c in index.float_columns if c not in index.param_columns
-                    and c not in FLOAT_LEAD]
-    for name in metric_names:
-        data[name] = take(index.column(name))
-    for name in index.param_columns:
-        values = take(index.column(name))
-        if compact_params and len(rows) and np.isnan(values).all():
-            continue
-        data[name] = values
-    data["initial_capital"] = take(index.column("initial_capital"))
-    data["created_at"] = _datetimes(take(index.column("created_at")), utc=True)
-    data["note"], data["tags"] = _notes_columns(store._notes(), index.bids[rows])
-    for column, kind in HASH_COLUMNS.items():
-        data[column] = _categorical(take(index.codes[kind]), vocab[kind], kind, store, part=1)
-    for column in ("engine_version", "data_fingerprint"):
-        data[column] = _categorical(take(index.codes[column]), vocab[column], column, store)
-    # Every column is already a final 1-D array (ExtensionArray or numpy), so the frame is
-    # assembled without pandas' per-column checks: half the cost of a 500-row lookup table.
-    return pd.DataFrame._from_arrays(list(data.values()), pd.Index(list(data)),
-                                     pd.RangeIndex(len(rows)), verify_integrity=False)
+
+    def categorical(kind: str, part: int | None = None) -> pd.Categorical:
+        return _categorical(codes[kind], vocab[kind], kind, store, part)
+
+    head = {"backtest_id": _id_strings(bids), "symbol": categorical("symbol"),
+            "strategy": categorical("strategy"), "params": categorical("params", 0),
+            "exit_rule": categorical("exit_rule", 0)}
+    float_names, floats, placement = _float_layout(index, floats, compact_params,
+                                                   len(head) + 2)
+    note, tags = _notes_columns(store._notes(), bids)
+    tail = {"created_at": _datetimes(times[2], utc=True), "note": note, "tags": tags,
+            "params_hash": categorical("params", 1), "exit_hash": categorical("exit_rule", 1),
+            "engine_version": categorical("engine_version"),
+            "data_fingerprint": categorical("data_fingerprint")}
+    first_tail = len(head) + 2 + len(float_names)
+    blocks = [(values, np.array([i])) for i, values in enumerate(head.values())]
+    blocks.append((_datetimes(times[:2]), np.arange(len(head), len(head) + 2)))
+    blocks.append((floats, placement))
+    blocks += [(values, np.array([first_tail + i])) for i, values in enumerate(tail.values())]
+    names = [*head, *TIME_COLUMNS[:2], *float_names, *tail]
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(len(rows)),
+                                        _column_index(tuple(names)).view())
+
+
+@functools.lru_cache(maxsize=64)
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    """The column Index of a table layout, built once (building one costs more than the rest
+    of a small table's assembly); callers take a ``view`` so a renamed axis stays theirs."""
+    return pd.Index(names)
+
+
+def _float_layout(index, floats: np.ndarray, compact_params: bool, first: int
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(table order of the float columns, their block, each block row's table position).
+
+    Table order: metrics, param columns (without other strategies' all-NaN ones when
+    ``compact_params``), initial_capital; the block keeps the index's column order.
+    """
+    columns = index.float_columns
+    params = list(index.param_columns)
+    if compact_params and floats.shape[1] and params:
+        param_rows = [columns.index(c) for c in params]
+        present = ~np.isnan(floats[param_rows]).all(axis=1)
+        params = [c for c, keep in zip(params, present) if keep]
+    names = [*(c for c in columns if c not in index.param_columns and c not in FLOAT_LEAD),
+             *params, *FLOAT_LEAD]
+    position = {name: first + i for i, name in enumerate(names)}
+    keep = [j for j, name in enumerate(columns) if name in position]
+    if len(keep) < len(columns):
+        floats = floats[keep]
+    return names, floats, np.array([position[columns[j]] for j in keep])
+
+
+def _gather(block: np.ndarray, rows: np.ndarray, every_row: bool) -> np.ndarray:
+    """A (columns, rows) block at ``rows`` as a new C-ordered array: each column contiguous,
+    as pandas blocks hold them."""
+    return block.copy() if every_row else block.take(rows, axis=1)
 
 
 _NAIVE_NS = np.dtype("datetime64[ns]")

@@ -355,30 +355,34 @@ class BacktestStore:
 
         A scanner repeats one params/exit object over hundreds of symbols, so a key whose
         params (and exit rule) object is the previous key's reuses its code without hashing.
+        A params dict seen before costs one ``repr`` and one memo lookup (inlined: this loop
+        is most of a 500-key call).
         """
         if isinstance(keys, pd.DataFrame):
             return self._frame_codes(keys)
         known = self._vocab.codes
-        symbols, strategies = known["symbol"], known["strategy"]
-        params_codes, exit_codes = known["params"], known["exit_rule"]
-        last_params = last_strategy = last_exit = object()
-        params_code = exit_code = -1
-        out = []
+        symbol_code, strategy_code = known["symbol"].get, known["strategy"].get
+        params_code, exit_code = known["params"].get, known["exit_rule"].get
+        memo_get = self._params_memo.get
+        last_params = last_strategy = last_exit = _UNSET
+        params_found = exit_found = -1
+        flat: list[int] = []
         for i, key in enumerate(keys):
-            if not isinstance(key, (tuple, list)) or len(key) not in (3, 4):
-                raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
-                                      f"got {key!r}.")
-            symbol, strategy, params = key[:3]
-            exit_rule = key[3] if len(key) == 4 else None
+            if type(key) is tuple and len(key) == 4:
+                symbol, strategy, params, exit_rule = key
+            else:
+                symbol, strategy, params, exit_rule = _key_parts(i, key)
             if params is not last_params or strategy != last_strategy:
-                params_code = params_codes.get(self._params_hash(strategy, params), -1)
+                memo = memo_get((strategy, repr(params))) if type(params) is dict else None
+                params_found = params_code(memo[1] if memo is not None else
+                                           self._params_hash(strategy, params), -1)
                 last_params, last_strategy = params, strategy
             if exit_rule is not last_exit:
-                exit_code = exit_codes.get(self._exit_hash(exit_rule), -1)
+                exit_found = exit_code(self._exit_hash(exit_rule), -1)
                 last_exit = exit_rule
-            out.append((symbols.get(symbol, -1), strategies.get(strategy, -1), params_code,
-                        exit_code))
-        return np.array(out, np.int64).reshape(len(out), 4)
+            flat += (symbol_code(symbol, -1), strategy_code(strategy, -1), params_found,
+                     exit_found)
+        return np.array(flat, np.int64).reshape(-1, 4)
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
@@ -635,6 +639,17 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
         if tag and tag not in out:
             out.append(tag)
     return out
+
+
+_UNSET = object()  # "no previous key" marker of _bulk_codes
+
+
+def _key_parts(i: int, key) -> tuple:
+    """(symbol, strategy, params, exit_rule) of a 3- or 4-item key, else a clear error."""
+    if not isinstance(key, (tuple, list)) or len(key) not in (3, 4):
+        raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
+                              f"got {key!r}.")
+    return (*key, None) if len(key) == 3 else tuple(key)
 
 
 def _as_list(value) -> list | None:
