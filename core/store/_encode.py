@@ -22,7 +22,7 @@ from core.canonical import canonical_json
 from core.errors import ValidationError
 from core.store import _keys
 from core.store._curves import attach_curves, curve_arrays
-from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
+from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS,
                                 TRADE_FLOAT_COLUMNS, TRADE_TIME_COLUMNS)
 from core.types import EXIT_REASONS, TRADE_COLUMNS, BacktestResult, BatchResult
 
@@ -42,7 +42,7 @@ class SegmentData:
     """One segment, columnar, ready to write (and what a compaction merges)."""
 
     rows: int
-    vocab: dict[str, list]  # kind -> values (hashed kinds: [json, hash] pairs)
+    vocab: dict[str, list]  # kind -> values (hashed kinds: (json, hash) pairs)
     codes: np.ndarray  # int32 (rows, len(CODE_KINDS))
     times: np.ndarray  # int64 ns (rows, 3): start, end, created_at
     float_columns: list[str]  # initial_capital, metrics..., param columns...
@@ -53,8 +53,8 @@ class SegmentData:
     eq_calendar: np.ndarray | None = None  # int64 ns: ... in these distinct date arrays
     eq_values: np.ndarray | None = None  # float64, every curve (format 1; before packing)
     eq_layout: np.ndarray | None = None  # int64 (rows, 3): codec, runs, steps (_curvecodec)
-    eq_runs: np.ndarray | None = None  # int64 (runs, 3): length, trade index, anchor bits
-    eq_steps: np.ndarray | None = None  # int64 (steps, 2): price-grid step k, residual ULPs
+    eq_runs: np.ndarray | None = None  # int64 (runs, 2): signed length, anchor bits
+    eq_steps: np.ndarray | None = None  # int64: price-grid step k and residual ULPs, fused
     eq_plain: np.ndarray | None = None  # float64: values of curves kept plain
     tr_offsets: np.ndarray | None = None  # int64 (rows + 1)
     tr_times: np.ndarray | None = None  # int64 ns (trades, 2)
@@ -658,8 +658,8 @@ def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
 
 
 def _vocab_lists(vocabs: dict[str, _Vocab]) -> dict[str, list]:
-    return {kind: [list(v) for v in vocab.values] if kind in HASHED_KINDS else vocab.values
-            for kind, vocab in vocabs.items()}
+    """Each kind's values; hashed kinds as (json, hash) pairs (stored as 2-element arrays)."""
+    return {kind: vocab.values for kind, vocab in vocabs.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -743,12 +743,12 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
         codes, pairs = pd.factorize(strategy_codes.astype(np.int64) * count + codes)
         count = len(pairs)
     first = _first_rows(codes, count)
-    unique_json = [str(v) for v in np.asarray(texts, dtype=object)[text_codes[first]]]
+    unique_json = _texts(texts, text_codes[first])
     if hash_column in table.columns:
         hash_codes, hash_uniques = pd.factorize(table[hash_column])
         if (hash_codes < 0).any():
             raise ValidationError(f"Batch column {hash_column} has missing hashes.")
-        unique_hash = [str(h) for h in np.asarray(hash_uniques, dtype=object)[hash_codes[first]]]
+        unique_hash = _texts(hash_uniques, hash_codes[first])
         if (hash_codes[first][codes] != hash_codes).any():
             raise ValidationError(f"Batch column {hash_column} disagrees with {json_column}: the "
                                   "same configuration has different hashes.")
@@ -766,7 +766,15 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
             raise ValidationError(f"Batch {json_column} {unique_json[u][:80]!r} is not canonical "
                                   f"(hash {unique_hash[u]} != {canon_hash}); store the engine's "
                                   "canonical params and exit rules.")
-    return codes.astype(np.int32), [[j, h] for j, h in zip(unique_json, unique_hash)]
+    return codes.astype(np.int32), list(zip(unique_json, unique_hash))
+
+
+def _texts(uniques: Any, picks: np.ndarray) -> list[str]:
+    """Some of factorize's uniques as Python strings (one ``tolist`` for a string column)."""
+    chosen = uniques.take(picks)
+    if pd.api.types.is_string_dtype(chosen.dtype) and chosen.dtype != object:
+        return chosen.tolist()
+    return [str(v) for v in np.asarray(chosen, dtype=object)]
 
 
 def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
