@@ -6,6 +6,7 @@ and kept as one contiguous numpy array per column, so queries run at numpy speed
 """
 from __future__ import annotations
 
+import itertools
 import operator
 import warnings
 from dataclasses import dataclass, field
@@ -71,8 +72,8 @@ class GlobalVocab:
 
     def lookup_many(self, kind: str, keys) -> np.ndarray:
         """Codes of many keys at once (-1 where unknown)."""
-        get = self.codes[kind].get
-        return np.array([get(key, -1) for key in keys], np.int64)
+        return np.fromiter(map(self.codes[kind].get, keys, itertools.repeat(-1)), np.int64,
+                           len(keys))
 
 
 @dataclass

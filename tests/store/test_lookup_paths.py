@@ -1,0 +1,221 @@
+"""Lookups answer the same whatever path serves them (cold chunk reads or warm blocks, one
+lookup or a table, tuple keys or a hash frame), and answers never share mutable state."""
+from __future__ import annotations
+
+import json
+import math
+
+import hypothesis.strategies as st
+import numpy as np
+import pandas as pd
+import pytest
+from factories import make_batch, make_result
+from hypothesis import HealthCheck, given, settings
+
+from core.errors import ValidationError
+from core.store import BacktestStore, open_store
+from core.store import backtest_store as store_module
+from core.types import METRIC_NAMES
+
+STOP = {"type": "stop_loss", "pct": 0.05}
+MA = {"fast": 5, "slow": 20}
+TEXT = ["symbol", "strategy", "params", "exit_rule", "note", "tags", "params_hash", "exit_hash",
+        "engine_version", "data_fingerprint"]
+
+
+def _mixed_store(path) -> tuple[BacktestStore, list[tuple], list]:
+    """Two strategies in three segments, a replaced key, a deleted latest version, a NaN
+    (zero-trade) row and a note with tags. Returns the store, its live keys and the results
+    the first four keys' latest answers must come from."""
+    store = BacktestStore(path)
+    keys = [("AAA", "rsi_meanrev", {"period": 5}, None),
+            ("AAA", "rsi_meanrev", {"period": 9}, STOP),
+            ("BBB", "rsi_meanrev", {"period": 5}, None),
+            ("AAA", "ma_crossover", MA, None)]
+    first = [make_result(symbol=s, strategy=g, params=dict(p), exit_rule=e, seed=i, curve=False,
+                         trades=0, nan=i == 2) for i, (s, g, p, e) in enumerate(keys)]
+    store.store_many(first)
+    store.store_many(make_batch(["CCC"], [5, 6], seed=3))
+    keys += [("CCC", "rsi_meanrev", {"period": p}, None) for p in (5, 6)]
+    newer = make_result(symbol="AAA", params={"period": 9}, exit_rule=STOP, seed=40,
+                        curve=False, trades=0)
+    gone = make_result(symbol="BBB", params={"period": 5}, seed=41, curve=False, trades=0)
+    ids = store.store_many([newer, gone])
+    store.delete_backtest(ids[1])  # BBB's answer is its first version again
+    store.set_note(ids[0], note="robust", tags=["keep", "x"])
+    return store, keys, [first[0], newer, first[2], first[3]]
+
+
+def _same(a, b) -> bool:
+    """Equal values, NaN equal to NaN, same key order for dicts, same types."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+def test_cold_chunk_reads_and_warm_blocks_give_identical_dicts(tmp_path, monkeypatch):
+    _, keys, _ = _mixed_store(tmp_path / "s.zarr")
+    monkeypatch.setattr(store_module, "_ROW_MISSES_BEFORE_WARM", 10_000)
+    cold = open_store(tmp_path / "s.zarr")
+    cold_answers = [cold.get_stats(*key) for key in keys]
+    assert not cold._index.warm  # every answer read its row's chunks
+    warm = open_store(tmp_path / "s.zarr")
+    warm._index.warm_up()
+    warm_answers = [warm.get_stats(*key) for key in keys]
+    assert all(_same(c, w) for c, w in zip(cold_answers, warm_answers))
+    repeated = [warm.get_stats(*key) for key in keys]  # cached copies give the same again
+    assert all(_same(w, r) for w, r in zip(warm_answers, repeated))
+
+
+def test_stats_dict_holds_the_stored_values_and_only_its_strategys_params(tmp_path):
+    store, keys, expected = _mixed_store(tmp_path / "s.zarr")
+    for key, result in zip(keys, expected):
+        stats = store.get_stats(*key)
+        assert stats["symbol"] == key[0] and stats["strategy"] == key[1]
+        assert stats["params"] == result.params and stats["exit_rule"] == result.exit_rule
+        assert _same(stats["metrics"], {name: result.metrics[name] for name in METRIC_NAMES})
+        assert all(_same(stats[name], result.metrics[name]) for name in METRIC_NAMES)
+        assert stats["start"] == pd.Timestamp("2020-01-01")
+        assert stats["end"] == pd.Timestamp("2020-03-24")
+        assert str(stats["created_at"].tz) == "UTC"
+        assert stats["initial_capital"] == 100_000.0
+        assert stats["costs"] == {"commission_pct": 0.001} and stats["settings"] == {}
+        prefix = "rsi_" if key[1] == "rsi_meanrev" else "ma_"
+        params = {k for k in stats if k.startswith(("rsi_", "ma_"))}
+        assert params and all(k.startswith(prefix) for k in params)
+    assert store.get_stats(*keys[0])["rsi_period"] == 5.0
+    ma = store.get_stats(*keys[3])
+    assert ma["ma_fast"] == 5.0 and ma["ma_slow"] == 20.0
+    noted = store.get_stats(*keys[1])
+    assert noted["note"] == "robust" and noted["tags"] == ["keep", "x"]
+    assert store.get_stats(*keys[2])["backtest_id"] == "3"  # deleted latest -> first version
+    assert math.isnan(store.get_stats(*keys[2])["win_rate"])
+
+
+def test_answers_share_no_mutable_state(tmp_path):
+    store, keys, _ = _mixed_store(tmp_path / "s.zarr")
+    key = keys[1]
+    before = store.get_stats(*key)
+    changed = store.get_stats(*key)
+    changed["params"]["period"] = 99
+    changed["exit_rule"][0]["type"] = "changed"
+    changed["exit_rule"].append({"type": "extra"})
+    changed["metrics"]["win_rate"] = -1.0
+    changed["costs"]["commission_pct"] = 1.0
+    changed["settings"]["x"] = 1
+    changed["tags"].append("changed")
+    assert _same(store.get_stats(*key), before)
+    table = store.get_all_stats()
+    table.columns.name = "renamed"
+    table.loc[0, "win_rate"] = -5.0
+    again = store.get_all_stats()
+    assert again.columns.name is None and again.loc[0, "win_rate"] != -5.0
+    assert _same(store.get_stats(*key), before)
+
+
+def test_tables_match_the_stats_dicts_column_for_column(tmp_path):
+    store, keys, _ = _mixed_store(tmp_path / "s.zarr")
+    table = store.get_all_stats()
+    params = ["rsi_period", "rsi_oversold", "rsi_overbought", "ma_fast", "ma_slow", "ma_kind"]
+    assert list(table.columns) == ["backtest_id", "symbol", "strategy", "params", "exit_rule",
+                                   "start", "end", *METRIC_NAMES, *params, "initial_capital",
+                                   "created_at", "note", "tags", "params_hash", "exit_hash",
+                                   "engine_version", "data_fingerprint"]
+    assert table["start"].dtype == "datetime64[ns]" and table["end"].dtype == "datetime64[ns]"
+    assert str(table["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert all(table[c].dtype == np.float64 for c in [*METRIC_NAMES, *params, "initial_capital"])
+    assert all(isinstance(table[c].dtype, pd.CategoricalDtype) for c in TEXT)
+    assert len(table) == len(keys)
+    rows = table.set_index("backtest_id")
+    for key in keys:
+        stats = store.get_stats(*key)
+        row = rows.loc[stats["backtest_id"]]
+        for name in [*METRIC_NAMES, *params, "initial_capital"]:
+            assert _same(float(row[name]), stats.get(name, math.nan))
+        for name in ("start", "end", "created_at", "symbol", "strategy", "params_hash",
+                     "exit_hash", "engine_version", "data_fingerprint", "note"):
+            assert row[name] == stats[name]
+        assert row["tags"] == ",".join(stats["tags"])
+        assert json.loads(row["params"]) == stats["params"]
+        assert json.loads(row["exit_rule"]) == stats["exit_rule"]
+
+
+def test_query_of_one_strategy_keeps_only_its_param_columns_in_place(tmp_path):
+    store, _, _ = _mixed_store(tmp_path / "s.zarr")
+    found = store.query(strategy="rsi_meanrev", where="rsi_period >= 5", order_by="-rsi_period")
+    floats = list(found.columns[7:7 + len(METRIC_NAMES) + 4])
+    assert floats == [*METRIC_NAMES, "rsi_period", "rsi_oversold", "rsi_overbought",
+                      "initial_capital"]
+    assert not any(c.startswith("ma_") for c in found.columns)
+    assert list(found["rsi_period"]) == [9.0, 6.0, 5.0, 5.0, 5.0]
+    table = store.get_all_stats().set_index("backtest_id")
+    pd.testing.assert_frame_equal(
+        found.set_index("backtest_id")[floats],
+        table.loc[found["backtest_id"], floats])
+
+
+def test_tuple_keys_hash_frame_and_single_lookups_agree(tmp_path):
+    store, keys, _ = _mixed_store(tmp_path / "s.zarr")
+    shared = {"period": 5}  # one object over several keys, as a scanner passes them
+    asked = [("CCC", "rsi_meanrev", shared, None), ("AAA", "rsi_meanrev", shared),
+             ("NOPE", "rsi_meanrev", shared, None), ("AAA", "ma_crossover", MA, None),
+             ["AAA", "rsi_meanrev", {"period": 9.0}, [STOP, {"type": "signal"}]],
+             ("AAA", "rsi_meanrev", {"period": 77}, None), ("CCC", "rsi_meanrev", shared)]
+    table = store.bulk_get_stats(asked)
+    found = [store.get_stats(*key) for key in asked]
+    assert list(table["backtest_id"]) == [s["backtest_id"] for s in found if s is not None]
+    hashed = table[["symbol", "strategy", "params_hash", "exit_hash"]].astype(object)
+    pd.testing.assert_frame_equal(store.bulk_get_stats(hashed), table)
+    pd.testing.assert_frame_equal(store.bulk_get_stats(table[["symbol", "strategy",
+                                                               "params_hash", "exit_hash"]]),
+                                  table)
+    everything = store.get_all_stats().set_index("backtest_id")
+    pd.testing.assert_frame_equal(table.set_index("backtest_id"),
+                                  everything.loc[table["backtest_id"]])
+    with pytest.raises(ValidationError, match="Key #1"):
+        store.bulk_get_stats([keys[0], "AAA"])
+
+
+def test_warm_handle_sees_other_processes_commits_on_its_next_call(tmp_path):
+    store, keys, _ = _mixed_store(tmp_path / "s.zarr")
+    reader = open_store(tmp_path / "s.zarr")
+    for _ in range(5):
+        [reader.get_stats(*key) for key in keys]
+    assert reader._index.warm
+    bid = store.store_backtest(make_result(symbol="AAA", params={"period": 5}, seed=77,
+                                           curve=False, trades=0))
+    assert reader.get_stats(*keys[0])["backtest_id"] == bid
+    assert reader.bulk_get_stats([keys[0]])["backtest_id"].tolist() == [bid]
+    store.delete_backtest(bid)
+    assert reader.get_stats(*keys[0])["backtest_id"] == "1"
+    new = store.store_backtest(make_result(symbol="DDD", strategy="ma_crossover", params=MA,
+                                           seed=78, curve=False, trades=0))
+    assert reader.get_stats("DDD", "ma_crossover", MA)["backtest_id"] == new
+    assert reader.get_all_stats()["backtest_id"].iloc[-1] == new
+
+
+@pytest.fixture(scope="module")
+def history_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lookup") / "s.zarr"
+    store, _, _ = _mixed_store(path)
+    store.store_many(make_batch(["CCC", "DDD"], [5, 6, 7], seed=8))  # CCC versions twice
+    return store, store.get_all_stats(include_history=True)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.integers(0, 10_000), max_size=40))
+def test_a_table_of_any_rows_is_those_rows_of_the_full_table(history_store, picks):
+    store, full = history_store
+    index = store._current()
+    alive = np.flatnonzero(index.alive)
+    rows = alive[np.asarray(picks, np.int64) % len(alive)]  # any order, repeats allowed
+    table = store._frame(index, rows)
+    expected = full.set_index("backtest_id").loc[[str(b) for b in index.bids[rows]]]
+    as_text = {"note": object, "tags": object}  # their categories are the rows' own values
+    pd.testing.assert_frame_equal(table.set_index("backtest_id").astype(as_text),
+                                  expected.astype(as_text))
