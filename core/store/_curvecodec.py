@@ -3,16 +3,20 @@
 The engine's equity is ``cash`` while flat and ``cash + units * close[t]`` while holding a
 position. With prices on a tick grid (cents), each in-market value is its run's first value
 (the anchor) plus ``q * k`` for an integer ``k`` and ``q = units * tick``, up to float rounding.
-So a curve is stored as runs located from its trade log - (length, trade index or -1 when flat,
-anchor bits) - and, per in-market point, ``k`` and the residual between the true float64 bits
-and ``anchor + q * k`` in ULPs. The residual is int64 arithmetic modulo 2**64, so decoding is
-bit exact as long as both sides compute ``anchor + q * k`` with the same numpy operations
-(:func:`_grid_values`). A curve that does not fit (prices off the grid, a flat stretch that
-moves, overlapping trades) keeps its plain float64 values; every encode is decoded and compared
-bit for bit before it is accepted, per curve.
+So a curve is stored as runs located from its trade log - a flat run (length, value) between
+trades, one held run (length, anchor) per trade, in trade order - and, per held point, ``k``
+and the residual between the true float64 bits and ``anchor + q * k`` in ULPs. The residual is
+int64 arithmetic modulo 2**64, so decoding is bit exact as long as both sides compute
+``anchor + q * k`` with the same numpy operations (:func:`_grid_values`). A curve that does not
+fit (prices off the grid, a flat stretch that moves, trades that do not line up with it) keeps
+its plain float64 values; every encode is decoded and compared bit for bit before it is
+accepted, per curve.
 
-Everything is vectorised over all curves of a batch or segment (ragged index arithmetic, no
-loop over curves or runs).
+Stored integers are fused so that one backtest reads few chunks: a run is one signed length
+(``len`` flat, ``~len`` held) next to its anchor bits, and a step is ``k * STEP_BASE + ulps``
+(pcodec finds that multiple structure: as small as two separate columns). Everything is
+vectorised over all curves of a batch or segment (ragged index arithmetic, no loop over
+curves or runs).
 """
 from __future__ import annotations
 
@@ -26,8 +30,10 @@ PLAIN = 0
 CENTS = 2
 #: A curve whose residuals exceed this many ULPs is off the grid: it is cheaper kept plain.
 ULP_LIMIT = 1 << 16
-#: |k| beyond this is not exactly representable as float64 steps.
-K_LIMIT = float(1 << 52)
+#: A stored step is ``k * STEP_BASE + ulps`` with ``|ulps| <= ULP_LIMIT``.
+STEP_BASE = 2 * ULP_LIMIT + 1
+#: |k| is clipped here: ``k * STEP_BASE`` stays inside int64 (a clipped k widens the residual).
+K_LIMIT = float(1 << 45)
 
 
 @dataclass
@@ -35,8 +41,8 @@ class PackedCurves:
     """The stored form of a set of curves (rows may have no curve: length 0)."""
 
     layout: np.ndarray  # int64 (rows, 3): codec (PLAIN or a grid code), runs, steps of each row
-    runs: np.ndarray  # int64 (runs, 3): length, trade index in the row's log (-1 flat), anchor bits
-    steps: np.ndarray  # int64 (steps, 2): k and residual ULPs of each in-market point
+    runs: np.ndarray  # int64 (runs, 2): signed length (len flat, ~len held), anchor bits
+    steps: np.ndarray  # int64 (steps,): k * STEP_BASE + residual ULPs of each held point
     plain: np.ndarray  # float64: the values of PLAIN rows, concatenated
 
 
@@ -128,90 +134,89 @@ def encode(values: np.ndarray, lengths: np.ndarray, trade_lengths: np.ndarray,
 
 
 def _pack(values, lengths, trade_lengths, entry_pos, exit_pos, units, code):
-    """(rows that fit, runs, steps, row of each run): the packing before rows are dropped."""
+    """(rows that fit, runs, steps, row of each run): the packing before rows are dropped.
+
+    Every trade of a packed row is one held run, in order; a row with a trade that does not
+    line up (reversed, past the curve's end, overlapping the previous one) is kept plain.
+    """
     rows = len(lengths)
     trade_lengths = np.asarray(trade_lengths, np.int64)
     trade_row = np.repeat(np.arange(rows), trade_lengths)
-    trade_index = np.arange(len(trade_row)) - np.repeat(starts_of(trade_lengths), trade_lengths)
     with np.errstate(all="ignore"):
         q_all = units * TICKS[code]
     a = np.asarray(entry_pos, np.int64)
     b = np.asarray(exit_pos, np.int64)
     # a trade opened and closed on one bar holds nothing but still splits the flat run
-    steps_ok = np.isfinite(q_all) & (q_all != 0)
-    valid = (a <= b) & (a < lengths[trade_row]) & ((a == b) | steps_ok)
+    fits = (a <= b) & (a < lengths[trade_row]) & ((a == b) | (np.isfinite(q_all) & (q_all != 0)))
+    fits[1:] &= (trade_row[1:] != trade_row[:-1]) | (a[1:] >= b[:-1])
     ok = lengths > 0
-    # Held spans of one row must not overlap; a row whose spans do is kept plain.
-    held = np.flatnonzero(valid)
-    same_row = trade_row[held[1:]] == trade_row[held[:-1]]
-    ok[trade_row[held[1:]][same_row & (a[held[1:]] < b[held[:-1]])]] = False
-    runs, steps, run_row = _runs_and_steps(values, lengths, ok, trade_row, trade_index,
-                                           valid & ok[trade_row], a, b, q_all)
+    ok[trade_row[~fits]] = False
+    take = ok[trade_row]
+    runs, steps, run_row = _runs_and_steps(values, lengths, ok, trade_row[take], a[take],
+                                           b[take], q_all[take])
     return ok, runs, steps, run_row
 
 
-def _runs_and_steps(values, lengths, ok, trade_row, trade_index, valid, a, b, q_all):
+def _runs_and_steps(values, lengths, ok, t_row, a, b, q_trade):
     """Runs (flat, held, flat, ... per ok row) and the steps of the held points.
 
-    Rows found not to fit are cleared in ``ok``; their runs and steps are dropped later.
+    ``t_row``, ``a``, ``b``, ``q_trade`` describe every trade of the ok rows. Rows found not
+    to fit are cleared in ``ok``; their runs and steps are dropped later.
     """
     rows = len(lengths)
-    held = np.flatnonzero(valid)
-    h_row = trade_row[held]
-    per_row = np.bincount(h_row, minlength=rows)[ok]
     ok_rows = np.flatnonzero(ok)
+    per_row = np.bincount(t_row, minlength=rows)[ok_rows]
     items = 2 * per_row + 1  # flat, held, flat, held, ..., flat
     item_start = starts_of(items)
     rank = np.zeros(rows, np.int64)
     rank[ok_rows] = np.arange(len(ok_rows))
-    w = np.arange(len(held)) - np.repeat(starts_of(per_row), per_row)
-    first = item_start[rank[h_row]] + 2 * w
-    ha, hb = a[held], b[held]
-    prev_b = np.zeros(len(held), np.int64)
-    if len(held) > 1:
-        prev_b[1:] = np.where(h_row[1:] == h_row[:-1], hb[:-1], 0)
+    w = np.arange(len(t_row)) - np.repeat(starts_of(per_row), per_row)
+    first = item_start[rank[t_row]] + 2 * w
+    prev_b = np.zeros(len(t_row), np.int64)
+    if len(t_row) > 1:
+        prev_b[1:] = np.where(t_row[1:] == t_row[:-1], b[:-1], 0)
     last_b = np.zeros(rows, np.int64)
-    is_last = np.ones(len(held), bool)
-    is_last[:-1] = h_row[1:] != h_row[:-1]
-    last_b[h_row[is_last]] = hb[is_last]
+    is_last = np.ones(len(t_row), bool)
+    is_last[:-1] = t_row[1:] != t_row[:-1]
+    last_b[t_row[is_last]] = b[is_last]
     n_items = int(items.sum())
     item_len = np.empty(n_items, np.int64)
-    item_trade = np.full(n_items, -1, np.int64)
-    item_len[first] = ha - prev_b
-    item_len[first + 1] = hb - ha
-    item_trade[first + 1] = trade_index[held]
+    is_held = np.zeros(n_items, bool)
+    item_len[first] = a - prev_b
+    item_len[first + 1] = b - a
+    is_held[first + 1] = True
     item_len[item_start + items - 1] = lengths[ok_rows] - last_b[ok_rows]
-    q_item = np.zeros(n_items)
-    q_item[first + 1] = q_all[held]
-    keep = item_len > 0
-    run_len, run_trade, run_q = item_len[keep], item_trade[keep], q_item[keep]
+    keep = (item_len > 0) | is_held  # empty flat runs go, every trade's held run stays
+    run_len, held_run = item_len[keep], is_held[keep]
     run_row = np.repeat(ok_rows, items)[keep]
 
     grid_values = values if len(ok_rows) == rows else values[np.repeat(ok, lengths)]
     bits = grid_values.view(np.int64)
     run_start = starts_of(run_len)
-    anchor_bits = bits[run_start] if len(run_start) else np.empty(0, np.int64)
-    held_run = run_trade >= 0
+    anchor_bits = np.zeros(len(run_len), np.int64)
+    nonempty = run_len > 0
+    anchor_bits[nonempty] = bits[run_start[nonempty]]
 
     # flat runs end where they start (a cheap early test; the decode check sees every point)
-    moved = (bits[run_start + run_len - 1] != anchor_bits) & ~held_run
-    ok[run_row[moved]] = False
+    moved = (bits[run_start[~held_run] + run_len[~held_run] - 1] != anchor_bits[~held_run])
+    ok[run_row[~held_run][moved]] = False
 
-    # held runs: k and residual ULPs per point, written straight into the steps block
+    # held runs: k and residual ULPs per point, fused into one int64 per point
     h_len = run_len[held_run]
     v = grid_values[ragged_index(run_start[held_run], h_len)]
     anchor = np.repeat(anchor_bits[held_run].view(np.float64), h_len)
-    q = np.repeat(run_q[held_run], h_len)
+    q = np.repeat(q_trade, h_len)
     with np.errstate(all="ignore"):
         kf = np.rint(np.divide(np.subtract(v, anchor), q))
     np.clip(kf, -K_LIMIT, K_LIMIT, out=kf)  # a clipped k only widens the residual
-    steps = np.empty((len(v), 2), np.int64)
-    steps[:, 0] = kf
-    np.subtract(v.view(np.int64), _grid_values(anchor, q, kf).view(np.int64), out=steps[:, 1])
-    far = np.add(steps[:, 1], ULP_LIMIT).view(np.uint64) > 2 * ULP_LIMIT  # |ulps| > limit
+    ulps = np.subtract(v.view(np.int64), _grid_values(anchor, q, kf).view(np.int64))
+    far = np.add(ulps, ULP_LIMIT).view(np.uint64) > 2 * ULP_LIMIT  # |ulps| > ULP_LIMIT
     if far.any():
         ok[run_row[held_run][_row_any(far, h_len)]] = False
-    runs = np.stack([run_len, run_trade, anchor_bits], axis=1)
+    steps = kf.astype(np.int64)
+    np.multiply(steps, STEP_BASE, out=steps)
+    np.add(steps, ulps, out=steps)
+    runs = np.stack([np.where(held_run, ~run_len, run_len), anchor_bits], axis=1)
     return runs, steps, run_row
 
 
@@ -219,24 +224,24 @@ def _assemble(values, lengths, ok, runs, steps, run_row, code) -> PackedCurves:
     """Drop the runs and steps of rows that fell back to plain; lay out the row table."""
     rows = len(lengths)
     keep_run = ok[run_row]
-    held_run = runs[:, 1] >= 0
-    keep_step = np.repeat(keep_run[held_run], runs[held_run, 0])
+    held_run = runs[:, 0] < 0
+    held_len = ~runs[held_run, 0]
     if not keep_run.all():
+        steps = steps[np.repeat(keep_run[held_run], held_len)]
+        held_len = held_len[keep_run[held_run]]
         runs, run_row = runs[keep_run], run_row[keep_run]
-        steps = steps[keep_step]
         held_run = held_run[keep_run]
     layout = np.zeros((rows, 3), np.int64)
     layout[ok, 0] = code
     layout[:, 1] = np.bincount(run_row, minlength=rows)
-    layout[:, 2] = np.bincount(run_row[held_run], weights=runs[held_run, 0],
-                               minlength=rows).astype(np.int64)
+    layout[:, 2] = np.bincount(run_row[held_run], weights=held_len, minlength=rows)
     plain_rows = ~ok & (lengths > 0)
     if plain_rows.all() or not plain_rows.any():
         plain = values.copy() if plain_rows.any() else np.empty(0)
     else:
         plain = values[np.repeat(plain_rows, lengths)]
-    return PackedCurves(layout=layout, runs=np.ascontiguousarray(runs),
-                        steps=np.ascontiguousarray(steps), plain=plain)
+    return PackedCurves(layout=layout, runs=np.ascontiguousarray(runs), steps=steps,
+                        plain=plain)
 
 
 def decode(lengths: np.ndarray, packed: PackedCurves, trade_lengths: np.ndarray,
@@ -249,7 +254,7 @@ def decode(lengths: np.ndarray, packed: PackedCurves, trade_lengths: np.ndarray,
     lengths = np.asarray(lengths, np.int64)
     layout, runs, steps = packed.layout, packed.runs, packed.steps
     rows = len(lengths)
-    if layout.shape != (rows, 3) or runs.ndim != 2 or steps.ndim != 2:
+    if layout.shape != (rows, 3) or runs.ndim != 2 or runs.shape[1] != 2 or steps.ndim != 1:
         raise ValueError("curve layout arrays have the wrong shape")
     code = layout[:, 0]
     grid = (code != PLAIN) & (lengths > 0)
@@ -260,28 +265,28 @@ def decode(lengths: np.ndarray, packed: PackedCurves, trade_lengths: np.ndarray,
         raise ValueError("curve layout disagrees with the stored runs, steps and values")
     if not grid.any():
         return packed.plain.copy()
-    run_len, run_trade, anchor_bits = runs[:, 0], runs[:, 1], runs[:, 2]
+    held_run = runs[:, 0] < 0
+    run_len = np.where(held_run, ~runs[:, 0], runs[:, 0])
+    anchor_bits = runs[:, 1]
     run_row = np.repeat(np.arange(rows), layout[:, 1])
-    if (run_len <= 0).any() or (np.bincount(run_row, weights=run_len, minlength=rows)
-                                 [grid] != lengths[grid]).any():
-        raise ValueError("curve runs do not add up to the curve lengths")
-    held_run = run_trade >= 0
     trade_lengths = np.asarray(trade_lengths, np.int64)
     if len(trade_lengths) != rows or int(trade_lengths.sum()) != len(units):
         raise ValueError("the trade logs do not match the curves' rows")
-    h_row, h_trade = run_row[held_run], run_trade[held_run]
-    if (h_trade >= trade_lengths[h_row]).any():
-        raise ValueError("a curve run points past its trade log")
-    q = units[starts_of(trade_lengths)[h_row] + h_trade] * TICKS[code[h_row]]
+    if ((run_len <= 0) & ~held_run).any() or (
+            np.bincount(run_row, weights=run_len, minlength=rows)[grid] != lengths[grid]).any() \
+            or (np.bincount(run_row[held_run], minlength=rows)[grid] != trade_lengths[grid]).any():
+        raise ValueError("curve runs do not add up to the curve lengths and trade logs")
     h_len = run_len[held_run]
     if int(h_len.sum()) != len(steps):
         raise ValueError("curve steps disagree with the held runs")
     bits = np.repeat(anchor_bits, run_len)
     if len(steps):
-        grid_values = _grid_values(np.repeat(anchor_bits[held_run].view(np.float64), h_len),
-                                   np.repeat(q, h_len), steps[:, 0])
-        grid_bits = grid_values.view(np.int64)
-        np.add(grid_bits, steps[:, 1], out=grid_bits)  # int64 wraps: the exact inverse
+        q = units[np.repeat(grid, trade_lengths)] * TICKS[code[run_row[held_run]]]
+        k = np.floor_divide(steps + ULP_LIMIT, STEP_BASE)
+        ulps = steps - k * STEP_BASE
+        grid_bits = _grid_values(np.repeat(anchor_bits[held_run].view(np.float64), h_len),
+                                 np.repeat(q, h_len), k).view(np.int64)
+        np.add(grid_bits, ulps, out=grid_bits)  # int64 wraps: the exact inverse
         bits[ragged_index(starts_of(run_len)[held_run], h_len)] = grid_bits
     if not plain_rows.any():
         return bits.view(np.float64)

@@ -138,8 +138,8 @@ def unpack_curves(lengths: np.ndarray, layout: np.ndarray, runs: np.ndarray | No
     Arrays a segment did not write (nothing to hold) are given as None.
     """
     packed = codec.PackedCurves(
-        layout=layout, runs=runs if runs is not None else np.empty((0, 3), np.int64),
-        steps=steps if steps is not None else np.empty((0, 2), np.int64),
+        layout=layout, runs=runs if runs is not None else np.empty((0, 2), np.int64),
+        steps=steps if steps is not None else np.empty(0, np.int64),
         plain=plain if plain is not None else np.empty(0))
     units = trade_floats[:, _UNITS] if trade_floats is not None else np.empty(0)
     return codec.decode(lengths, packed, trade_lengths, units)

@@ -114,9 +114,8 @@ def test_golden_packing():
     packed = codec.encode(values, np.array([7]), np.array([1]), np.array([2]), np.array([5]),
                           np.array([25.0]))
     assert packed.layout.tolist() == [[codec.CENTS, 3, 3]]
-    assert packed.runs.tolist() == [[2, -1, bits(1000.0)], [3, 0, bits(990.5)],
-                                    [2, -1, bits(1001.25)]]
-    assert packed.steps.tolist() == [[0, 0], [2, 0], [-1, 1]]
+    assert packed.runs.tolist() == [[2, bits(1000.0)], [~3, bits(990.5)], [2, bits(1001.25)]]
+    assert packed.steps.tolist() == [0, 2 * codec.STEP_BASE, -codec.STEP_BASE + 1]
     assert len(packed.plain) == 0
     decoded = codec.decode(np.array([7]), packed, np.array([1]), np.array([25.0]))
     assert np.array_equal(bits(decoded), bits(values))
@@ -129,7 +128,7 @@ def test_golden_fallbacks():
     packed = codec.encode(values, lengths, np.zeros(4, np.int64), np.empty(0, np.int64),
                           np.empty(0, np.int64), np.empty(0))
     assert packed.layout[:, 0].tolist() == [codec.PLAIN, codec.PLAIN, codec.PLAIN, codec.CENTS]
-    assert packed.runs.tolist() == [[1, -1, bits(5.0)]]
+    assert packed.runs.tolist() == [[1, bits(5.0)]]
     assert np.array_equal(bits(packed.plain), bits([1.0, 2.0, 3.0, 0.0, -0.0]))
     assert np.array_equal(bits(codec.decode(lengths, packed, np.zeros(4, np.int64),
                                             np.empty(0))), bits(values))
