@@ -6,6 +6,7 @@ instead of reading as fill values, so damage is always detected, never served.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import zarr.api.asynchronous as za
 from zarr.codecs import BytesCodec, Crc32cCodec, PCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import GroupMetadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
 from numcodecs import Zstd
 from numcodecs.pcodec import PCodec as PCodecNumcodecs
@@ -100,10 +102,10 @@ def _array_files(path: str, field: str, values: np.ndarray, level: int
     crc32c-checked index of (offset, length) pairs at the end of each shard). This skips
     zarr's per-chunk async pipeline, which cost more than the compression itself.
     """
-    template, document = _array_template(field, values.shape, values.dtype, level)
+    metadata, document = _array_template(field, values.shape, values.dtype, level)
     inner, shard = chunk_layout(field, values.shape)
     codec = _pcodec(level)
-    encode_key = template.metadata.chunk_key_encoding.encode_chunk_key
+    encode_key = metadata.chunk_key_encoding.encode_chunk_key
     files = [(f"{path}/zarr.json", document)]
     columns = values.shape[1] if values.ndim == 2 else 1
     per_shard = shard[0] // inner[0]
@@ -156,27 +158,37 @@ def _with_crc(payload: bytes) -> bytes:
 
 _TEMPLATES: dict[tuple, tuple] = {}
 _TEMPLATE_LIMIT = 512
+_BASE_DOCUMENTS: dict[tuple, dict] = {}
 
 
 def _array_template(field: str, shape: tuple[int, ...], dtype: np.dtype, level: int):
-    """(in-memory template array, its zarr.json bytes) for one array layout, built once.
+    """(array metadata, its zarr.json bytes) for one array layout, built once per layout.
 
-    Array metadata depends only on the field's layout, shape, dtype and level; batches of one
-    size (a sweep's, a UI's single writes) reuse it instead of re-running zarr's array creation
-    (~2 ms per array).
+    zarr creates one in-memory array per (kind, ndim, dtype, level) (~2-4 ms); other shapes
+    patch that document's shape and chunk shapes and let zarr parse and serialise it again
+    (~0.7 ms), so ragged arrays, whose length changes with every batch, stay cheap.
     """
     key = (field, shape, np.dtype(dtype).str, level)
     found = _TEMPLATES.get(key)
     if found is None:
         chunks, shards = chunk_layout(field, shape)
-        template = sync(za.create_array(
-            store=MemoryStore(), shape=shape, dtype=dtype, chunks=chunks,
-            shards=shards, serializer=PCodec(level=level), compressors=[Crc32cCodec()],
-            fill_value=0, config={"write_empty_chunks": True}, zarr_format=3))
-        document = template.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"]
+        base_key = (field in RAGGED_FIELDS, len(shape), np.dtype(dtype).str, level)
+        base = _BASE_DOCUMENTS.get(base_key)
+        if base is None:
+            template = sync(za.create_array(
+                store=MemoryStore(), shape=shape, dtype=dtype, chunks=chunks,
+                shards=shards, serializer=PCodec(level=level), compressors=[Crc32cCodec()],
+                fill_value=0, config={"write_empty_chunks": True}, zarr_format=3))
+            base = _BASE_DOCUMENTS[base_key] = template.metadata.to_dict()
+        document = copy.deepcopy(base)
+        document["shape"] = list(shape)
+        document["chunk_grid"]["configuration"]["chunk_shape"] = list(shards)
+        document["codecs"][0]["configuration"]["chunk_shape"] = list(chunks)
+        metadata = ArrayV3Metadata.from_dict(document)
+        raw = metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
         if len(_TEMPLATES) >= _TEMPLATE_LIMIT:
             _TEMPLATES.clear()
-        found = _TEMPLATES[key] = (template, document.to_bytes())
+        found = _TEMPLATES[key] = (metadata, raw)
     return found
 
 
