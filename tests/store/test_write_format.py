@@ -1,6 +1,8 @@
 """The segment writer lays out shard files that zarr itself reads back bit for bit."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import zarr
@@ -53,6 +55,35 @@ def test_one_chunk_arrays_are_byte_identical_to_zarrs_own_writer(tmp_path):
     for key in ("zarr.json", "c/0"):
         mine = (tmp_path / "mine" / "seg" / "eq_values" / key).read_bytes()
         assert mine == (tmp_path / "theirs" / "seg" / "eq_values" / key).read_bytes(), key
+
+
+@pytest.mark.parametrize("field, shape, dtype", [
+    ("floats", (10_000, 18), np.float64), ("codes", (7, 8), np.int32),
+    ("times", (70_000, 3), np.int64),
+    ("tr_ints", (33_914, 2), np.int32), ("eq_steps", (457_050,), np.int64),
+    ("eq_values", (5,), np.float64)])
+@pytest.mark.parametrize("level", [0, 4, 8])
+def test_metadata_documents_are_the_ones_zarr_creates(tmp_path, field, shape, dtype, level):
+    _, document = _segment._array_template(field, shape, np.dtype(dtype), level)
+    inner, shard = _segment.chunk_layout(field, shape)
+    zarr.create_array(store=LocalStore(tmp_path), name="a", shape=shape, dtype=dtype,
+                      chunks=inner, shards=shard, serializer=zarr.codecs.PCodec(level=level),
+                      compressors=[zarr.codecs.Crc32cCodec()], fill_value=0,
+                      config={"write_empty_chunks": True}, zarr_format=3)
+    assert document == (tmp_path / "a" / "zarr.json").read_bytes()
+
+
+def test_the_vocabulary_array_is_zarrs_own_layout(tmp_path):
+    values = _segment.encode_vocab({"symbol": ["AAPL", "Ü"], "params": [("{}", "ab" * 8)]})
+    _segment._put_files(LocalStore(tmp_path), _segment._vocab_files("v", values))
+    zarr.create_array(store=LocalStore(tmp_path), name="theirs", shape=values.shape,
+                      dtype=np.uint8, chunks=values.shape, serializer=zarr.codecs.BytesCodec(),
+                      compressors=[zarr.codecs.ZstdCodec(level=_segment.VOCAB_LEVEL),
+                                   zarr.codecs.Crc32cCodec()], fill_value=0, zarr_format=3)
+    assert (tmp_path / "v" / "zarr.json").read_bytes() == \
+        (tmp_path / "theirs" / "zarr.json").read_bytes()
+    back = zarr.open_array(store=LocalStore(tmp_path), path="v", mode="r")[...]
+    assert json.loads(back.tobytes()) == {"symbol": ["AAPL", "Ü"], "params": [["{}", "ab" * 8]]}
 
 
 def test_every_chunk_carries_a_checksum(tmp_path):
