@@ -803,6 +803,14 @@ def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
 
 
 def _table_dates(column: pd.Series, what: str) -> np.ndarray:
+    """int64 ns of a date column (naive datetime64 columns, the engine's, read directly)."""
+    if column.dtype.kind == "M" and getattr(column.dtype, "tz", None) is None:
+        values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        if (values == _NAT).any():
+            row = int(np.flatnonzero(values == _NAT)[0])
+            raise ValidationError(f"Batch row {row}: {what} is NaN/NaT; give the backtest's "
+                                  "dates.")
+        return values
     try:
         values = pd.to_datetime(column)
     except (TypeError, ValueError):
