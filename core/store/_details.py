@@ -198,9 +198,9 @@ def _local_chunk(seg, root: Path, array, field: str, rows: slice, chunks: ChunkC
         spans = index[within * columns:(within + 1) * columns]
         if (spans[:, 0] == _MISSING).any():
             raise ValueError(f"chunk {k} of {field!r} is missing")
-        start = int(spans[0, 0])
+        start = int(spans[:, 0].min())  # a chunk's columns: one read (adjacent when we write)
         fh.seek(start)
-        raw = fh.read(int(spans[-1, 0] + spans[-1, 1]) - start)
+        raw = fh.read(int((spans[:, 0] + spans[:, 1]).max()) - start)
     out = np.empty((rows.stop - rows.start, columns), array.dtype)
     for j, (offset, size) in enumerate(spans):
         body = _checked(raw[int(offset) - start:int(offset + size) - start], field)
