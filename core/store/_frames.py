@@ -15,7 +15,6 @@ STR = pd.StringDtype("pyarrow", na_value=np.nan)
 TEXT_COLUMNS = {"symbol": "symbol", "strategy": "strategy", "engine_version": "engine_version",
                 "data_fingerprint": "data_fingerprint"}
 HASH_COLUMNS = {"params_hash": "params", "exit_hash": "exit_rule"}
-JSON_COLUMNS = {"params": "params", "exit_rule": "exit_rule"}
 _EMPTY_TEXT = pd.CategoricalDtype(pd.Index([""], dtype=STR))  # note/tags when none are set
 
 

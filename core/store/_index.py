@@ -1,8 +1,9 @@
 """The in-memory index of a store snapshot: key codes, backtest ids, lazily cached columns.
 
 Rebuilt (reusing every already-loaded immutable segment) whenever the manifest changes. Lookups
-are two ``searchsorted`` calls on a sorted key-hash array; columns are decoded once per segment
-and kept as one contiguous numpy array per column, so queries run at numpy speed.
+are a ``searchsorted`` on a sorted key-hash array; columns are decoded once per segment and kept
+contiguous (queries run at numpy speed) as the rows of (columns, rows) blocks: codes, times,
+floats, so one backtest's values are one strided gather per block.
 """
 from __future__ import annotations
 
