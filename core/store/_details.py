@@ -159,7 +159,7 @@ def _read_chunks(seg, requests: list[tuple[str, slice]], chunks: ChunkCache
     if not isinstance(root, Path) or not all(map(_plain_shards, arrays)):
         return reader.read_many(requests)
     try:
-        return [_local_chunk(seg, root, array, field, rows, chunks)
+        return [_local_chunk(seg, str(root), array, field, rows, chunks)
                 for array, (field, rows) in zip(arrays, requests)]
     except (OSError, ValueError, RuntimeError) as exc:  # missing file, bad checksum, bad bytes
         raise reader.damaged(exc) from None
@@ -183,7 +183,7 @@ def _name(option) -> str:
     return str(getattr(option, "value", option))
 
 
-def _local_chunk(seg, root: Path, array, field: str, rows: slice, chunks: ChunkCache
+def _local_chunk(seg, root: str, array, field: str, rows: slice, chunks: ChunkCache
                  ) -> np.ndarray:
     """One inner chunk row (every column) of a sharded array in a local store."""
     inner, shard_rows = array.chunks[0], array.shards[0]
@@ -192,7 +192,7 @@ def _local_chunk(seg, root: Path, array, field: str, rows: slice, chunks: ChunkC
     shard, within = divmod(k, shard_rows // inner)
     key = array.metadata.chunk_key_encoding.encode_chunk_key(
         (shard, 0) if len(array.shape) == 2 else (shard,))
-    path = root / segment_path(seg.name) / field / key
+    path = f"{root}/{segment_path(seg.name)}/{field}/{key}"  # plain text: pathlib costs more
     with open(path, "rb") as fh:
         index = _shard_index(seg, field, shard, fh, (shard_rows // inner) * columns, chunks)
         spans = index[within * columns:(within + 1) * columns]
