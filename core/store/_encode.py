@@ -179,9 +179,7 @@ def _metrics_only_segment(results: list, n: int, created_at_ns: int, memo: "KeyM
                                                       lambda v, k=kind: _text(v, k, ""))
     times = np.empty((n, 3), np.int64)
     for j, what in enumerate(("start", "end")):
-        stamps, vocab = _distinct_objects([getattr(r, what) for r in results],
-                                          lambda v, w=what: _timestamp_ns(v, w, ""))
-        times[:, j] = np.array(vocab.values, np.int64)[stamps]
+        times[:, j] = _stamps_ns([getattr(r, what) for r in results], what)
     times[:, 2] = created_at_ns
     if (times[:, 1] < times[:, 0]).any():
         return None
@@ -197,6 +195,18 @@ def _raw_codes(keys: list, values: list) -> tuple[np.ndarray, list]:
     samples = dict(zip(keys, values))
     order = {key: j for j, key in enumerate(samples)}
     return np.fromiter(map(order.__getitem__, keys), np.int64, len(keys)), list(samples.values())
+
+
+_TZINFO = operator.attrgetter("tzinfo")
+_NS = operator.attrgetter("value")
+
+
+def _stamps_ns(values: list, what: str) -> np.ndarray:
+    """int64 ns of start or end dates: naive Timestamps in one pass, any other form per value."""
+    if set(map(type, values)) == {pd.Timestamp} and set(map(_TZINFO, values)) == {None}:
+        return np.fromiter(map(_NS, values), np.int64, len(values))
+    stamps, vocab = _distinct_objects(values, lambda v: _timestamp_ns(v, what, ""))
+    return np.array(vocab.values, np.int64)[stamps]
 
 
 def _identity_codes(values: list) -> tuple[np.ndarray, list]:
