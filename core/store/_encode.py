@@ -152,11 +152,13 @@ def _metrics_only_segment(results: list, n: int, created_at_ns: int, memo: "KeyM
     if len(strategy_names) == 1:
         raw, distinct = _identity_codes(params)
         samples = [(0, p) for p in distinct]
+        per_key = memo.params_many(strategy_names[0], distinct, "")
     else:
         raw, samples = _raw_codes([(s, id(p)) for s, p in zip(row_strategy.tolist(), params)],
                                   list(zip(row_strategy.tolist(), params)))
+        per_key = [memo.params(strategy_names[strategy], value, "")
+                   for strategy, value in samples]
     vocabs["params"] = _Vocab()
-    per_key = [memo.params(strategy_names[strategy], value, "") for strategy, value in samples]
     remap = np.array([vocabs["params"].code((j, h)) for j, h, _ in per_key], np.int64)
     codes[:, 2] = remap[raw]
     param_values: dict[str, np.ndarray] = {}
@@ -171,7 +173,7 @@ def _metrics_only_segment(results: list, n: int, created_at_ns: int, memo: "KeyM
     codes[:, 3], vocabs["exit_rule"] = _distinct_objects(
         [r.exit_rule for r in results], lambda v: memo.exit(v, ""))
     for pos, kind in ((4, "costs"), (5, "settings")):
-        codes[:, pos], vocabs[kind] = _distinct_objects(
+        codes[:, pos], vocabs[kind] = _distinct_reprs(
             [getattr(r, kind) for r in results], lambda v, k=kind: memo.json(v, k, ""))
     for pos, kind in ((6, "engine_version"), (7, "data_fingerprint")):
         values = [getattr(r, kind) for r in results]
@@ -230,6 +232,17 @@ def _distinct_objects(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
     vocab = _Vocab()
     remap = np.array([vocab.code(canon(value)) for value in samples], np.int64)
     return remap[raw].astype(np.int32), vocab
+
+
+def _distinct_reprs(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
+    """``_distinct_objects`` for small dicts that are often equal but distinct objects (a
+    costs dict per result): distinct objects grouped by their repr in one C-level pass, so
+    ``canon`` runs once per distinct value."""
+    raw, samples = _identity_codes(values)
+    by_repr, distinct = _raw_codes(list(map(repr, samples)), samples)
+    vocab = _Vocab()
+    remap = np.array([vocab.code(canon(value)) for value in distinct], np.int64)
+    return remap[by_repr][raw].astype(np.int32), vocab
 
 
 def _distinct_codes(keys: list, values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
@@ -375,6 +388,16 @@ class KeyMemo:
                 canon = self._canons[strategy] = _keys.ParamsCanon(strategy)
             found = canon.key(params) or self._registry_params(strategy, params, where)
             self._params[key] = found
+        return found
+
+    def params_many(self, strategy: str, values: list, where: str) -> list[tuple[str, str, dict]]:
+        """``params`` of many dicts: reprs and memo lookups in C-level passes, ``params`` for
+        the ones not seen before (and for anything that is not a dict, which it rejects)."""
+        if not all(isinstance(v, dict) for v in values):
+            return [self.params(strategy, v, where) for v in values]
+        found = list(map(self._params.get, [(strategy, r) for r in map(repr, values)]))
+        for i in [i for i, f in enumerate(found) if f is None]:
+            found[i] = self.params(strategy, values[i], where)
         return found
 
     def _registry_params(self, strategy: str, params: dict, where: str) -> tuple[str, str, dict]:
