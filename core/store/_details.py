@@ -259,7 +259,7 @@ def _trade_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.
         "bars_held": ints[:, 0].astype(np.int64),
         "exit_reason": pd.Categorical.from_codes(ints[:, 1], dtype=EXIT_REASON_DTYPE),
     }
-    return pd.DataFrame({name: columns[name] for name in TRADE_COLUMNS})
+    return pd.DataFrame({name: columns[name] for name in TRADE_COLUMNS}, copy=False)  # ours
 
 
 
