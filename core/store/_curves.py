@@ -47,7 +47,7 @@ class Calendars:
 
 
 def curve_arrays(equity: Any, where: str, known_dates: dict | None = None
-                  ) -> tuple[np.ndarray, np.ndarray] | None:
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(dates int64 ns, values float64) of an equity curve, checked (but for NaN/inf).
 
     ``known_dates`` maps ``id(index)`` -> (index, dates) for indexes already checked in this
