@@ -35,7 +35,7 @@ def canonical_json(obj: Any) -> str:
 
 def stable_hash(obj: Any) -> str:
     """16-hex-digit BLAKE2b digest of ``canonical_json(obj)``; identical on every machine."""
-    return hashlib.blake2b(canonical_json(obj).encode(), digest_size=8).hexdigest()
+    return hash_of_json(canonical_json(obj))
 
 
 def _json_scalar(value: Any) -> str:

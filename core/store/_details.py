@@ -4,14 +4,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 import pandas as pd
 from pcodec import standalone
 from zarr.codecs import ShardingCodec
 
 from core.store._curves import unpack_curves
-from core.store._segment import segment_path
+from core.store._segment import EMPTY_CHUNK, segment_path, without_crc
 from core.types import EXIT_REASON_DTYPE, TRADE_COLUMNS
 
 
@@ -196,19 +195,16 @@ def _local_chunk(seg, root: str, array, field: str, rows: slice, chunks: ChunkCa
     with open(path, "rb") as fh:
         index = _shard_index(seg, field, shard, fh, (shard_rows // inner) * columns, chunks)
         spans = index[within * columns:(within + 1) * columns]
-        if (spans[:, 0] == _MISSING).any():
+        if (spans[:, 0] == EMPTY_CHUNK).any():
             raise ValueError(f"chunk {k} of {field!r} is missing")
         start = int(spans[:, 0].min())  # a chunk's columns: one read (adjacent when we write)
         fh.seek(start)
         raw = fh.read(int((spans[:, 0] + spans[:, 1]).max()) - start)
     out = np.empty((rows.stop - rows.start, columns), array.dtype)
     for j, (offset, size) in enumerate(spans):
-        body = _checked(raw[int(offset) - start:int(offset + size) - start], field)
+        body = without_crc(raw[int(offset) - start:int(offset + size) - start], field)
         out[:, j] = standalone.simple_decompress(body)[:len(out)]
     return out if len(array.shape) == 2 else out[:, 0]
-
-
-_MISSING = np.uint64(2**64 - 1)
 
 
 def _shard_index(seg, field: str, shard: int, fh, entries: int, chunks: ChunkCache
@@ -219,16 +215,9 @@ def _shard_index(seg, field: str, shard: int, fh, entries: int, chunks: ChunkCac
     if found is None:
         size = entries * 16 + 4
         fh.seek(-size, 2)
-        found = np.frombuffer(_checked(fh.read(size), field), "<u8").reshape(entries, 2)
+        found = np.frombuffer(without_crc(fh.read(size), field), "<u8").reshape(entries, 2)
         chunks.put(key, found)
     return found
-
-
-def _checked(data: bytes, field: str) -> bytes:
-    """``data`` without its trailing crc32c, which must match."""
-    if len(data) < 4 or google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
-        raise ValueError(f"crc32c mismatch in {field!r}")
-    return data[:-4]
 
 
 def _chunk_rows(reader, field: str) -> int:
@@ -260,7 +249,6 @@ def _trade_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.
         "exit_reason": pd.Categorical.from_codes(ints[:, 1], dtype=EXIT_REASON_DTYPE),
     }
     return pd.DataFrame({name: columns[name] for name in TRADE_COLUMNS}, copy=False)  # ours
-
 
 
 __all__ = ["read_curve_and_trades", "ChunkCache"]

@@ -7,7 +7,6 @@ vectorised pandas/numpy only (no per-row Python).
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import operator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.canonical import canonical_json
+from core.canonical import canonical_json, hash_of_json
 from core.errors import ValidationError
 from core.store import _keys
 from core.store._curves import attach_curves, curve_arrays
@@ -409,7 +408,7 @@ class KeyMemo:
             raise
         columns = _keys.strategies().param_columns(strategy, canonical)
         text = canonical_json(canonical)
-        return text, _hash_of_json(text), {c: float(v) for c, v in columns.items()}
+        return text, hash_of_json(text), {c: float(v) for c, v in columns.items()}
 
     def exit(self, exit_rule: Any, where: str) -> tuple[str, str]:
         raw = repr(exit_rule)
@@ -426,11 +425,6 @@ class KeyMemo:
         if found is None:
             found = self._json[raw] = _json_text(value, what, where)
         return found
-
-
-def _hash_of_json(text: str) -> str:
-    """``stable_hash`` of the value whose canonical JSON is ``text`` (skips re-serialising)."""
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _label(i: int, result: Any) -> str:

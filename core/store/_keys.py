@@ -5,11 +5,10 @@ module only adapts them for the store and memoises per call site where that is s
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
-from core.canonical import canonical_json, stable_hash
+from core.canonical import canonical_json, hash_of_json, stable_hash
 from core.data.symbols import validate_symbol
 from core.errors import ValidationError
 
@@ -136,7 +135,7 @@ class ParamsCanon:
                 {p.name: e[0] for p, e in zip(self.params, entries)}):
             return None
         text = "{" + ",".join([entries[i][1] for i in self.json_order]) + "}"
-        found = (text, hashlib.blake2b(text.encode(), digest_size=8).hexdigest(),
+        found = (text, hash_of_json(text),
                  dict(zip(self.columns, [e[2] for e in entries])))
         self.made += 1
         if self.made % self.SAMPLE_EVERY == 1:

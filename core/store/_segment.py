@@ -123,7 +123,7 @@ def _array_files(path: str, field: str, values: np.ndarray, level: int
     encoded = iter(_encode_chunks(_pcodec_config(level), chunks))
     files = [(f"{path}/zarr.json", document)]
     for s, cells in enumerate(shards):
-        blocks, index = [], np.full((per_shard, columns, 2), _MAX_U64, dtype="<u8")
+        blocks, index = [], np.full((per_shard, columns, 2), EMPTY_CHUNK, dtype="<u8")
         offset = 0
         for c, j in cells:
             chunk = next(encoded)
@@ -178,7 +178,8 @@ def _encoder_pool():
         return _ENCODER_POOL[0]
 
 
-_MAX_U64 = np.uint64(2**64 - 1)
+#: A shard index entry (offset and length) of a chunk the shard does not hold.
+EMPTY_CHUNK = np.uint64(2**64 - 1)
 _PCODEC_CONFIGS: dict[int, object] = {}
 
 
@@ -206,6 +207,13 @@ def _padded(column: np.ndarray, size: int) -> np.ndarray:
 def _with_crc(payload: bytes) -> bytes:
     """``payload`` followed by its crc32c (little-endian uint32), as zarr's crc32c codec."""
     return payload + np.uint32(google_crc32c.value(payload)).tobytes()
+
+
+def without_crc(data: bytes, field: str) -> bytes:
+    """``data`` without its trailing crc32c, which must match (the reverse of ``_with_crc``)."""
+    if len(data) < 4 or google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        raise ValueError(f"crc32c mismatch in {field!r}")
+    return data[:-4]
 
 
 _TEMPLATES: dict[tuple, tuple] = {}
