@@ -20,7 +20,7 @@ from core.canonical import (canonical_json, fingerprint_of, flat_params_json, ha
 from core.data.validate import validate_bars
 from core.errors import DataValidationError, ParamError, did_you_mean
 from core.exits import atr_periods, canonical_exit_rule, exit_vector
-from core.kernels import grid_metrics, grid_metrics_and_trades, simulate_nb
+from core.kernels import grid_equity_nb, grid_metrics, grid_metrics_and_trades, simulate_nb
 from core.metrics import N_METRICS
 from core.strategies import (
     Strategy,
@@ -28,7 +28,8 @@ from core.strategies import (
     min_bars,
     validate_params,
 )
-from core.types import EXIT_REASON_DTYPE, METRIC_NAMES, TRADE_COLUMNS, BacktestResult, BatchResult
+from core.types import (EXIT_REASON_DTYPE, METRIC_NAMES, TRADE_COLUMNS, BacktestResult, BatchCurves,
+                        BatchResult)
 
 ENGINE_VERSION = "1.0.0"
 
@@ -289,11 +290,13 @@ def run_many(
     stop_on_entry_bar: bool = True,
     with_trades: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    with_curves: bool = False,
 ) -> BatchResult:
     """Metrics for every symbol x params x exit rule (rows in that order), in parallel.
 
-    Each row equals ``run_backtest`` of the same cell; equity curves are not kept (a cell is
-    recomputed on demand). ``with_trades`` also returns every trade with its ``row``.
+    Each row equals ``run_backtest`` of the same cell. ``with_trades`` also returns every
+    trade with its ``row``; ``with_curves`` every row's equity curve as ``BatchCurves`` (8 bytes
+    per bar per row in memory; without it a cell's curve is recomputed on demand).
     """
     strategy = get_strategy(strategy)
     if not isinstance(bars_by_symbol, Mapping) or not bars_by_symbol:
@@ -305,7 +308,7 @@ def run_many(
     settings = _settings(whole_shares, stop_on_entry_bar)
     grid = _GridSpec(strategy, cells, rules)
 
-    metrics, symbols, trade_parts, offset = [], [], [], 0
+    metrics, symbols, trade_parts, curve_parts, offset = [], [], [], [], 0
     total = len(bars_by_symbol)
     for done, (symbol, bars) in enumerate(bars_by_symbol.items(), start=1):
         data = _Bars(bars, str(symbol))
@@ -315,6 +318,8 @@ def run_many(
         symbols.append(data)
         if trades is not None:
             trade_parts.append(trades)
+        if with_curves:
+            curve_parts.append(grid.equity(data, costs, capital, settings))
         offset += len(cell_metrics)
         if progress is not None:
             progress(done, total)
@@ -322,7 +327,24 @@ def run_many(
     trades = None
     if with_trades:  # one frame for every symbol's records (no per-symbol frames to concat)
         trades = _trade_records_frame(*(np.concatenate(part) for part in zip(*trade_parts)))
-    return BatchResult(table=table, trades=trades)
+    curves = _batch_curves(symbols, curve_parts) if with_curves else None
+    return BatchResult(table=table, trades=trades, curves=curves)
+
+
+def _batch_curves(symbols: list[_Bars], equity: list[np.ndarray]) -> BatchCurves:
+    """Per-symbol equity matrices (cells x bars) as one BatchCurves, one calendar per symbol."""
+    bars = np.array([len(d) for d in symbols], dtype=np.int64)
+    cells = np.array([len(e) for e in equity], dtype=np.int64)
+    lengths = np.repeat(bars, cells)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    calendar_starts = np.concatenate(([0], np.cumsum(bars)[:-1]))
+    return BatchCurves(
+        values=np.concatenate([e.ravel() for e in equity]),
+        offsets=offsets,
+        dates=np.concatenate([d.index.to_numpy(dtype="datetime64[ns]") for d in symbols]),
+        date_starts=np.repeat(calendar_starts, cells),
+    )
 
 
 class _GridSpec:
@@ -371,14 +393,22 @@ class _GridSpec:
         other = self.row_of[cross.other] if cross.other is not None else -1
         return self.row_of[cross.series], other, float(cross.level), float(cross.direction)
 
-    def run(self, data: _Bars, costs, capital, settings, with_trades, offset):
-        """Metrics matrix (cells x METRIC_NAMES) and, if asked, the trade records with rows."""
+    def _args(self, data: _Bars, costs, capital, settings) -> tuple:
+        """The grid kernels' arguments for one symbol."""
         series = np.vstack([data.series(k) for k in self.keys])
-        args = (
+        return (
             data.open, data.high, data.low, data.close, series, self.rule_rows, self.exit_vecs,
             self.atr_rows, costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4,
             capital, settings["whole_shares"], settings["stop_on_entry_bar"], data.days,
         )
+
+    def equity(self, data: _Bars, costs, capital, settings) -> np.ndarray:
+        """Equity curves (cells x bars) of every cell on one symbol."""
+        return grid_equity_nb(*self._args(data, costs, capital, settings))
+
+    def run(self, data: _Bars, costs, capital, settings, with_trades, offset):
+        """Metrics matrix (cells x METRIC_NAMES) and, if asked, the trade records with rows."""
+        args = self._args(data, costs, capital, settings)
         if not with_trades:
             return grid_metrics(*args), None
         metrics, trades_int, trades_float = grid_metrics_and_trades(*args)

@@ -444,3 +444,28 @@ def grid_trades_serial_nb(
             no_equity, trades_int[lo:hi], trades_float[lo:hi], scratch,
         )
     return trades_int, trades_float
+
+
+@njit(cache=True, nogil=True)
+def grid_equity_nb(
+    open_, high, low, close, series, rules, exit_vecs, atr_rows,
+    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+):
+    """Equity curves (cells x bars) of every cell, on one thread.
+
+    Only batches that keep their curves run it; one thread keeps it usable in forked children
+    without a parallel twin, and the store's encoding of the curves is the slower step anyway.
+    """
+    n_exits = exit_vecs.shape[0]
+    n_cells = rules.shape[0] * n_exits
+    out = np.empty((n_cells, close.shape[0]))
+    no_int = np.empty((0, 4), dtype=np.int64)
+    no_float = np.empty((0, 5))
+    scratch = np.empty(N_METRICS)
+    for cell in range(n_cells):
+        _cell_nb(
+            open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
+            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            out[cell], no_int, no_float, scratch,
+        )
+    return out

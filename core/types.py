@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.canonical import canonical_json, stable_hash
@@ -90,6 +91,31 @@ class BacktestResult:
 
 
 @dataclass
+class BatchCurves:
+    """Equity curves of a batch in columnar form (no per-row objects).
+
+    Row i's values are ``values[offsets[i]:offsets[i + 1]]`` on the dates
+    ``dates[date_starts[i]:date_starts[i] + length]``; a row of length 0 has no curve.
+    ``dates`` holds each distinct calendar once, concatenated (``run_many``: one per symbol).
+    """
+
+    values: np.ndarray  # float64, every curve concatenated
+    offsets: np.ndarray  # int64, rows + 1
+    dates: np.ndarray  # datetime64[ns], the distinct calendars concatenated
+    date_starts: np.ndarray  # int64, rows: where each row's dates start in ``dates``
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def curve(self, row: int) -> pd.Series:
+        """Row ``row``'s equity curve as a Series indexed by date (what run_backtest returns)."""
+        lo, hi = int(self.offsets[row]), int(self.offsets[row + 1])
+        start = int(self.date_starts[row])
+        index = pd.DatetimeIndex(self.dates[start:start + hi - lo])
+        return pd.Series(self.values[lo:hi], index=index, name="equity")
+
+
+@dataclass
 class BatchResult:
     """Columnar output of ``run_many``: one row per symbol x params x exit rule.
 
@@ -98,11 +124,13 @@ class BatchResult:
     column per strategy param named ``<prefix>_<param>``, then every name in METRIC_NAMES.
     ``trades`` (optional) holds every trade of every row, TRADE_COLUMNS plus ``row`` (the
     positional row of ``table`` it belongs to), sorted by row then entry_time.
-    Equity curves are not kept for batches: they are recomputed on demand (deterministic engine).
+    ``curves`` (optional) holds every row's equity curve in columnar form; without it a row's
+    curve is recomputed on demand (deterministic engine).
     """
 
     table: pd.DataFrame
     trades: pd.DataFrame | None = None
+    curves: BatchCurves | None = None
 
     def __len__(self) -> int:
         return len(self.table)

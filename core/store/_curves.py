@@ -9,6 +9,7 @@ import pandas as pd
 from core.errors import ValidationError
 from core.store import _curvecodec as codec
 from core.store._format import TRADE_FLOAT_COLUMNS
+from core.types import BatchCurves
 
 if TYPE_CHECKING:
     from core.store._encode import SegmentData, _Ragged
@@ -107,6 +108,56 @@ def attach_curves(data: SegmentData, curves: _Ragged) -> None:
         data.eq_values = curves.concat(1)
         _check_finite(data.eq_values, data.eq_offsets)
         pack_curves(data)
+
+
+def attach_batch_curves(data: SegmentData, curves: Any) -> None:
+    """Check a BatchCurves (shapes, dates, finite values) and pack it: no per-row Python."""
+    if not isinstance(curves, BatchCurves):
+        raise ValidationError("BatchResult.curves must be a core.types.BatchCurves, got "
+                              f"{type(curves).__name__}.")
+    values = _batch_array(curves.values, np.float64, "values")
+    offsets = _batch_array(curves.offsets, np.int64, "offsets")
+    starts = _batch_array(curves.date_starts, np.int64, "date_starts")
+    calendar = _batch_calendar(curves.dates)
+    lengths = np.diff(offsets)
+    if len(offsets) != data.rows + 1 or len(starts) != data.rows or offsets[0] != 0 \
+            or offsets[-1] != len(values) or (lengths < 0).any():
+        raise ValidationError(f"BatchResult.curves must hold {data.rows} rows: offsets of "
+                              f"length {data.rows + 1} from 0 to len(values), never decreasing, "
+                              f"and one date start per row.")
+    has = lengths > 0
+    if ((starts[has] < 0) | (starts[has] + lengths[has] > len(calendar))).any():
+        raise ValidationError("BatchResult.curves.date_starts point past the end of its dates.")
+    block = np.zeros(len(calendar), np.int64)  # increasing stretches of the calendar
+    np.cumsum(calendar[1:] <= calendar[:-1], out=block[1:])
+    if (block[starts[has]] != block[starts[has] + lengths[has] - 1]).any():
+        raise ValidationError("BatchResult.curves: a curve's dates must be strictly increasing.")
+    data.eq_offsets = offsets
+    data.eq_date_starts = np.where(has, starts, 0)
+    data.eq_calendar = calendar
+    data.eq_values = values
+    _check_finite(values, offsets)
+    pack_curves(data)
+
+
+def _batch_array(values: Any, dtype: type, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or not (array.dtype.kind in "iuf" if dtype is np.float64
+                               else array.dtype.kind in "iu"):
+        kind = "numbers" if dtype is np.float64 else "whole numbers"
+        raise ValidationError(f"BatchResult.curves.{what} must be a 1-D array of {kind}.")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _batch_calendar(dates: Any) -> np.ndarray:
+    """The curves' dates as int64 ns (naive, no NaT)."""
+    array = np.asarray(dates)
+    if array.ndim != 1 or array.dtype.kind != "M":
+        raise ValidationError("BatchResult.curves.dates must be a 1-D datetime64 array.")
+    array = array.astype("datetime64[ns]")
+    if np.isnat(array).any():
+        raise ValidationError("BatchResult.curves.dates has NaN dates; drop or fix them.")
+    return array.view(np.int64)
 
 
 def _check_finite(values: np.ndarray, offsets: np.ndarray) -> None:

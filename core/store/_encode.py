@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from core.canonical import canonical_json, hash_of_json
 from core.errors import ValidationError
 from core.store import _keys
-from core.store._curves import attach_curves, curve_arrays
+from core.store._curves import attach_batch_curves, attach_curves, curve_arrays
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS,
                                 TRADE_FLOAT_COLUMNS, TRADE_TIME_COLUMNS)
 from core.types import EXIT_REASONS, TRADE_COLUMNS, BacktestResult, BatchResult
@@ -741,6 +741,9 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> Segme
                        float_columns=float_columns, floats=floats, param_columns=param_names)
     if trades is not None and len(trades):
         _attach_batch_trades(data, trades)
+    curves = batch.curves if isinstance(batch, BatchResult) else None
+    if curves is not None:
+        attach_batch_curves(data, curves)  # after the trades: the curve codec reads them
     return data
 
 

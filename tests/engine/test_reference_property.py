@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -157,8 +158,9 @@ def test_run_many_rows_equal_run_backtest_and_reference(case, extra_rules):
             else {"fast": 2, "slow": 9, "kind": "ema"}]
     grid = [dict(cell) for cell in dict.fromkeys(tuple(c.items()) for c in grid)]  # as run_many
     rules = [case["exit_rule"], *extra_rules]
-    batch = run_many({"A": bars, "B": other}, strategy, grid, rules, with_trades=True, **kwargs)
-    assert len(batch.table) == 2 * len(grid) * len(rules)
+    batch = run_many({"A": bars, "B": other}, strategy, grid, rules, with_trades=True,
+                     with_curves=True, **kwargs)
+    assert len(batch.table) == 2 * len(grid) * len(rules) == len(batch.curves)
     row = 0
     for symbol, data in (("A", bars), ("B", other)):
         for params in grid:
@@ -177,4 +179,6 @@ def test_run_many_rows_equal_run_backtest_and_reference(case, extra_rules):
                     assert_close(got[name], ref_metrics[name], name)
                 trades = batch.trades[batch.trades["row"] == row].drop(columns="row")
                 assert_same_trades(trades, data.index, ref_trades)
+                pd.testing.assert_series_equal(batch.curves.curve(row), single.equity,
+                                               check_exact=True, check_freq=False)
                 row += 1

@@ -9,11 +9,11 @@ import pytest
 import zarr
 from zarr.storage import LocalStore
 
-from core.store import BacktestStore, _segment
+from core.store import BacktestStore, _segment, _threads
 
 
 def _files(monkeypatch, field: str, values: np.ndarray, threads: int) -> list:
-    monkeypatch.setattr(_segment, "_ENCODE_THREADS", threads)
+    monkeypatch.setattr(_threads, "THREADS", threads)
     monkeypatch.setattr(_segment, "PARALLEL_MIN_VALUES", 1)
     return _segment._array_files(f"seg/{field}", field, values, 0)
 
@@ -48,7 +48,7 @@ def test_a_forked_child_writes_after_its_parent_used_the_encoder_pool(tmp_path, 
     path = str(tmp_path / "s.zarr")
     with BacktestStore(path) as store:
         store.store_many([make_result(symbol="P")])
-    assert _segment._ENCODER_POOL, "the parent's write started the pool"
+    assert _threads.started(), "the parent's write started the pool"
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_write_in_child, args=(path, queue))

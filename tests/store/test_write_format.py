@@ -65,12 +65,23 @@ def test_one_chunk_arrays_are_byte_identical_to_zarrs_own_writer(tmp_path):
 @pytest.mark.parametrize("level", [0, 4, 8])
 def test_metadata_documents_are_the_ones_zarr_creates(tmp_path, field, shape, dtype, level):
     _, document = _segment._array_template(field, shape, np.dtype(dtype), level)
+    assert document == zarr_document(tmp_path / "a", field, shape, dtype, level)
+    shorter = (shape[0] - 1, *shape[1:])  # a cached layout given another batch's shape
+    if shape[0] > 1 and _segment.chunk_layout(field, shorter) == _segment.chunk_layout(field,
+                                                                                         shape):
+        _, document = _segment._array_template(field, shorter, np.dtype(dtype), level)
+        assert document == zarr_document(tmp_path / "b", field, shorter, dtype, level)
+
+
+def zarr_document(folder, field: str, shape: tuple, dtype, level: int) -> bytes:
+    """The zarr.json zarr's own create_array writes for a segment array's layout."""
     inner, shard = _segment.chunk_layout(field, shape)
-    zarr.create_array(store=LocalStore(tmp_path), name="a", shape=shape, dtype=dtype,
-                      chunks=inner, shards=shard, serializer=zarr.codecs.PCodec(level=level),
+    zarr.create_array(store=LocalStore(folder), name="a", shape=shape, dtype=dtype,
+                      chunks=inner, shards=shard,
+                      serializer=zarr.codecs.PCodec(**_segment.pcodec_settings(level)),
                       compressors=[zarr.codecs.Crc32cCodec()], fill_value=0,
                       config={"write_empty_chunks": True}, zarr_format=3)
-    assert document == (tmp_path / "a" / "zarr.json").read_bytes()
+    return (folder / "a" / "zarr.json").read_bytes()
 
 
 def test_the_vocabulary_array_is_zarrs_own_layout(tmp_path):
