@@ -229,6 +229,31 @@ def test_engine_output_round_trips_on_the_grid(store):
     assert not segment.has("eq_plain")
 
 
+def test_run_many_curves_store_as_a_batch_and_read_back_exactly(store):
+    """run_many(with_curves) -> store_many(batch): each row's curve and trades equal run_backtest's."""
+    from core.data.demo import DemoProvider
+    from core.engine import run_backtest, run_many
+
+    provider = DemoProvider(count=3, years=2)
+    bars = {symbol: provider.load_bars(symbol) for symbol in provider.symbols()}
+    rules = [None, {"type": "stop_loss", "pct": 0.03}]
+    batch = run_many(bars, "rsi_meanrev", {"period": [5, 9, 14]}, rules, with_trades=True,
+                     with_curves=True)
+    ids = store.store_many(batch)
+    for row in (0, 7, len(ids) - 1):
+        got = batch.table.iloc[row]
+        single = run_backtest(bars[got["symbol"]], "rsi_meanrev", json.loads(got["params_json"]),
+                              json.loads(got["exit_json"]), symbol=got["symbol"])
+        details = store.get_detailed_results(ids[row])
+        assert np.array_equal(bits(details["equity"]), bits(single.equity))
+        assert details["equity"].index.equals(single.equity.index)
+        pd.testing.assert_frame_equal(details["trades"].reset_index(drop=True),
+                                      single.trades.reset_index(drop=True), check_dtype=False)
+    segment = store._index.readable[0].reader
+    assert (segment.read("eq_layout")[:, 0] == codec.CENTS).all()  # packed on the grid
+    assert store.verify()["ok"]
+
+
 def test_format_1_segments_still_read_and_compact(store, store_path, monkeypatch):
     """A segment holding every curve in eq_values (format 1) reads back, then compacts to 2."""
     old = results_of([("engine", 1, 200), ("random", 2, 50), ("none", 3, 1)], "OLD")

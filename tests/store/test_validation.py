@@ -12,6 +12,7 @@ from factories import make_batch, make_result
 
 from core.errors import StoreVersionError, ValidationError
 from core.store import FORMAT_VERSION, BacktestStore, open_store
+from core.types import BatchCurves, BatchResult
 
 
 def _bad_results():
@@ -90,6 +91,33 @@ def test_bad_batch_tables_leave_the_store_byte_identical(store, store_path):
     with pytest.raises(ValidationError):
         store.store_many("not results")
     assert snapshot(store_path) == before
+
+
+def test_bad_batch_curves_leave_the_store_byte_identical(store, store_path):
+    store.store_many(make_batch(["KEEP"], [5]))
+    before = snapshot(store_path)
+    good = make_batch(["AAA"], [5, 10])
+    dates = pd.bdate_range("2020-01-01", periods=4).to_numpy("datetime64[ns]")
+    values, offsets, starts = np.full(8, 1e5), np.array([0, 4, 8]), np.array([0, 0])
+    bad_curves = {
+        "not curves": {"values": values},
+        "offsets short": BatchCurves(values, offsets[:2], dates, starts),
+        "offsets past the values": BatchCurves(values[:6], offsets, dates, starts),
+        "NaN value": BatchCurves(np.where(np.arange(8) == 5, np.nan, values), offsets, dates,
+                                 starts),
+        "dates past the calendar": BatchCurves(values, offsets, dates, np.array([0, 1])),
+        "dates not increasing": BatchCurves(values, offsets, dates[::-1].copy(), starts),
+        "NaT date": BatchCurves(values, offsets, np.where(np.arange(4) == 2, np.datetime64("NaT", "ns"),
+                                                          dates), starts),
+        "text values": BatchCurves(np.array(["x"] * 8), offsets, dates, starts),
+    }
+    for name, curves in bad_curves.items():
+        with pytest.raises(ValidationError, match="curves|equity values"):
+            store.store_many(BatchResult(table=good.table, curves=curves))
+        assert snapshot(store_path) == before, name
+    ids = store.store_many(BatchResult(table=good.table,
+                                       curves=BatchCurves(values, offsets, dates, starts)))
+    assert store.get_detailed_results(ids[1])["equity"].tolist() == [1e5] * 4
 
 
 def test_newer_format_refuses_to_open(store_path):
