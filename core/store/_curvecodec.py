@@ -35,6 +35,14 @@ STEP_BASE = 2 * ULP_LIMIT + 1
 K_LIMIT = float(1 << 45)
 
 
+class NonFiniteValue(ValueError):
+    """A curve value is NaN or infinite (``position`` in the concatenated values)."""
+
+    def __init__(self, position: int):
+        super().__init__(f"non-finite curve value at position {position}")
+        self.position = position
+
+
 @dataclass
 class PackedCurves:
     """The stored form of a set of curves (rows may have no curve: length 0)."""
@@ -70,13 +78,14 @@ def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def trade_positions(lengths: np.ndarray, date_starts: np.ndarray, calendar: np.ndarray,
-                    trade_rows: np.ndarray, times: np.ndarray) -> np.ndarray:
+                    trade_lengths: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Index of each time in its row's curve dates (``searchsorted`` left, clipped to [0, n]).
 
-    A row's dates are ``calendar[start:start + n]`` and the calendar is a concatenation of
-    increasing blocks. Dates are replaced by their rank among the calendar's distinct dates and
-    each block is shifted past the previous one, which makes the whole calendar one increasing
-    key: one ``searchsorted`` answers every trade of every curve.
+    Row i owns ``trade_lengths[i]`` times, after those of earlier rows. A row's dates are
+    ``calendar[start:start + n]`` and the calendar is a concatenation of increasing blocks.
+    Dates are replaced by their rank among the calendar's distinct dates and each block is
+    shifted past the previous one, which makes the whole calendar one increasing key: one
+    ``searchsorted`` answers every trade of every curve.
     """
     if len(times) == 0 or len(calendar) == 0:
         return np.zeros(len(times), np.int64)
@@ -85,6 +94,7 @@ def trade_positions(lengths: np.ndarray, date_starts: np.ndarray, calendar: np.n
     distinct = np.unique(calendar)
     width = len(distinct) + 1
     keys = block * width + np.searchsorted(distinct, calendar)
+    trade_rows = np.repeat(np.arange(len(lengths)), trade_lengths)
     start = date_starts[trade_rows]
     n = lengths[trade_rows]
     first = block[np.minimum(start, len(calendar) - 1)]
@@ -110,16 +120,19 @@ def encode(values: np.ndarray, lengths: np.ndarray, trade_lengths: np.ndarray,
     ``entry_pos``/``exit_pos`` index each trade's entry and exit in its row's curve (trades of
     row i are the ``trade_lengths[i]`` ones after those of earlier rows): the position is held
     over ``[entry, exit)`` and the value is flat from ``exit`` to the next entry. Rows whose
-    packing would not be exact keep their plain values. The loop is compiled
-    (``_curvepack``), imported here so that readers never load numba.
+    packing would not be exact keep their plain values; a NaN or infinite value raises
+    NonFiniteValue. The loop is compiled (``_curvepack``), imported here so that readers never
+    load numba.
     """
     from core.store._curvepack import pack_nb
 
-    layout, runs, steps, plain = pack_nb(
+    layout, runs, steps, plain, first_bad = pack_nb(
         np.ascontiguousarray(values, np.float64), np.asarray(lengths, np.int64),
         np.asarray(trade_lengths, np.int64), np.asarray(entry_pos, np.int64),
         np.asarray(exit_pos, np.int64), np.asarray(units, np.float64), float(TICKS[code]), code,
         ULP_LIMIT, STEP_BASE, K_LIMIT)
+    if first_bad >= 0:
+        raise NonFiniteValue(int(first_bad))
     return PackedCurves(layout=layout, runs=runs, steps=steps, plain=plain)
 
 
@@ -176,4 +189,4 @@ def decode(lengths: np.ndarray, packed: PackedCurves, trade_lengths: np.ndarray,
     return out.view(np.float64)
 
 
-__all__ = ["PackedCurves", "encode", "decode", "trade_positions", "ragged_index", "starts_of"]
+__all__ = ["NonFiniteValue", "PackedCurves", "encode", "decode", "trade_positions", "ragged_index", "starts_of"]

@@ -13,14 +13,25 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
+def _same_bits(bits, lo, hi, anchor):
+    """Whether ``bits[lo:hi]`` all equal ``anchor`` (an OR of XORs: no branch, vectorised)."""
+    diff = 0
+    for t in range(lo, hi):
+        diff |= bits[t] ^ anchor
+    return diff == 0
+
+
+@njit(cache=True, nogil=True)
 def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, code,
             ulp_limit, step_base, k_limit):
-    """(layout, runs, steps, plain) of the curves; see ``_curvecodec.encode`` for the format.
+    """(layout, runs, steps, plain, first non-finite point or -1) of the curves.
 
-    A row is packed when every trade lines up (entry <= exit, entry inside the curve, not
-    before the previous exit, a finite non-zero step unless the trade holds no bar), every
-    flat stretch keeps its first value's bits and every held point is within ``ulp_limit``
-    ULPs of its grid value; any other row keeps its values plain.
+    See ``_curvecodec.encode`` for the format. A row is packed when every trade lines up
+    (entry <= exit, entry inside the curve, not before the previous exit, a finite non-zero
+    step unless the trade holds no bar), every flat stretch keeps its first value's bits (a
+    finite one) and every held point is within ``ulp_limit`` ULPs of its grid value; any other
+    row keeps its values plain. A non-finite value always sends its row plain, where the
+    copy finds it.
     """
     rows = lengths.shape[0]
     bits = values.view(np.int64)
@@ -33,6 +44,7 @@ def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, co
     n_runs = 0
     n_steps = 0
     n_plain = 0
+    first_bad = -1
     p = 0
     first_trade = 0
     for row in range(rows):
@@ -54,11 +66,9 @@ def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, co
                 break
             if a > prev_b:  # the flat run before this trade
                 anchor_bits = bits[p + prev_b]
-                for t in range(p + prev_b + 1, p + a):
-                    if bits[t] != anchor_bits:
-                        ok = False
-                        break
-                if not ok:
+                if not (np.isfinite(values[p + prev_b])
+                        and _same_bits(bits, p + prev_b + 1, p + a, anchor_bits)):
+                    ok = False
                     break
                 runs[n_runs, 0] = a - prev_b
                 runs[n_runs, 1] = anchor_bits
@@ -69,7 +79,7 @@ def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, co
             anchor = values[p + a]
             for t in range(p + a, p + b):
                 k = np.rint((values[t] - anchor) / q)
-                if k != k:
+                if not (np.isfinite(values[t]) and k == k):
                     ok = False
                     break
                 k = min(max(k, -k_limit), k_limit)  # a clipped k only widens the residual
@@ -85,10 +95,8 @@ def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, co
             prev_b = b
         if ok and n > prev_b:  # the flat run after the last trade
             anchor_bits = bits[p + prev_b]
-            for t in range(p + prev_b + 1, p + n):
-                if bits[t] != anchor_bits:
-                    ok = False
-                    break
+            ok = np.isfinite(values[p + prev_b]) and _same_bits(bits, p + prev_b + 1, p + n,
+                                                                anchor_bits)
             runs[n_runs, 0] = n - prev_b
             runs[n_runs, 1] = anchor_bits
             n_runs += 1
@@ -99,8 +107,12 @@ def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, co
         else:
             n_runs = runs_before
             n_steps = steps_before
-            plain[n_plain:n_plain + n] = values[p:p + n]
-            n_plain += n
+            for t in range(p, p + n):
+                if first_bad < 0 and not np.isfinite(values[t]):
+                    first_bad = t
+                plain[n_plain] = values[t]
+                n_plain += 1
         p += n
         first_trade += m
-    return layout, runs[:n_runs].copy(), steps[:n_steps].copy(), plain[:n_plain].copy()
+    return (layout, runs[:n_runs].copy(), steps[:n_steps].copy(), plain[:n_plain].copy(),
+            first_bad)

@@ -106,7 +106,6 @@ def attach_curves(data: SegmentData, curves: _Ragged) -> None:
         data.eq_date_starts = starts
         data.eq_calendar = calendars.concat()
         data.eq_values = curves.concat(1)
-        _check_finite(data.eq_values, data.eq_offsets)
         pack_curves(data)
 
 
@@ -136,7 +135,6 @@ def attach_batch_curves(data: SegmentData, curves: Any) -> None:
     data.eq_date_starts = np.where(has, starts, 0)
     data.eq_calendar = calendar
     data.eq_values = values
-    _check_finite(values, offsets)
     pack_curves(data)
 
 
@@ -160,15 +158,6 @@ def _batch_calendar(dates: Any) -> np.ndarray:
     return array.view(np.int64)
 
 
-def _check_finite(values: np.ndarray, offsets: np.ndarray) -> None:
-    """Every curve value is a finite number (one vectorised test; the error names the result)."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.searchsorted(offsets, np.argmax(bad), side="right")) - 1
-        raise ValidationError(f"result #{row}: equity values must be finite numbers (found "
-                              "NaN/inf).")
-
-
 def pack_curves(data: SegmentData) -> None:
     """Replace ``data.eq_values`` (every curve's values) by the codec's lossless packed arrays."""
     if data.eq_values is None:
@@ -176,15 +165,19 @@ def pack_curves(data: SegmentData) -> None:
     lengths = np.diff(data.eq_offsets)
     if data.tr_offsets is not None:
         trade_lengths = np.diff(data.tr_offsets)
-        trade_rows = np.repeat(np.arange(data.rows), trade_lengths)
         positions = [codec.trade_positions(lengths, data.eq_date_starts, data.eq_calendar,
-                                           trade_rows, data.tr_times[:, j]) for j in (0, 1)]
+                                           trade_lengths, data.tr_times[:, j]) for j in (0, 1)]
         units = data.tr_floats[:, _UNITS]
     else:
         trade_lengths = np.zeros(data.rows, np.int64)
         positions = [np.empty(0, np.int64)] * 2
         units = np.empty(0)
-    packed = codec.encode(data.eq_values, lengths, trade_lengths, *positions, units)
+    try:
+        packed = codec.encode(data.eq_values, lengths, trade_lengths, *positions, units)
+    except codec.NonFiniteValue as bad:  # checked while packing: no extra pass over the values
+        row = int(np.searchsorted(data.eq_offsets, bad.position, side="right")) - 1
+        raise ValidationError(f"result #{row}: equity values must be finite numbers (found "
+                              "NaN/inf).") from None
     data.eq_layout = packed.layout
     data.eq_runs, data.eq_steps, data.eq_plain = (  # an empty array is not written
         part if len(part) else None for part in (packed.runs, packed.steps, packed.plain))

@@ -135,7 +135,7 @@ def _plan_array(path: str, field: str, values: np.ndarray, level: int) -> _Array
 def _plan_files(plan: _ArrayPlan, encoded) -> list[tuple[str, bytes]]:
     """(key, bytes) of a planned array: its metadata document, then its shard files.
 
-    ``encoded`` yields the plan's compressed chunks (crc32c appended) in order. A shard is
+    ``encoded`` yields the plan's compressed chunks, each as (payload, crc32c), in order. A shard is
     laid out exactly as zarr's sharding codec does it (a test compares the bytes): the chunks,
     then a crc32c-checked index of (offset, length) pairs, edge chunks padded with zeros.
     """
@@ -144,10 +144,10 @@ def _plan_files(plan: _ArrayPlan, encoded) -> list[tuple[str, bytes]]:
         blocks, index = [], np.full(plan.index_shape, EMPTY_CHUNK, dtype="<u8")
         offset = 0
         for c, j in cells:
-            chunk = next(encoded)
-            index[c, j] = (offset, len(chunk))
-            offset += len(chunk)
-            blocks.append(chunk)
+            payload, crc = next(encoded)
+            index[c, j] = (offset, len(payload) + 4)
+            offset += len(payload) + 4
+            blocks += (payload, crc)
         blocks.append(_with_crc((index if plan.two_d else index[:, 0]).tobytes()))
         files.append((f"{plan.path}/{key}", b"".join(blocks)))
     return files
@@ -163,14 +163,18 @@ def _array_files(path: str, field: str, values: np.ndarray, level: int
 #: Segments of at least this many values are compressed on several threads (pcodec releases
 #: the GIL): a sweep batch's 2.5M trade-log values compress in about half the time on 2 cores.
 PARALLEL_MIN_VALUES = 262_144
-def _encode_chunks(tasks: list[tuple[object, np.ndarray]]) -> list[bytes]:
-    """Every (pcodec config, contiguous chunk) compressed and followed by its crc32c, in order.
+
+
+def _encode_chunks(tasks: list[tuple[object, np.ndarray]]) -> list[tuple[bytes, bytes]]:
+    """Every (pcodec config, contiguous chunk) compressed, with its crc32c, in order.
 
     Large batches are cut into one run of consecutive chunks per thread, of about equal
-    values: every array of a segment is compressed in one parallel pass.
+    values: every array of a segment is compressed in one parallel pass. The checksum is
+    kept apart (not appended): the shard joins its parts once.
     """
-    def encode(part: list[tuple[object, np.ndarray]]) -> list[bytes]:
-        return [_with_crc(simple_compress(chunk, config)) for config, chunk in part]
+    def encode(part: list[tuple[object, np.ndarray]]) -> list[tuple[bytes, bytes]]:
+        return [(payload, _crc(payload))
+                for payload in (simple_compress(chunk, config) for config, chunk in part)]
 
     sizes = np.cumsum([len(chunk) for _, chunk in tasks])
     if _threads.THREADS < 2 or len(tasks) < 2 or sizes[-1] < PARALLEL_MIN_VALUES:
@@ -217,9 +221,14 @@ def _padded(column: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _crc(payload: bytes) -> bytes:
+    """The crc32c of ``payload`` as zarr's crc32c codec stores it (little-endian uint32)."""
+    return google_crc32c.value(payload).to_bytes(4, "little")
+
+
 def _with_crc(payload: bytes) -> bytes:
-    """``payload`` followed by its crc32c (little-endian uint32), as zarr's crc32c codec."""
-    return payload + np.uint32(google_crc32c.value(payload)).tobytes()
+    """``payload`` followed by its crc32c, as zarr's crc32c codec writes it."""
+    return payload + _crc(payload)
 
 
 def without_crc(data: bytes, field: str) -> bytes:

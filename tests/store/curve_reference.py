@@ -2,7 +2,8 @@
 
 It was the store's packer before the compiled loop (``core.store._curvepack``): a dozen
 vectorised passes over ragged index arrays, then a full decode to drop the rows that did not
-round-trip. Its packing (layout, runs, steps, plain values) is the golden output.
+round-trip. Its packing (layout, runs, steps, plain values) is the golden output; trade
+positions are checked against a plain per-trade ``searchsorted``.
 """
 from __future__ import annotations
 
@@ -146,3 +147,10 @@ def _assemble(values, lengths, ok, runs, steps, run_row, code) -> PackedCurves:
                         plain=plain)
 
 
+def reference_positions(lengths, date_starts, calendar, trade_rows, times) -> np.ndarray:
+    """Each time's ``searchsorted`` in its own row's dates, one row at a time."""
+    out = np.zeros(len(times), np.int64)
+    for j, (row, time) in enumerate(zip(trade_rows, times)):
+        start = date_starts[row]
+        out[j] = np.searchsorted(calendar[start:start + lengths[row]], time)
+    return out

@@ -16,7 +16,7 @@ from core.errors import StoreCorruptionError
 from core.store import BacktestStore, _curves
 from core.store import _curvecodec as codec
 from core.types import TRADE_COLUMNS
-from curve_reference import reference_encode
+from curve_reference import reference_encode, reference_positions
 from factories import make_result
 
 DATES = pd.bdate_range("2019-01-01", periods=400, unit="ns")
@@ -122,6 +122,23 @@ def test_golden_packing():
     assert np.array_equal(bits(decoded), bits(values))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_non_finite_value_is_found_where_it_is(bad):
+    """Flat, held and anchor points alike; a flat run of repeated inf too (same bits)."""
+    base = np.array([1000.0, 1000.0, 990.5, 991.0, 990.25, 1001.25, 1001.25])
+    for i in range(len(base)):
+        values = np.concatenate([np.full(3, 5.0), base])
+        values[3 + i] = bad
+        with pytest.raises(codec.NonFiniteValue) as info:
+            codec.encode(values, np.array([3, 7]), np.array([0, 1]), np.array([2]),
+                         np.array([5]), np.array([25.0]))
+        assert info.value.position == 3 + i
+    with pytest.raises(codec.NonFiniteValue) as info:
+        codec.encode(np.full(4, bad), np.array([4]), np.array([0]), np.empty(0, np.int64),
+                     np.empty(0, np.int64), np.empty(0))
+    assert info.value.position == 0
+
+
 def test_golden_fallbacks():
     """A moving stretch without a trade, and -0.0 vs 0.0, stay plain and exact."""
     values = np.array([1.0, 2.0, 3.0, 0.0, -0.0, 5.0])
@@ -141,8 +158,9 @@ def test_trade_positions_across_calendars():
     lengths, starts = np.array([4, 3, 2]), np.array([0, 4, 1])  # row 2: dates [20, 30]
     rows = np.array([0, 0, 1, 1, 2, 2, 2])
     times = np.array([20, 45, 15, 16, 20, 5, 31])
-    found = codec.trade_positions(lengths, starts, calendar, rows, times)
+    found = codec.trade_positions(lengths, starts, calendar, np.bincount(rows), times)
     assert found.tolist() == [1, 4, 1, 2, 0, 0, 2]
+    assert reference_positions(lengths, starts, calendar, rows, times).tolist() == found.tolist()
 
 
 @settings(max_examples=60, deadline=None)
@@ -159,9 +177,13 @@ def test_codec_round_trip_property(specs):
     frames = [t for t in logs if t is not None]
     trades = pd.concat(frames) if frames else pd.DataFrame(columns=list(TRADE_COLUMNS))
     starts = np.zeros(len(curves), np.int64)
-    positions = [codec.trade_positions(lengths, starts, DATES.asi8, rows,
-                                       trades[c].to_numpy("datetime64[ns]").view(np.int64))
-                 for c in ("entry_time", "exit_time")]
+    times = [trades[c].to_numpy("datetime64[ns]").view(np.int64)
+             for c in ("entry_time", "exit_time")]
+    positions = [codec.trade_positions(lengths, starts, DATES.asi8, trade_lengths, t)
+                 for t in times]
+    for found, t in zip(positions, times):  # the compiled search finds what numpy finds
+        assert found.tolist() == reference_positions(lengths, starts, DATES.asi8, rows,
+                                                     t).tolist()
     units = trades["units"].to_numpy(np.float64)
     packed = codec.encode(values, lengths, trade_lengths, *positions, units)
     decoded = codec.decode(lengths, packed, trade_lengths, units)
