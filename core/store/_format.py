@@ -45,6 +45,9 @@ SHARD_CHUNKS = 16
 #: backtest with a curve.
 RAGGED_CHUNK = 2_048
 RAGGED_SHARD_CHUNKS = 2_048
+#: Values per inner chunk of the ragged arrays in a fresh write (before compaction):
+#: compressing 8,192-value chunks took ~30% less CPU than 2,048 (pcodec's per-chunk cost).
+RAGGED_WRITE_CHUNK = 8_192
 #: pcodec compression level (0..12): 4 writes fast; compaction rewrites at a higher level.
 WRITE_LEVEL = 4
 COMPACT_LEVEL = 8

@@ -29,7 +29,8 @@ from core.errors import StoreCorruptionError
 from core.store import _threads
 from core.store._backend import crash_point
 from core.store._encode import SegmentData
-from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNKS, ROW_CHUNK,
+from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNKS,
+                                RAGGED_WRITE_CHUNK, ROW_CHUNK,
                                 SEGMENT_ATTR, SEGMENTS_DIR, SHARD_CHUNKS, WRITE_LEVEL)
 
 READ_CONFIG = {"read_missing_chunks": False}
@@ -77,15 +78,19 @@ def segment_attrs(data: SegmentData, vocab_bytes: int) -> dict:
     }}
 
 
-def chunk_layout(field: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def chunk_layout(field: str, shape: tuple[int, ...], level: int
+                 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(inner chunk, shard) shapes: one column per inner chunk, many chunks per shard file.
 
-    Per-row blocks use 65,536-row chunks (columns decode fast for queries); the ragged curve and
-    trade arrays use 8,192-value chunks so that reading one backtest's curve decodes little.
-    A small segment's array is one shard file; large ones get one file per ~1M rows / 4M values.
+    Per-row blocks use 65,536-row chunks (columns decode fast for queries). The ragged curve
+    and trade arrays use RAGGED_CHUNK values per chunk once compacted, so that reading one
+    backtest's curve decodes little; a fresh write (``RAGGED_WRITE_LEVEL``) uses
+    RAGGED_WRITE_CHUNK: four times fewer chunks to compress while a batch waits. A small
+    segment's array is one shard file; large ones get one file per ~1M rows / 4M+ values.
     """
     ragged = field in RAGGED_FIELDS
-    inner_max, per_shard = (RAGGED_CHUNK, RAGGED_SHARD_CHUNKS) if ragged else (
+    ragged_chunk = RAGGED_WRITE_CHUNK if level == RAGGED_WRITE_LEVEL else RAGGED_CHUNK
+    inner_max, per_shard = (ragged_chunk, RAGGED_SHARD_CHUNKS) if ragged else (
         ROW_CHUNK, SHARD_CHUNKS)
     inner = max(1, min(shape[0], inner_max))
     shard_rows = inner * min(per_shard, -(-shape[0] // inner))
@@ -111,7 +116,7 @@ class _ArrayPlan:
 def _plan_array(path: str, field: str, values: np.ndarray, level: int) -> _ArrayPlan:
     """Split one array into the chunks zarr's sharding codec would write, in layout order."""
     metadata, document = _array_template(field, values.shape, values.dtype, level)
-    inner, shard = chunk_layout(field, values.shape)
+    inner, shard = chunk_layout(field, values.shape, level)
     encode_key = metadata.chunk_key_encoding.encode_chunk_key
     columns = values.shape[1] if values.ndim == 2 else 1
     per_shard = shard[0] // inner[0]
@@ -250,7 +255,7 @@ def _array_template(field: str, shape: tuple[int, ...], dtype: np.dtype, level: 
     array, whose length is new in every batch, then only has its shape put into the cached
     document and serialised by zarr's own JSON writer.
     """
-    inner, shards = chunk_layout(field, shape)
+    inner, shards = chunk_layout(field, shape, level)
     key = (field, len(shape), shape[1:], inner, shards, np.dtype(dtype).str, level)
     found = _TEMPLATES.get(key)
     if found is None:

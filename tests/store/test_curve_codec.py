@@ -315,7 +315,7 @@ def test_details_read_straight_from_shards_equals_zarr(store_path, monkeypatch):
     every backtest reads back exactly (reads spanning chunk and shard edges)."""
     from core.store import _details, _segment
 
-    monkeypatch.setattr(_segment, "RAGGED_CHUNK", 16)
+    monkeypatch.setattr(_segment, "RAGGED_WRITE_CHUNK", 16)  # a fresh write's chunks
     monkeypatch.setattr(_segment, "RAGGED_SHARD_CHUNKS", 3)
     monkeypatch.setattr(_segment, "_TEMPLATES", {})
     store = BacktestStore(store_path)

@@ -12,19 +12,20 @@ from zarr.storage import LocalStore
 from core.store import BacktestStore, _segment, _threads
 
 
-def _files(monkeypatch, field: str, values: np.ndarray, threads: int) -> list:
+def _files(monkeypatch, field: str, values: np.ndarray, level: int, threads: int) -> list:
     monkeypatch.setattr(_threads, "THREADS", threads)
     monkeypatch.setattr(_segment, "PARALLEL_MIN_VALUES", 1)
-    return _segment._array_files(f"seg/{field}", field, values, 0)
+    return _segment._array_files(f"seg/{field}", field, values, level)
 
 
 def test_threaded_compression_writes_the_same_files_as_one_thread(tmp_path, monkeypatch):
     rng = np.random.default_rng(4)
-    for field, values in (("tr_floats", rng.normal(size=(3_000, 5))),   # 2-D ragged, 2 chunks
-                          ("eq_steps", rng.integers(-9, 9, 2_048 * 2_049 + 5)),  # 2 shards
-                          ("floats", rng.normal(size=(70_000, 4)))):  # per-row block
-        serial = _files(monkeypatch, field, values, 1)
-        threaded = _files(monkeypatch, field, values, 3)
+    for field, values, level in (
+            ("tr_floats", rng.normal(size=(9_000, 5)), 0),  # 2-D ragged, 2 fresh-write chunks
+            ("eq_steps", rng.integers(-9, 9, 2_048 * 2_049 + 5), 8),  # compacted: 2 shards
+            ("floats", rng.normal(size=(70_000, 4)), 4)):  # per-row block
+        serial = _files(monkeypatch, field, values, level, 1)
+        threaded = _files(monkeypatch, field, values, level, 3)
         assert threaded == serial
         store = LocalStore(tmp_path / field)
         _segment._put_files(store, threaded)

@@ -25,7 +25,7 @@ def written(tmp_path, field: str, values: np.ndarray, level: int = 4) -> zarr.Ar
     ("floats", np.random.default_rng(0).normal(size=(70_000, 3))),
     ("codes", np.arange(30, dtype=np.int32).reshape(10, 3)),
     ("times", np.array([[0, 1, np.iinfo(np.int64).max]], np.int64)),
-    # ragged values: 2 shard files (512 chunks of 8,192 values each), last chunk padded
+    # ragged values: 2 shard files (2,048 chunks of 2,048 values each), last chunk padded
     ("eq_values", np.random.default_rng(1).normal(size=8_192 * 600 + 17)),
     ("tr_ints", np.arange(40, dtype=np.int32).reshape(20, 2)),
 ])
@@ -44,7 +44,7 @@ def test_nan_and_signed_zero_round_trip_bit_for_bit(tmp_path):
 def test_one_chunk_arrays_are_byte_identical_to_zarrs_own_writer(tmp_path):
     values = np.random.default_rng(2).normal(size=8_192 * 3 + 5)
     written(tmp_path / "mine", "eq_values", values)
-    inner, shard = _segment.chunk_layout("eq_values", values.shape)
+    inner, shard = _segment.chunk_layout("eq_values", values.shape, 4)
     with _segment.fused_pipeline():
         theirs = zarr.create_array(
             store=LocalStore(tmp_path / "theirs"), name="seg/eq_values", shape=values.shape,
@@ -67,15 +67,15 @@ def test_metadata_documents_are_the_ones_zarr_creates(tmp_path, field, shape, dt
     _, document = _segment._array_template(field, shape, np.dtype(dtype), level)
     assert document == zarr_document(tmp_path / "a", field, shape, dtype, level)
     shorter = (shape[0] - 1, *shape[1:])  # a cached layout given another batch's shape
-    if shape[0] > 1 and _segment.chunk_layout(field, shorter) == _segment.chunk_layout(field,
-                                                                                         shape):
+    if shape[0] > 1 and (_segment.chunk_layout(field, shorter, level)
+                         == _segment.chunk_layout(field, shape, level)):
         _, document = _segment._array_template(field, shorter, np.dtype(dtype), level)
         assert document == zarr_document(tmp_path / "b", field, shorter, dtype, level)
 
 
 def zarr_document(folder, field: str, shape: tuple, dtype, level: int) -> bytes:
     """The zarr.json zarr's own create_array writes for a segment array's layout."""
-    inner, shard = _segment.chunk_layout(field, shape)
+    inner, shard = _segment.chunk_layout(field, shape, level)
     zarr.create_array(store=LocalStore(folder), name="a", shape=shape, dtype=dtype,
                       chunks=inner, shards=shard,
                       serializer=zarr.codecs.PCodec(**_segment.pcodec_settings(level)),
