@@ -89,14 +89,16 @@ def trade_positions(lengths: np.ndarray, date_starts: np.ndarray, calendar: np.n
     """
     if len(times) == 0 or len(calendar) == 0:
         return np.zeros(len(times), np.int64)
-    block = np.zeros(len(calendar), np.int64)
-    np.cumsum(calendar[1:] <= calendar[:-1], out=block[1:])
-    distinct = np.unique(calendar)
-    width = len(distinct) + 1
-    keys = block * width + np.searchsorted(distinct, calendar)
     trade_rows = np.repeat(np.arange(len(lengths)), trade_lengths)
     start = date_starts[trade_rows]
     n = lengths[trade_rows]
+    block = np.zeros(len(calendar), np.int64)
+    np.cumsum(calendar[1:] <= calendar[:-1], out=block[1:])
+    if block[-1] == 0:  # one increasing calendar (run_many's one symbol): search it directly
+        return np.clip(np.searchsorted(calendar, times) - start, 0, n)
+    distinct = np.unique(calendar)
+    width = len(distinct) + 1
+    keys = block * width + np.searchsorted(distinct, calendar)
     first = block[np.minimum(start, len(calendar) - 1)]
     found = np.searchsorted(keys, first * width + np.searchsorted(distinct, times)) - start
     return np.clip(found, 0, n)

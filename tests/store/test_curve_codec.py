@@ -161,6 +161,12 @@ def test_trade_positions_across_calendars():
     found = codec.trade_positions(lengths, starts, calendar, np.bincount(rows), times)
     assert found.tolist() == [1, 4, 1, 2, 0, 0, 2]
     assert reference_positions(lengths, starts, calendar, rows, times).tolist() == found.tolist()
+    one = np.array([10, 20, 30, 40, 50])  # one increasing calendar, rows starting inside it
+    lengths, starts, rows = np.array([3, 2, 5]), np.array([1, 3, 0]), np.array([0, 0, 1, 2, 2])
+    times = np.array([5, 45, 35, 30, 60])
+    found = codec.trade_positions(lengths, starts, one, np.bincount(rows), times)
+    assert found.tolist() == [0, 3, 0, 2, 5]
+    assert reference_positions(lengths, starts, one, rows, times).tolist() == found.tolist()
 
 
 @settings(max_examples=60, deadline=None)
