@@ -71,10 +71,10 @@ class GlobalVocab:
     def lookup(self, kind: str, key: str) -> int:
         return self.codes[kind].get(key, -1)
 
-    def lookup_many(self, kind: str, keys) -> np.ndarray:
-        """Codes of many keys at once (-1 where unknown)."""
-        return np.fromiter(map(self.codes[kind].get, keys, itertools.repeat(-1)), np.int64,
-                           len(keys))
+    def lookup_many(self, kind: str, keys) -> list[int]:
+        """Codes of many keys at once (-1 where unknown), as a list (callers stack columns
+        into one array: one conversion instead of one per column)."""
+        return list(map(self.codes[kind].get, keys, itertools.repeat(-1)))
 
 
 @dataclass

@@ -8,7 +8,9 @@ Reads: a lean in-memory index of the current manifest, refreshed whenever the ma
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import operator
 import os
 import threading
 import time
@@ -83,6 +85,7 @@ class BacktestStore:
         self._row_misses = 0
         self._params_memo: dict[tuple, tuple[str, str]] = {}
         self._exit_memo: dict[str, tuple[str, str]] = {}
+        self._values_memo: dict[tuple, dict[tuple, str]] = {}  # (strategy, names) -> values -> hash
         self._json_copiers: dict[str, dict[int, Any]] = {kind: {} for kind in CODE_KINDS}
         self._write_memo = KeyMemo()
         self._stamps: dict[bool, dict[int, pd.Timestamp]] = {False: {}, True: {}}
@@ -353,60 +356,97 @@ class BacktestStore:
     def _bulk_codes(self, keys) -> np.ndarray:
         """Global codes (-1 where never stored) of many keys, one row per key.
 
-        A scanner repeats one params/exit object over hundreds of symbols, so a key whose
-        params (and exit rule) object is the previous key's reuses its code without hashing.
-        A params dict seen before costs one ``repr`` and one memo lookup (inlined: this loop
-        is most of a 500-key call).
+        Column by column: the keys are split into symbols, strategies, params and exit rules,
+        and each column is mapped to codes with C-level ``map`` calls (a Python loop over the
+        keys was most of a 500-key call).
         """
         if isinstance(keys, pd.DataFrame):
             return self._frame_codes(keys)
-        known = self._vocab.codes
-        symbol_code, strategy_code = known["symbol"].get, known["strategy"].get
-        params_code, exit_code = known["params"].get, known["exit_rule"].get
-        memo_get = self._params_memo.get
-        last_params = last_strategy = last_exit = _UNSET
-        params_found = exit_found = -1
-        flat: list[int] = []
-        for i, key in enumerate(keys):
-            if type(key) is tuple and len(key) == 4:
-                symbol, strategy, params, exit_rule = key
-            else:
-                symbol, strategy, params, exit_rule = _key_parts(i, key)
-            if params is not last_params or strategy != last_strategy:
-                memo = memo_get((strategy, repr(params))) if type(params) is dict else None
-                params_found = params_code(memo[1] if memo is not None else
-                                           self._params_hash(strategy, params), -1)
-                last_params, last_strategy = params, strategy
-            if exit_rule is not last_exit:
-                exit_found = exit_code(self._exit_hash(exit_rule), -1)
-                last_exit = exit_rule
-            flat += (symbol_code(symbol, -1), strategy_code(strategy, -1), params_found,
-                     exit_found)
-        return np.array(flat, np.int64).reshape(-1, 4)
+        keys = keys if isinstance(keys, list) else list(keys)
+        if not keys:
+            return np.empty((0, 4), np.int64)
+        if not ({tuple}.issuperset(map(type, keys)) and {4}.issuperset(map(len, keys))):
+            keys = [_key_parts(i, key) for i, key in enumerate(keys)]
+        symbols, strategies, params, exit_rules = zip(*keys)
+        return self._code_columns(symbols, strategies,
+                                  self._bulk_params_hashes(strategies, params),
+                                  self._bulk_exit_hashes(exit_rules))
+
+    def _code_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
+        """(keys, 4) global codes of key columns given as sequences of names and hashes."""
+        lookup = self._vocab.lookup_many
+        return np.array([lookup("symbol", symbols), lookup("strategy", strategies),
+                         lookup("params", params_hashes), lookup("exit_rule", exit_hashes)],
+                        np.int64).T
+
+    def _bulk_params_hashes(self, strategies: tuple, params: tuple) -> list[str]:
+        """The params hash of each key (plain dicts of one strategy: through the values memo)."""
+        strategy = strategies[0]
+        if type(strategy) is str and strategies.count(strategy) == len(strategies):
+            found = self._plain_params_hashes(strategy, params)
+            if found is not None:
+                return found
+        return _by_object(params, strategies, self._params_hash)
+
+    def _plain_params_hashes(self, strategy: str, params: tuple) -> list[str] | None:
+        """Hashes of one strategy's params dicts that all hold the same names and only plain
+        values (see ``_PLAIN_VALUES``); None when they do not.
+
+        Each dict's values are read in one name order (any key order) and looked up in a
+        memo per (strategy, names): a C-level ``itemgetter`` and a dict lookup per key
+        instead of a ``repr``.
+        """
+        first = params[0]
+        if not ({dict}.issuperset(map(type, params)) and first):
+            return None
+        names = tuple(first)
+        if not {len(names)}.issuperset(map(len, params)):
+            return None
+        try:
+            values = list(map(_values_getter(names), params))
+        except KeyError:  # the dicts hold different names
+            return None
+        if not _PLAIN_VALUES.issuperset(map(type, itertools.chain.from_iterable(values))):
+            return None
+        memo = self._values_memo.get((strategy, names))
+        found = list(map(memo.get, values)) if memo else [None] * len(values)
+        if None in found:
+            self._fill_values_memo(strategy, names, params, values, found)
+        return found
+
+    def _fill_values_memo(self, strategy: str, names: tuple, params: tuple, values: list,
+                          found: list) -> None:
+        """Hash the dicts the values memo missed (in key order) and remember them."""
+        memo = self._values_memo.setdefault((strategy, names), {})
+        remember = {str}.issuperset(map(type, names))
+        for i, value in enumerate(found):
+            if value is None:
+                found[i] = self._params_hash(strategy, params[i])
+                if remember:
+                    _bounded_put(memo, values[i], found[i])
+
+    def _bulk_exit_hashes(self, exit_rules: tuple) -> list[str]:
+        """The exit hash of each key, computed once per distinct exit-rule object."""
+        return _by_object(exit_rules, None, lambda _, exit_rule: self._exit_hash(exit_rule))
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
         if missing:
             raise ValidationError(f"Key DataFrame misses columns {missing}.")
         n = len(keys)
-        strategies = keys["strategy"].to_numpy(dtype=object)
+        strategies = _column_list(keys, "strategy")
         if "params_hash" in keys.columns:
-            params_hashes = keys["params_hash"].to_numpy(dtype=object)
+            params_hashes = _column_list(keys, "params_hash")
         else:
             column = keys["params"] if "params" in keys.columns else [None] * n
             params_hashes = [self._params_hash(s, p) for s, p in zip(strategies, column)]
         if "exit_hash" in keys.columns:
-            exit_hashes = keys["exit_hash"].to_numpy(dtype=object)
+            exit_hashes = _column_list(keys, "exit_hash")
         else:
             column = keys["exit_rule"] if "exit_rule" in keys.columns else [None] * n
             exit_hashes = [self._exit_hash(e) for e in column]
-        out = np.empty((n, 4), np.int64)
-        for j, (kind, values) in enumerate((("symbol", keys["symbol"].to_numpy(dtype=object)),
-                                            ("strategy", strategies),
-                                            ("params", params_hashes),
-                                            ("exit_rule", exit_hashes))):
-            out[:, j] = self._vocab.lookup_many(kind, values)
-        return out
+        return self._code_columns(_column_list(keys, "symbol"), strategies, params_hashes,
+                                  exit_hashes)
 
     @_retry_after_swap
     def get_all_stats(self, include_history: bool = False) -> pd.DataFrame:
@@ -641,7 +681,37 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-_UNSET = object()  # "no previous key" marker of _bulk_codes
+#: Value types whose equal values always canonicalise alike: ``14 == 14.0`` both become 14,
+#: ``-0.0 == 0.0`` both 0, equal strings are equal. ``True == 1`` is why bool (and every other
+#: type) is left to the ``repr`` memo.
+_PLAIN_VALUES = frozenset((int, float, str))
+
+
+def _values_getter(names: tuple):
+    """A callable returning a dict's values for ``names`` as a tuple (also for one name)."""
+    return operator.itemgetter(*names) if len(names) > 1 else operator.itemgetter(*names * 2)
+
+
+def _by_object(objects: tuple, strategies: tuple | None, hash_of) -> list[str]:
+    """``hash_of(strategy, obj)`` per item, reused while the object (and strategy) repeats.
+
+    Keys repeat one params or exit object over many symbols. Objects are compared with
+    ``is``: ``id()`` raises an audit event (10x slower once any imported library has added an
+    audit hook) and ``==`` would let ``True`` stand for ``1``.
+    """
+    first = objects[0]
+    if strategies is None and all(map(operator.is_, objects, itertools.repeat(first))):
+        return [hash_of(None, first)] * len(objects)
+    strategies = strategies or (None,) * len(objects)
+    out, last, last_strategy, found = [], _UNSET, None, None
+    for strategy, obj in zip(strategies, objects):
+        if obj is not last or strategy != last_strategy:
+            found, last, last_strategy = hash_of(strategy, obj), obj, strategy
+        out.append(found)
+    return out
+
+
+_UNSET = object()  # "no previous object" marker of _by_object
 
 
 def _key_parts(i: int, key) -> tuple:
@@ -650,6 +720,15 @@ def _key_parts(i: int, key) -> tuple:
         raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
                               f"got {key!r}.")
     return (*key, None) if len(key) == 3 else tuple(key)
+
+
+def _column_list(frame: pd.DataFrame, name: str) -> list:
+    """A frame column's values as a list (by position: ``frame[name]`` builds a Series, which
+    costs more than the lookups that follow)."""
+    position = frame.columns.get_loc(name)
+    if not isinstance(position, int):  # a repeated column name
+        return frame[name].tolist()
+    return np.asarray(frame._get_column_array(position), dtype=object).tolist()
 
 
 def _as_list(value) -> list | None:

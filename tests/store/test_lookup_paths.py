@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 
 import hypothesis.strategies as st
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 from factories import make_batch, make_result
 from hypothesis import HealthCheck, given, settings
 
-from core.errors import ValidationError
-from core.store import BacktestStore, open_store
+from core.errors import ParamError, ValidationError
+from core.store import BacktestStore, _keys, open_store
 from core.store import backtest_store as store_module
 from core.types import METRIC_NAMES
 
@@ -219,3 +220,84 @@ def test_a_table_of_any_rows_is_those_rows_of_the_full_table(history_store, pick
     as_text = {"note": object, "tags": object}  # their categories are the rows' own values
     pd.testing.assert_frame_equal(table.set_index("backtest_id").astype(as_text),
                                   expected.astype(as_text))
+
+
+def _outcome(call):
+    """A call's result, or the type and message of the error it raised."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
+        return (type(exc), str(exc))
+
+
+def _registry_hashes(strategy: str, dicts: list) -> list | tuple:
+    """What the registry makes of each dict: its hashes, or the first dict's error."""
+    found = [_outcome(lambda p=p: _keys.params_key(strategy, p)[1]) for p in dicts]
+    errors = [f for f in found if isinstance(f, tuple)]
+    return errors[0] if errors else found
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    return BacktestStore(tmp_path_factory.mktemp("keys") / "s.zarr")
+
+
+PARAM_VALUES = st.sampled_from([1, True, 1.0, 0, False, 0.0, -0.0, 5, 5.0, 5.5, 30, 30.0, 70,
+                                np.int64(5), np.float64(30.0), np.bool_(True), Decimal(5), "5",
+                                None, float("nan"), 10**30, [5]])
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(strategy=st.sampled_from(["rsi_meanrev", "ma_crossover"]),
+       dicts=st.lists(st.dictionaries(st.sampled_from(["period", "oversold", "overbought",
+                                                        "fast", "slow", "bogus"]),
+                                      PARAM_VALUES, max_size=3), min_size=1, max_size=6))
+def test_bulk_params_hashes_are_the_registrys_whatever_the_memo_holds(empty_store, strategy,
+                                                                      dicts):
+    """True, 1 and 1.0 (and numpy scalars, Decimal, NaN, strings) get the registry's hash or
+    its error, also when an equal value of another type was memoised by an earlier call, in
+    any key order, and the first bad dict raises the registry's error."""
+    reordered = [dict(reversed(list(p.items()))) for p in dicts]
+    for asked in (dicts, dicts, reordered):
+        strategies = (strategy,) * len(asked)
+        assert _outcome(lambda: empty_store._bulk_params_hashes(strategies, tuple(asked))) \
+            == _registry_hashes(strategy, asked)
+
+
+def test_true_1_and_1_0_answer_as_the_registry_says(tmp_path):
+    store = BacktestStore(tmp_path / "s.zarr")
+    stored = make_result(symbol="AAA", strategy="ma_crossover", params={"fast": 1, "slow": 20},
+                         curve=False, trades=0)
+    (bid,) = store.store_many([stored])
+    for fast in (1, 1.0, np.int64(1), 1, 1.0):
+        key = ("AAA", "ma_crossover", {"fast": fast, "slow": 20}, None)
+        assert store.bulk_get_stats([key])["backtest_id"].tolist() == [bid]
+        assert store.get_stats(*key)["backtest_id"] == bid
+    for fast in (True, np.bool_(True), Decimal(1)):
+        key = ("AAA", "ma_crossover", {"fast": fast, "slow": 20}, None)
+        with pytest.raises(ParamError, match="fast must be a number") as single:
+            store.get_stats(*key)
+        with pytest.raises(ParamError) as bulk:
+            store.bulk_get_stats([("AAA", "ma_crossover", {"fast": 1, "slow": 20}, None), key])
+        assert str(bulk.value) == str(single.value)
+
+
+def test_bulk_keys_follow_mutated_dicts_and_any_key_order(tmp_path):
+    store, keys, _ = _mixed_store(tmp_path / "s.zarr")
+    params, stop = {"period": 5}, dict(STOP)
+    asked = [("CCC", "rsi_meanrev", params, None), ("AAA", "rsi_meanrev", params, [stop])]
+    ids = lambda: store.bulk_get_stats(asked)["backtest_id"].tolist()  # noqa: E731
+    single = lambda: [s and s["backtest_id"] for s in (store.get_stats(*k) for k in asked)]  # noqa: E731
+    assert ids() == [store.get_stats(*keys[4])["backtest_id"]] == single()[:1]
+    params["period"] = 6
+    assert ids() == [store.get_stats(*keys[5])["backtest_id"]] == single()[:1]
+    params["period"], stop["pct"] = 9, 0.05
+    assert ids() == [store.get_stats(*keys[1])["backtest_id"]] == single()[1:]
+    stop["pct"] = 0.06
+    assert ids() == [] and single() == [None, None]
+    full = {"period": 9, "oversold": 30, "overbought": 70}
+    mixed = [("AAA", "rsi_meanrev", p, STOP) for p in
+             (full, dict(reversed(list(full.items()))), {"period": 9}, {"period": 9.0})]
+    assert store.bulk_get_stats(mixed)["backtest_id"].tolist() == \
+        [store.get_stats(*keys[1])["backtest_id"]] * 4
