@@ -27,10 +27,10 @@ _SCANS_BEFORE_SORT = 2  # lookups answered by a scan before the key index is sor
 
 
 def key_hash_scalar(codes: tuple[int, int, int, int]) -> int:
-    """The key hash of one (symbol, strategy, params, exit) code tuple (matches the array form)."""
-    h = 0
-    for code, mult in zip(codes, _MULT):
-        h ^= (code * mult) & _MASK
+    """The key hash of one (symbol, strategy, params, exit) code tuple (matches the array form;
+    unrolled: masking the XOR of the products equals XOR-ing the masked products)."""
+    s, t, p, e = codes
+    h = ((s * _MULT[0]) ^ (t * _MULT[1]) ^ (p * _MULT[2]) ^ (e * _MULT[3])) & _MASK
     h ^= h >> 31
     h = (h * _FINAL) & _MASK
     return h ^ (h >> 29)
@@ -234,6 +234,7 @@ class Index:
         self.alive = key_ok & ~np.isin(self.bids, tomb) if len(tomb) else key_ok
         self._bid_order = None if _strictly_increasing(self.bids) else np.argsort(self.bids)
         self._key_index: tuple[np.ndarray, np.ndarray] | None = None  # built on demand
+        self._buckets: tuple[np.ndarray, int] | None = None  # _bucket_starts of the key index
         self._scans = 0
         self._latest: np.ndarray | None = None
         self._latest_mask: np.ndarray | None = None
@@ -287,24 +288,28 @@ class Index:
 
         The first few lookups of a fresh snapshot scan the key columns (a few ms at a million
         rows) instead of sorting every key hash (~0.1 s): a process that opens the store for
-        one answer never pays for the sort; later lookups use the sorted index. Python ints
-        throughout (``item``/``tolist``): numpy scalars cost more than the search itself.
+        one answer never pays for the sort; later lookups use the sorted index, entered
+        through its bucket table. Python ints throughout (``item``/``tolist``): numpy scalars
+        and calls cost more than the search itself.
         """
         if self._key_index is None:
             if self._scans < _SCANS_BEFORE_SORT:
                 self._scans += 1
                 return self._scan_latest(codes)
             self._key_index = self._build_key_index()
+        if self._buckets is None:
+            self._buckets = _bucket_starts(self._key_index[0])
         sorted_hash, sorted_rows = self._key_index
         h = key_hash_scalar(codes)
-        i = int(sorted_hash.searchsorted(np.uint64(h), "right")) - 1
-        wanted = list(codes)
-        key_block = self.code_block[:4]
-        while i >= 0 and sorted_hash.item(i) == h:
-            row = sorted_rows.item(i)
-            if key_block[:, row].tolist() == wanted:
-                return row
-            i -= 1
+        starts, shift = self._buckets
+        bucket = h >> shift
+        key_item = self.code_block.item
+        for i in range(starts.item(bucket + 1) - 1, starts.item(bucket) - 1, -1):
+            if sorted_hash.item(i) == h:  # equal hashes sit in id order: newest first here
+                row = sorted_rows.item(i)
+                if (key_item(0, row), key_item(1, row), key_item(2, row),
+                        key_item(3, row)) == codes:
+                    return row
         return -1
 
     def _scan_latest(self, codes: tuple[int, int, int, int]) -> int:
@@ -538,6 +543,21 @@ def _column_by_chunks(seg: LoadedSegment, field: str, j: int, dtype) -> np.ndarr
             seg.bad_rows[lo:hi] = True
             _warn(exc)
     return out
+
+
+def _bucket_starts(sorted_hash: np.ndarray) -> tuple[np.ndarray, int]:
+    """(starts, shift): the hashes whose top bits are ``b`` are ``sorted_hash[starts[b]:
+    starts[b + 1]]``, where ``b = hash >> shift``.
+
+    About one bucket per key, so a lookup reads two table entries and a hash or two instead
+    of a ~20-step binary search through the hash array (cache misses and a numpy call).
+    """
+    bits = max(1, min(24, int(len(sorted_hash)).bit_length()))
+    shift = 64 - bits
+    counts = np.bincount((sorted_hash >> np.uint64(shift)).astype(np.intp), minlength=1 << bits)
+    starts = np.zeros((1 << bits) + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    return starts, shift
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:

@@ -14,7 +14,7 @@ from factories import make_batch, make_result
 from hypothesis import HealthCheck, given, settings
 
 from core.errors import ParamError, ValidationError
-from core.store import BacktestStore, _keys, open_store
+from core.store import BacktestStore, _index, _keys, open_store
 from core.store import backtest_store as store_module
 from core.types import METRIC_NAMES
 
@@ -301,3 +301,29 @@ def test_bulk_keys_follow_mutated_dicts_and_any_key_order(tmp_path):
              (full, dict(reversed(list(full.items()))), {"period": 9}, {"period": 9.0})]
     assert store.bulk_get_stats(mixed)["backtest_id"].tolist() == \
         [store.get_stats(*keys[1])["backtest_id"]] * 4
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 1000, 5000])
+def test_hash_buckets_hold_every_hash_in_its_bucket(n):
+    rng = np.random.default_rng(n)
+    hashes = np.sort(np.concatenate([rng.integers(0, 2**64, n, dtype=np.uint64,
+                                                  endpoint=False),
+                                     np.array([0, 2**64 - 1] * (n > 2), np.uint64),
+                                     np.repeat(rng.integers(0, 2**64, 1, np.uint64), min(n, 3))]))
+    starts, shift = _index._bucket_starts(hashes)
+    assert starts[0] == 0 and starts[-1] == len(hashes) and (np.diff(starts) >= 0).all()
+    for i, h in enumerate(hashes.tolist()):
+        assert starts[h >> shift] <= i < starts[(h >> shift) + 1]
+
+
+def test_sorted_index_answers_as_a_scan_of_the_key_columns(history_store):
+    store, _ = history_store
+    index = store._current()
+    rows = np.flatnonzero(index.alive)
+    keys = {tuple(index.code_block[:4, row].tolist()) for row in rows}
+    keys |= {(s, t, p + 1, e) for s, t, p, e in keys}  # mostly absent keys
+    index.sorted_hash  # noqa: B018 - the sorted index is used from here on
+    for codes in keys:
+        assert index.find_latest(codes) == index._scan_latest(codes)
+        assert index.find_many(np.array([_index.key_hash_scalar(codes)], np.uint64),
+                               np.array([codes])).tolist() == [index._scan_latest(codes)]
