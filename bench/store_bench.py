@@ -4,7 +4,9 @@ Prints one JSON object per store size with each figure, its target and the earli
 system's figure beside it. Data are synthesised (no engine run): batch tables shaped like
 ``run_many`` output with realistic metric distributions (ratios of trade counts, NaN for zero
 trades, full-precision floats elsewhere) and engine-like equity curves (flat while out of the
-market, units x cent-priced closes while in it, ~20% exposure, ~30 trades).
+market, units x cent-priced closes while in it, ~20% exposure, ~30 trades). Curves are
+written in the form ``run_many(..., with_curves=True)`` returns (``write_with_curves_per_s``)
+and, for comparison, as lists of result objects (``write_with_curves_results_per_s``).
 
     python bench/store_bench.py                 # 10k and 1M (a few minutes)
     python bench/store_bench.py --quick         # 10k only
@@ -33,7 +35,8 @@ from core.canonical import canonical_json, stable_hash  # noqa: E402
 from core.exits import canonical_exit_rule  # noqa: E402
 from core.store import BacktestStore  # noqa: E402
 from core.strategies import param_columns, validate_params  # noqa: E402
-from core.types import METRIC_NAMES, BacktestResult  # noqa: E402
+from core.types import (EXIT_REASON_DTYPE, METRIC_NAMES, BacktestResult,  # noqa: E402
+                        BatchCurves, BatchResult)
 
 BATCH = 10_000
 CURVE_POINTS = 2_520
@@ -166,6 +169,31 @@ def curve_results(grid: Grid, symbol: str, rng: np.random.Generator, rows: int,
     return results
 
 
+def curve_batch(results: list[BacktestResult]) -> BatchResult:
+    """The same backtests as ``run_many(..., with_trades=True, with_curves=True)`` returns them:
+    one table, one trades frame (categorical exit reasons), columnar curves on one calendar."""
+    first = results[0]
+    table = {"symbol": [r.symbol for r in results], "strategy": first.strategy,
+             "params_json": [r.params_json for r in results],
+             "params_hash": [r.params_hash for r in results],
+             "exit_json": first.exit_json, "exit_hash": first.exit_hash,
+             "start": first.start, "end": first.end, "initial_capital": first.initial_capital,
+             "costs_json": canonical_json(first.costs), "settings_json": "{}",
+             "engine_version": first.engine_version, "data_fingerprint": first.data_fingerprint}
+    columns = [param_columns(r.strategy, r.params) for r in results]
+    table.update({name: [c[name] for c in columns] for name in columns[0]})
+    table.update({name: [r.metrics[name] for r in results] for name in METRIC_NAMES})
+    trades = pd.concat([r.trades.assign(row=i) for i, r in enumerate(results)],
+                       ignore_index=True)
+    trades["exit_reason"] = trades["exit_reason"].astype(EXIT_REASON_DTYPE)
+    lengths = np.array([len(r.equity) for r in results])
+    curves = BatchCurves(values=np.concatenate([r.equity.to_numpy() for r in results]),
+                         offsets=np.concatenate(([0], np.cumsum(lengths))),
+                         dates=first.equity.index.to_numpy(), date_starts=np.zeros(len(results),
+                                                                                   np.int64))
+    return BatchResult(table=pd.DataFrame(table), trades=trades, curves=curves)
+
+
 def metric_results(grid: Grid, symbol: str, rng: np.random.Generator, rows: int
                    ) -> list[BacktestResult]:
     metrics = synth_metrics(rng, rows)
@@ -294,18 +322,27 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
     result["write_table_per_s"] = table_rows / write_s
     del tables
 
+    warm = BacktestStore(workdir / f"warm-{rows}.zarr")  # loads the compiled curve packer
+    result["curve_write_warm_up_s"] = timed(
+        lambda: warm.store_many(curve_batch(curve_results(grid, "WARM", rng, 20, 0))))
+    warm.close()
+    shutil.rmtree(workdir / f"warm-{rows}.zarr", ignore_errors=True)
     curve_symbol_rows, all_curve_ids = [], []
     write_s = 0.0
     for k in range(-(-curves // 2_000)):
         n = min(2_000, curves - k * 2_000)
-        batch = curve_results(grid, f"C{k:03d}", rng, n, 0)
-        curve_symbol_rows.append((f"C{k:03d}", n, batch[:3]))
+        results = curve_results(grid, f"C{k:03d}", rng, n, 0)
+        curve_symbol_rows.append((f"C{k:03d}", n, results[:3]))
+        batch = curve_batch(results)
         start = time.perf_counter()
         all_curve_ids += store.store_many(batch)
         write_s += time.perf_counter() - start
     result["write_with_curves_per_s"] = curves / write_s
 
     side = BacktestStore(workdir / f"side-{rows}.zarr")
+    curve_lists = [curve_results(grid, f"R{k}", rng, 2_000, 0) for k in range(2)]
+    result["write_with_curves_results_per_s"] = 4_000 / sum(  # the same, as result objects
+        timed(lambda b=b: side.store_many(b)) for b in curve_lists)
     listed = min(rows, 50_000)
     lists = [metric_results(grid, f"L{k}", rng, min(BATCH, listed - k * BATCH))
              for k in range(-(-listed // BATCH))]
