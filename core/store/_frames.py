@@ -42,12 +42,15 @@ def stats_dict(store, index, row: int, values: list) -> dict:
         "end": stamp(values[1]),
         "created_at": stamp(values[2], True),
     }
-    out.update(zip(layout.plain_names, layout.plain(values)))
+    for name, pos in layout.lead:
+        out[name] = values[pos]
+    metrics = dict(zip(layout.metric_names, layout.metrics(values)))
+    out.update(metrics)
     for name, pos in layout.params:
         value = values[pos]
         if value == value:  # NaN: a param column of another strategy
             out[name] = value
-    out["metrics"] = dict(zip(layout.metric_names, layout.metrics(values)))
+    out["metrics"] = metrics
     out["costs"] = json_value("costs", costs)
     out["settings"] = json_value("settings", settings)
     out["engine_version"] = vocab["engine_version"][engine]

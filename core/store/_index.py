@@ -491,7 +491,8 @@ class Index:
 class StatLayout:
     """Where a stats dict finds each stat value: positions in ``Index.stat_row``'s list.
 
-    Plain columns (initial capital, metrics) are picked with one ``itemgetter`` call; param
+    Metrics are picked with one ``itemgetter`` call (a stats dict holds them twice: at the
+    top level after the lead columns such as initial capital, and under ``metrics``); param
     columns are few and kept only when not NaN (the columns of other strategies).
     """
 
@@ -500,8 +501,7 @@ class StatLayout:
         floats = [(pos, name) for pos, name in enumerate(stat_names) if pos >= times]
         plain = [(pos, name) for pos, name in floats if name not in param_columns]
         metrics = [(pos, name) for pos, name in plain if name not in FLOAT_LEAD]
-        self.plain_names = tuple(name for _, name in plain)
-        self.plain = _picker([pos for pos, _ in plain])
+        self.lead = tuple((name, pos) for pos, name in plain if name in FLOAT_LEAD)
         self.metric_names = tuple(name for _, name in metrics)
         self.metrics = _picker([pos for pos, _ in metrics])
         self.params = tuple((name, pos) for pos, name in floats if name in param_columns)
