@@ -347,10 +347,9 @@ class BacktestStore:
             index = self._current()
             codes = self._bulk_codes(keys)
             known = (codes >= 0).all(axis=1)
-            rows = np.full(len(codes), -1, np.int64)
-            if known.any():
-                hashes = key_hash_array(*(codes[known, j] for j in range(4)))
-                rows[known] = index.find_many(hashes, codes[known])
+            if not known.all():
+                codes = codes[known]
+            rows = index.find_many(key_hash_array(*codes.T), codes) if len(codes) else codes[:, 0]
             return self._frame(index, rows[rows >= 0])
 
     def _bulk_codes(self, keys) -> np.ndarray:
@@ -375,9 +374,17 @@ class BacktestStore:
     def _code_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
         """(keys, 4) global codes of key columns given as sequences of names and hashes."""
         lookup = self._vocab.lookup_many
-        return np.array([lookup("symbol", symbols), lookup("strategy", strategies),
-                         lookup("params", params_hashes), lookup("exit_rule", exit_hashes)],
-                        np.int64).T
+        return np.array([lookup("symbol", symbols), self._uniform_codes("strategy", strategies),
+                         lookup("params", params_hashes),
+                         self._uniform_codes("exit_rule", exit_hashes)], np.int64).T
+
+    def _uniform_codes(self, kind: str, values) -> list[int]:
+        """Codes of a column that usually repeats one value (strategy, exit rule): one
+        lookup when it does (``count`` compares by identity first, then as strings)."""
+        first = values[0]
+        if type(first) is str and values.count(first) == len(values):
+            return [self._vocab.codes[kind].get(first, -1)] * len(values)
+        return self._vocab.lookup_many(kind, values)
 
     def _bulk_params_hashes(self, strategies: tuple, params: tuple) -> list[str]:
         """The params hash of each key (plain dicts of one strategy: through the values memo)."""
