@@ -85,7 +85,7 @@ class BacktestStore:
         self._row_misses = 0
         self._params_memo: dict[tuple, tuple[str, str]] = {}
         self._exit_memo: dict[str, tuple[str, str]] = {}
-        self._values_memo: dict[tuple, dict[tuple, str]] = {}  # (strategy, names) -> values -> hash
+        self._values_memo: dict[tuple, dict[tuple, int | str]] = {}  # see _plain_params_codes
         self._json_copiers: dict[str, dict[int, Any]] = {kind: {} for kind in CODE_KINDS}
         self._write_memo = KeyMemo()
         self._stamps: dict[bool, dict[int, pd.Timestamp]] = {False: {}, True: {}}
@@ -367,15 +367,17 @@ class BacktestStore:
         if not ({tuple}.issuperset(map(type, keys)) and {4}.issuperset(map(len, keys))):
             keys = [_key_parts(i, key) for i, key in enumerate(keys)]
         symbols, strategies, params, exit_rules = zip(*keys)
-        return self._code_columns(symbols, strategies,
-                                  self._bulk_params_hashes(strategies, params),
-                                  self._bulk_exit_hashes(exit_rules))
+        params_codes = self._bulk_params_codes(strategies, params)
+        exit_codes = self._uniform_codes("exit_rule", self._bulk_exit_hashes(exit_rules))
+        return np.array([self._vocab.lookup_many("symbol", symbols),
+                         self._uniform_codes("strategy", strategies), params_codes, exit_codes],
+                        np.int64).T
 
-    def _code_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
+    def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
         """(keys, 4) global codes of key columns given as sequences of names and hashes."""
-        lookup = self._vocab.lookup_many
-        return np.array([lookup("symbol", symbols), self._uniform_codes("strategy", strategies),
-                         lookup("params", params_hashes),
+        return np.array([self._vocab.lookup_many("symbol", symbols),
+                         self._uniform_codes("strategy", strategies),
+                         self._vocab.lookup_many("params", params_hashes),
                          self._uniform_codes("exit_rule", exit_hashes)], np.int64).T
 
     def _uniform_codes(self, kind: str, values) -> list[int]:
@@ -386,22 +388,23 @@ class BacktestStore:
             return [self._vocab.codes[kind].get(first, -1)] * len(values)
         return self._vocab.lookup_many(kind, values)
 
-    def _bulk_params_hashes(self, strategies: tuple, params: tuple) -> list[str]:
-        """The params hash of each key (plain dicts of one strategy: through the values memo)."""
+    def _bulk_params_codes(self, strategies: tuple, params: tuple) -> list[int]:
+        """The params code of each key (plain dicts of one strategy: through the values memo)."""
         strategy = strategies[0]
         if type(strategy) is str and strategies.count(strategy) == len(strategies):
-            found = self._plain_params_hashes(strategy, params)
+            found = self._plain_params_codes(strategy, params)
             if found is not None:
                 return found
-        return _by_object(params, strategies, self._params_hash)
+        return self._vocab.lookup_many("params", _by_object(params, strategies,
+                                                            self._params_hash))
 
-    def _plain_params_hashes(self, strategy: str, params: tuple) -> list[str] | None:
-        """Hashes of one strategy's params dicts that all hold the same names and only plain
+    def _plain_params_codes(self, strategy: str, params: tuple) -> list[int] | None:
+        """Codes of one strategy's params dicts that all hold the same names and only plain
         values (see ``_PLAIN_VALUES``); None when they do not.
 
         Each dict's values are read in one name order (any key order) and looked up in a
-        memo per (strategy, names): a C-level ``itemgetter`` and a dict lookup per key
-        instead of a ``repr``.
+        memo per (strategy, names) holding the code (or, until it is stored, the hash): a
+        C-level ``itemgetter`` and a dict lookup per key instead of a ``repr`` and two.
         """
         first = params[0]
         if not ({dict}.issuperset(map(type, params)) and first):
@@ -417,20 +420,24 @@ class BacktestStore:
             return None
         memo = self._values_memo.get((strategy, names))
         found = list(map(memo.get, values)) if memo else [None] * len(values)
-        if None in found:
+        if not {int}.issuperset(map(type, found)):
             self._fill_values_memo(strategy, names, params, values, found)
         return found
 
     def _fill_values_memo(self, strategy: str, names: tuple, params: tuple, values: list,
                           found: list) -> None:
-        """Hash the dicts the values memo missed (in key order) and remember them."""
+        """Codes of the dicts the values memo has no code for (in key order), remembered:
+        the code once the params are stored, else the hash (looked up again next time)."""
         memo = self._values_memo.setdefault((strategy, names), {})
         remember = {str}.issuperset(map(type, names))
-        for i, value in enumerate(found):
-            if value is None:
-                found[i] = self._params_hash(strategy, params[i])
-                if remember:
-                    _bounded_put(memo, values[i], found[i])
+        code_of = self._vocab.codes["params"].get
+        for i, known in enumerate(found):
+            if type(known) is int:
+                continue
+            params_hash = known if known is not None else self._params_hash(strategy, params[i])
+            found[i] = code_of(params_hash, -1)
+            if remember:
+                _bounded_put(memo, values[i], params_hash if found[i] < 0 else found[i])
 
     def _bulk_exit_hashes(self, exit_rules: tuple) -> list[str]:
         """The exit hash of each key, computed once per distinct exit-rule object."""
@@ -452,7 +459,7 @@ class BacktestStore:
         else:
             column = keys["exit_rule"] if "exit_rule" in keys.columns else [None] * n
             exit_hashes = [self._exit_hash(e) for e in column]
-        return self._code_columns(_column_list(keys, "symbol"), strategies, params_hashes,
+        return self._hash_columns(_column_list(keys, "symbol"), strategies, params_hashes,
                                   exit_hashes)
 
     @_retry_after_swap

@@ -2,6 +2,7 @@
 lookup or a table, tuple keys or a hash frame), and answers never share mutable state."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from decimal import Decimal
@@ -230,39 +231,54 @@ def _outcome(call):
         return (type(exc), str(exc))
 
 
-def _registry_hashes(strategy: str, dicts: list) -> list | tuple:
-    """What the registry makes of each dict: its hashes, or the first dict's error."""
+def _registry_codes(store, strategy: str, dicts: list) -> list | tuple:
+    """The store's code of what the registry makes of each dict, or the first dict's error."""
     found = [_outcome(lambda p=p: _keys.params_key(strategy, p)[1]) for p in dicts]
     errors = [f for f in found if isinstance(f, tuple)]
-    return errors[0] if errors else found
+    return errors[0] if errors else [store._vocab.codes["params"].get(h, -1) for h in found]
+
+
+PARAM_VALUES = [1, True, 1.0, 0, False, 0.0, -0.0, 5, 5.0, 5.5, 30, 30.0, 70, np.int64(5),
+                np.float64(30.0), np.bool_(True), Decimal(5), "5", None, float("nan"), 10**30,
+                [5]]
+PARAM_NAMES = {"rsi_meanrev": ("period", "oversold", "overbought"),
+               "ma_crossover": ("fast", "slow")}
 
 
 @pytest.fixture(scope="module")
-def empty_store(tmp_path_factory):
-    return BacktestStore(tmp_path_factory.mktemp("keys") / "s.zarr")
-
-
-PARAM_VALUES = st.sampled_from([1, True, 1.0, 0, False, 0.0, -0.0, 5, 5.0, 5.5, 30, 30.0, 70,
-                                np.int64(5), np.float64(30.0), np.bool_(True), Decimal(5), "5",
-                                None, float("nan"), 10**30, [5]])
+def params_store(tmp_path_factory):
+    """A store holding every other valid params dict the property test below can ask for
+    (so its answers include stored codes, and hashes not stored)."""
+    valid = {}
+    for strategy, names in PARAM_NAMES.items():
+        for chosen in itertools.product([None, *PARAM_VALUES[:13]], repeat=len(names)):
+            params = {n: v for n, v in zip(names, chosen) if v is not None}
+            found = _outcome(lambda s=strategy, p=params: _keys.canonical_params(s, p))
+            if isinstance(found, dict):
+                valid[(strategy, _keys.params_key(strategy, found)[1])] = (strategy, found)
+    store = BacktestStore(tmp_path_factory.mktemp("keys") / "s.zarr")
+    store.store_many([make_result(symbol="AAA", strategy=s, params=p, curve=False, trades=0)
+                      for s, p in list(valid.values())[::2]])
+    return store
 
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(strategy=st.sampled_from(["rsi_meanrev", "ma_crossover"]),
+@given(strategy=st.sampled_from(sorted(PARAM_NAMES)),
        dicts=st.lists(st.dictionaries(st.sampled_from(["period", "oversold", "overbought",
                                                         "fast", "slow", "bogus"]),
-                                      PARAM_VALUES, max_size=3), min_size=1, max_size=6))
-def test_bulk_params_hashes_are_the_registrys_whatever_the_memo_holds(empty_store, strategy,
-                                                                      dicts):
-    """True, 1 and 1.0 (and numpy scalars, Decimal, NaN, strings) get the registry's hash or
-    its error, also when an equal value of another type was memoised by an earlier call, in
-    any key order, and the first bad dict raises the registry's error."""
+                                      st.sampled_from(PARAM_VALUES), max_size=3),
+                      min_size=1, max_size=6))
+def test_bulk_params_codes_are_the_registrys_whatever_the_memo_holds(params_store, strategy,
+                                                                     dicts):
+    """True, 1 and 1.0 (and numpy scalars, Decimal, NaN, strings) get the code of the
+    registry's hash or its error, also when an equal value of another type was memoised by
+    an earlier call, in any key order, and the first bad dict raises the registry's error."""
     reordered = [dict(reversed(list(p.items()))) for p in dicts]
     for asked in (dicts, dicts, reordered):
         strategies = (strategy,) * len(asked)
-        assert _outcome(lambda: empty_store._bulk_params_hashes(strategies, tuple(asked))) \
-            == _registry_hashes(strategy, asked)
+        assert _outcome(lambda: params_store._bulk_params_codes(strategies, tuple(asked))) \
+            == _registry_codes(params_store, strategy, asked)
 
 
 def test_true_1_and_1_0_answer_as_the_registry_says(tmp_path):
@@ -327,3 +343,14 @@ def test_sorted_index_answers_as_a_scan_of_the_key_columns(history_store):
         assert index.find_latest(codes) == index._scan_latest(codes)
         assert index.find_many(np.array([_index.key_hash_scalar(codes)], np.uint64),
                                np.array([codes])).tolist() == [index._scan_latest(codes)]
+
+
+def test_bulk_keys_stored_after_a_first_ask_are_found_on_the_next_call(tmp_path):
+    store, _, _ = _mixed_store(tmp_path / "s.zarr")
+    reader = open_store(tmp_path / "s.zarr")
+    asked = [("CCC", "rsi_meanrev", {"period": p, "oversold": 25.0}, None) for p in (5, 7)]
+    assert reader.bulk_get_stats(asked).empty  # the memo now holds hashes never stored
+    ids = store.store_many([make_result(symbol="CCC", params=dict(asked[1][2]), seed=5,
+                                        curve=False, trades=0)])
+    assert reader.bulk_get_stats(asked)["backtest_id"].tolist() == ids
+    assert reader.bulk_get_stats(asked)["backtest_id"].tolist() == ids
