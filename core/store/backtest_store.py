@@ -367,25 +367,29 @@ class BacktestStore:
         if not ({tuple}.issuperset(map(type, keys)) and {4}.issuperset(map(len, keys))):
             keys = [_key_parts(i, key) for i, key in enumerate(keys)]
         symbols, strategies, params, exit_rules = zip(*keys)
-        params_codes = self._bulk_params_codes(strategies, params)
-        exit_codes = self._uniform_codes("exit_rule", self._bulk_exit_hashes(exit_rules))
-        return np.array([self._vocab.lookup_many("symbol", symbols),
-                         self._uniform_codes("strategy", strategies), params_codes, exit_codes],
-                        np.int64).T
+        out = np.empty((4, len(keys)), np.int64)
+        out[2] = self._bulk_params_codes(strategies, params)
+        out[3] = self._uniform_codes("exit_rule", self._bulk_exit_hashes(exit_rules))
+        out[0] = self._vocab.lookup_many("symbol", symbols)
+        out[1] = self._uniform_codes("strategy", strategies)
+        return out.T
 
     def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
         """(keys, 4) global codes of key columns given as sequences of names and hashes."""
-        return np.array([self._vocab.lookup_many("symbol", symbols),
-                         self._uniform_codes("strategy", strategies),
-                         self._vocab.lookup_many("params", params_hashes),
-                         self._uniform_codes("exit_rule", exit_hashes)], np.int64).T
+        out = np.empty((4, len(symbols)), np.int64)
+        out[0] = self._vocab.lookup_many("symbol", symbols)
+        out[1] = self._uniform_codes("strategy", strategies)
+        out[2] = self._vocab.lookup_many("params", params_hashes)
+        out[3] = self._uniform_codes("exit_rule", exit_hashes)
+        return out.T
 
-    def _uniform_codes(self, kind: str, values) -> list[int]:
-        """Codes of a column that usually repeats one value (strategy, exit rule): one
-        lookup when it does (``count`` compares by identity first, then as strings)."""
-        first = values[0]
+    def _uniform_codes(self, kind: str, values) -> int | list[int]:
+        """Codes of a column that usually repeats one value (strategy, exit rule): that
+        value's code alone when it does (one lookup; ``count`` compares by identity first,
+        then as strings), else one code per value."""
+        first = values[0] if len(values) else None
         if type(first) is str and values.count(first) == len(values):
-            return [self._vocab.codes[kind].get(first, -1)] * len(values)
+            return self._vocab.codes[kind].get(first, -1)
         return self._vocab.lookup_many(kind, values)
 
     def _bulk_params_codes(self, strategies: tuple, params: tuple) -> list[int]:

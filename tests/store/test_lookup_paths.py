@@ -354,3 +354,12 @@ def test_bulk_keys_stored_after_a_first_ask_are_found_on_the_next_call(tmp_path)
                                         curve=False, trades=0)])
     assert reader.bulk_get_stats(asked)["backtest_id"].tolist() == ids
     assert reader.bulk_get_stats(asked)["backtest_id"].tolist() == ids
+
+
+def test_no_keys_give_an_empty_table_of_the_usual_columns(history_store):
+    store, full = history_store
+    columns = ["symbol", "strategy", "params_hash", "exit_hash"]
+    for keys in ([], iter([]), pd.DataFrame({c: [] for c in columns}, dtype=object),
+                 full[columns].iloc[:0]):
+        table = store.bulk_get_stats(keys)
+        assert table.empty and list(table.columns) == list(full.columns)
