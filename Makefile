@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install browser bench clean
+.PHONY: run test install browser screenshots bench clean
 
 run: install
 	$(BIN)/streamlit run app.py
@@ -29,6 +29,10 @@ browser:
 	  echo "Installing Debian chromium for the browser test..."; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
 	  || { echo "Could not install chromium: run 'apt-get install chromium' as root." >&2; exit 1; }; }
+
+# Refresh the screenshots in docs/ from the browser test.
+screenshots: install browser
+	HINDSIGHT_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e
 
 bench: install
 	for b in bench/*_bench.py; do $(BIN)/python $$b; done

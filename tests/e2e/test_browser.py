@@ -2,8 +2,9 @@
 
 Flow: open the app, run a backtest from the Manager, follow its link to the Details page (metric
 cards and a rendered Vega chart), open the Scanner, fill the missing stats and see the stats
-columns, then run a small sweep and see its heatmap. A screenshot of each page is saved under
-docs/screenshots/.
+columns, then run a small sweep and see its heatmap. A screenshot of each page is saved in a
+temporary folder, or under the folder named by HINDSIGHT_SCREENSHOTS (``make screenshots``
+refreshes docs/screenshots/ that way).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,7 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("HINDSIGHT_SCREENSHOTS") or Path(tempfile.gettempdir(),
+                                                              "hindsight-screenshots"))
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 30_000
