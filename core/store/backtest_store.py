@@ -432,7 +432,6 @@ class BacktestStore:
                           found: list) -> None:
         """Codes of the dicts the values memo has no code for (in key order), remembered:
         the code once the params are stored, else the hash (looked up again next time)."""
-        memo = self._values_memo.setdefault((strategy, names), {})
         remember = {str}.issuperset(map(type, names))
         code_of = self._vocab.codes["params"].get
         for i, known in enumerate(found):
@@ -440,7 +439,11 @@ class BacktestStore:
                 continue
             params_hash = known if known is not None else self._params_hash(strategy, params[i])
             found[i] = code_of(params_hash, -1)
-            if remember:
+            if remember:  # only names that canonicalised (a bad dict raised above) get a memo
+                memo = self._values_memo.get((strategy, names))
+                if memo is None:
+                    memo = {}
+                    _bounded_put(self._values_memo, (strategy, names), memo)
                 _bounded_put(memo, values[i], params_hash if found[i] < 0 else found[i])
 
     def _bulk_exit_hashes(self, exit_rules: tuple) -> list[str]:

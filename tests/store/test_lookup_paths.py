@@ -363,3 +363,12 @@ def test_no_keys_give_an_empty_table_of_the_usual_columns(history_store):
                  full[columns].iloc[:0]):
         table = store.bulk_get_stats(keys)
         assert table.empty and list(table.columns) == list(full.columns)
+
+
+def test_bad_params_leave_no_memo_behind(tmp_path):
+    store = BacktestStore(tmp_path / "s.zarr")
+    for name in ("bogus", "other"):
+        with pytest.raises(ParamError, match=name):
+            store.bulk_get_stats([("AAA", "rsi_meanrev", {name: 1}, None)])
+    store.bulk_get_stats([("AAA", "rsi_meanrev", {"period": 5}, None)])
+    assert list(store._values_memo) == [("rsi_meanrev", ("period",))]
