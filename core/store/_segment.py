@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import google_crc32c
@@ -162,7 +163,7 @@ def _array_files(path: str, field: str, values: np.ndarray, level: int
                  ) -> list[tuple[str, bytes]]:
     """(key, bytes) of one array: zarr's metadata document, then its shard files."""
     plan = _plan_array(path, field, values, level)
-    return _plan_files(plan, iter(_encode_chunks([(plan.config, c) for c in plan.chunks])))
+    return _plan_files(plan, _encode_chunks([(plan.config, c) for c in plan.chunks]))
 
 
 #: Segments of at least this many values are compressed on several threads (pcodec releases
@@ -170,12 +171,13 @@ def _array_files(path: str, field: str, values: np.ndarray, level: int
 PARALLEL_MIN_VALUES = 262_144
 
 
-def _encode_chunks(tasks: list[tuple[object, np.ndarray]]) -> list[tuple[bytes, bytes]]:
+def _encode_chunks(tasks: list[tuple[object, np.ndarray]]) -> Iterator[tuple[bytes, bytes]]:
     """Every (pcodec config, contiguous chunk) compressed, with its crc32c, in order.
 
-    Large batches are cut into one run of consecutive chunks per thread, of about equal
-    values: every array of a segment is compressed in one parallel pass. The checksum is
-    kept apart (not appended): the shard joins its parts once.
+    Large batches are cut into runs of consecutive chunks of about equal values, a few per
+    thread, compressed on the pool in order while the caller consumes the finished ones: every
+    array of a segment is compressed in one parallel pass. The checksum is kept apart (not
+    appended): the shard joins its parts once.
     """
     def encode(part: list[tuple[object, np.ndarray]]) -> list[tuple[bytes, bytes]]:
         return [(payload, _crc(payload))
@@ -183,10 +185,13 @@ def _encode_chunks(tasks: list[tuple[object, np.ndarray]]) -> list[tuple[bytes, 
 
     sizes = np.cumsum([len(chunk) for _, chunk in tasks])
     if _threads.THREADS < 2 or len(tasks) < 2 or sizes[-1] < PARALLEL_MIN_VALUES:
-        return encode(tasks)
-    bounds = _threads.even_cuts(sizes, _threads.THREADS)
-    parts = [tasks[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
-    return [chunk for part in _threads.pool().map(encode, parts) for chunk in part]
+        yield from encode(tasks)
+        return
+    bounds = _threads.even_cuts(sizes, 4 * _threads.THREADS)
+    pool = _threads.pool()
+    futures = [pool.submit(encode, tasks[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
+        yield from future.result()
 
 
 #: A shard index entry (offset and length) of a chunk the shard does not hold.
@@ -300,19 +305,25 @@ def _vocab_files(path: str, values: np.ndarray) -> list[tuple[str, bytes]]:
     return files
 
 
-def _segment_files(name: str, data: SegmentData, level: int) -> list[list[tuple[str, bytes]]]:
-    """Every file of a segment, grouped: group metadata + vocabulary, then one group per array."""
+def _segment_files(name: str, data: SegmentData, level: int
+                   ) -> Iterator[list[tuple[str, bytes]]]:
+    """Every file of a segment, grouped: group metadata + vocabulary, then one group per array.
+
+    Groups are produced as their chunks come out of compression, so the caller can write an
+    array while the pool still compresses the next ones.
+    """
     path = segment_path(name)
     vocab = encode_vocab(data.vocab)
     group = GroupMetadata(attributes=segment_attrs(data, len(vocab)), zarr_format=3)
-    head = [(f"{path}/zarr.json",
-             group.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()),
-            *_vocab_files(f"{path}/{VOCAB_ARRAY}", vocab)]
+    yield [(f"{path}/zarr.json",
+            group.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()),
+           *_vocab_files(f"{path}/{VOCAB_ARRAY}", vocab)]
     plans = [_plan_array(f"{path}/{field}", field, getattr(data, field),
                          array_level(field, level))
              for field in ARRAY_FIELDS if getattr(data, field) is not None]
-    encoded = iter(_encode_chunks([(plan.config, c) for plan in plans for c in plan.chunks]))
-    return [head] + [_plan_files(plan, encoded) for plan in plans]
+    encoded = _encode_chunks([(plan.config, c) for plan in plans for c in plan.chunks])
+    for plan in plans:
+        yield _plan_files(plan, encoded)
 
 
 def array_level(field: str, level: int) -> int:
@@ -352,13 +363,24 @@ def _put_files(zstore, files: list[tuple[str, bytes]]) -> None:
 
 
 def write_segment(zstore, name: str, data: SegmentData, level: int) -> None:
-    """Write a whole segment aside (invisible until a manifest lists it)."""
+    """Write a whole segment aside (invisible until a manifest lists it).
+
+    A local store gets each array's files as soon as they are compressed (the writes overlap
+    the compression of the next arrays); other stores get two concurrent batches of files.
+    """
     crash_point("segment_begin")
     groups = _segment_files(name, data, level)
-    half = 1 + (len(groups) - 1) // 2
-    _put_files(zstore, [f for group in groups[:half] for f in group])
-    crash_point("segment_half")
-    _put_files(zstore, [f for group in groups[half:] for f in group])
+    half = 1 + sum(getattr(data, field) is not None for field in ARRAY_FIELDS) // 2
+    if isinstance(zstore, LocalStore):
+        for i, group in enumerate(groups):
+            if i == half:
+                crash_point("segment_half")
+            _put_files(zstore, group)
+    else:
+        groups = list(groups)
+        _put_files(zstore, [f for group in groups[:half] for f in group])
+        crash_point("segment_half")
+        _put_files(zstore, [f for group in groups[half:] for f in group])
     crash_point("segment_written")
 
 

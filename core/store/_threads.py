@@ -1,6 +1,7 @@
-"""One small thread pool per process for the store's GIL-free work (chunk compression).
+"""One small thread pool per process for the store's GIL-free work (packing, compression).
 
-pcodec releases the GIL, so a batch's chunks split over the pool compress on every core. A forked child starts its own pool: the parent's threads do not exist
+pcodec and the compiled curve packer release the GIL, so a batch's work split over the pool
+runs on every core. A forked child starts its own pool: the parent's threads do not exist
 there and its lock may be held.
 """
 from __future__ import annotations
