@@ -17,6 +17,7 @@ import numpy as np
 from core.errors import StoreCorruptionError
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS, ROW_CHUNK,
                                 TIME_COLUMNS)
+from core.store._details import read_local_array
 from core.store._segment import SegmentReader, open_segments
 
 _MASK = (1 << 64) - 1
@@ -104,7 +105,8 @@ class LoadedSegment:
 def entry_bids(entry: dict, reader: SegmentReader | None) -> np.ndarray:
     if "bid0" in entry:
         return np.arange(entry["bid0"], entry["bid0"] + entry["rows"], dtype=np.int64)
-    return reader.read("bids").astype(np.int64)
+    bids = read_local_array(reader, "bids")
+    return (reader.read("bids") if bids is None else bids).astype(np.int64)
 
 
 def load_segments(zstore, entries: list[dict], known: dict[str, LoadedSegment],
@@ -193,7 +195,8 @@ def _warn(error: StoreCorruptionError) -> None:
 def _read_codes(reader: SegmentReader) -> tuple[np.ndarray, np.ndarray]:
     """The segment's code block; rows in damaged chunks are flagged instead of failing all."""
     try:
-        return reader.read("codes"), np.ones(reader.rows, bool)
+        codes = read_local_array(reader, "codes")
+        return (reader.read("codes") if codes is None else codes), np.ones(reader.rows, bool)
     except StoreCorruptionError:
         pass
     out = np.zeros((reader.rows, len(CODE_KINDS)), np.int32)

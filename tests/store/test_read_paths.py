@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from factories import make_result
 
 from core.store import BacktestStore
@@ -76,3 +77,34 @@ def test_chunk_cache_is_bounded_by_bytes_dropping_least_recent():
     cache.put(("seg", "eq_values", 3), np.zeros(100))
     assert cache.get(("seg", "eq_values", 1)) is None
     assert all(cache.get(("seg", "eq_values", k)) is not None for k in (0, 2, 3))
+
+
+def test_key_codes_and_ids_read_straight_from_shards_equal_zarrs_read(store_path, monkeypatch):
+    """Small row chunks and shards: the direct reader of the open path (2-D codes of fresh and
+    compacted segments, 1-D ids of compacted ones) gives zarr's arrays, edge chunks included,
+    and a damaged chunk raises the segment's corruption error."""
+    from core.errors import StoreCorruptionError
+    from core.store import _segment
+
+    monkeypatch.setattr(_segment, "ROW_CHUNK", 3)
+    monkeypatch.setattr(_segment, "SHARD_CHUNKS", 2)
+    monkeypatch.setattr(_segment, "_TEMPLATES", {})
+    store = BacktestStore(store_path)
+    for k in range(3):
+        store.store_many([make_result(symbol=f"K{k}{i}", seed=i) for i in range(8)])
+    store.store_many([make_result(symbol="ONE")])
+    store.compact()
+    for seg in store._index.readable:
+        for field in ("codes", "bids"):
+            if not seg.reader.has(field):
+                continue
+            direct = _details.read_local_array(seg.reader, field)
+            assert direct is not None and direct.shape == tuple(seg.reader.attrs["arrays"][field])
+            assert np.array_equal(direct, seg.reader.read(field))
+    seg = store._index.readable[0].reader
+    shard = next(p for p in (store_path / "segments" / seg.name / "codes").rglob("*")
+                 if p.is_file() and p.name != "zarr.json")
+    shard.write_bytes(shard.read_bytes()[:-40])  # a truncated shard: its index fails its crc
+    with pytest.raises(StoreCorruptionError, match=seg.name):
+        _details.read_local_array(seg, "codes")
+    store.close()
