@@ -221,4 +221,5 @@ def decode(lengths: np.ndarray, packed: PackedCurves, trade_lengths: np.ndarray,
     return out.view(np.float64)
 
 
-__all__ = ["NonFiniteValue", "PackedCurves", "encode", "decode", "trade_positions", "ragged_index", "starts_of"]
+__all__ = ["NonFiniteValue", "PackedCurves", "encode", "decode", "trade_positions", "ragged_index",
+           "starts_of"]

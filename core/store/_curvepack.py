@@ -14,7 +14,7 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def _same_bits(bits, lo, hi, anchor):
-    """Whether ``bits[lo:hi]`` all equal ``anchor`` (an OR of XORs: no branch, vectorised)."""
+    """Whether ``bits[lo:hi]`` all equal ``anchor`` (an OR of XORs, without an early exit)."""
     diff = 0
     for t in range(lo, hi):
         diff |= bits[t] ^ anchor

@@ -141,9 +141,10 @@ def _plan_array(path: str, field: str, values: np.ndarray, level: int) -> _Array
 def _plan_files(plan: _ArrayPlan, encoded) -> list[tuple[str, bytes]]:
     """(key, bytes) of a planned array: its metadata document, then its shard files.
 
-    ``encoded`` yields the plan's compressed chunks, each as (payload, crc32c), in order. A shard is
-    laid out exactly as zarr's sharding codec does it (a test compares the bytes): the chunks,
-    then a crc32c-checked index of (offset, length) pairs, edge chunks padded with zeros.
+    ``encoded`` yields the plan's compressed chunks, each as (payload, crc32c), in order. A
+    shard is laid out exactly as zarr's sharding codec does it (a test compares the bytes): the
+    chunks, then a crc32c-checked index of (offset, length) pairs, edge chunks padded with
+    zeros.
     """
     files = [(f"{plan.path}/zarr.json", plan.document)]
     for key, cells in zip(plan.shard_keys, plan.shards):

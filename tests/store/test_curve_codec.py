@@ -278,7 +278,8 @@ def test_engine_output_round_trips_on_the_grid(store):
 
 
 def test_run_many_curves_store_as_a_batch_and_read_back_exactly(store):
-    """run_many(with_curves) -> store_many(batch): each row's curve and trades equal run_backtest's."""
+    """run_many(with_curves) -> store_many(batch): each row's curve and trades equal
+    run_backtest's."""
     from core.data.demo import DemoProvider
     from core.engine import run_backtest, run_many
 

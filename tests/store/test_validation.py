@@ -107,8 +107,9 @@ def test_bad_batch_curves_leave_the_store_byte_identical(store, store_path):
                                  starts),
         "dates past the calendar": BatchCurves(values, offsets, dates, np.array([0, 1])),
         "dates not increasing": BatchCurves(values, offsets, dates[::-1].copy(), starts),
-        "NaT date": BatchCurves(values, offsets, np.where(np.arange(4) == 2, np.datetime64("NaT", "ns"),
-                                                          dates), starts),
+        "NaT date": BatchCurves(values, offsets, np.where(np.arange(4) == 2,
+                                                          np.datetime64("NaT", "ns"), dates),
+                                starts),
         "text values": BatchCurves(np.array(["x"] * 8), offsets, dates, starts),
     }
     for name, curves in bad_curves.items():
