@@ -23,21 +23,24 @@ def _same_bits(bits, lo, hi, anchor):
 
 @njit(cache=True, nogil=True)
 def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, code,
-            ulp_limit, step_base, k_limit):
+            ulp_limit, step_base, k_limit, steps):
     """(layout, runs, steps, plain, first non-finite point or -1) of the curves.
+
+    ``steps`` is the output buffer of the steps: room for every held point of every trade
+    (``exit - entry`` each); the steps returned are its filled start.
 
     See ``_curvecodec.encode`` for the format. A row is packed when every trade lines up
     (entry <= exit, entry inside the curve, not before the previous exit, a finite non-zero
     step unless the trade holds no bar), every flat stretch keeps its first value's bits (a
     finite one) and every held point is within ``ulp_limit`` ULPs of its grid value; any other
     row keeps its values plain. A non-finite value always sends its row plain, where the
-    copy finds it.
+    copy finds it. The arrays returned are the filled starts of buffers sized for the worst
+    case (untouched pages cost no memory).
     """
     rows = lengths.shape[0]
     bits = values.view(np.int64)
     layout = np.zeros((rows, 3), np.int64)
     runs = np.empty((2 * entry_pos.shape[0] + rows, 2), np.int64)
-    steps = np.empty(values.shape[0], np.int64)
     plain = np.empty(values.shape[0], np.float64)
     rebuilt = np.empty(1, np.float64)
     rebuilt_bits = rebuilt.view(np.int64)
@@ -114,5 +117,4 @@ def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, co
                 n_plain += 1
         p += n
         first_trade += m
-    return (layout, runs[:n_runs].copy(), steps[:n_steps].copy(), plain[:n_plain].copy(),
-            first_bad)
+    return layout, runs[:n_runs], steps[:n_steps], plain[:n_plain], first_bad

@@ -165,8 +165,9 @@ def pack_curves(data: SegmentData) -> None:
     lengths = np.diff(data.eq_offsets)
     if data.tr_offsets is not None:
         trade_lengths = np.diff(data.tr_offsets)
-        positions = [codec.trade_positions(lengths, data.eq_date_starts, data.eq_calendar,
-                                           trade_lengths, data.tr_times[:, j]) for j in (0, 1)]
+        found = codec.trade_positions(lengths, data.eq_date_starts, data.eq_calendar,
+                                      trade_lengths, data.tr_times[:, :2])
+        positions = [found[:, 0], found[:, 1]]
         units = data.tr_floats[:, _UNITS]
     else:
         trade_lengths = np.zeros(data.rows, np.int64)

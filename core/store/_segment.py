@@ -289,13 +289,21 @@ def _array_template(field: str, shape: tuple[int, ...], dtype: np.dtype, level: 
     return metadata, head + str(shape[0]).encode() + tail
 
 
+#: Chunk keys as ``c.0.0``: a shard file sits in its array's folder. With "/" keys every
+#: array had one or two more folders; creating a folder or file costs ~0.6 ms of kernel time
+#: on this machine's disk, ~13 ms of a 2,000-curve batch. Segments written with "/" keys
+#: still read: readers take the separator from each array's document.
+CHUNK_SEPARATOR = "."
+
+
 def _array_document(shape: tuple[int, ...], dtype: np.dtype, codecs: list,
                     chunk_shape: tuple[int, ...]) -> dict:
-    """A zarr v3 array document: regular grid, "/" chunk keys, fill value 0."""
+    """A zarr v3 array document: regular grid, "." chunk keys, fill value 0."""
     dtype = np.dtype(dtype)
     return {"shape": list(shape), "data_type": dtype.name,
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunk_shape)}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "chunk_key_encoding": {"name": "default",
+                                   "configuration": {"separator": CHUNK_SEPARATOR}},
             "fill_value": 0.0 if dtype.kind == "f" else 0, "codecs": codecs, "attributes": {},
             "zarr_format": 3, "node_type": "array", "storage_transformers": []}
 
@@ -309,7 +317,8 @@ def _vocab_files(path: str, values: np.ndarray) -> list[tuple[str, bytes]]:
     files = [(f"{path}/zarr.json",
               metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())]
     if len(values):
-        files.append((f"{path}/c/0", _with_crc(_ZSTD.encode(values))))
+        key = metadata.chunk_key_encoding.encode_chunk_key((0,))
+        files.append((f"{path}/{key}", _with_crc(_ZSTD.encode(values))))
     return files
 
 

@@ -26,7 +26,7 @@ from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreV
                          ValidationError)
 from core.store import _keys
 from core.store._backend import Location, crash_point, empty_manifest
-from core.store._encode import KeyMemo, SegmentData, encode_any
+from core.store._encode import KeyMemo, SegmentData, encode_any, gc_paused
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, key_hash_array, load_segments
@@ -193,10 +193,11 @@ class BacktestStore:
         self._check_open()
         self._check_writable()
         self._write_memo.trim()
-        data = encode_any(results, time.time_ns() // 1000 * 1000, self._write_memo)
-        if data.rows == 0:
-            return []
-        bid0 = self._commit_segment(data)
+        with gc_paused():
+            data = encode_any(results, time.time_ns() // 1000 * 1000, self._write_memo)
+            if data.rows == 0:
+                return []
+            bid0 = self._commit_segment(data)
         return [str(b) for b in range(bid0, bid0 + data.rows)]
 
     def _commit_segment(self, data: SegmentData, level: int = WRITE_LEVEL) -> int:

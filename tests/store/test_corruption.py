@@ -57,9 +57,16 @@ def segment_dir(store_path: Path, name: str) -> Path:
     return store_path / "segments" / name
 
 
+def shard_file(store_path: Path, name: str, array: str) -> Path:
+    """The one chunk (shard) file of a small segment's array."""
+    (found,) = [p for p in (segment_dir(store_path, name) / array).rglob("*")
+                if p.is_file() and p.name != "zarr.json"]
+    return found
+
+
 def test_flipped_byte_in_metrics(damaged_setup):
     store_path, segment, bad_id = damaged_setup
-    flip_byte(segment_dir(store_path, segment) / "floats" / "c" / "0" / "0")
+    flip_byte(shard_file(store_path, segment, "floats"))
     handle = open_store(store_path, mode="r")
     check_reported(handle, segment, "floats")
     with pytest.raises(StoreCorruptionError, match=segment):
@@ -71,7 +78,7 @@ def test_flipped_byte_in_metrics(damaged_setup):
 
 def test_truncated_curve_chunk(damaged_setup):
     store_path, segment, bad_id = damaged_setup
-    chunk = segment_dir(store_path, segment) / "eq_plain" / "c" / "0"  # random curves: plain
+    chunk = shard_file(store_path, segment, "eq_plain")  # random curves: plain
     chunk.write_bytes(chunk.read_bytes()[:-9])
     handle = open_store(store_path, mode="r")
     check_reported(handle, segment, "eq_plain")
@@ -83,7 +90,7 @@ def test_truncated_curve_chunk(damaged_setup):
 
 def test_deleted_key_chunk(damaged_setup):
     store_path, segment, bad_id = damaged_setup
-    (segment_dir(store_path, segment) / "codes" / "c" / "0" / "0").unlink()
+    shard_file(store_path, segment, "codes").unlink()
     with pytest.warns(RuntimeWarning, match=segment):
         handle = open_store(store_path, mode="r")
     check_reported(handle, segment, "codes")
@@ -112,7 +119,7 @@ def test_garbage_metadata(damaged_setup, target):
 def test_damage_found_after_open_by_a_warm_handle(damaged_setup):
     store_path, segment, bad_id = damaged_setup
     handle = open_store(store_path, mode="r")
-    flip_byte(segment_dir(store_path, segment) / "floats" / "c" / "0" / "0")
+    flip_byte(shard_file(store_path, segment, "floats"))
     with pytest.raises(StoreCorruptionError, match=segment):
         handle.get_detailed_results(bad_id)
     assert_others_readable(handle)
@@ -122,7 +129,7 @@ def test_damage_found_after_open_by_a_warm_handle(damaged_setup):
 
 def test_writes_and_compaction_leave_damaged_segments_alone(damaged_setup):
     store_path, segment, bad_id = damaged_setup
-    flip_byte(segment_dir(store_path, segment) / "floats" / "c" / "0" / "0")
+    flip_byte(shard_file(store_path, segment, "floats"))
     handle = BacktestStore(store_path)
     handle.get_all_stats()  # loads columns: finds the damage
     new_id = handle.store_backtest(make_result(symbol="NEW", seed=4))

@@ -181,6 +181,18 @@ def test_trade_positions_across_calendars():
     assert reference_positions(lengths, starts, one, rows, times).tolist() == found.tolist()
 
 
+@pytest.mark.parametrize("calendar", [np.array([10, 20, 30, 40, 5, 15, 25]),
+                                      np.array([5, 10, 15, 20, 25, 30, 40])])
+def test_trade_positions_of_entry_and_exit_columns_at_once(calendar):
+    lengths, starts, rows = np.array([4, 3, 2]), np.array([0, 4, 1]), np.array([0, 0, 1, 2])
+    times = np.array([[20, 45], [15, 16], [5, 31], [20, 26]])
+    both = codec.trade_positions(lengths, starts, calendar, np.bincount(rows), times)
+    assert both.shape == (4, 2)
+    for j in (0, 1):
+        one = codec.trade_positions(lengths, starts, calendar, np.bincount(rows), times[:, j])
+        assert both[:, j].tolist() == one.tolist()
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 10_000), st.integers(1, 300)),
                 min_size=1, max_size=8))

@@ -1,10 +1,12 @@
 """The read path's shortcuts answer exactly like the plain paths they stand in for."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
-from factories import make_result
+from factories import make_batch, make_result
 
 from core.store import BacktestStore
 from core.store import _details, _index
@@ -108,3 +110,46 @@ def test_key_codes_and_ids_read_straight_from_shards_equal_zarrs_read(store_path
     with pytest.raises(StoreCorruptionError, match=seg.name):
         _details.read_local_array(seg, "codes")
     store.close()
+
+
+def _slash_keyed(store_path) -> int:
+    """Rewrite every segment array to "/" chunk keys (``c/0/0``), as earlier writers laid
+    them out; returns how many chunk files moved."""
+    moved = 0
+    for document in (store_path / "segments").glob("*/*/zarr.json"):
+        meta = json.loads(document.read_text())
+        meta["chunk_key_encoding"]["configuration"]["separator"] = "/"
+        document.write_text(json.dumps(meta))
+        for chunk in list(document.parent.glob("c.*")):
+            target = document.parent.joinpath(*chunk.name.split("."))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            chunk.rename(target)
+            moved += 1
+    return moved
+
+
+def test_segments_with_slash_chunk_keys_still_read_and_compact(tmp_path):
+    path = tmp_path / "old.zarr"
+    store = BacktestStore(path)
+    ids = store.store_many([make_result(symbol=f"S{i}", seed=i, trades=1 + i % 3)
+                            for i in range(5)])
+    ids += store.store_many(make_batch(["GOOG"], [5, 6, 7], seed=3, trades_per_row=2))
+    expected_stats = store.get_all_stats()
+    expected = [store.get_detailed_results(b) for b in ids]
+    store.close()
+    assert _slash_keyed(path) > 20 and not list(path.glob("segments/*/*/c.*"))
+
+    old = BacktestStore(path)
+    pd.testing.assert_frame_equal(old.get_all_stats(), expected_stats)
+    for bid, want in zip(ids, expected):
+        got = old.get_detailed_results(bid)
+        pd.testing.assert_frame_equal(got["trades"], want["trades"])
+        if want["equity"] is None:
+            assert got["equity"] is None
+        else:
+            pd.testing.assert_series_equal(got["equity"], want["equity"])
+    assert old.verify()["ok"]
+    old.compact()  # rewrites with "." keys
+    assert list(path.glob("segments/*/*/c.*")) and not list(path.glob("segments/*/*/c/"))
+    pd.testing.assert_frame_equal(old.get_all_stats(), expected_stats)
+    assert old.verify()["ok"]

@@ -11,6 +11,8 @@ from zarr.storage import LocalStore
 from core.errors import StoreCorruptionError
 from core.store import _segment
 
+CHUNK_KEYS = {"name": "default", "separator": "."}  # the store's: shard files beside zarr.json
+
 
 def written(tmp_path, field: str, values: np.ndarray, level: int = 4) -> zarr.Array:
     """``values`` written as segment array ``field`` by the store's writer, opened with zarr."""
@@ -50,9 +52,10 @@ def test_one_chunk_arrays_are_byte_identical_to_zarrs_own_writer(tmp_path):
             store=LocalStore(tmp_path / "theirs"), name="seg/eq_values", shape=values.shape,
             dtype=values.dtype, chunks=inner, shards=shard,
             serializer=zarr.codecs.PCodec(level=4), compressors=[zarr.codecs.Crc32cCodec()],
-            fill_value=0, config={"write_empty_chunks": True}, zarr_format=3)
+            fill_value=0, config={"write_empty_chunks": True}, zarr_format=3,
+            chunk_key_encoding=CHUNK_KEYS)
         theirs[...] = values
-    for key in ("zarr.json", "c/0"):
+    for key in ("zarr.json", "c.0"):
         mine = (tmp_path / "mine" / "seg" / "eq_values" / key).read_bytes()
         assert mine == (tmp_path / "theirs" / "seg" / "eq_values" / key).read_bytes(), key
 
@@ -80,7 +83,8 @@ def zarr_document(folder, field: str, shape: tuple, dtype, level: int) -> bytes:
                       chunks=inner, shards=shard,
                       serializer=zarr.codecs.PCodec(**_segment.pcodec_settings(level)),
                       compressors=[zarr.codecs.Crc32cCodec()], fill_value=0,
-                      config={"write_empty_chunks": True}, zarr_format=3)
+                      config={"write_empty_chunks": True}, zarr_format=3,
+                      chunk_key_encoding=CHUNK_KEYS)
     return (folder / "a" / "zarr.json").read_bytes()
 
 
@@ -90,7 +94,8 @@ def test_the_vocabulary_array_is_zarrs_own_layout(tmp_path):
     zarr.create_array(store=LocalStore(tmp_path), name="theirs", shape=values.shape,
                       dtype=np.uint8, chunks=values.shape, serializer=zarr.codecs.BytesCodec(),
                       compressors=[zarr.codecs.ZstdCodec(level=_segment.VOCAB_LEVEL),
-                                   zarr.codecs.Crc32cCodec()], fill_value=0, zarr_format=3)
+                                   zarr.codecs.Crc32cCodec()], fill_value=0, zarr_format=3,
+                      chunk_key_encoding=CHUNK_KEYS)
     assert (tmp_path / "v" / "zarr.json").read_bytes() == \
         (tmp_path / "theirs" / "zarr.json").read_bytes()
     back = zarr.open_array(store=LocalStore(tmp_path), path="v", mode="r")[...]
@@ -100,7 +105,7 @@ def test_the_vocabulary_array_is_zarrs_own_layout(tmp_path):
 def test_every_chunk_carries_a_checksum(tmp_path):
     values = np.arange(100, dtype=np.float64).reshape(50, 2)
     written(tmp_path, "floats", values)
-    shard = tmp_path / "seg" / "floats" / "c" / "0" / "0"
+    shard = tmp_path / "seg" / "floats" / "c.0.0"
     raw = bytearray(shard.read_bytes())
     raw[3] ^= 0xFF  # a byte inside the first inner chunk
     shard.write_bytes(bytes(raw))
