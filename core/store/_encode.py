@@ -355,6 +355,7 @@ class KeyMemo:
         self._json: dict[str, str] = {}
         self.bare_names: dict[str, dict[str, str]] = {}
         self._canons: dict[str, _keys.ParamsCanon] = {}  # strategy -> per-value canonicaliser
+        self.last_columns: dict[str, tuple] = {}  # json column -> (inputs, codes) of last batch
 
     def symbol(self, symbol: Any) -> str:
         found = self._symbols.get(symbol) if isinstance(symbol, str) else None
@@ -694,8 +695,14 @@ def _vocab_lists(vocabs: dict[str, _Vocab]) -> dict[str, list]:
 # --------------------------------------------------------------------------------------------
 # Batch tables (run_many output)
 # --------------------------------------------------------------------------------------------
-def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> SegmentData:
-    """Validate and encode a batch table (and its trades) with vectorised operations only."""
+def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int,
+                 memo: KeyMemo | None = None) -> SegmentData:
+    """Validate and encode a batch table (and its trades) with vectorised operations only.
+
+    ``memo`` (the store handle's) remembers the last batch's params and exit-rule columns: a
+    sweep stores one parameter grid symbol after symbol, and a column equal to the last one
+    (one vectorised comparison) reuses its checked codes and vocabulary.
+    """
     table = batch.table if isinstance(batch, BatchResult) else batch
     trades = batch.trades if isinstance(batch, BatchResult) else None
     if not isinstance(table, pd.DataFrame):
@@ -715,9 +722,10 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> Segme
     codes[:, 1], vocab["strategy"] = _factorize(table["strategy"], "strategy")
     for strategy in vocab["strategy"]:
         _keys.check_strategy(strategy)
-    codes[:, 2], vocab["params"] = _hashed_codes(table, "params_json", "params_hash",
-                                                 codes[:, 1], vocab["strategy"])
-    codes[:, 3], vocab["exit_rule"] = _hashed_codes(table, "exit_json", "exit_hash", None, None)
+    codes[:, 2], vocab["params"] = _remembered_codes(memo, table, "params_json", "params_hash",
+                                                     codes[:, 1], vocab["strategy"])
+    codes[:, 3], vocab["exit_rule"] = _remembered_codes(memo, table, "exit_json", "exit_hash",
+                                                        None, None)
     for kind, column in _TABLE_TEXT.items():
         if column in table.columns:
             codes[:, _KIND_POS[kind]], vocab[kind] = _factorize(table[column], column)
@@ -757,6 +765,49 @@ def _factorize(column: pd.Series, what: str) -> tuple[np.ndarray, list]:
     if bad:
         raise ValidationError(f"Batch column {what} must hold strings, got {bad[:3]!r}.")
     return codes.astype(np.int32), values
+
+
+def _remembered_codes(memo: KeyMemo | None, table: pd.DataFrame, json_column: str,
+                      hash_column: str, strategy_codes: np.ndarray | None,
+                      strategies: list | None) -> tuple[np.ndarray, list]:
+    """``_hashed_codes``, reused when the columns equal the last batch's (same strategies)."""
+    if memo is None:
+        return _hashed_codes(table, json_column, hash_column, strategy_codes, strategies)
+    inputs = (table[json_column],
+              table[hash_column] if hash_column in table.columns else None,
+              None if strategy_codes is None else strategy_codes.copy(),
+              None if strategies is None else list(strategies))
+    last = memo.last_columns.get(json_column)
+    if last is not None and _same_inputs(last[0], inputs):
+        codes, pairs = last[1]
+    else:
+        codes, pairs = _hashed_codes(table, json_column, hash_column, strategy_codes, strategies)
+        memo.last_columns[json_column] = (inputs, (codes, pairs))
+    return codes.copy(), list(pairs)
+
+
+def _same_inputs(last: tuple, now: tuple) -> bool:
+    """Whether two batches' (json, hash, strategy codes, strategies) hold the same values."""
+    json_then, hash_then, codes_then, names_then = last
+    json_now, hash_now, codes_now, names_now = now
+    if names_then != names_now or (hash_then is None) != (hash_now is None):
+        return False
+    if codes_now is not None and not np.array_equal(codes_then, codes_now):
+        return False
+    return _same_texts(json_then, json_now) and (hash_now is None
+                                                 or _same_texts(hash_then, hash_now))
+
+
+def _same_texts(then: pd.Series, now: pd.Series) -> bool:
+    """Whether two text columns hold the same strings, row by row (no missing values)."""
+    if len(then) != len(now):
+        return False
+    if isinstance(then.array, pd.arrays.ArrowStringArray) and \
+            isinstance(now.array, pd.arrays.ArrowStringArray):
+        a, b = pa.array(then.array), pa.array(now.array)
+        return a.null_count == 0 and b.null_count == 0 and bool(pc.all(pc.equal(a, b)).as_py())
+    a, b = np.asarray(then, dtype=object), np.asarray(now, dtype=object)
+    return all(isinstance(v, str) for v in b) and bool((a == b).all())
 
 
 def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
@@ -899,7 +950,7 @@ def _attach_batch_trades(data: SegmentData, trades: pd.DataFrame) -> None:
 def encode_any(results: Any, created_at_ns: int, memo: KeyMemo | None = None) -> SegmentData:
     """Dispatch on the input form of ``store_many`` (call it inside ``gc_paused``)."""
     if isinstance(results, (BatchResult, pd.DataFrame)):
-        return encode_batch(results, created_at_ns)
+        return encode_batch(results, created_at_ns, memo)
     if isinstance(results, BacktestResult):
         results = [results]
     if not isinstance(results, (list, tuple)):

@@ -151,3 +151,35 @@ def test_not_a_backtest_store(tmp_path):
     (tmp_path / "other.zarr" / "manifest.json").write_text('{"segments": []}')
     with pytest.raises(Exception, match="not a Hindsight backtest store"):
         open_store(tmp_path / "other.zarr")
+
+
+@pytest.mark.parametrize("text_dtype", ["str", "object"])
+def test_a_batch_repeating_the_last_params_column_is_stored_and_checked_as_new(
+        store, store_path, text_dtype):
+    """A sweep stores one grid symbol after symbol: an equal column reuses the last batch's
+    checked codes, while a changed order, a wrong hash or a missing text is still caught."""
+    texts = ["params_json", "params_hash", "exit_json", "exit_hash"]
+
+    def batch(symbol: str, periods: list[int], seed: int) -> pd.DataFrame:
+        table = make_batch([symbol], periods, seed=seed).table
+        return table.astype({c: text_dtype for c in texts})
+
+    store.store_many(batch("AAA", [5, 10, 14], 1))
+    store.store_many(batch("BBB", [5, 10, 14], 2))  # the same params column
+    store.store_many(batch("CCC", [14, 5, 10], 3))  # the same params, another order
+    for period in (5, 10, 14):
+        found = [store.get_stats(s, "rsi_meanrev", {"period": period})
+                 for s in ("AAA", "BBB", "CCC")]
+        assert [f["params"]["period"] for f in found] == [period] * 3
+        assert len({f["params_hash"] for f in found}) == 1
+    before = snapshot(store_path)
+    good = batch("DDD", [14, 5, 10], 4)
+    wrong_hash = good.assign(params_hash=["0" * 16, *good["params_hash"][1:]])
+    missing = good.assign(params_json=[None, *good["params_json"][1:]])
+    for table in (wrong_hash.astype({"params_hash": text_dtype}),
+                  missing.astype({"params_json": text_dtype})):
+        with pytest.raises(ValidationError):
+            store.store_many(table)
+        assert snapshot(store_path) == before
+    store.store_many(good)
+    assert store.get_stats("DDD", "rsi_meanrev", {"period": 14})["params"]["period"] == 14
