@@ -163,12 +163,10 @@ def encode(values: np.ndarray, lengths: np.ndarray, trade_lengths: np.ndarray,
             raise NonFiniteValue(int(point_at[lo] + part[4]))
     if len(parts) == 1:
         return PackedCurves(*parts[0][:4])
-    layout, runs, parts_steps, plain = (list(arrays) for arrays in list(zip(*parts))[:4])
-    filled = sum(len(part) for part in parts_steps)
-    every_held_point = filled == len(steps)  # the parts' steps already lie end to end
-    return PackedCurves(np.concatenate(layout), np.concatenate(runs),
-                        steps if every_held_point else np.concatenate(parts_steps),
-                        np.concatenate(plain))
+    layout, runs, plain = (np.concatenate([part[k] for part in parts]) for k in (0, 1, 3))
+    if sum(len(part[2]) for part in parts) < len(steps):  # a row went plain: close the gaps
+        steps = np.concatenate([part[2] for part in parts])
+    return PackedCurves(layout, runs, steps, plain)
 
 
 def _step_room(lengths: np.ndarray, trade_lengths: np.ndarray, held: np.ndarray

@@ -26,16 +26,14 @@ def pack_nb(values, lengths, trade_lengths, entry_pos, exit_pos, units, tick, co
             ulp_limit, step_base, k_limit, steps):
     """(layout, runs, steps, plain, first non-finite point or -1) of the curves.
 
-    ``steps`` is the output buffer of the steps: room for every held point of every trade
-    (``exit - entry`` each); the steps returned are its filled start.
-
     See ``_curvecodec.encode`` for the format. A row is packed when every trade lines up
     (entry <= exit, entry inside the curve, not before the previous exit, a finite non-zero
     step unless the trade holds no bar), every flat stretch keeps its first value's bits (a
     finite one) and every held point is within ``ulp_limit`` ULPs of its grid value; any other
     row keeps its values plain. A non-finite value always sends its row plain, where the
-    copy finds it. The arrays returned are the filled starts of buffers sized for the worst
-    case (untouched pages cost no memory).
+    copy finds it. ``steps`` is the caller's output buffer, with room for every step the rows
+    can hold; runs and plain values go to buffers sized for the worst case (untouched pages
+    cost no memory). Each array returned is the filled start of its buffer.
     """
     rows = lengths.shape[0]
     bits = values.view(np.int64)
