@@ -39,6 +39,7 @@ from core.types import (EXIT_REASON_DTYPE, METRIC_NAMES, BacktestResult,  # noqa
                         BatchCurves, BatchResult)
 
 BATCH = 10_000
+ROUNDS, ROUND_PAUSE_S = 30, 0.0  # warm reads are sampled in rounds spread over ~10 s
 CURVE_POINTS = 2_520
 EXIT_RULE = canonical_exit_rule({"type": "stop_loss", "pct": 0.05})
 TARGETS = {
@@ -237,6 +238,45 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1e3, q))
 
 
+def reference_loop_us() -> float:
+    """Microseconds of a fixed pure-Python task (dict building): the box's speed right now."""
+    start = time.perf_counter()
+    for _ in range(100):
+        {str(i): i * 1.5 for i in range(40)}
+    return (time.perf_counter() - start) * 1e4
+
+
+def measured_in_rounds(tasks: dict, rounds: int = ROUNDS, pause_s: float = ROUND_PAUSE_S
+                       ) -> tuple[dict[str, list], dict]:
+    """Samples of every task, taken round-robin in ``rounds`` rounds with a pause between.
+
+    This box alternates between a fast phase and one about twice as slow, each lasting from a
+    fraction of a second to several seconds; a figure timed in one short burst reports
+    whichever phase it fell in. Rounds spread every figure's samples over the same ~10 s, so
+    a percentile of the pooled samples is the figure's typical value. Each task maps the
+    round number to a list of samples (empty: nothing this round). Returns the samples and
+    the phase record: the reference loop's time per round, fastest and slowest, the rounds
+    it ran 1.4x slower than its fastest, and the fastest and slowest round's lookup p50.
+    """
+    samples: dict[str, list] = {name: [] for name in tasks}
+    reference, round_p50 = [], []
+    started = time.perf_counter()
+    for r in range(rounds):
+        reference.append(reference_loop_us())
+        for name, task in tasks.items():
+            taken = task(r)
+            samples[name] += taken
+            if name == "get_stats":
+                round_p50.append(percentile_ms(taken, 50))
+        time.sleep(pause_s)
+    fastest = min(reference)
+    phases = {"rounds": rounds, "spread_s": time.perf_counter() - started,
+              "reference_loop_us_fastest_slowest": [fastest, max(reference)],
+              "rounds_in_slow_phase": sum(t > 1.4 * fastest for t in reference),
+              "get_stats_round_p50_ms_fastest_slowest": [min(round_p50), max(round_p50)]}
+    return samples, phases
+
+
 def lookup_samples(store: BacktestStore, keys: list[tuple], repeat: int = 1) -> list[float]:
     samples = []
     for _ in range(repeat):
@@ -343,13 +383,10 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
     curve_lists = [curve_results(grid, f"R{k}", rng, 2_000, 0) for k in range(2)]
     result["write_with_curves_results_per_s"] = 4_000 / sum(  # the same, as result objects
         timed(lambda b=b: side.store_many(b)) for b in curve_lists)
+    del curve_lists
     listed = min(rows, 50_000)
-    lists = [metric_results(grid, f"L{k}", rng, min(BATCH, listed - k * BATCH))
-             for k in range(-(-listed // BATCH))]
-    result["write_results_per_s"] = listed / sum(timed(lambda b=b: side.store_many(b))
-                                                 for b in lists)
-    side.close()
-    shutil.rmtree(workdir / f"side-{rows}.zarr", ignore_errors=True)
+    result_lists = [metric_results(grid, f"L{k}", rng, min(BATCH, listed - k * BATCH))
+                    for k in range(-(-listed // BATCH))]
 
     result["files_before_compact"] = disk_usage(store_path)[0]
     result["compact_s"] = timed(store.compact)
@@ -372,28 +409,13 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
              dict(grid.params[int(key_rng.integers(min(BATCH, table_rows or 1)))]))
             for _ in range(2_000)]
     keys = [(s, p) for s, p in keys if handle.get_stats(s, "rsi_meanrev", p, EXIT_RULE)]
-    lookup_samples(handle, keys[:200])  # warm: caches, branch predictors
-    samples = lookup_samples(handle, keys, repeat=2)
-    result["get_stats_p50_ms"] = percentile_ms(samples, 50)
-    result["get_stats_p99_ms"] = percentile_ms(samples, 99)
-
     bulk = [(s, "rsi_meanrev", p, EXIT_RULE) for s, p in keys[:500]]
-    handle.bulk_get_stats(bulk)
-    result["bulk_get_stats_500_ms"] = statistics.median(
-        timed(lambda: handle.bulk_get_stats(bulk)) for _ in range(20)) * 1e3
     assert len(handle.bulk_get_stats(bulk)) == len(bulk)
     hashed = handle.bulk_get_stats(bulk)[["symbol", "strategy", "params_hash", "exit_hash"]]
     hashed = hashed.astype(object)  # the scanner's key frame: plain strings with hashes
-    result["bulk_get_stats_500_hash_frame_ms"] = statistics.median(
-        timed(lambda: handle.bulk_get_stats(hashed)) for _ in range(20)) * 1e3
-
     where = "win_rate >= 0.55 and num_trades >= 20 and rsi_period <= 20"
     query = lambda: handle.query(strategy="rsi_meanrev", where=where,  # noqa: E731
                                  order_by="-sharpe_ratio", limit=100)
-    query()
-    result["query_ms"] = statistics.median(timed(query) for _ in range(20)) * 1e3
-    result["get_all_stats_s"] = statistics.median(timed(handle.get_all_stats) for _ in range(5))
-
     curve_ids = []
     for symbol, n, originals in curve_symbol_rows:
         for result_obj in originals:
@@ -404,10 +426,35 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
             assert len(details["trades"]) == len(result_obj.trades)
             curve_ids.append(stats["backtest_id"])
     result["curves_lossless"] = True
-    samples = [timed(lambda b=b: handle.get_detailed_results(b))
-               for b in (curve_ids * 20)[:200]]
-    result["get_detailed_results_ms"] = statistics.median(samples) * 1e3
-    result["get_detailed_results_first_read_ms"] = first_reads_ms(store_path, all_curve_ids)
+    lookup_samples(handle, keys[:200])  # warm: caches, branch predictors
+    tasks = {
+        "get_stats": lambda r: lookup_samples(handle, keys[r % 4::4]),
+        "bulk_tuples": lambda r: [timed(lambda: handle.bulk_get_stats(bulk))],
+        "bulk_hash_frame": lambda r: [timed(lambda: handle.bulk_get_stats(hashed))],
+        "query": lambda r: [timed(query)],
+        "get_all_stats": lambda r: [timed(handle.get_all_stats)] if r % 4 == 0 else [],
+        "details": lambda r: [timed(lambda b=b: handle.get_detailed_results(b))
+                              for b in curve_ids[r % 3::3]],
+        "details_first_read": lambda r: ([first_reads_ms(store_path, all_curve_ids)]
+                                         if r % 10 == 5 else []),
+        "result_lists": lambda r: ([timed(lambda: side.store_many(result_lists[r // 6]))]
+                                   if r % 6 == 0 and r // 6 < len(result_lists) else []),
+    }
+    spread, phases = measured_in_rounds(tasks)
+    side.close()
+    shutil.rmtree(workdir / f"side-{rows}.zarr", ignore_errors=True)
+    result["get_stats_p50_ms"] = percentile_ms(spread["get_stats"], 50)
+    result["get_stats_p99_ms"] = percentile_ms(spread["get_stats"], 99)
+    result["bulk_get_stats_500_ms"] = percentile_ms(spread["bulk_tuples"], 50)
+    result["bulk_get_stats_500_hash_frame_ms"] = percentile_ms(spread["bulk_hash_frame"], 50)
+    result["query_ms"] = percentile_ms(spread["query"], 50)
+    result["get_all_stats_s"] = statistics.median(spread["get_all_stats"])
+    result["get_detailed_results_ms"] = percentile_ms(spread["details"], 50)
+    result["get_detailed_results_first_read_ms"] = statistics.median(
+        spread["details_first_read"])
+    assert len(spread["result_lists"]) == len(result_lists)
+    result["write_results_per_s"] = listed / sum(spread["result_lists"])
+    result["machine_phases"] = phases
 
     symbol, params = keys[0]
     colds = [fresh_process(COLD_SNIPPET, url=str(store_path), symbol=symbol, params=params,

@@ -15,6 +15,7 @@ FORMAT_NAME = "hindsight-backtest-store"
 ROOT_ATTR = "hindsight_store"
 SEGMENT_ATTR = "hindsight_segment"
 MANIFEST_KEY = "manifest.json"
+COMMIT_COUNTER_KEY = "commits.seq"  # see _backend.CommitCounter
 SEGMENTS_DIR = "segments"
 
 #: Columns of the ``codes`` block: int32 codes into the segment's vocabularies, in this order.

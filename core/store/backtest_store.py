@@ -25,7 +25,7 @@ import zarr
 from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreVersionError,
                          ValidationError)
 from core.store import _keys
-from core.store._backend import Location, crash_point, empty_manifest
+from core.store._backend import CommitCounter, Location, crash_point, empty_manifest
 from core.store._encode import KeyMemo, SegmentData, encode_any, gc_paused
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
@@ -36,6 +36,7 @@ from core.store import _details, _frames, _maintenance, _query
 DEFAULT_URL = "data/backtests/store.zarr"
 MODES = ("r", "r+", "a")
 REMOTE_REFRESH_S = 1.0
+COUNTER_TRUST_S = 1.0  # a local handle also checks the manifest itself at least this often
 _ROW_MISSES_BEFORE_WARM = 3
 _MEMO_LIMIT = 65_536
 
@@ -81,6 +82,9 @@ class BacktestStore:
         self._index: Index | None = None
         self._manifest: dict = {}
         self._token: object = None
+        self._counter: CommitCounter | None = None  # see _current
+        self._count: int | None = None
+        self._trusted_until = 0.0
         self._checked_at = 0.0
         self._row_misses = 0
         self._params_memo: dict[tuple, tuple[str, str]] = {}
@@ -136,8 +140,10 @@ class BacktestStore:
                     self._refresh_interval:
                 return False
             self._checked_at = now
-            if not force and self._index is not None and self._loc.manifest_token() == self._token:
+            if not force and self._index is not None and self._manifest_unchanged():
                 return False
+            counter = self._loc.commit_counter()
+            count = counter.value() if counter else None  # read before the manifest it vouches for
             doc, token = self._loc.read_manifest()
             if doc is None:
                 raise StoreError(f"The manifest of {self.url!r} disappeared; the store was removed.")
@@ -146,17 +152,43 @@ class BacktestStore:
             segments = load_segments(self._zstore, doc["segments"], known, self._vocab)
             self._index = Index(segments, doc.get("tombstones", []), self._vocab)
             self._manifest, self._token = doc, token
+            self._trust_counter(counter, count)
             self._row_misses = 0
             return True
 
     def _current(self) -> Index:
-        """The index of the current manifest: one ``os.stat`` when nothing changed (local)."""
+        """The index of the current manifest, reloaded when another handle committed.
+
+        Local stores: nothing committed since the last check costs one read of the shared
+        commit counter (``_backend.CommitCounter``). The manifest itself (``os.stat``) is
+        checked when the counter changed, is odd or missing, and at least once a second,
+        which also catches a manifest replaced by other means (an older Hindsight writer, a
+        restored backup).
+        """
         index = self._index
-        if index is not None and not self._refresh_interval and \
-                self._loc.manifest_token() == self._token:
-            return index
+        if index is not None and not self._refresh_interval:
+            counter = self._counter
+            count = counter.value() if counter is not None else None
+            if count is not None and count == self._count and not count & 1 and \
+                    time.monotonic() < self._trusted_until:
+                return index
+            if self._manifest_unchanged():
+                return index
         self.refresh()
         return self._index
+
+    def _manifest_unchanged(self) -> bool:
+        """True when the manifest is still the loaded one (the counter is trusted again)."""
+        counter = self._loc.commit_counter()
+        count = counter.value() if counter else None  # read before the manifest it vouches for
+        if self._loc.manifest_token() != self._token:
+            return False
+        self._trust_counter(counter, count)
+        return True
+
+    def _trust_counter(self, counter: CommitCounter | None, count: int | None) -> None:
+        self._counter, self._count = counter, count
+        self._trusted_until = time.monotonic() + COUNTER_TRUST_S
 
     def close(self) -> None:
         """Release cached data; the handle cannot be used afterwards."""

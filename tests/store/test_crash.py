@@ -19,8 +19,8 @@ from crash_writer import PRELOAD, check_store, compact_only, write_batches
 
 ROWS = 6
 COMMIT_STEPS = ["segment_begin", "segment_half", "segment_written", "locked", "manifest_tmp",
-                "manifest_replaced"]
-VISIBLE_AFTER = {"manifest_replaced"}
+                "manifest_renamed", "manifest_replaced"]
+VISIBLE_AFTER = {"manifest_renamed", "manifest_replaced"}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_kill_at_each_commit_step(ctx, tmp_path, step):
 
 
 @pytest.mark.parametrize("step", ["compact_written", "compact_locked", "manifest_tmp",
-                                  "manifest_replaced"])
+                                  "manifest_renamed", "manifest_replaced"])
 def test_kill_during_compaction(ctx, tmp_path, step):
     url = str(tmp_path / "store.zarr")
     assert run_child(ctx, write_batches, url, 0, 4, ROWS) == 0
