@@ -172,7 +172,7 @@ def _metrics_only_segment(results: list, n: int, created_at_ns: int, memo: "KeyM
     codes[:, 3], vocabs["exit_rule"] = _distinct_objects(
         [r.exit_rule for r in results], lambda v: memo.exit(v, ""))
     for pos, kind in ((4, "costs"), (5, "settings")):
-        codes[:, pos], vocabs[kind] = _distinct_reprs(
+        codes[:, pos], vocabs[kind] = _distinct_small_dicts(
             [getattr(r, kind) for r in results], lambda v, k=kind: memo.json(v, k, ""))
     for pos, kind in ((6, "engine_version"), (7, "data_fingerprint")):
         values = [getattr(r, kind) for r in results]
@@ -233,15 +233,24 @@ def _distinct_objects(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
     return remap[raw].astype(np.int32), vocab
 
 
-def _distinct_reprs(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
-    """``_distinct_objects`` for small dicts that are often equal but distinct objects (a
-    costs dict per result): distinct objects grouped by their repr in one C-level pass, so
-    ``canon`` runs once per distinct value."""
-    raw, samples = _identity_codes(values)
-    by_repr, distinct = _raw_codes(list(map(repr, samples)), samples)
+def _distinct_small_dicts(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
+    """Codes of small flat dicts that are often equal but distinct objects (a costs dict per
+    result), ``canon`` run once per distinct value.
+
+    Grouped by value in one pass, keyed by the items and the value types (``True`` and ``1``
+    compare equal but are stored differently). Anything else - unhashable values such as
+    lists, or not a dict - is grouped by its repr.
+    """
+    try:
+        keys = [(tuple(value.items()), tuple(map(type, value.values()))) for value in values]
+        raw, distinct = _raw_codes(keys, values)
+    except (AttributeError, TypeError):
+        by_object, samples = _identity_codes(values)
+        by_repr, distinct = _raw_codes(list(map(repr, samples)), samples)
+        raw = by_repr[by_object]
     vocab = _Vocab()
     remap = np.array([vocab.code(canon(value)) for value in distinct], np.int64)
-    return remap[by_repr][raw].astype(np.int32), vocab
+    return remap[raw].astype(np.int32), vocab
 
 
 def _distinct_codes(keys: list, values: list, canon) -> tuple[np.ndarray, "_Vocab"]:

@@ -19,7 +19,24 @@ def metrics_only_results(count: int = 80) -> list:
     results[4] = dataclasses.replace(results[4], engine_version=None, settings=None,
                                      start="2020-01-02")
     results[9] = dataclasses.replace(results[9], params=dict(results[9].params))
+    for i, commission in ((13, True), (14, 1), (15, 1.0), (16, True)):  # equal, stored apart
+        results[i] = dataclasses.replace(results[i], costs={"commission_pct": commission})
     return results
+
+
+def test_costs_equal_in_python_but_not_as_json_are_stored_apart_on_both_paths():
+    results = metrics_only_results()
+    nested = [dataclasses.replace(r, settings={"windows": [1, 2]} if i % 2 else {})
+              for i, r in enumerate(results)]  # unhashable values: grouped by repr
+    for batch in (results, nested):
+        fast = _encode._encode_metrics_only(batch, 7, _encode.KeyMemo())
+        for segment in (fast, per_result_segment(batch)):
+            costs = [segment.vocab["costs"][c] for c in segment.codes[:, 4]]
+            assert costs[13] == costs[16] == '{"commission_pct":true}'
+            assert costs[14] == costs[15] == '{"commission_pct":1}'
+            assert costs[0] == '{"commission_pct":0.001}'
+        settings = [fast.vocab["settings"][c] for c in fast.codes[:, 5]]
+        assert settings[1] == ('{"windows":[1,2]}' if batch is nested else "{}")
 
 
 def per_result_segment(results: list) -> _encode.SegmentData:
