@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import StoreCorruptionError
-from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS, ROW_CHUNK,
+from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
                                 TIME_COLUMNS)
 from core.store._details import read_local_array
 from core.store._segment import SegmentReader, open_segments
@@ -201,9 +201,10 @@ def _read_codes(reader: SegmentReader) -> tuple[np.ndarray, np.ndarray]:
         pass
     out = np.zeros((reader.rows, len(CODE_KINDS)), np.int32)
     ok = np.ones(reader.rows, bool)
+    step = reader.chunk_rows("codes")
     for j in range(len(CODE_KINDS)):
-        for lo in range(0, reader.rows, ROW_CHUNK):
-            hi = min(reader.rows, lo + ROW_CHUNK)
+        for lo in range(0, reader.rows, step):
+            hi = min(reader.rows, lo + step)
             try:
                 out[lo:hi, j] = reader.read("codes", (slice(lo, hi), j))
             except StoreCorruptionError:
@@ -538,8 +539,14 @@ def _column_by_chunks(seg: LoadedSegment, field: str, j: int, dtype) -> np.ndarr
     out = np.zeros(seg.rows, dtype) if dtype is np.int64 else np.full(seg.rows, np.nan)
     if seg.bad_rows is None:
         seg.bad_rows = np.zeros(seg.rows, bool)
-    for lo in range(0, seg.rows, ROW_CHUNK):
-        hi = min(seg.rows, lo + ROW_CHUNK)
+    try:
+        step = seg.reader.chunk_rows(field)
+    except StoreCorruptionError as exc:  # unreadable array metadata: no row of it is served
+        seg.bad_rows[:] = True
+        _warn(exc)
+        return out
+    for lo in range(0, seg.rows, step):
+        hi = min(seg.rows, lo + step)
         try:
             out[lo:hi] = seg.reader.read(field, (slice(lo, hi), j))
         except StoreCorruptionError as exc:

@@ -32,7 +32,8 @@ from core.store._backend import crash_point
 from core.store._encode import SegmentData
 from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNKS,
                                 RAGGED_WRITE_CHUNK, ROW_CHUNK,
-                                SEGMENT_ATTR, SEGMENTS_DIR, SHARD_CHUNKS, WRITE_LEVEL)
+                                SEGMENT_ATTR, SEGMENTS_DIR, SHARD_CHUNKS, STAT_CHUNK,
+                                STAT_FIELDS, WRITE_LEVEL)
 
 READ_CONFIG = {"read_missing_chunks": False}
 FUSED_PIPELINE = "zarr.core.codec_pipeline.FusedCodecPipeline"
@@ -83,16 +84,21 @@ def chunk_layout(field: str, shape: tuple[int, ...], level: int
                  ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(inner chunk, shard) shapes: one column per inner chunk, many chunks per shard file.
 
-    Per-row blocks use 65,536-row chunks (columns decode fast for queries). The ragged curve
-    and trade arrays use RAGGED_CHUNK values per chunk once compacted, so that reading one
-    backtest's curve decodes little; a fresh write (``RAGGED_WRITE_LEVEL``) uses
-    RAGGED_WRITE_CHUNK: four times fewer chunks to compress while a batch waits. A small
-    segment's array is one shard file; large ones get one file per ~1M rows / 4M+ values.
+    Per-row blocks use 65,536-row chunks (columns decode fast for queries), except the stat
+    blocks of a compacted segment: STAT_CHUNK rows, so that one backtest's stats decode
+    little. The ragged curve and trade arrays use RAGGED_CHUNK values per chunk once
+    compacted, so that reading one backtest's curve decodes little; a fresh write
+    (``RAGGED_WRITE_LEVEL``) uses RAGGED_WRITE_CHUNK: four times fewer chunks to compress
+    while a batch waits. A small segment's array is one shard file; large ones get one file
+    per ~1M rows / 4M+ values.
     """
-    ragged = field in RAGGED_FIELDS
-    ragged_chunk = RAGGED_WRITE_CHUNK if level == RAGGED_WRITE_LEVEL else RAGGED_CHUNK
-    inner_max, per_shard = (ragged_chunk, RAGGED_SHARD_CHUNKS) if ragged else (
-        ROW_CHUNK, SHARD_CHUNKS)
+    if field in RAGGED_FIELDS:
+        ragged_chunk = RAGGED_WRITE_CHUNK if level == RAGGED_WRITE_LEVEL else RAGGED_CHUNK
+        inner_max, per_shard = ragged_chunk, RAGGED_SHARD_CHUNKS
+    elif field in STAT_FIELDS and level != WRITE_LEVEL:
+        inner_max, per_shard = STAT_CHUNK, max(1, SHARD_CHUNKS * ROW_CHUNK // STAT_CHUNK)
+    else:
+        inner_max, per_shard = ROW_CHUNK, SHARD_CHUNKS
     inner = max(1, min(shape[0], inner_max))
     shard_rows = inner * min(per_shard, -(-shape[0] // inner))
     if len(shape) == 1:
@@ -435,6 +441,10 @@ class SegmentReader:
 
     def read(self, field: str, selection=Ellipsis) -> np.ndarray:
         return self.read_many([(field, selection)])[0]
+
+    def chunk_rows(self, field: str) -> int:
+        """Rows per inner chunk of a per-row array (the unit a checksum covers)."""
+        return int(self.array(field).chunks[0])
 
     def read_many(self, requests: list[tuple[str, object]]) -> list[np.ndarray]:
         """Read several (array, selection) pairs concurrently."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from factories import make_batch, make_result
 
 from core.errors import StoreCorruptionError
-from core.store import BacktestStore, open_store
+from core.store import BacktestStore, _segment, open_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -146,3 +147,33 @@ def test_garbage_manifest_is_a_clear_error(store, store_path):
     (store_path / "manifest.json").write_text("{garbage")
     with pytest.raises(StoreCorruptionError, match="manifest"):
         open_store(store_path, mode="r")
+
+
+def test_a_damaged_stat_chunk_of_a_compacted_segment_hides_only_its_rows(store, store_path,
+                                                                         monkeypatch):
+    """Compacted stat blocks use small inner chunks; damage to one hides those rows only."""
+    monkeypatch.setattr(_segment, "STAT_CHUNK", 4)
+    store.store_many(make_batch(["MSFT"], list(range(5, 17)), seed=1))
+    store.store_many(make_batch(["GOOG"], [5, 6, 7], seed=3))
+    store.compact()
+    (segment,) = [s["name"] for s in json.loads((store_path / "manifest.json").read_text())[
+        "segments"]]
+    meta = json.loads((segment_dir(store_path, segment) / "floats" / "zarr.json").read_text())
+    assert meta["codecs"][0]["configuration"]["chunk_shape"] == [4, 1]
+    columns = meta["shape"][1]
+    path = shard_file(store_path, segment, "floats")
+    data = bytearray(path.read_bytes())
+    entries = np.frombuffer(bytes(data[-4 - 16 * 4 * columns:-4]), "<u8").reshape(-1, 2)
+    offset, nbytes = entries[1 * columns + 2]  # rows 4-7 (MSFT periods 9-12), third column
+    data[int(offset + nbytes // 2)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    handle = open_store(store_path, mode="r")
+    with pytest.warns(RuntimeWarning, match=segment):
+        table = handle.get_all_stats()
+    assert len(table) == 11
+    assert sorted(table.loc[table["symbol"] == "MSFT", "rsi_period"]) == [5, 6, 7, 8, 13, 14,
+                                                                        15, 16]
+    assert handle.get_stats("MSFT", "rsi_meanrev", {"period": 13})["symbol"] == "MSFT"
+    with pytest.raises(StoreCorruptionError, match=segment):
+        handle.get_stats("MSFT", "rsi_meanrev", {"period": 10})
