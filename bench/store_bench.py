@@ -8,6 +8,11 @@ market, units x cent-priced closes while in it, ~20% exposure, ~30 trades). Curv
 written in the form ``run_many(..., with_curves=True)`` returns (``write_with_curves_per_s``)
 and, for comparison, as lists of result objects (``write_with_curves_results_per_s``).
 
+After compaction, the warm read figures (lookups, bulk lookups, query, all stats, details,
+first details reads) and the result-list writes are sampled round-robin in 30 rounds, with
+a fixed pure-Python reference loop timed each round: this box swings between two speeds,
+and ``machine_phases`` records which one each size's figures met.
+
     python bench/store_bench.py                 # 10k and 1M (a few minutes)
     python bench/store_bench.py --quick         # 10k only
     python bench/store_bench.py --rows 100000   # any sizes
@@ -39,7 +44,7 @@ from core.types import (EXIT_REASON_DTYPE, METRIC_NAMES, BacktestResult,  # noqa
                         BatchCurves, BatchResult)
 
 BATCH = 10_000
-ROUNDS, ROUND_PAUSE_S = 30, 0.0  # warm reads are sampled in rounds spread over ~10 s
+ROUNDS = 30  # warm reads are sampled round-robin in this many rounds (see measured_in_rounds)
 CURVE_POINTS = 2_520
 EXIT_RULE = canonical_exit_rule({"type": "stop_loss", "pct": 0.05})
 TARGETS = {
@@ -246,17 +251,16 @@ def reference_loop_us() -> float:
     return (time.perf_counter() - start) * 1e4
 
 
-def measured_in_rounds(tasks: dict, rounds: int = ROUNDS, pause_s: float = ROUND_PAUSE_S
-                       ) -> tuple[dict[str, list], dict]:
-    """Samples of every task, taken round-robin in ``rounds`` rounds with a pause between.
+def measured_in_rounds(tasks: dict, rounds: int = ROUNDS) -> tuple[dict[str, list], dict]:
+    """Samples of every task, taken round-robin in ``rounds`` rounds.
 
     This box alternates between a fast phase and one about twice as slow, each lasting from a
-    fraction of a second to several seconds; a figure timed in one short burst reports
-    whichever phase it fell in. Rounds spread every figure's samples over the same ~10 s, so
-    a percentile of the pooled samples is the figure's typical value. Each task maps the
-    round number to a list of samples (empty: nothing this round). Returns the samples and
-    the phase record: the reference loop's time per round, fastest and slowest, the rounds
-    it ran 1.4x slower than its fastest, and the fastest and slowest round's lookup p50.
+    fraction of a second to many seconds; a figure timed in one short burst reports whichever
+    phase it fell in. Rounds spread every figure's samples over the same few seconds, so
+    each figure sees the same mix of phases. Each task maps the round number to a list of
+    samples (empty: nothing this round). Returns the samples and the phase record: the
+    reference loop's time per round (fastest, slowest, median), the rounds it ran 1.4x
+    slower than its fastest, and the fastest and slowest round's lookup p50.
     """
     samples: dict[str, list] = {name: [] for name in tasks}
     reference, round_p50 = [], []
@@ -268,13 +272,21 @@ def measured_in_rounds(tasks: dict, rounds: int = ROUNDS, pause_s: float = ROUND
             samples[name] += taken
             if name == "get_stats":
                 round_p50.append(percentile_ms(taken, 50))
-        time.sleep(pause_s)
     fastest = min(reference)
     phases = {"rounds": rounds, "spread_s": time.perf_counter() - started,
               "reference_loop_us_fastest_slowest": [fastest, max(reference)],
+              "reference_loop_us_median": statistics.median(reference),
               "rounds_in_slow_phase": sum(t > 1.4 * fastest for t in reference),
               "get_stats_round_p50_ms_fastest_slowest": [min(round_p50), max(round_p50)]}
     return samples, phases
+
+
+def box_speed_ratio(report: dict, figures: dict) -> float:
+    """How much slower the box ran during these read rounds than during the 10k store's
+    (median reference-loop times): the raw latency ratio divided by it compares the stores
+    at equal box speed."""
+    base = report["sizes"]["10000"]["machine_phases"]["reference_loop_us_median"]
+    return figures["machine_phases"]["reference_loop_us_median"] / base
 
 
 def lookup_samples(store: BacktestStore, keys: list[tuple], repeat: int = 1) -> list[float]:
@@ -526,6 +538,8 @@ def main(argv: list[str] | None = None) -> None:
             base = report["sizes"]["10000"]["get_stats_p50_ms"]
             for figures in report["sizes"].values():
                 figures["lookup_latency_ratio_vs_10k"] = figures["get_stats_p50_ms"] / base
+                figures["lookup_latency_ratio_vs_10k_at_equal_box_speed"] = (
+                    figures["lookup_latency_ratio_vs_10k"] / box_speed_ratio(report, figures))
         if args.ten_million:
             report["ten_million_metrics_only"] = ten_million(workdir, grid)
     finally:
