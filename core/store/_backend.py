@@ -58,7 +58,7 @@ class CommitCounter:
             return
         try:
             if writable and os.fstat(fd).st_size < 8:
-                os.pwrite(fd, bytes(8), 0)
+                os.ftruncate(fd, 8)  # zeros; never resets a counter another writer created
             if os.fstat(fd).st_size >= 8:
                 self._map = mmap.mmap(fd, 8, access=mmap.ACCESS_WRITE if writable
                                       else mmap.ACCESS_READ)

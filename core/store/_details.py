@@ -78,6 +78,18 @@ def read_curve_and_trades(seg, local: int, chunks: ChunkCache | None = None
     return equity, trades
 
 
+def read_stat_row(seg, local: int, chunks: ChunkCache) -> tuple[np.ndarray, np.ndarray]:
+    """One row of a segment's stat blocks (times, floats) through the chunk cache.
+
+    A lookup on a handle that has not decoded whole stat columns reads this way: each column
+    chunk straight from the local shard file and kept, so the next row of the same chunk
+    (the next details page of a sweep) is a memory slice.
+    """
+    values = _read_spans(seg, {"times": (local, local + 1), "floats": (local, local + 1)},
+                         chunks)
+    return values["times"][0], values["floats"][0]
+
+
 def _row_spans(offsets: np.ndarray, local: int, fields: tuple[str, ...]) -> dict:
     """{field: (lo, hi)} of one row in a ragged array, or {} when the row holds nothing."""
     lo, hi = int(offsets[local]), int(offsets[local + 1])
@@ -118,7 +130,7 @@ def _read_spans(seg, spans: dict[str, tuple[int, int]], chunks: ChunkCache
     plan, requests = {}, []
     for field, (lo, hi) in spans.items():
         length = int(reader.attrs["arrays"][field][0])
-        step = _chunk_rows(reader, field)
+        step = reader.chunk_rows(field)
         parts = []
         for k in range(lo // step, (hi - 1) // step + 1):
             key = (seg.name, field, k)
@@ -258,14 +270,6 @@ def _shard_index(seg, field: str, shard: int, fh, entries: int, chunks: ChunkCac
     return found
 
 
-def _chunk_rows(reader, field: str) -> int:
-    """Rows per (inner) chunk of a segment array: the unit zarr decodes."""
-    array = reader.opened.get(field)
-    if array is None:
-        array = reader.array(field)
-    return int(array.chunks[0])
-
-
 def _cached(seg, field: str) -> np.ndarray:
     """A small whole array of a segment (offsets, calendars), read once and kept."""
     found = seg.blocks.get(field)
@@ -289,4 +293,4 @@ def _trade_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.
     return pd.DataFrame({name: columns[name] for name in TRADE_COLUMNS}, copy=False)  # ours
 
 
-__all__ = ["read_curve_and_trades", "ChunkCache"]
+__all__ = ["read_curve_and_trades", "read_stat_row", "ChunkCache"]

@@ -21,7 +21,7 @@ _EMPTY_TEXT = pd.CategoricalDtype(pd.Index([""], dtype=STR))  # note/tags when n
 def stats_dict(store, index, row: int, values: list) -> dict:
     """Identity, settings, every metric, param columns, note and tags of one backtest.
 
-    ``values`` is ``index.stat_row(row)``: times then float columns, as Python numbers.
+    ``values`` is ``index.stat_row(row, chunks)``: times then float columns, as Python numbers.
     Every part comes from a per-handle cache (vocabulary strings, parsed JSON copied, shared
     Timestamps), so this is dict building only.
     """

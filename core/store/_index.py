@@ -17,7 +17,7 @@ import numpy as np
 from core.errors import StoreCorruptionError
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
                                 TIME_COLUMNS)
-from core.store._details import read_local_array
+from core.store._details import ChunkCache, read_local_array, read_stat_row
 from core.store._segment import SegmentReader, open_segments
 
 _MASK = (1 << 64) - 1
@@ -468,28 +468,28 @@ class Index:
 
     def _block(self, names, dtype) -> np.ndarray:
         block = np.empty((len(names), self.n), dtype)
+        wholes: dict[str, np.ndarray | None] = {}  # each segment's array, decoded once here
         for j, name in enumerate(names):
             cached = self.columns.get(name)
             if cached is not None:
                 block[j] = cached
             elif self.readable:
-                np.concatenate([_segment_column(seg, name) for seg in self.readable],
+                np.concatenate([_segment_column(seg, name, wholes) for seg in self.readable],
                                out=block[j])
             self._keep(name, block[j])
         return block
 
-    def stat_row(self, row: int) -> list:
-        """One backtest's stat_names values as Python numbers (the blocks once warm, else one
-        concurrent read of the row's time and float chunks)."""
+    def stat_row(self, row: int, chunks: ChunkCache) -> list:
+        """One backtest's stat_names values as Python numbers (the blocks once warm, else the
+        row's time and float chunks, decoded through ``chunks``)."""
         if self.warm:
             return self.time_block[:, row].tolist() + self.float_block[:, row].tolist()
         seg, local = self.locate(row)
-        times, floats = seg.reader.read_many([("times", (local, slice(None))),
-                                              ("floats", (local, slice(None)))])
-        times, floats = times.tolist(), floats.tolist()
+        times, floats = read_stat_row(seg, local, chunks)
+        floats = floats.tolist()
         pos = seg.float_pos
-        return [*times, *(floats[pos[name]] if name in pos else np.nan
-                          for name in self.float_columns)]
+        return [*times.tolist(), *(floats[pos[name]] if name in pos else np.nan
+                                   for name in self.float_columns)]
 
 
 class StatLayout:
@@ -518,7 +518,11 @@ def _picker(positions: list[int]):
     return lambda values: tuple(values[pos] for pos in positions)
 
 
-def _segment_column(seg: LoadedSegment, name: str) -> np.ndarray:
+def _segment_column(seg: LoadedSegment, name: str, wholes: dict | None = None) -> np.ndarray:
+    """One stat column of a segment. With ``wholes`` (a block being built), a local
+    segment's whole times or floats array is decoded once, straight from its shard files,
+    and every column sliced from it: zarr's per-chunk cost was most of decoding a million
+    rows' columns."""
     cached = seg.blocks.get(name)
     if cached is not None:
         return cached
@@ -528,10 +532,24 @@ def _segment_column(seg: LoadedSegment, name: str) -> np.ndarray:
         field, j, dtype = "floats", seg.float_pos[name], np.float64
     else:
         return np.full(seg.rows, np.nan)
+    if wholes is not None:
+        if seg.name not in wholes:
+            wholes[seg.name] = _local_whole(seg, field)
+        if wholes[seg.name] is not None:
+            return wholes[seg.name][:, j].astype(dtype, copy=False)
     try:
         return seg.reader.read(field, (slice(None), j)).astype(dtype, copy=False)
     except StoreCorruptionError:
         return _column_by_chunks(seg, field, j, dtype)
+
+
+def _local_whole(seg: LoadedSegment, field: str) -> np.ndarray | None:
+    """A segment's whole array from its local shard files; None when not local or damaged
+    (the column-by-column path then serves what is intact and flags the rest)."""
+    try:
+        return read_local_array(seg.reader, field)
+    except StoreCorruptionError:
+        return None
 
 
 def _column_by_chunks(seg: LoadedSegment, field: str, j: int, dtype) -> np.ndarray:

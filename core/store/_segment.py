@@ -443,8 +443,9 @@ class SegmentReader:
         return self.read_many([(field, selection)])[0]
 
     def chunk_rows(self, field: str) -> int:
-        """Rows per inner chunk of a per-row array (the unit a checksum covers)."""
-        return int(self.array(field).chunks[0])
+        """Rows per inner chunk of an array: the unit zarr decodes and a checksum covers."""
+        array = self.opened.get(field)
+        return int((array if array is not None else self.array(field)).chunks[0])
 
     def read_many(self, requests: list[tuple[str, object]]) -> list[np.ndarray]:
         """Read several (array, selection) pairs concurrently."""

@@ -626,7 +626,7 @@ class BacktestStore:
                 index.warm_up()
                 if index.has_bad_rows:  # damage found while warming
                     self._check_damage(index, np.array([row]))
-        return _frames.stats_dict(self, index, row, index.stat_row(row))
+        return _frames.stats_dict(self, index, row, index.stat_row(row, self._chunks))
 
     def _frame(self, index: Index, rows: np.ndarray, compact_params: bool = False) -> pd.DataFrame:
         """A stats table of ``rows``; rows whose data turns out damaged are left out (warned)."""

@@ -153,3 +153,33 @@ def test_segments_with_slash_chunk_keys_still_read_and_compact(tmp_path):
     assert list(path.glob("segments/*/*/c.*")) and not list(path.glob("segments/*/*/c/"))
     pd.testing.assert_frame_equal(old.get_all_stats(), expected_stats)
     assert old.verify()["ok"]
+
+
+def test_stat_rows_and_blocks_read_straight_from_shards_equal_zarrs_read(store_path,
+                                                                          monkeypatch):
+    """Small stat chunks: a cold handle's stat rows (through the chunk cache) and a warm
+    handle's stat blocks (whole arrays decoded from the shard files) equal zarr's reads."""
+    from core.store import _segment
+
+    monkeypatch.setattr(_segment, "STAT_CHUNK", 4)
+    monkeypatch.setattr(_segment, "_TEMPLATES", {})
+    monkeypatch.setattr(_index, "_SCANS_BEFORE_SORT", 10**6)
+    store = BacktestStore(store_path)
+    store.store_many(make_batch(["MSFT", "GOOG"], list(range(5, 14)), seed=4))
+    store.compact()
+    store.store_many(make_batch(["AAPL"], [5, 6, 7], seed=5))  # a fresh segment beside it
+    keys = [(s, p) for s in ("MSFT", "GOOG") for p in range(5, 14)] + [("AAPL", 6)]
+    cold = BacktestStore(store_path, mode="r")
+    monkeypatch.setattr(cold, "_row_misses", -10**6)  # never warms: every row from chunks
+    rows = [cold.get_stats(s, "rsi_meanrev", {"period": p}) for s, p in keys]
+    assert not cold._current().warm
+    warm = BacktestStore(store_path, mode="r")
+    warm._current().warm_up()
+    for (symbol, period), row in zip(keys, rows):
+        assert row == warm.get_stats(symbol, "rsi_meanrev", {"period": period})
+    index = warm._current()
+    for seg, lo, hi in zip(index.readable, index.starts[:-1], index.starts[1:]):
+        floats = seg.reader.read("floats")
+        for j, name in enumerate(seg.reader.attrs["float_columns"]):
+            assert np.array_equal(index.columns[name][lo:hi], floats[:, j], equal_nan=True)
+        assert np.array_equal(index.time_block[:, lo:hi].T, seg.reader.read("times"))
