@@ -26,7 +26,7 @@ from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreV
                          ValidationError)
 from core.store import _keys
 from core.store._backend import CommitCounter, Location, crash_point, empty_manifest
-from core.store._encode import KeyMemo, SegmentData, encode_any, gc_paused
+from core.store._encode import PLAIN_VALUES, KeyMemo, SegmentData, encode_any, gc_paused
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, key_hash_array, load_segments
@@ -437,7 +437,7 @@ class BacktestStore:
 
     def _plain_params_codes(self, strategy: str, params: tuple) -> list[int] | None:
         """Codes of one strategy's params dicts that all hold the same names and only plain
-        values (see ``_PLAIN_VALUES``); None when they do not.
+        values (see ``PLAIN_VALUES``); None when they do not.
 
         Each dict's values are read in one name order (any key order) and looked up in a
         memo per (strategy, names) holding the code (or, until it is stored, the hash): a
@@ -453,7 +453,7 @@ class BacktestStore:
             values = list(map(_values_getter(names), params))
         except KeyError:  # the dicts hold different names
             return None
-        if not _PLAIN_VALUES.issuperset(map(type, itertools.chain.from_iterable(values))):
+        if not PLAIN_VALUES.issuperset(map(type, itertools.chain.from_iterable(values))):
             return None
         memo = self._values_memo.get((strategy, names))
         found = list(map(memo.get, values)) if memo else [None] * len(values)
@@ -733,12 +733,6 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
         if tag and tag not in out:
             out.append(tag)
     return out
-
-
-#: Value types whose equal values always canonicalise alike: ``14 == 14.0`` both become 14,
-#: ``-0.0 == 0.0`` both 0, equal strings are equal. ``True == 1`` is why bool (and every other
-#: type) is left to the ``repr`` memo.
-_PLAIN_VALUES = frozenset((int, float, str))
 
 
 def _values_getter(names: tuple):

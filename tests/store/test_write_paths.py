@@ -39,6 +39,23 @@ def test_costs_equal_in_python_but_not_as_json_are_stored_apart_on_both_paths():
         assert settings[1] == ('{"windows":[1,2]}' if batch is nested else "{}")
 
 
+@pytest.mark.parametrize("odd_one", [True, 1.0, 1, np.int64(1)])
+def test_costs_all_equal_to_the_first_are_one_text_unless_one_is_stored_differently(odd_one):
+    """Every costs dict equal in Python to the first: one text, except where a value's type
+    (a bool, a numpy scalar) makes its JSON differ or need checking."""
+    results = [dataclasses.replace(r, costs={"commission_pct": 1})
+               for r in metrics_only_results()]
+    results[13] = dataclasses.replace(results[13], costs={"commission_pct": odd_one})
+    fast = _encode._encode_metrics_only(results, 7, _encode.KeyMemo())
+    slow = per_result_segment(results)
+    for segment in (fast, slow):
+        costs = [segment.vocab["costs"][c] for c in segment.codes[:, 4]]
+        assert costs[0] == costs[12] == '{"commission_pct":1}'
+        assert costs[13] == ('{"commission_pct":true}' if odd_one is True
+                             else '{"commission_pct":1}')
+    assert np.array_equal(fast.codes, slow.codes) and fast.vocab == slow.vocab
+
+
 def per_result_segment(results: list) -> _encode.SegmentData:
     encoder = _encode._ResultsEncoder(len(results), 7, _encode.KeyMemo())
     for i, result in enumerate(results):
