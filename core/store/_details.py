@@ -10,8 +10,8 @@ from pcodec import standalone
 from zarr.codecs import ShardingCodec
 
 from core.store._curves import unpack_curves
+from core.store._frames import trades_frame
 from core.store._segment import EMPTY_CHUNK, segment_path, without_crc
-from core.types import EXIT_REASON_DTYPE, TRADE_COLUMNS
 
 
 class ChunkCache:
@@ -60,7 +60,7 @@ def read_curve_and_trades(seg, local: int, chunks: ChunkCache | None = None
             for field, offsets in _packed_offsets(seg).items():
                 spans.update(_row_spans(offsets, local, (field,)))
     values = _read_spans(seg, spans, chunks)
-    trades = _trade_frame(values.get("tr_times", np.empty((0, 2), np.int64)),
+    trades = trades_frame(values.get("tr_times", np.empty((0, 2), np.int64)),
                           values.get("tr_floats", np.empty((0, 5))),
                           values.get("tr_ints", np.empty((0, 2), np.int32)))
     if not points:
@@ -276,21 +276,6 @@ def _cached(seg, field: str) -> np.ndarray:
     if found is None:
         found = seg.blocks[field] = seg.reader.read(field)
     return found
-
-
-def _trade_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.DataFrame:
-    columns = {
-        "entry_time": times[:, 0].view("datetime64[ns]"),
-        "entry_price": floats[:, 0],
-        "exit_time": times[:, 1].view("datetime64[ns]"),
-        "exit_price": floats[:, 1],
-        "units": floats[:, 2],
-        "pnl": floats[:, 3],
-        "return": floats[:, 4],
-        "bars_held": ints[:, 0].astype(np.int64),
-        "exit_reason": pd.Categorical.from_codes(ints[:, 1], dtype=EXIT_REASON_DTYPE),
-    }
-    return pd.DataFrame({name: columns[name] for name in TRADE_COLUMNS}, copy=False)  # ours
 
 
 __all__ = ["read_curve_and_trades", "read_stat_row", "ChunkCache"]

@@ -8,7 +8,9 @@ import pandas as pd
 import pyarrow as pa
 from pandas.api.internals import create_dataframe_from_blocks
 
-from core.store._format import CODE_KINDS, FLOAT_LEAD, METRICS, TIME_COLUMNS
+from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS, TIME_COLUMNS,
+                                TRADE_FLOAT_COLUMNS, TRADE_TIME_COLUMNS)
+from core.types import EXIT_REASON_DTYPE, TRADE_COLUMNS
 
 STR = pd.StringDtype("pyarrow", na_value=np.nan)
 #: Text columns of stats tables and the vocabulary each comes from.
@@ -99,6 +101,23 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
     names = [*head, *TIME_COLUMNS[:2], *float_names, *tail]
     return create_dataframe_from_blocks(blocks, pd.RangeIndex(len(rows)),
                                         _column_index(tuple(names)).view())
+
+
+def trades_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.DataFrame:
+    """A trade log from its stored rows (entry/exit ns, the five prices and amounts, bars
+    held and exit-reason codes), assembled from four blocks: built column by column, this
+    small frame cost ~0.8 ms of a first details read."""
+    position = {name: i for i, name in enumerate(TRADE_COLUMNS)}
+    blocks = [
+        (_datetimes(np.ascontiguousarray(times.T)),
+         np.array([position[c] for c in TRADE_TIME_COLUMNS])),
+        (np.ascontiguousarray(floats.T), np.array([position[c] for c in TRADE_FLOAT_COLUMNS])),
+        (ints[:, 0].astype(np.int64)[None, :], np.array([position["bars_held"]])),
+        (pd.Categorical.from_codes(ints[:, 1], dtype=EXIT_REASON_DTYPE, validate=False),
+         np.array([position["exit_reason"]])),
+    ]
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(len(times)),
+                                        _column_index(TRADE_COLUMNS).view())
 
 
 @functools.lru_cache(maxsize=64)

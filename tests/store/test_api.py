@@ -10,7 +10,7 @@ from factories import make_batch, make_result
 
 from core.errors import NotFoundError, ParamError, StoreError, UnknownStrategyError
 from core.store import BacktestStore, open_store
-from core.types import METRIC_NAMES, TRADE_COLUMNS
+from core.types import EXIT_REASON_DTYPE, METRIC_NAMES, TRADE_COLUMNS
 
 
 def test_store_and_read_back_everything(store):
@@ -34,10 +34,18 @@ def test_store_and_read_back_everything(store):
     assert details["equity"].index.equals(result.equity.index)
     np.testing.assert_array_equal(details["equity"].to_numpy(), result.equity.to_numpy())
     assert list(details["trades"].columns) == list(TRADE_COLUMNS)
+    assert details["trades"].dtypes.to_dict() == TRADE_DTYPES
     pd.testing.assert_frame_equal(details["trades"].astype({"exit_reason": object}),
                                   result.trades.astype({"exit_reason": object,
                                                         "bars_held": np.int64}),
                                   check_dtype=False)
+
+
+TRADE_DTYPES = {"entry_time": np.dtype("datetime64[ns]"), "entry_price": np.dtype("float64"),
+                "exit_time": np.dtype("datetime64[ns]"), "exit_price": np.dtype("float64"),
+                "units": np.dtype("float64"), "pnl": np.dtype("float64"),
+                "return": np.dtype("float64"), "bars_held": np.dtype("int64"),
+                "exit_reason": EXIT_REASON_DTYPE}
 
 
 def test_nan_metrics_round_trip_as_nan(store):
@@ -49,6 +57,7 @@ def test_nan_metrics_round_trip_as_nan(store):
     details = store.get_detailed_results(bid)
     assert details["equity"] is None
     assert len(details["trades"]) == 0 and list(details["trades"].columns) == list(TRADE_COLUMNS)
+    assert details["trades"].dtypes.to_dict() == TRADE_DTYPES
     table = store.get_all_stats()
     assert table["win_rate"].isna().all()
 
