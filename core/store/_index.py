@@ -467,15 +467,21 @@ class Index:
             self.warm = True
 
     def _block(self, names, dtype) -> np.ndarray:
+        """Columns ``names`` as one block, segment by segment: each segment's array is
+        decoded once (see ``_segment_column``) and dropped before the next."""
         block = np.empty((len(names), self.n), dtype)
-        wholes: dict[str, np.ndarray | None] = {}  # each segment's array, decoded once here
+        missing = []
         for j, name in enumerate(names):
             cached = self.columns.get(name)
-            if cached is not None:
+            if cached is None:
+                missing.append(j)
+            else:
                 block[j] = cached
-            elif self.readable:
-                np.concatenate([_segment_column(seg, name, wholes) for seg in self.readable],
-                               out=block[j])
+        for seg, lo, hi in zip(self.readable, self.starts[:-1], self.starts[1:]):
+            wholes: dict[str, np.ndarray | None] = {}
+            for j in missing:
+                block[j, lo:hi] = _segment_column(seg, names[j], wholes)
+        for j, name in enumerate(names):
             self._keep(name, block[j])
         return block
 
@@ -519,7 +525,7 @@ def _picker(positions: list[int]):
 
 
 def _segment_column(seg: LoadedSegment, name: str, wholes: dict | None = None) -> np.ndarray:
-    """One stat column of a segment. With ``wholes`` (a block being built), a local
+    """One stat column of a segment. With ``wholes`` (a block being built), the local
     segment's whole times or floats array is decoded once, straight from its shard files,
     and every column sliced from it: zarr's per-chunk cost was most of decoding a million
     rows' columns."""

@@ -74,16 +74,22 @@ def test_a_writer_killed_between_rename_and_counter_leaves_readers_right(ctx, tm
     assert reader.count() == 4 * ROWS
 
 
+def two_batches_keeping_the_first_manifest(tmp_path) -> tuple[str, str]:
+    """A store of two batches, and a copy of its manifest from when it held the first only."""
+    url = str(tmp_path / "store.zarr")
+    writer = BacktestStore(url)
+    writer.store_many(batch_results(0, ROWS))
+    earlier = str(tmp_path / "manifest.earlier")
+    shutil.copyfile(os.path.join(url, MANIFEST_KEY), earlier)
+    writer.store_many(batch_results(1, ROWS))
+    return url, earlier
+
+
 def test_a_reader_that_read_an_odd_counter_keeps_checking_the_manifest(tmp_path, monkeypatch):
     """The race the odd value exists for: a reader checks while a commit is in flight, the
     manifest is renamed, and the writer dies before making the counter even."""
     monkeypatch.setattr(backtest_store_module, "COUNTER_TRUST_S", 3600.0)
-    url = str(tmp_path / "store.zarr")
-    writer = BacktestStore(url)
-    writer.store_many(batch_results(0, ROWS))
-    earlier = tmp_path / "manifest.earlier"
-    shutil.copyfile(os.path.join(url, MANIFEST_KEY), earlier)
-    writer.store_many(batch_results(1, ROWS))
+    url, earlier = two_batches_keeping_the_first_manifest(tmp_path)
     reader = warm_reader(url)
     CommitCounter(os.path.join(url, COMMIT_COUNTER_KEY), writable=True).begin()
     assert reader.count() == 2 * ROWS  # checked during the "commit": the old manifest
@@ -95,12 +101,7 @@ def test_a_manifest_replaced_behind_the_counter_is_seen_within_the_trust_window(
         tmp_path, monkeypatch):
     """A restored backup (or an older Hindsight writer) does not touch the counter."""
     monkeypatch.setattr(backtest_store_module, "COUNTER_TRUST_S", 0.2)
-    url = str(tmp_path / "store.zarr")
-    writer = BacktestStore(url)
-    writer.store_many(batch_results(0, ROWS))
-    backup = tmp_path / "manifest.backup"
-    shutil.copyfile(os.path.join(url, MANIFEST_KEY), backup)
-    writer.store_many(batch_results(1, ROWS))
+    url, backup = two_batches_keeping_the_first_manifest(tmp_path)
     reader = warm_reader(url)
     assert reader.count() == 2 * ROWS
     os.replace(backup, os.path.join(url, MANIFEST_KEY))
