@@ -289,14 +289,13 @@ def box_speed_ratio(report: dict, figures: dict) -> float:
     return figures["machine_phases"]["reference_loop_us_median"] / base
 
 
-def lookup_samples(store: BacktestStore, keys: list[tuple], repeat: int = 1) -> list[float]:
+def lookup_samples(store: BacktestStore, keys: list[tuple]) -> list[float]:
     samples = []
-    for _ in range(repeat):
-        for symbol, params in keys:
-            start = time.perf_counter()
-            found = store.get_stats(symbol, "rsi_meanrev", params, EXIT_RULE)
-            samples.append(time.perf_counter() - start)
-            assert found is not None
+    for symbol, params in keys:
+        start = time.perf_counter()
+        found = store.get_stats(symbol, "rsi_meanrev", params, EXIT_RULE)
+        samples.append(time.perf_counter() - start)
+        assert found is not None
     return samples
 
 
