@@ -51,7 +51,7 @@ class CommitCounter:
     """
 
     def __init__(self, path: str, writable: bool):
-        self._map = self._view = None
+        self._map = self._view = None  # the view keeps the map open; both close with us
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY, 0o644)
         except FileNotFoundError:  # no counter yet (a store last written by an older Hindsight)

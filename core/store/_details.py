@@ -1,4 +1,4 @@
-"""Read one backtest's equity curve and trade log back from its segment (details pages)."""
+"""Read one backtest's equity curve, trade log and stat row back from its segment chunks."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -15,10 +15,11 @@ from core.store._segment import EMPTY_CHUNK, segment_path, without_crc
 
 
 class ChunkCache:
-    """Decoded row chunks of the ragged arrays (curves, trades), least recently used dropped.
+    """Decoded row chunks (curves, trades, stat rows) and shard indexes, least recently used
+    dropped.
 
-    Zarr decodes whole chunks for any slice, so a details read keeps what it decoded: the
-    next backtest in the same chunk (or the same one again) is a memory slice. Segments are
+    A chunk is decoded whole for any slice, so a read keeps what it decoded: the next
+    backtest in the same chunk (or the same one again) is a memory slice. Segments are
     immutable, so entries never go stale; the cache is bounded by bytes.
     """
 

@@ -187,6 +187,7 @@ class BacktestStore:
         return True
 
     def _trust_counter(self, counter: CommitCounter | None, count: int | None) -> None:
+        """Remember the counter value read before the manifest check that vouched for it."""
         self._counter, self._count = counter, count
         self._trusted_until = time.monotonic() + COUNTER_TRUST_S
 
