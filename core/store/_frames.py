@@ -29,7 +29,7 @@ def stats_dict(store, index, row: int, values: list) -> dict:
     """
     vocab = store._vocab.values
     symbol, strategy, params, exit_rule, costs, settings, engine, fingerprint = \
-        index.code_block[:, row].tolist()
+        index.row_codes(row)
     bid = str(index.bids.item(row))
     json_value, stamp, layout = store._json, store._timestamp, index.stat_layout
     out = {
@@ -71,13 +71,8 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
     one datetime block; the frame is assembled from blocks, so pandas neither stacks
     columns nor checks them.
     """
-    rows = np.asarray(rows, np.int64)
-    every_row = len(rows) == index.n and index.n > 0 and rows[0] == 0 and bool(
-        (np.diff(rows) == 1).all())  # every row, in order: a plain copy beats a gather
-    codes = dict(zip(CODE_KINDS, _gather(index.code_block, rows, every_row)))
-    times = _gather(index.time_block, rows, every_row)
-    floats = _gather(index.float_block, rows, every_row)
-    bids = index.bids.copy() if every_row else index.bids[rows]
+    code_block, times, floats, bids = _row_data(index, np.asarray(rows, np.int64))
+    codes = dict(zip(CODE_KINDS, code_block))
     vocab = store._vocab.values
 
     def categorical(kind: str, part: int | None = None) -> pd.Categorical:
@@ -149,10 +144,23 @@ def _float_layout(index, floats: np.ndarray, compact_params: bool, first: int
     return names, floats, np.array([position[columns[j]] for j in keep])
 
 
-def _gather(block: np.ndarray, rows: np.ndarray, every_row: bool) -> np.ndarray:
-    """A (columns, rows) block at ``rows`` as a new C-ordered array: each column contiguous,
-    as pandas blocks hold them."""
-    return block.copy() if every_row else block.take(rows, axis=1)
+def _row_data(index, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, times, floats, bids) of ``rows``: (columns, rows) blocks, each column contiguous.
+
+    Every row in order is a plain copy of the column blocks; a few rows (a bulk lookup, a
+    query's page) come from their records; many rows are gathered column by column, where
+    each column's reads run in order.
+    """
+    if len(rows) == index.n and index.n > 0 and rows[0] == 0 and bool((np.diff(rows) == 1).all()):
+        return (index.code_block.copy(), index.time_block.copy(), index.float_block.copy(),
+                index.bids.copy())
+    if len(rows) * _RECORD_GATHER_SHARE <= index.n:
+        return index.gather(rows)
+    return (index.code_block.take(rows, axis=1), index.time_block.take(rows, axis=1),
+            index.float_block.take(rows, axis=1), index.bids[rows])
+
+
+_RECORD_GATHER_SHARE = 16  # gather from records when at most 1/16 of the rows are asked for
 
 
 _NAIVE_NS = np.dtype("datetime64[ns]")
