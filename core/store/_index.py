@@ -39,15 +39,17 @@ def key_hash_scalar(codes: tuple[int, int, int, int]) -> int:
     return h ^ (h >> 29)
 
 
-def key_hash_array(s, t, p, e) -> np.ndarray:
-    h = np.zeros(len(s), np.uint64)
-    with np.errstate(over="ignore"):
-        for codes, mult in zip((s, t, p, e), _MULT):
-            h ^= codes.astype(np.uint64) * np.uint64(mult)
-        h ^= h >> np.uint64(31)
-        h *= np.uint64(_FINAL)
-        h ^= h >> np.uint64(29)
+def key_hash_rows(codes: np.ndarray) -> np.ndarray:
+    """The key hash of each row of a (keys, 4) array of non-negative codes (the array form
+    of ``key_hash_scalar``; unsigned array arithmetic wraps without a warning)."""
+    h = np.bitwise_xor.reduce(codes.astype(np.uint64) * _MULT_ROW, axis=1)
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(_FINAL)
+    h ^= h >> np.uint64(29)
     return h
+
+
+_MULT_ROW = np.array(_MULT, np.uint64)
 
 
 class GlobalVocab:
@@ -280,8 +282,8 @@ class Index:
         """Rows sorted by key hash, equal hashes (a key's versions) in id order."""
         every = bool(self.alive.all())
         rows = np.arange(self.n) if every else np.flatnonzero(self.alive)
-        hashes = key_hash_array(*(self.codes[k] if every else self.codes[k][rows]
-                                  for k in KEY_KINDS))
+        keys = self.code_block[:len(KEY_KINDS)]
+        hashes = key_hash_rows((keys if every else keys[:, rows]).T)
         order = np.argsort(hashes)  # quicksort; the rare equal-hash runs are fixed below
         sorted_hash = hashes[order]
         ties = np.flatnonzero(sorted_hash[1:] == sorted_hash[:-1])
@@ -343,17 +345,22 @@ class Index:
         return rows[np.argsort(self.bids[rows], kind="stable")]
 
     def find_many(self, hashes: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """Vectorised find_latest for many keys: global rows (-1 where absent)."""
-        hi = np.searchsorted(self.sorted_hash, hashes, "right") - 1
-        out = np.full(len(hashes), -1, np.int64)
-        ok = hi >= 0
-        ok[ok] = self.sorted_hash[hi[ok]] == hashes[ok]
-        rows = np.where(ok, self.sorted_rows[np.maximum(hi, 0)], 0)
+        """Vectorised find_latest for many keys: global rows (-1 where absent).
+
+        A stored key's newest version sits at the last position whose hash is at most the
+        key's; that row's record confirms the codes. A key whose hash is there under other
+        codes (a collision) takes ``find_latest``.
+        """
+        if not len(self.sorted_hash) or not len(hashes):
+            return np.full(len(hashes), -1, np.int64)
+        pos = np.searchsorted(self.sorted_hash, hashes, "right") - 1  # -1 wraps: never equal
+        rows = self.sorted_rows[pos]
         stored = self.record_block()[rows, self.record_codes].view(np.int32)
-        ok &= (stored[:, :len(KEY_KINDS)] == codes).all(axis=1)
-        out[ok] = rows[ok]
-        for i in np.flatnonzero(~ok & (codes >= 0).all(axis=1)):  # hash collision: slow path
-            out[i] = self.find_latest(tuple(int(c) for c in codes[i]))
+        found = (stored[:, :len(KEY_KINDS)] == codes).all(axis=1)
+        out = np.where(found, rows, -1)
+        if not found.all():
+            for i in np.flatnonzero(~found & (self.sorted_hash[pos] == hashes)):
+                out[i] = self.find_latest(tuple(int(c) for c in codes[i]))
         return out
 
     def latest_rows(self) -> np.ndarray:

@@ -345,6 +345,31 @@ def test_sorted_index_answers_as_a_scan_of_the_key_columns(history_store):
                                np.array([codes])).tolist() == [index._scan_latest(codes)]
 
 
+def test_colliding_key_hashes_still_answer_exactly(history_store, monkeypatch):
+    """With every key hashing alike, single, bulk and latest-row lookups answer as scans."""
+    store, full = history_store
+    monkeypatch.setattr(_index, "_MULT", (0, 0, 0, 0))
+    monkeypatch.setattr(_index, "_MULT_ROW", np.zeros(4, np.uint64))
+    reader = open_store(store.url)
+    index = reader._current()
+    assert (index.sorted_hash == index.sorted_hash[0]).all()
+    keys = {tuple(index.code_block[:4, row].tolist()) for row in np.flatnonzero(index.alive)}
+    keys |= {(s, t, p + 1, e) for s, t, p, e in keys}
+    codes = np.array(sorted(keys))
+    scanned = [index._scan_latest(tuple(key)) for key in codes.tolist()]
+    assert [index.find_latest(tuple(key)) for key in codes.tolist()] == scanned
+    assert index.find_many(_index.key_hash_rows(codes), codes).tolist() == scanned
+    latest = full.drop_duplicates(["symbol", "strategy", "params_hash", "exit_hash"], keep="last")
+    assert sorted(reader.get_all_stats()["backtest_id"]) == sorted(latest["backtest_id"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(codes=st.lists(st.tuples(*[st.integers(0, 2**31 - 1)] * 4), max_size=20))
+def test_array_key_hashes_equal_the_scalar_ones(codes):
+    rows = np.array(codes, np.int64).reshape(-1, 4)
+    assert _index.key_hash_rows(rows).tolist() == [_index.key_hash_scalar(c) for c in codes]
+
+
 def test_bulk_keys_stored_after_a_first_ask_are_found_on_the_next_call(tmp_path):
     store, _, _ = _mixed_store(tmp_path / "s.zarr")
     reader = open_store(tmp_path / "s.zarr")
