@@ -29,7 +29,7 @@ def stats_dict(store, index, row: int, values: list) -> dict:
     """
     vocab = store._vocab.values
     symbol, strategy, params, exit_rule, costs, settings, engine, fingerprint = \
-        index.row_codes(row)
+        index.code_block[:, row].tolist()
     bid = str(index.bids.item(row))
     json_value, stamp, layout = store._json, store._timestamp, index.stat_layout
     out = {
@@ -145,22 +145,13 @@ def _float_layout(index, floats: np.ndarray, compact_params: bool, first: int
 
 
 def _row_data(index, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(codes, times, floats, bids) of ``rows``: (columns, rows) blocks, each column contiguous.
-
-    Every row in order is a plain copy of the column blocks; a few rows (a bulk lookup, a
-    query's page) come from their records; many rows are gathered column by column, where
-    each column's reads run in order.
-    """
+    """(codes, times, floats, bids) of ``rows``: (columns, rows) blocks, each column contiguous
+    as pandas blocks hold them (every row in order: a plain copy beats a gather)."""
     if len(rows) == index.n and index.n > 0 and rows[0] == 0 and bool((np.diff(rows) == 1).all()):
         return (index.code_block.copy(), index.time_block.copy(), index.float_block.copy(),
                 index.bids.copy())
-    if len(rows) * _RECORD_GATHER_SHARE <= index.n:
-        return index.gather(rows)
     return (index.code_block.take(rows, axis=1), index.time_block.take(rows, axis=1),
             index.float_block.take(rows, axis=1), index.bids[rows])
-
-
-_RECORD_GATHER_SHARE = 16  # gather from records when at most 1/16 of the rows are asked for
 
 
 _NAIVE_NS = np.dtype("datetime64[ns]")

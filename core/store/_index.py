@@ -24,8 +24,6 @@ _MASK = (1 << 64) - 1
 _MULT = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5)
 _FINAL = 0xFF51AFD7ED558CCD
 KEY_KINDS = CODE_KINDS[:4]
-assert len(CODE_KINDS) % 2 == 0  # a record holds the int32 codes in pairs (see record_block)
-_CODE_WORDS = len(CODE_KINDS) // 2
 _SCANS_BEFORE_SORT = 2  # lookups answered by a scan before the key index is sorted
 
 
@@ -252,11 +250,6 @@ class Index:
         self.warm = False  # every stat column decoded and cached in the two blocks below
         self.time_block: np.ndarray | None = None  # (3, rows) int64 ns, once warm
         self.float_block: np.ndarray | None = None  # (float columns, rows) float64, once warm
-        self.records: np.ndarray | None = None  # see record_block
-        times, floats = len(TIME_COLUMNS), len(TIME_COLUMNS) + len(self.float_columns)
-        #: where a record holds the float columns and the int32 code pairs (times lead, id last)
-        self.record_floats = slice(times, floats)
-        self.record_codes = slice(floats, floats + _CODE_WORDS)
         #: some rows sit in damaged chunks (found while loading keys or columns)
         self.has_bad_rows = any(seg.bad_rows is not None for seg in readable)
         self.param_columns: dict[str, str] = {}
@@ -348,15 +341,15 @@ class Index:
         """Vectorised find_latest for many keys: global rows (-1 where absent).
 
         A stored key's newest version sits at the last position whose hash is at most the
-        key's; that row's record confirms the codes. A key whose hash is there under other
-        codes (a collision) takes ``find_latest``.
+        key's; that row's key codes confirm it. A key whose hash is there under other codes
+        (a collision) takes ``find_latest``.
         """
         if not len(self.sorted_hash) or not len(hashes):
             return np.full(len(hashes), -1, np.int64)
         pos = np.searchsorted(self.sorted_hash, hashes, "right") - 1  # -1 wraps: never equal
         rows = self.sorted_rows[pos]
-        stored = self.record_block()[rows, self.record_codes].view(np.int32)
-        found = (stored[:, :len(KEY_KINDS)] == codes).all(axis=1)
+        stored = self.code_block[:len(KEY_KINDS)].take(rows, axis=1)
+        found = (stored == codes.T).all(axis=0)
         out = np.where(found, rows, -1)
         if not found.all():
             for i in np.flatnonzero(~found & (self.sorted_hash[pos] == hashes)):
@@ -499,43 +492,11 @@ class Index:
             self._keep(name, block[j])
         return block
 
-    def record_block(self) -> np.ndarray:
-        """One int64 row per backtest: its times, floats (bit for bit), int32 codes in pairs
-        and id, side by side. Built on first use (warming the index).
-
-        The column blocks keep queries at numpy speed, but spread one backtest's 30 values
-        over 30 cache lines; its record spans four. A lookup reads one record, and a few
-        hundred rows (a bulk lookup, a query's page) are one ``take``: at a million rows
-        that took a 500-key bulk lookup's gather from ~0.35 to ~0.1 ms, for ~210 bytes a row.
-        """
-        if self.records is None:
-            self.warm_up()
-            self.records = _records(self.time_block, self.float_block, self.code_block,
-                                    self.bids)
-        return self.records
-
-    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(codes, times, floats, bids) of ``rows`` from their records; the first three as
-        (columns, rows) blocks with each column contiguous, as pandas blocks hold them."""
-        picked = self.record_block().take(rows, axis=0)
-        codes = np.ascontiguousarray(picked[:, self.record_codes].view(np.int32).T)
-        floats = np.ascontiguousarray(picked[:, self.record_floats].T).view(np.float64)
-        times = np.ascontiguousarray(picked[:, :self.record_floats.start].T)
-        return codes, times, floats, picked[:, -1].copy()
-
-    def row_codes(self, row: int) -> list[int]:
-        """A row's codes in CODE_KINDS order (from its record once built)."""
-        if self.records is None:
-            return self.code_block[:, row].tolist()
-        return self.records[row, self.record_codes].view(np.int32).tolist()
-
     def stat_row(self, row: int, chunks: ChunkCache) -> list:
-        """One backtest's stat_names values as Python numbers (its record once warm, else the
+        """One backtest's stat_names values as Python numbers (the blocks once warm, else the
         row's time and float chunks, decoded through ``chunks``)."""
         if self.warm:
-            record = self.record_block()[row]
-            return (record[:self.record_floats.start].tolist()
-                    + record[self.record_floats].view(np.float64).tolist())
+            return self.time_block[:, row].tolist() + self.float_block[:, row].tolist()
         seg, local = self.locate(row)
         times, floats = read_stat_row(seg, local, chunks)
         floats = floats.tolist()
@@ -638,18 +599,6 @@ def _bucket_starts(sorted_hash: np.ndarray) -> tuple[np.ndarray, int]:
     starts = np.zeros((1 << bits) + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
     return starts, shift
-
-
-def _records(times: np.ndarray, floats: np.ndarray, codes: np.ndarray,
-             bids: np.ndarray) -> np.ndarray:
-    """The record block (see ``Index.record_block``) of the (columns, rows) blocks."""
-    f0, c0 = len(times), len(times) + len(floats)
-    out = np.empty((len(bids), c0 + _CODE_WORDS + 1), np.int64)
-    out[:, :f0] = times.T
-    out[:, f0:c0] = floats.T.view(np.int64)
-    out[:, c0:c0 + _CODE_WORDS].view(np.int32)[:] = codes.T
-    out[:, -1] = bids
-    return out
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:

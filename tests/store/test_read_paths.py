@@ -9,7 +9,7 @@ import pytest
 from factories import make_batch, make_result
 
 from core.store import BacktestStore
-from core.store import _details, _frames, _index
+from core.store import _details, _index
 
 
 def _versions_store(path) -> tuple[BacktestStore, list[tuple]]:
@@ -52,33 +52,6 @@ def test_bulk_keys_reusing_one_params_object_match_single_lookups(store):
     table = store.bulk_get_stats(mixed)
     expected = [store.get_stats(*key)["backtest_id"] for key in shared if key[0] != "NOPE"]
     assert list(table["backtest_id"]) == expected  # unknown keys (NOPE, period 5) left out
-
-
-@pytest.mark.parametrize("rows", ["few", "many", "all but one"])
-def test_record_gathers_equal_column_gathers(tmp_path, monkeypatch, rows):
-    """Stats tables read from the row records equal those gathered column by column, NaN
-    metrics and both strategies' param columns included."""
-    store = BacktestStore(tmp_path / "r.zarr")
-    store.store_many(make_batch([f"S{i:02d}" for i in range(20)], [5, 9, 14, 21], seed=3))
-    store.store_many([make_result(symbol=f"N{i}", strategy="ma_crossover", seed=i, nan=i % 2 == 0,
-                                  curve=False, trades=0) for i in range(12)])
-    index = store._current()
-    index.warm_up()
-    picked = {"few": np.array([91, 3, 57, 0, 80]),
-              "many": np.sort(np.random.default_rng(1).choice(index.n, 60, replace=False)),
-              "all but one": np.delete(np.arange(index.n), 7)}[rows]
-
-    def table(share: float) -> pd.DataFrame:
-        monkeypatch.setattr(_frames, "_RECORD_GATHER_SHARE", share)
-        return _frames.stats_frame(store, index, picked, compact_params=False)
-
-    from_records, from_columns = table(0), table(float("inf"))
-    assert index.records is not None
-    pd.testing.assert_frame_equal(from_records, from_columns)
-    assert from_records["win_rate"].isna().any()  # the NaN metrics came through as NaN
-    everything = store.get_all_stats().set_index("backtest_id")
-    pd.testing.assert_frame_equal(from_records.set_index("backtest_id"),
-                                  everything.loc[from_records["backtest_id"]])
 
 
 def test_details_from_cached_chunks_equal_a_fresh_read_and_stay_independent(tmp_path):
