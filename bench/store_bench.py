@@ -257,28 +257,42 @@ def measured_in_rounds(tasks: dict, rounds: int = ROUNDS) -> tuple[dict[str, lis
     This box alternates between a fast phase and one about twice as slow, each lasting from a
     fraction of a second to many seconds; a figure timed in one short burst reports whichever
     phase it fell in. Rounds spread every figure's samples over the same few seconds, so
-    each figure sees the same mix of phases. Each task maps the round number to a list of
-    samples (empty: nothing this round). Returns the samples and the phase record: the
-    reference loop's time per round (fastest, slowest, median), the rounds it ran 1.4x
-    slower than its fastest, and the fastest and slowest round's lookup p50.
+    each figure sees the same mix of phases. Each round starts one task further along the
+    list: a call right after another call of the same kind finds that code in the CPU's
+    caches (a table built after a table took ~0.4 ms less than one built after lookups), so
+    a fixed order would favour whichever task follows its kin. Each task maps the round
+    number to a list of samples in seconds (empty: nothing this round). Returns the samples
+    and the phase record: the reference loop's time per round (fastest, slowest, median),
+    the rounds it ran 1.4x slower than its fastest, the fastest and slowest round's lookup
+    p50, and each task's median in the fast rounds and in the slow ones (ms; the phase can
+    change within a round, so the split is approximate).
     """
-    samples: dict[str, list] = {name: [] for name in tasks}
-    reference, round_p50 = [], []
+    by_round: dict[str, list[list]] = {name: [] for name in tasks}
+    reference = []
     started = time.perf_counter()
+    names = list(tasks)
     for r in range(rounds):
         reference.append(reference_loop_us())
-        for name, task in tasks.items():
-            taken = task(r)
-            samples[name] += taken
-            if name == "get_stats":
-                round_p50.append(percentile_ms(taken, 50))
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            by_round[name].append(tasks[name](r))
     fastest = min(reference)
+    slow = [t > 1.4 * fastest for t in reference]
+    round_p50 = [percentile_ms(taken, 50) for taken in by_round["get_stats"]]
     phases = {"rounds": rounds, "spread_s": time.perf_counter() - started,
               "reference_loop_us_fastest_slowest": [fastest, max(reference)],
               "reference_loop_us_median": statistics.median(reference),
-              "rounds_in_slow_phase": sum(t > 1.4 * fastest for t in reference),
-              "get_stats_round_p50_ms_fastest_slowest": [min(round_p50), max(round_p50)]}
-    return samples, phases
+              "rounds_in_slow_phase": sum(slow),
+              "get_stats_round_p50_ms_fastest_slowest": [min(round_p50), max(round_p50)],
+              "median_ms_fast_slow_rounds": {
+                  name: [_median_ms(taken for taken, s in zip(rows, slow) if s == phase)
+                         for phase in (False, True)] for name, rows in by_round.items()}}
+    return {name: [x for taken in rows for x in taken] for name, rows in by_round.items()}, phases
+
+
+def _median_ms(rounds_samples) -> float | None:
+    """Median of the samples of some rounds in ms (None without samples)."""
+    samples = [x for taken in rounds_samples for x in taken]
+    return statistics.median(samples) * 1e3 if samples else None
 
 
 def box_speed_ratio(report: dict, figures: dict) -> float:
@@ -446,7 +460,7 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
         "get_all_stats": lambda r: [timed(handle.get_all_stats)] if r % 4 == 0 else [],
         "details": lambda r: [timed(lambda b=b: handle.get_detailed_results(b))
                               for b in curve_ids[r % 3::3]],
-        "details_first_read": lambda r: ([first_reads_ms(store_path, all_curve_ids)]
+        "details_first_read": lambda r: ([first_reads_ms(store_path, all_curve_ids) / 1e3]
                                          if r % 10 == 5 else []),
         "result_lists": lambda r: ([timed(lambda: side.store_many(result_lists[r // 6]))]
                                    if r % 6 == 0 and r // 6 < len(result_lists) else []),
@@ -461,8 +475,8 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
     result["query_ms"] = percentile_ms(spread["query"], 50)
     result["get_all_stats_s"] = statistics.median(spread["get_all_stats"])
     result["get_detailed_results_ms"] = percentile_ms(spread["details"], 50)
-    result["get_detailed_results_first_read_ms"] = statistics.median(
-        spread["details_first_read"])
+    result["get_detailed_results_first_read_ms"] = percentile_ms(
+        spread["details_first_read"], 50)
     assert len(spread["result_lists"]) == len(result_lists)
     result["write_results_per_s"] = listed / sum(spread["result_lists"])
     result["machine_phases"] = phases
