@@ -219,7 +219,8 @@ def _read_codes(reader: SegmentReader) -> tuple[np.ndarray, np.ndarray]:
 class Index:
     """Global view of one manifest version: rows of every readable segment in manifest order."""
 
-    def __init__(self, segments: list[LoadedSegment], tombstones: list[int], vocab: GlobalVocab):
+    def __init__(self, segments: list[LoadedSegment], tombstones: list[int], vocab: GlobalVocab,
+                 previous: Index | None = None):
         self.vocab = vocab
         self.segments = segments
         self.damaged = [s for s in segments if s.error is not None]
@@ -240,6 +241,7 @@ class Index:
         self.alive = key_ok & ~np.isin(self.bids, tomb) if len(tomb) else key_ok
         self._bid_order = None if _strictly_increasing(self.bids) else np.argsort(self.bids)
         self._key_index: tuple[np.ndarray, np.ndarray] | None = None  # built on demand
+        self._extends = _extendable_key_index(previous, readable)  # see _build_key_index
         self._buckets: tuple[np.ndarray, int] | None = None  # _bucket_starts of the key index
         self._scans = 0
         self._latest: np.ndarray | None = None
@@ -272,7 +274,14 @@ class Index:
         return self._key_index
 
     def _build_key_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Rows sorted by key hash, equal hashes (a key's versions) in id order."""
+        """Rows sorted by key hash, equal hashes (a key's versions) in id order.
+
+        A snapshot that appends segments to one whose index was sorted extends that index
+        (see ``_extended_key_index``) instead of sorting every hash again.
+        """
+        extends, self._extends = self._extends, None
+        if extends is not None and self._bid_order is None:  # ids rise with the rows
+            return self._extended_key_index(*extends)
         every = bool(self.alive.all())
         rows = np.arange(self.n) if every else np.flatnonzero(self.alive)
         keys = self.code_block[:len(KEY_KINDS)]
@@ -288,6 +297,23 @@ class Index:
             order[positions] = run_rows[np.lexsort((self.bids[rows[run_rows]],
                                                     sorted_hash[positions]))]
         return sorted_hash, rows[order]
+
+    def _extended_key_index(self, hashes: np.ndarray, rows: np.ndarray, known: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted key index of the first ``known`` rows (``hashes``, ``rows``) with the
+        rows after them merged in: a merge instead of a sort (~0.2 s at a million rows).
+
+        Rows deleted since then are dropped. The newer rows hold newer ids, so each goes
+        after the older versions of its key, and a stable sort keeps their own id order.
+        """
+        kept = self.alive[rows]
+        if not kept.all():
+            hashes, rows = hashes[kept], rows[kept]
+        added = known + np.flatnonzero(self.alive[known:])
+        added_hashes = key_hash_rows(self.code_block[:len(KEY_KINDS), added].T)
+        order = np.argsort(added_hashes, kind="stable")
+        at = np.searchsorted(hashes, added_hashes[order], "right")
+        return np.insert(hashes, at, added_hashes[order]), np.insert(rows, at, added[order])
 
     def find_latest(self, codes: tuple[int, int, int, int]) -> int:
         """Global row of the newest live version of a key, or -1.
@@ -584,6 +610,19 @@ def _column_by_chunks(seg: LoadedSegment, field: str, j: int, dtype) -> np.ndarr
             seg.bad_rows[lo:hi] = True
             _warn(exc)
     return out
+
+
+def _extendable_key_index(previous: Index | None, readable: list[LoadedSegment]
+                          ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(sorted hashes, rows, row count) of the previous snapshot when its sorted key index
+    exists and this snapshot only appends segments to its readable ones (segments are
+    immutable, so its rows are this one's first rows, with the same codes)."""
+    if previous is None or previous._key_index is None:
+        return None
+    before = previous.readable
+    if len(before) > len(readable) or any(a is not b for a, b in zip(before, readable)):
+        return None
+    return (*previous._key_index, previous.n)
 
 
 def _bucket_starts(sorted_hash: np.ndarray) -> tuple[np.ndarray, int]:

@@ -150,7 +150,7 @@ class BacktestStore:
             _check_version(doc.get("format_version"), self.url)
             known = {seg.name: seg for seg in (self._index.segments if self._index else [])}
             segments = load_segments(self._zstore, doc["segments"], known, self._vocab)
-            self._index = Index(segments, doc.get("tombstones", []), self._vocab)
+            self._index = Index(segments, doc.get("tombstones", []), self._vocab, self._index)
             self._manifest, self._token = doc, token
             self._trust_counter(counter, count)
             self._row_misses = 0

@@ -363,6 +363,39 @@ def test_colliding_key_hashes_still_answer_exactly(history_store, monkeypatch):
     assert sorted(reader.get_all_stats()["backtest_id"]) == sorted(latest["backtest_id"])
 
 
+def test_a_snapshot_appending_segments_extends_the_sorted_index_exactly(tmp_path, monkeypatch):
+    """A reader's key index after appends and deletes (merged into the previous snapshot's)
+    equals one sorted from scratch, also across equal hashes; a compaction sorts afresh."""
+    path = tmp_path / "s.zarr"
+    writer, _, _ = _mixed_store(path)
+    reader = open_store(path)
+    extended = []
+    original = _index.Index._extended_key_index
+    monkeypatch.setattr(_index.Index, "_extended_key_index",
+                        lambda self, *a: extended.append(1) or original(self, *a))
+    monkeypatch.setattr(_index, "_MULT", (0, 0, 0, 7))  # a hash of the exit rule only
+    monkeypatch.setattr(_index, "_MULT_ROW", np.array([0, 0, 0, 7], np.uint64))
+    steps = [lambda: writer.store_many(make_batch(["AAA", "CCC"], [5, 6, 7], seed=5)),
+             lambda: writer.delete_backtest(writer.get_stats("CCC", "rsi_meanrev",
+                                                             {"period": 6})["backtest_id"]),
+             lambda: writer.store_many([make_result(symbol="DDD", seed=9, curve=False)]),
+             lambda: writer.compact()]
+    for step in steps:
+        reader._current().sorted_hash  # noqa: B018 - this snapshot's index is sorted
+        step()
+        index = reader._current()
+        fresh = _index.Index(index.segments, reader._manifest.get("tombstones", []),
+                             index.vocab)
+        assert index.sorted_hash.tolist() == fresh.sorted_hash.tolist()
+        assert index.sorted_rows.tolist() == fresh.sorted_rows.tolist()
+        for symbol, strategy, params, exit_rule in [("CCC", "rsi_meanrev", {"period": 6}, None),
+                                                    ("AAA", "rsi_meanrev", {"period": 5}, None),
+                                                    ("DDD", "rsi_meanrev", {}, None)]:
+            assert _same(reader.get_stats(symbol, strategy, params, exit_rule),
+                         open_store(path).get_stats(symbol, strategy, params, exit_rule))
+    assert len(extended) == 3  # the appends and the delete; the compaction sorted afresh
+
+
 @settings(max_examples=100, deadline=None)
 @given(codes=st.lists(st.tuples(*[st.integers(0, 2**31 - 1)] * 4), max_size=20))
 def test_array_key_hashes_equal_the_scalar_ones(codes):
