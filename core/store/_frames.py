@@ -150,8 +150,7 @@ def _row_data(index, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if len(rows) == index.n and index.n > 0 and rows[0] == 0 and bool((np.diff(rows) == 1).all()):
         return (index.code_block.copy(), index.time_block.copy(), index.float_block.copy(),
                 index.bids.copy())
-    return (index.code_block.take(rows, axis=1), index.time_block.take(rows, axis=1),
-            index.float_block.take(rows, axis=1), index.bids[rows])
+    return index.gather(rows)
 
 
 _NAIVE_NS = np.dtype("datetime64[ns]")

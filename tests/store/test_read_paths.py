@@ -54,6 +54,36 @@ def test_bulk_keys_reusing_one_params_object_match_single_lookups(store):
     assert list(table["backtest_id"]) == expected  # unknown keys (NOPE, period 5) left out
 
 
+def test_snapshots_appending_segments_fill_the_previous_blocks_room(tmp_path):
+    """A warm reader's next snapshot writes only its new rows into the previous snapshot's
+    block buffers (whose own views stay as they were), and answers like a fresh handle;
+    a new float column or a full buffer starts new buffers."""
+    path = tmp_path / "s.zarr"
+    writer = BacktestStore(path)
+    writer.store_many(make_batch([f"S{i:02d}" for i in range(20)], [5, 9, 14, 21], seed=1))
+    reader = BacktestStore(path, mode="r")
+    reader.get_all_stats()  # warm
+    steps = [("room", lambda: writer.store_many(make_batch(["T00"], [5, 9], seed=2))),
+             ("room", lambda: writer.delete_backtest(reader.get_stats(
+                 "S03", "rsi_meanrev", {"period": 9})["backtest_id"])),
+             ("new columns", lambda: writer.store_many([make_result(
+                 symbol="B", strategy="breakout", seed=3, curve=False, trades=0)])),
+             ("full", lambda: writer.store_many(make_batch(["U00", "U01", "U02"],
+                                                           [5, 9, 14, 21, 30], seed=4)))]
+    for expect, step in steps:
+        before = reader._current()
+        kept = before.float_block.copy()
+        step()
+        after = reader._current()
+        table = reader.get_all_stats()
+        pd.testing.assert_frame_equal(table, BacktestStore(path, mode="r").get_all_stats())
+        assert np.array_equal(before.float_block, kept, equal_nan=True)
+        assert np.shares_memory(after.float_block, before.float_block) == (expect == "room")
+        asked = table[["symbol", "strategy", "params_hash", "exit_hash"]].astype(object)
+        pd.testing.assert_frame_equal(reader.bulk_get_stats(asked.iloc[::7]),
+                                      table.iloc[::7].reset_index(drop=True))
+
+
 def test_details_from_cached_chunks_equal_a_fresh_read_and_stay_independent(tmp_path):
     store = BacktestStore(tmp_path / "d.zarr")
     results = [make_result(symbol=f"S{i}", seed=i, trades=2 + i % 3) for i in range(6)]
