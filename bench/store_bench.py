@@ -487,7 +487,24 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
     result["cold_open_first_lookup_s"] = statistics.median(c["s"] for c in colds)
     result["count"] = handle.count()
     assert result["count"] == rows
+    result["first_reads_after_a_commit_ms"] = after_commit_ms(store, handle, grid, rng, keys[0],
+                                                              bulk)
     return result
+
+
+def after_commit_ms(writer: BacktestStore, reader: BacktestStore, grid: Grid,
+                    rng: np.random.Generator, key: tuple, bulk: list) -> dict[str, float]:
+    """A warm reader's first lookup, and first bulk lookup, after another handle committed
+    100 backtests (medians of three commits): what noticing new commits costs."""
+    lookups, bulks = [], []
+    symbol, params = key
+    for k in range(3):
+        writer.store_many(batch_table(grid, f"N{k}", rng, 100))
+        lookups.append(timed(lambda: reader.get_stats(symbol, "rsi_meanrev", params, EXIT_RULE)))
+        writer.store_many(batch_table(grid, f"M{k}", rng, 100))
+        bulks.append(timed(lambda: reader.bulk_get_stats(bulk)))
+    return {"get_stats": statistics.median(lookups) * 1e3,
+            "bulk_get_stats_500": statistics.median(bulks) * 1e3}
 
 
 def ten_million(workdir: Path, grid: Grid) -> dict:

@@ -329,12 +329,13 @@ class Index:
 
         The first few lookups of a fresh snapshot scan the key columns (a few ms at a million
         rows) instead of sorting every key hash (~0.1 s): a process that opens the store for
-        one answer never pays for the sort; later lookups use the sorted index, entered
-        through its bucket table. Python ints throughout (``item``/``tolist``): numpy scalars
-        and calls cost more than the search itself.
+        one answer never pays for the sort. A snapshot extending a sorted one merges at once
+        (cheaper than a scan). Later lookups use the sorted index, entered through its bucket
+        table. Python ints throughout (``item``/``tolist``): numpy scalars and calls cost
+        more than the search itself.
         """
         if self._key_index is None:
-            if self._scans < _SCANS_BEFORE_SORT:
+            if self._extends is None and self._scans < _SCANS_BEFORE_SORT:
                 self._scans += 1
                 return self._scan_latest(codes)
             self._key_index = self._build_key_index()
