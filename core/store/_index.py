@@ -242,10 +242,11 @@ class Index:
         self._bid_order = None if _strictly_increasing(self.bids) else np.argsort(self.bids)
         self._key_index: tuple[np.ndarray, np.ndarray] | None = None  # built on demand
         appends = previous is not None and _appends_to(previous.readable, readable)
-        #: the previous snapshot's sorted key index when this one appends to it (see
-        #: _build_key_index): its hashes, rows and row count
-        self._extends = ((*previous._key_index, previous.n)
-                         if appends and previous._key_index is not None else None)
+        #: the sorted key index (hashes, rows, row count) of the latest earlier snapshot this
+        #: one appends to that built one (see _build_key_index)
+        self._extends = None if not appends else (
+            (*previous._key_index, previous.n) if previous._key_index is not None
+            else previous._extends)
         self._buckets: tuple[np.ndarray, int] | None = None  # _bucket_starts of the key index
         self._scans = 0
         self._latest: np.ndarray | None = None
@@ -257,10 +258,10 @@ class Index:
         self.time_block: np.ndarray | None = None  # (3, rows) int64 ns, once warm
         self.float_block: np.ndarray | None = None  # (float columns, rows) float64, once warm
         self._shelves: dict[str, _Shelf] = {}  # the blocks' buffers (see _block)
-        #: the previous snapshot's block buffers and row count when this one appends to it
-        #: with the same float columns (see _block)
-        self._grows = ((previous._shelves, previous.n) if appends and previous.warm
-                       and previous.float_columns == self.float_columns else None)
+        #: the block buffers and row count of the latest earlier warm snapshot this one
+        #: appends to, with the same float columns (see _block)
+        self._grows = None if not (appends and previous.float_columns == self.float_columns) \
+            else (previous._shelves, previous.n) if previous.warm else previous._grows
         #: some rows sit in damaged chunks (found while loading keys or columns)
         self.has_bad_rows = any(seg.bad_rows is not None for seg in readable)
         self.param_columns: dict[str, str] = {}

@@ -375,7 +375,13 @@ def test_a_snapshot_appending_segments_extends_the_sorted_index_exactly(tmp_path
                         lambda self, *a: extended.append(1) or original(self, *a))
     monkeypatch.setattr(_index, "_MULT", (0, 0, 0, 7))  # a hash of the exit rule only
     monkeypatch.setattr(_index, "_MULT_ROW", np.array([0, 0, 0, 7], np.uint64))
+    def two_commits_unsorted_between():  # the snapshot between them never sorts its index
+        writer.store_many([make_result(symbol="EEE", seed=11, curve=False)])
+        assert reader._current()._key_index is None
+        writer.store_many([make_result(symbol="FFF", seed=12, curve=False)])
+
     steps = [lambda: writer.store_many(make_batch(["AAA", "CCC"], [5, 6, 7], seed=5)),
+             two_commits_unsorted_between,
              lambda: writer.delete_backtest(writer.get_stats("CCC", "rsi_meanrev",
                                                              {"period": 6})["backtest_id"]),
              lambda: writer.store_many([make_result(symbol="DDD", seed=9, curve=False)]),
@@ -393,7 +399,7 @@ def test_a_snapshot_appending_segments_extends_the_sorted_index_exactly(tmp_path
                                                     ("DDD", "rsi_meanrev", {}, None)]:
             assert _same(reader.get_stats(symbol, strategy, params, exit_rule),
                          open_store(path).get_stats(symbol, strategy, params, exit_rule))
-    assert len(extended) == 3  # the appends and the delete; the compaction sorted afresh
+    assert len(extended) == 4  # the appends and the delete; the compaction sorted afresh
 
 
 @settings(max_examples=100, deadline=None)
