@@ -241,12 +241,6 @@ class Index:
         self.alive = key_ok & ~np.isin(self.bids, tomb) if len(tomb) else key_ok
         self._bid_order = None if _strictly_increasing(self.bids) else np.argsort(self.bids)
         self._key_index: tuple[np.ndarray, np.ndarray] | None = None  # built on demand
-        appends = previous is not None and _appends_to(previous.readable, readable)
-        #: the sorted key index (hashes, rows, row count) of the latest earlier snapshot this
-        #: one appends to that built one (see _build_key_index)
-        self._extends = None if not appends else (
-            (*previous._key_index, previous.n) if previous._key_index is not None
-            else previous._extends)
         self._buckets: tuple[np.ndarray, int] | None = None  # _bucket_starts of the key index
         self._scans = 0
         self._latest: np.ndarray | None = None
@@ -258,10 +252,7 @@ class Index:
         self.time_block: np.ndarray | None = None  # (3, rows) int64 ns, once warm
         self.float_block: np.ndarray | None = None  # (float columns, rows) float64, once warm
         self._shelves: dict[str, _Shelf] = {}  # the blocks' buffers (see _block)
-        #: the block buffers and row count of the latest earlier warm snapshot this one
-        #: appends to, with the same float columns (see _block)
-        self._grows = None if not (appends and previous.float_columns == self.float_columns) \
-            else (previous._shelves, previous.n) if previous.warm else previous._grows
+        self._extends, self._grows = _reusable(previous, readable, self.float_columns)
         #: some rows sit in damaged chunks (found while loading keys or columns)
         self.has_bad_rows = any(seg.bad_rows is not None for seg in readable)
         self.param_columns: dict[str, str] = {}
@@ -643,6 +634,22 @@ def _appends_to(before: list[LoadedSegment], readable: list[LoadedSegment]) -> b
     return len(before) <= len(readable) and all(a is b for a, b in zip(before, readable))
 
 
+def _reusable(previous: Index | None, readable: list[LoadedSegment], float_columns: list[str]
+              ) -> tuple[tuple | None, tuple | None]:
+    """What a snapshot appending segments to ``previous`` reuses: the sorted key index
+    (hashes, rows, row count; see ``_build_key_index``) and the block buffers (buffers, row
+    count, for the same float columns; see ``_block``) of the latest earlier snapshots that
+    built them. None for each it cannot reuse."""
+    if previous is None or not _appends_to(previous.readable, readable):
+        return None, None
+    extends = ((*previous._key_index, previous.n) if previous._key_index is not None
+               else previous._extends)
+    grows = None
+    if previous.float_columns == float_columns:
+        grows = (previous._shelves, previous.n) if previous.warm else previous._grows
+    return extends, grows
+
+
 class _Shelf:
     """A block's buffer, wider than the rows it holds; ``filled`` rows of it hold data."""
 
@@ -654,8 +661,8 @@ class _Shelf:
 
 def _shelf_for(grows: tuple[dict[str, _Shelf], int] | None, kind: str, rows: int
                ) -> tuple[_Shelf | None, int]:
-    """The previous snapshot's buffer of ``kind`` and how many rows it already holds, when
-    it has room for ``rows`` and no other snapshot has written past those rows."""
+    """An earlier snapshot's buffer of ``kind`` and how many rows it already holds, when it
+    has room for ``rows`` and no other snapshot has written past those rows."""
     if grows is None or kind not in grows[0]:
         return None, 0
     shelf, known = grows[0][kind], grows[1]
