@@ -259,7 +259,7 @@ def measured_in_rounds(tasks: dict, rounds: int = ROUNDS) -> tuple[dict[str, lis
     phase it fell in. Rounds spread every figure's samples over the same few seconds, so
     each figure sees the same mix of phases. Each round starts one task further along the
     list: a call right after another call of the same kind finds that code in the CPU's
-    caches (a table built after a table took ~0.4 ms less than one built after lookups), so
+    caches (a table built after a table took ~0.3 ms less than one built after lookups), so
     a fixed order would favour whichever task follows its kin. Each task maps the round
     number to a list of samples in seconds (empty: nothing this round). Returns the samples
     and the phase record: the reference loop's time per round (fastest, slowest, median),

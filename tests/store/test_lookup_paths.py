@@ -375,6 +375,7 @@ def test_a_snapshot_appending_segments_extends_the_sorted_index_exactly(tmp_path
                         lambda self, *a: extended.append(1) or original(self, *a))
     monkeypatch.setattr(_index, "_MULT", (0, 0, 0, 7))  # a hash of the exit rule only
     monkeypatch.setattr(_index, "_MULT_ROW", np.array([0, 0, 0, 7], np.uint64))
+
     def two_commits_unsorted_between():  # the snapshot between them never sorts its index
         writer.store_many([make_result(symbol="EEE", seed=11, curve=False)])
         assert reader._current()._key_index is None

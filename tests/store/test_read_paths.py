@@ -63,6 +63,7 @@ def test_snapshots_appending_segments_fill_the_previous_blocks_room(tmp_path):
     writer.store_many(make_batch([f"S{i:02d}" for i in range(20)], [5, 9, 14, 21], seed=1))
     reader = BacktestStore(path, mode="r")
     reader.get_all_stats()  # warm
+
     def two_commits_read_between():  # the snapshot between them is never warmed
         writer.store_many([make_result(symbol="V0", seed=5, curve=False, trades=0)])
         reader.get_stats("V0", "rsi_meanrev", {})
