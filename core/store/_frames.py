@@ -63,22 +63,29 @@ def stats_dict(store, index, row: int, values: list) -> dict:
     return out
 
 
-def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.DataFrame:
+def stats_frame(store, index, rows: np.ndarray, compact_params: bool,
+                gathered: tuple | None = None) -> pd.DataFrame:
     """One row per given global row: ids, key, dates, metrics, param columns, note, tags.
 
     ``index`` must be warm. The float columns are gathered from the index's float block in
     one call and become ONE 2-D pandas block (placed at their table positions), start/end
     one datetime block; the frame is assembled from blocks, so pandas neither stacks
-    columns nor checks them.
+    columns nor checks them. ``gathered``: the rows' data as ``Index.find_gathered`` gives
+    it (the rows' ids already as text), when the caller has it.
     """
-    code_block, times, floats, bids = _row_data(index, np.asarray(rows, np.int64))
+    if gathered is None:
+        code_block, times, floats, bids = _row_data(index, np.asarray(rows, np.int64))
+        ids = _id_strings(bids)
+    else:
+        code_block, times, floats, bids, id_text = gathered
+        ids = _id_text(len(bids), *id_text)
     codes = dict(zip(CODE_KINDS, code_block))
     vocab = store._vocab.values
 
     def categorical(kind: str, part: int | None = None) -> pd.Categorical:
         return _categorical(codes[kind], vocab[kind], kind, store, part)
 
-    head = {"backtest_id": _id_strings(bids), "symbol": categorical("symbol"),
+    head = {"backtest_id": ids, "symbol": categorical("symbol"),
             "strategy": categorical("strategy"), "params": categorical("params", 0),
             "exit_rule": categorical("exit_rule", 0)}
     float_names, floats, placement = _float_layout(index, floats, compact_params,
@@ -174,6 +181,12 @@ def _id_strings(bids: np.ndarray) -> pd.arrays.ArrowStringArray:
     """Backtest ids as text, cast by Arrow. ``_from_pyarrow_array`` reuses a built array's
     dtype: the public constructor's checks and dtype objects cost as much as the cast."""
     return _NO_TEXT._from_pyarrow_array(pa.array(bids).cast(pa.large_string()))
+
+
+def _id_text(count: int, offsets: np.ndarray, text: np.ndarray) -> pd.arrays.ArrowStringArray:
+    """Ids already written as decimal text (offsets and bytes) as a string array, no copy."""
+    return _NO_TEXT._from_pyarrow_array(pa.LargeStringArray.from_buffers(
+        count, pa.py_buffer(offsets), pa.py_buffer(text)))
 
 
 def _categorical(codes: np.ndarray, values: list, kind: str, store, part: int | None = None):

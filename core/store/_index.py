@@ -333,11 +333,9 @@ class Index:
                 self._scans += 1
                 return self._scan_latest(codes)
             self._key_index = self._build_key_index()
-        if self._buckets is None:
-            self._buckets = _bucket_starts(self._key_index[0])
         sorted_hash, sorted_rows = self._key_index
         h = key_hash_scalar(codes)
-        starts, shift = self._buckets
+        starts, shift = self._bucket_table()
         bucket = h >> shift
         key_item = self.code_block.item
         for i in range(starts.item(bucket + 1) - 1, starts.item(bucket) - 1, -1):
@@ -347,6 +345,11 @@ class Index:
                         key_item(3, row)) == codes:
                     return row
         return -1
+
+    def _bucket_table(self) -> tuple[np.ndarray, int]:
+        if self._buckets is None:
+            self._buckets = _bucket_starts(self._sorted_keys()[0])
+        return self._buckets
 
     def _scan_latest(self, codes: tuple[int, int, int, int]) -> int:
         match = self.alive.copy()
@@ -367,24 +370,26 @@ class Index:
         rows = rows[match]
         return rows[np.argsort(self.bids[rows], kind="stable")]
 
-    def find_many(self, hashes: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """Vectorised find_latest for many keys: global rows (-1 where absent).
+    def find_gathered(self, codes: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """Bulk lookup on a warm index: the rows of the keys' newest live versions (keys not
+        stored are left out; input order) and ``(codes, times, floats, bids, (id offsets, id
+        text))`` of those rows, in one compiled pass (``_bulkfind``).
 
-        A stored key's newest version sits at the last position whose hash is at most the
-        key's; that row's key codes confirm it. A key whose hash is there under other codes
-        (a collision) takes ``find_latest``.
+        The stored codes of each found row confirm it; after a hash collision the pass runs
+        again checking the codes of every equal hash.
         """
-        if not len(self.sorted_hash) or not len(hashes):
-            return np.full(len(hashes), -1, np.int64)
-        pos = np.searchsorted(self.sorted_hash, hashes, "right") - 1  # -1 wraps: never equal
-        rows = self.sorted_rows[pos]
-        stored = self.code_block[:len(KEY_KINDS)].take(rows, axis=1)
-        found = (stored == codes.T).all(axis=0)
-        out = np.where(found, rows, -1)
-        if not found.all():
-            for i in np.flatnonzero(~found & (self.sorted_hash[pos] == hashes)):
-                out[i] = self.find_latest(tuple(int(c) for c in codes[i]))
-        return out
+        from core.store._bulkfind import find_gather_nb
+
+        sorted_hash, sorted_rows = self._sorted_keys()
+        starts, shift = self._bucket_table()
+        args = (np.ascontiguousarray(codes, np.int64), _MULT_ROW, np.uint64(_FINAL), starts,
+                shift, sorted_hash, sorted_rows, self.code_block,
+                self._shelves["times"].buffer, self._shelves["floats"].buffer, self.bids)
+        confirmed, rows, *gathered = find_gather_nb(*args, False)
+        if not confirmed:
+            confirmed, rows, *gathered = find_gather_nb(*args, True)
+        block_codes, times, floats, bids, offsets, text = gathered
+        return rows, (block_codes, times, floats, bids, (offsets, text))
 
     def latest_rows(self) -> np.ndarray:
         """Rows that are the newest live version of their key, in commit order."""

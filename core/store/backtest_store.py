@@ -29,7 +29,7 @@ from core.store._backend import CommitCounter, Location, crash_point, empty_mani
 from core.store._encode import PLAIN_VALUES, KeyMemo, SegmentData, encode_any, gc_paused
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
-from core.store._index import GlobalVocab, Index, key_hash_rows, load_segments
+from core.store._index import GlobalVocab, Index, load_segments
 from core.store._segment import write_segment
 from core.store import _details, _frames, _maintenance, _query
 
@@ -383,8 +383,11 @@ class BacktestStore:
             known = (codes >= 0).all(axis=1)
             if not known.all():
                 codes = codes[known]
-            rows = index.find_many(key_hash_rows(codes), codes)
-            return self._frame(index, rows[rows >= 0])
+            index.warm_up()
+            rows, gathered = index.find_gathered(codes)
+            if index.has_bad_rows:  # rare: drop damaged rows, then gather the rest again
+                return self._frame(index, rows)
+            return _frames.stats_frame(self, index, rows, False, gathered)
 
     def _bulk_codes(self, keys) -> np.ndarray:
         """Global codes (-1 where never stored) of many keys, one row per key.

@@ -177,3 +177,9 @@ def test_a_damaged_stat_chunk_of_a_compacted_segment_hides_only_its_rows(store, 
     assert handle.get_stats("MSFT", "rsi_meanrev", {"period": 13})["symbol"] == "MSFT"
     with pytest.raises(StoreCorruptionError, match=segment):
         handle.get_stats("MSFT", "rsi_meanrev", {"period": 10})
+    keys = [("MSFT", "rsi_meanrev", {"period": period}) for period in (16, 10, 8, 12, 13)]
+    with pytest.warns(RuntimeWarning, match=segment):
+        found = handle.bulk_get_stats(keys)
+    assert found["rsi_period"].tolist() == [16, 8, 13]
+    assert found.equals(table.set_index("rsi_period").loc[[16, 8, 13]].reset_index()[
+        found.columns])

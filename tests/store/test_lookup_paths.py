@@ -339,10 +339,11 @@ def test_sorted_index_answers_as_a_scan_of_the_key_columns(history_store):
     keys = {tuple(index.code_block[:4, row].tolist()) for row in rows}
     keys |= {(s, t, p + 1, e) for s, t, p, e in keys}  # mostly absent keys
     index.sorted_hash  # noqa: B018 - the sorted index is used from here on
+    index.warm_up()
     for codes in keys:
-        assert index.find_latest(codes) == index._scan_latest(codes)
-        assert index.find_many(np.array([_index.key_hash_scalar(codes)], np.uint64),
-                               np.array([codes])).tolist() == [index._scan_latest(codes)]
+        row = index._scan_latest(codes)
+        assert index.find_latest(codes) == row
+        assert index.find_gathered(np.array([codes]))[0].tolist() == ([row] if row >= 0 else [])
 
 
 def test_colliding_key_hashes_still_answer_exactly(history_store, monkeypatch):
@@ -358,7 +359,10 @@ def test_colliding_key_hashes_still_answer_exactly(history_store, monkeypatch):
     codes = np.array(sorted(keys))
     scanned = [index._scan_latest(tuple(key)) for key in codes.tolist()]
     assert [index.find_latest(tuple(key)) for key in codes.tolist()] == scanned
-    assert index.find_many(_index.key_hash_rows(codes), codes).tolist() == scanned
+    index.warm_up()
+    rows, (block_codes, *_) = index.find_gathered(codes)
+    assert rows.tolist() == [row for row in scanned if row >= 0]
+    assert (block_codes[:4] == codes[np.array(scanned) >= 0].T).all()
     latest = full.drop_duplicates(["symbol", "strategy", "params_hash", "exit_hash"], keep="last")
     assert sorted(reader.get_all_stats()["backtest_id"]) == sorted(latest["backtest_id"])
 
@@ -408,6 +412,35 @@ def test_a_snapshot_appending_segments_extends_the_sorted_index_exactly(tmp_path
 def test_array_key_hashes_equal_the_scalar_ones(codes):
     rows = np.array(codes, np.int64).reshape(-1, 4)
     assert _index.key_hash_rows(rows).tolist() == [_index.key_hash_scalar(c) for c in codes]
+
+
+@settings(max_examples=100, deadline=None)
+@given(ids=st.lists(st.integers(0, 2**63 - 1), max_size=30))
+def test_ids_written_as_text_equal_their_str(ids):
+    from core.store._bulkfind import _decimal_text
+
+    offsets, text = _decimal_text(np.array(ids, np.int64))
+    assert [text[a:b].tobytes().decode() for a, b in zip(offsets[:-1], offsets[1:])] == \
+        [str(i) for i in ids]
+
+
+@pytest.mark.parametrize("picks", ["live", "mixed", "none"])
+def test_a_bulk_pass_finds_and_gathers_as_single_lookups_and_the_blocks(history_store, picks):
+    """``find_gathered``: the rows ``find_latest`` finds, in key order (absent and repeated
+    keys too), with the blocks' values at those rows and the ids as decimal text."""
+    store, _ = history_store
+    index = store._current()
+    index.warm_up()
+    live = [tuple(index.code_block[:4, row].tolist()) for row in np.flatnonzero(index.alive)]
+    keys = {"live": live, "none": [],
+            "mixed": [*live[::-1], *((s, t, p + 1, e) for s, t, p, e in live), *live[:3]]}[picks]
+    rows, (codes, times, floats, bids, (offsets, text)) = index.find_gathered(
+        np.array(keys, np.int64).reshape(-1, 4))
+    assert rows.tolist() == [row for row in map(index.find_latest, keys) if row >= 0]
+    for got, expected in zip((codes, times, floats, bids), index.gather(rows)):
+        np.testing.assert_array_equal(got, expected)
+    assert [text[a:b].tobytes().decode() for a, b in zip(offsets[:-1], offsets[1:])] == \
+        [str(b) for b in bids.tolist()]
 
 
 def test_bulk_keys_stored_after_a_first_ask_are_found_on_the_next_call(tmp_path):
