@@ -103,3 +103,32 @@ def _decimal_text(values):
             value //= 10
         offsets[j + 1] = end
     return offsets, text[:end]
+
+
+@njit(cache=True, nogil=True)
+def table_insert_nb(table, words, codes):
+    """Insert ``words`` (distinct, not yet in ``table``) with their ``codes`` into an open
+    addressing table: rows of (word, code), code -1 where a slot is empty, linear probing
+    from the word's low bits (the words are digests: their bits are uniform)."""
+    mask = table.shape[0] - 1
+    for i in range(words.shape[0]):
+        slot = words[i] & mask
+        while table[slot, 1] != -1:
+            slot = (slot + 1) & mask
+        table[slot, 0] = words[i]
+        table[slot, 1] = codes[i]
+
+
+@njit(cache=True, nogil=True)
+def table_codes_nb(table, words):
+    """The code of each word in a ``table_insert_nb`` table, -1 where absent."""
+    mask = table.shape[0] - 1
+    out = np.full(words.shape[0], -1, np.int64)
+    for i in range(words.shape[0]):
+        slot = words[i] & mask
+        while table[slot, 1] != -1:
+            if table[slot, 0] == words[i]:
+                out[i] = table[slot, 1]
+                break
+            slot = (slot + 1) & mask
+    return out

@@ -416,7 +416,7 @@ class BacktestStore:
         out = np.empty((4, len(symbols)), np.int64)
         out[0] = self._vocab.lookup_many("symbol", symbols)
         out[1] = self._uniform_codes("strategy", strategies)
-        out[2] = self._vocab.lookup_many("params", params_hashes)
+        out[2] = self._vocab.lookup_hashes("params", params_hashes)
         out[3] = self._uniform_codes("exit_rule", exit_hashes)
         return out.T
 

@@ -443,6 +443,42 @@ def test_a_bulk_pass_finds_and_gathers_as_single_lookups_and_the_blocks(history_
         [str(b) for b in bids.tolist()]
 
 
+@settings(max_examples=100, deadline=None)
+@given(words=st.lists(st.integers(0, 2**64 - 1), max_size=30),
+       bad=st.sampled_from([None, "upper", "short", "long", "space", "bar", "text", "number"]),
+       at=st.integers(0, 29))
+def test_hex_words_read_exactly_the_texts_of_16_lowercase_hex_digits(words, bad, at):
+    texts = [f"{word:016x}" for word in words]
+    if bad is None or not texts:
+        got = _index.hex_words(texts)
+        if texts:  # each text's 8 bytes, in order
+            assert got.tobytes() == b"".join(bytes.fromhex(t) for t in texts)
+        else:
+            assert got is None
+        return
+    i = at % len(texts)
+    texts[i] = {"upper": texts[i].upper() if texts[i].upper() != texts[i] else "A" * 16,
+                "short": texts[i][:15], "long": texts[i] + "0", "space": " " + texts[i][1:],
+                "bar": texts[i][:8] + "|" + texts[i][9:], "text": "not a hash at all",
+                "number": int(words[i])}[bad]
+    assert _index.hex_words(texts) is None
+
+
+def test_hash_lookups_through_the_table_equal_the_dict_as_the_vocabulary_grows():
+    vocab = _index.GlobalVocab()
+    rng = np.random.default_rng(3)
+    stored = [f"{w:016x}" for w in rng.integers(0, 2**63, 3000, dtype=np.int64)]
+    odd = ["NOT-HEX", "ABCDEF0123456789", "0123"]  # kept out of the table, found by the dict
+    asked = [*stored[::7], *(f"{w:016x}" for w in rng.integers(0, 2**63, 50, np.int64))]
+    for lo, hi in ((0, 10), (10, 400), (400, 3000)):  # grows in place, then past half full
+        vocab.remap("params", [("{}", h) for h in stored[lo:hi] + odd * (lo == 10)])
+        for keys in (asked, [*asked, *odd], stored[lo:hi]):
+            assert list(vocab.lookup_hashes("params", keys)) == vocab.lookup_many("params", keys)
+        found = vocab.lookup_hashes("params", asked)
+        assert isinstance(found, np.ndarray) and (found >= 0).sum() == sum(
+            h in stored[:hi] for h in asked)
+
+
 def test_bulk_keys_stored_after_a_first_ask_are_found_on_the_next_call(tmp_path):
     store, _, _ = _mixed_store(tmp_path / "s.zarr")
     reader = open_store(tmp_path / "s.zarr")
