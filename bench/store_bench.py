@@ -435,10 +435,13 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
              dict(grid.params[int(key_rng.integers(min(BATCH, table_rows or 1)))]))
             for _ in range(2_000)]
     keys = [(s, p) for s, p in keys if handle.get_stats(s, "rsi_meanrev", p, EXIT_RULE)]
-    bulk = [(s, "rsi_meanrev", p, EXIT_RULE) for s, p in keys[:500]]
-    assert len(handle.bulk_get_stats(bulk)) == len(bulk)
-    hashed = handle.bulk_get_stats(bulk)[["symbol", "strategy", "params_hash", "exit_hash"]]
-    hashed = hashed.astype(object)  # the scanner's key frame: plain strings with hashes
+    bulk, other = ([(s, "rsi_meanrev", p, EXIT_RULE) for s, p in part]
+                   for part in (keys[:500], keys[500:1000]))
+    assert len(handle.bulk_get_stats(bulk)) == len(bulk) == len(other)
+    # The scanner's key frame (plain strings with hashes), of other keys: the two forms run
+    # one after the other, and the same keys would find their rows in the CPU's caches.
+    hashed = handle.bulk_get_stats(other)[["symbol", "strategy", "params_hash", "exit_hash"]]
+    hashed = hashed.astype(object)
     where = "win_rate >= 0.55 and num_trades >= 20 and rsi_period <= 20"
     query = lambda: handle.query(strategy="rsi_meanrev", where=where,  # noqa: E731
                                  order_by="-sharpe_ratio", limit=100)

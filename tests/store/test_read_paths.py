@@ -1,6 +1,7 @@
 """The read path's shortcuts answer exactly like the plain paths they stand in for."""
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from factories import make_batch, make_result
 
 from core.store import BacktestStore
-from core.store import _details, _index
+from core.store import _details, _frames, _index
 
 
 def _versions_store(path) -> tuple[BacktestStore, list[tuple]]:
@@ -220,3 +221,36 @@ def test_stat_rows_and_blocks_read_straight_from_shards_equal_zarrs_read(store_p
         for j, name in enumerate(seg.reader.attrs["float_columns"]):
             assert np.array_equal(index.columns[name][lo:hi], floats[:, j], equal_nan=True)
         assert np.array_equal(index.time_block[:, lo:hi].T, seg.reader.read("times"))
+
+
+def test_frames_assembled_from_block_classes_equal_pandas_own(tmp_path, monkeypatch):
+    """Stats tables and trade logs, built from pandas' block classes directly, equal the
+    frames ``create_dataframe_from_blocks`` makes of the same blocks, pass pandas' own
+    integrity check and behave as any frame."""
+    from pandas.api.internals import create_dataframe_from_blocks
+
+    built = []
+    assemble = _frames._assemble
+
+    def both(blocks, rows, columns):
+        frame = assemble(blocks, rows, columns)
+        built.append((frame, create_dataframe_from_blocks(blocks, pd.RangeIndex(rows),
+                                                          columns.view())))
+        return frame
+
+    monkeypatch.setattr(_frames, "_assemble", both)
+    store, keys = _versions_store(tmp_path / "s.zarr")
+    store.store_backtest(make_result(symbol="DDD", seed=7))
+    bid = store.get_stats("DDD", "rsi_meanrev", {"period": 14})["backtest_id"]
+    store.set_note(bid, note="checked", tags=["a", "b"])
+    store.get_all_stats(), store.bulk_get_stats(keys[:4]), store.query(order_by="-cagr", limit=3)
+    store.get_detailed_results(bid)
+    assert [frame.shape[0] for frame, _ in built] == [10, 4, 3, 3]
+    for frame, expected in built:
+        pd.testing.assert_frame_equal(frame, expected)
+        assert [type(b) for b in frame._mgr.blocks] == [type(b) for b in expected._mgr.blocks]
+        frame._mgr._verify_integrity()
+        twice = pd.concat([frame, frame.iloc[::-1]], ignore_index=True)
+        assert twice.iloc[len(frame):].reset_index(drop=True).equals(frame.iloc[::-1]
+                                                                      .reset_index(drop=True))
+        assert pd.read_csv(io.StringIO(frame.to_csv(index=False))).shape == frame.shape
