@@ -2,10 +2,11 @@
 
 Rebuilt (reusing every already-loaded immutable segment) whenever the manifest changes; a
 version that only appends segments extends the previous one's sorted key index and fills its
-block buffers' spare room instead of sorting and copying again. Lookups are a ``searchsorted``
-on a sorted key-hash array; columns are decoded once per segment and kept contiguous (queries
-run at numpy speed) as the rows of (columns, rows) blocks: codes, times, floats, so one
-backtest's values are one strided gather per block.
+block buffers' spare room instead of sorting and copying again. Lookups enter a sorted
+key-hash array through a table of bucket bounds (bulk lookups in one compiled pass,
+``_bulkfind``); columns are decoded once per segment and kept contiguous (queries run at numpy
+speed) as the rows of (columns, rows) blocks: codes, times, floats, so one backtest's values
+are one strided gather per block.
 """
 from __future__ import annotations
 
