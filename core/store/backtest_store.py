@@ -401,14 +401,18 @@ class BacktestStore:
         keys = keys if isinstance(keys, list) else list(keys)
         if not keys:
             return np.empty((0, 4), np.int64)
-        if not ({tuple}.issuperset(map(type, keys)) and {4}.issuperset(map(len, keys))):
+        if not {tuple}.issuperset(map(type, keys)):
             keys = [_key_parts(i, key) for i, key in enumerate(keys)]
-        symbols, strategies, params, exit_rules = zip(*keys)
+        try:  # four columns exactly when every key holds four items
+            symbols, strategies, params, exit_rules = zip(*keys, strict=True)
+        except ValueError:  # 3-item keys, or a clear error
+            symbols, strategies, params, exit_rules = zip(
+                *[_key_parts(i, key) for i, key in enumerate(keys)])
         out = np.empty((4, len(keys)), np.int64)
-        out[2] = self._bulk_params_codes(strategies, params)
-        out[3] = self._uniform_codes("exit_rule", self._bulk_exit_hashes(exit_rules))
-        out[0] = self._vocab.lookup_many("symbol", symbols)
+        out[::2] = (self._vocab.lookup_many("symbol", symbols),  # one conversion for both
+                    self._bulk_params_codes(strategies, params))
         out[1] = self._uniform_codes("strategy", strategies)
+        out[3] = self._bulk_exit_codes(exit_rules)
         return out.T
 
     def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
@@ -483,9 +487,14 @@ class BacktestStore:
                     _bounded_put(self._values_memo, (strategy, names), memo)
                 _bounded_put(memo, values[i], params_hash if found[i] < 0 else found[i])
 
-    def _bulk_exit_hashes(self, exit_rules: tuple) -> list[str]:
-        """The exit hash of each key, computed once per distinct exit-rule object."""
-        return _by_object(exit_rules, None, lambda _, exit_rule: self._exit_hash(exit_rule))
+    def _bulk_exit_codes(self, exit_rules: tuple) -> int | list[int]:
+        """The exit-rule code of each key, or of all keys when they share one exit-rule
+        object (one lookup); hashes are computed once per distinct object."""
+        first = exit_rules[0]
+        if all(map(operator.is_, exit_rules, itertools.repeat(first))):
+            return self._vocab.codes["exit_rule"].get(self._exit_hash(first), -1)
+        return self._uniform_codes("exit_rule", _by_object(
+            exit_rules, None, lambda _, exit_rule: self._exit_hash(exit_rule)))
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
@@ -751,9 +760,6 @@ def _by_object(objects: tuple, strategies: tuple | None, hash_of) -> list[str]:
     ``is``: ``id()`` raises an audit event (10x slower once any imported library has added an
     audit hook) and ``==`` would let ``True`` stand for ``1``.
     """
-    first = objects[0]
-    if strategies is None and all(map(operator.is_, objects, itertools.repeat(first))):
-        return [hash_of(None, first)] * len(objects)
     strategies = strategies or (None,) * len(objects)
     out, last, last_strategy, found = [], _UNSET, None, None
     for strategy, obj in zip(strategies, objects):

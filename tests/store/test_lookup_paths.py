@@ -180,6 +180,15 @@ def test_tuple_keys_hash_frame_and_single_lookups_agree(tmp_path):
                                   everything.loc[table["backtest_id"]])
     with pytest.raises(ValidationError, match="Key #1"):
         store.bulk_get_stats([keys[0], "AAA"])
+    with pytest.raises(ValidationError, match="Key #1"):
+        store.bulk_get_stats([keys[0], (*keys[1], "extra")])
+    with pytest.raises(ValidationError, match="Key #0"):
+        store.bulk_get_stats([("AAA", "rsi_meanrev"), keys[1]])
+    without_exit = [key for key in keys if key[3] is None]
+    pd.testing.assert_frame_equal(store.bulk_get_stats([key[:3] for key in without_exit]),
+                                  store.bulk_get_stats(without_exit))
+    pd.testing.assert_frame_equal(store.bulk_get_stats([keys[1], *(k[:3] for k in without_exit)]),
+                                  store.bulk_get_stats([keys[1], *without_exit]))
 
 
 def test_warm_handle_sees_other_processes_commits_on_its_next_call(tmp_path):
