@@ -89,7 +89,7 @@ class BacktestStore:
         self._row_misses = 0
         self._params_memo: dict[tuple, tuple[str, str]] = {}
         self._exit_memo: dict[str, tuple[str, str]] = {}
-        self._values_memo: dict[tuple, dict[tuple, int | str]] = {}  # see _plain_params_codes
+        self._values_memo: dict[tuple, dict[tuple, int | str]] = {}  # see _plain_dict_codes
         self._json_copiers: dict[str, dict[int, Any]] = {kind: {} for kind in CODE_KINDS}
         self._write_memo = KeyMemo()
         self._stamps: dict[bool, dict[int, pd.Timestamp]] = {False: {}, True: {}}
@@ -437,64 +437,74 @@ class BacktestStore:
         """The params code of each key (plain dicts of one strategy: through the values memo)."""
         strategy = strategies[0]
         if type(strategy) is str and strategies.count(strategy) == len(strategies):
-            found = self._plain_params_codes(strategy, params)
+            found = self._plain_dict_codes("params", strategy, params, self._params_hash)
             if found is not None:
                 return found
         return self._vocab.lookup_many("params", _by_object(params, strategies,
                                                             self._params_hash))
 
-    def _plain_params_codes(self, strategy: str, params: tuple) -> list[int] | None:
-        """Codes of one strategy's params dicts that all hold the same names and only plain
-        values (see ``PLAIN_VALUES``); None when they do not.
+    def _bulk_exit_codes(self, exit_rules: tuple) -> int | list[int]:
+        """The exit-rule code of each key: one lookup when the keys share one exit-rule
+        object; plain dicts through the values memo (a dict literal per key makes equal,
+        distinct objects: a ``repr`` each cost ~2 ms per 500 keys); else a hash per distinct
+        object."""
+        first = exit_rules[0]
+        if all(map(operator.is_, exit_rules, itertools.repeat(first))):
+            return self._vocab.codes["exit_rule"].get(self._exit_hash(first), -1)
+        found = self._plain_dict_codes("exit_rule", None, exit_rules,
+                                       lambda _, exit_rule: self._exit_hash(exit_rule))
+        if found is not None:
+            return found
+        return self._uniform_codes("exit_rule", _by_object(
+            exit_rules, None, lambda _, exit_rule: self._exit_hash(exit_rule)))
+
+    def _plain_dict_codes(self, kind: str, strategy: str | None, dicts: tuple, hash_of
+                          ) -> list[int] | None:
+        """Codes of params dicts of one strategy, or of exit-rule dicts (``kind``), that all
+        hold the same names and only plain values (see ``PLAIN_VALUES``); None when they do
+        not. ``hash_of(strategy, dict)`` is the dict's canonical hash.
 
         Each dict's values are read in one name order (any key order) and looked up in a
-        memo per (strategy, names) holding the code (or, until it is stored, the hash): a
-        C-level ``itemgetter`` and a dict lookup per key instead of a ``repr`` and two.
+        memo per (kind, strategy, names) holding the code (or, until it is stored, the
+        hash): a C-level ``itemgetter`` and a dict lookup per key instead of a ``repr`` and
+        two. Equal plain values canonicalise alike (typed params coerce ``14.0`` to ``14``).
         """
-        first = params[0]
-        if not ({dict}.issuperset(map(type, params)) and first):
+        first = dicts[0]
+        if not ({dict}.issuperset(map(type, dicts)) and first):
             return None
         names = tuple(first)
-        if not {len(names)}.issuperset(map(len, params)):
+        if not {len(names)}.issuperset(map(len, dicts)):
             return None
         try:
-            values = list(map(_values_getter(names), params))
+            values = list(map(_values_getter(names), dicts))
         except KeyError:  # the dicts hold different names
             return None
         if not PLAIN_VALUES.issuperset(map(type, itertools.chain.from_iterable(values))):
             return None
-        memo = self._values_memo.get((strategy, names))
+        memo = self._values_memo.get((kind, strategy, names))
         found = list(map(memo.get, values)) if memo else [None] * len(values)
         if not {int}.issuperset(map(type, found)):
-            self._fill_values_memo(strategy, names, params, values, found)
+            self._fill_values_memo((kind, strategy, names), dicts, values, found, hash_of)
         return found
 
-    def _fill_values_memo(self, strategy: str, names: tuple, params: tuple, values: list,
-                          found: list) -> None:
+    def _fill_values_memo(self, memo_key: tuple, dicts: tuple, values: list, found: list,
+                          hash_of) -> None:
         """Codes of the dicts the values memo has no code for (in key order), remembered:
-        the code once the params are stored, else the hash (looked up again next time)."""
+        the code once the dict's hash is stored, else the hash (looked up again next time)."""
+        kind, strategy, names = memo_key
         remember = {str}.issuperset(map(type, names))
-        code_of = self._vocab.codes["params"].get
+        code_of = self._vocab.codes[kind].get
         for i, known in enumerate(found):
             if type(known) is int:
                 continue
-            params_hash = known if known is not None else self._params_hash(strategy, params[i])
-            found[i] = code_of(params_hash, -1)
+            dict_hash = known if known is not None else hash_of(strategy, dicts[i])
+            found[i] = code_of(dict_hash, -1)
             if remember:  # only names that canonicalised (a bad dict raised above) get a memo
-                memo = self._values_memo.get((strategy, names))
+                memo = self._values_memo.get(memo_key)
                 if memo is None:
                     memo = {}
-                    _bounded_put(self._values_memo, (strategy, names), memo)
-                _bounded_put(memo, values[i], params_hash if found[i] < 0 else found[i])
-
-    def _bulk_exit_codes(self, exit_rules: tuple) -> int | list[int]:
-        """The exit-rule code of each key, or of all keys when they share one exit-rule
-        object (one lookup); hashes are computed once per distinct object."""
-        first = exit_rules[0]
-        if all(map(operator.is_, exit_rules, itertools.repeat(first))):
-            return self._vocab.codes["exit_rule"].get(self._exit_hash(first), -1)
-        return self._uniform_codes("exit_rule", _by_object(
-            exit_rules, None, lambda _, exit_rule: self._exit_hash(exit_rule)))
+                    _bounded_put(self._values_memo, memo_key, memo)
+                _bounded_put(memo, values[i], dict_hash if found[i] < 0 else found[i])
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]

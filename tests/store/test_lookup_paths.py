@@ -290,6 +290,55 @@ def test_bulk_params_codes_are_the_registrys_whatever_the_memo_holds(params_stor
             == _registry_codes(params_store, strategy, asked)
 
 
+EXIT_PARAMS = {"stop_loss": ("pct",), "take_profit": ("pct",), "time_stop": ("bars",),
+               "atr_stop": ("mult", "period"), "signal": ("enabled",)}
+EXIT_VALUES = [0.05, 0.5, 1, 1.0, True, False, 10, 10.0, 10.5, 14, np.int64(10),
+               np.float64(0.05), Decimal(10), "10", None, float("nan"), -0.0, [0.05]]
+
+
+def _registry_exit_codes(store, rules: list) -> list | tuple:
+    """The store's code of each exit rule's registry hash, or the first rule's error."""
+    found = [_outcome(lambda r=r: _keys.exit_key(r)[1]) for r in rules]
+    errors = [f for f in found if isinstance(f, tuple)]
+    return errors[0] if errors else [store._vocab.codes["exit_rule"].get(h, -1) for h in found]
+
+
+@pytest.fixture(scope="module")
+def exits_store(tmp_path_factory):
+    """A store holding every other valid single exit rule the property test below can ask
+    for (so its answers include stored codes, and hashes not stored)."""
+    valid = {}
+    for kind, names in EXIT_PARAMS.items():
+        for chosen in itertools.product(EXIT_VALUES[:10], repeat=len(names)):
+            rule = {"type": kind, **dict(zip(names, chosen))}
+            found = _outcome(lambda r=rule: _keys.exit_key(r))
+            if not isinstance(found[0], type):
+                valid[found[1]] = rule
+    store = BacktestStore(tmp_path_factory.mktemp("exits") / "s.zarr")
+    store.store_many([make_result(symbol="AAA", exit_rule=rule, curve=False, trades=0)
+                      for rule in list(valid.values())[::2]])
+    return store
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rules=st.lists(st.sampled_from(sorted(EXIT_PARAMS)).flatmap(
+           lambda kind: st.fixed_dictionaries(
+               {"type": st.just(kind)},
+               optional={name: st.sampled_from(EXIT_VALUES)
+                         for name in (*EXIT_PARAMS[kind], "bogus")})),
+           min_size=2, max_size=6))
+def test_bulk_exit_codes_are_the_registrys_whatever_the_memo_holds(exits_store, rules):
+    """Exit-rule dicts, each its own object: True, 1 and 1.0 (and numpy scalars, Decimal,
+    NaN, strings) get the code of the registry's hash or its error, also after an equal
+    value of another type was memoised, in any key order."""
+    reordered = [dict(reversed(list(rule.items()))) for rule in rules]
+    for asked in (rules, rules, reordered, [dict(rules[0]) for _ in rules]):
+        found = _outcome(lambda: exits_store._bulk_exit_codes(tuple(asked)))
+        found = [found] * len(asked) if isinstance(found, int) else found  # one for all
+        assert found == _registry_exit_codes(exits_store, asked)
+
+
 def test_true_1_and_1_0_answer_as_the_registry_says(tmp_path):
     store = BacktestStore(tmp_path / "s.zarr")
     stored = make_result(symbol="AAA", strategy="ma_crossover", params={"fast": 1, "slow": 20},
@@ -514,4 +563,4 @@ def test_bad_params_leave_no_memo_behind(tmp_path):
         with pytest.raises(ParamError, match=name):
             store.bulk_get_stats([("AAA", "rsi_meanrev", {name: 1}, None)])
     store.bulk_get_stats([("AAA", "rsi_meanrev", {"period": 5}, None)])
-    assert list(store._values_memo) == [("rsi_meanrev", ("period",))]
+    assert list(store._values_memo) == [("params", "rsi_meanrev", ("period",))]
