@@ -451,12 +451,14 @@ class BacktestStore:
         first = exit_rules[0]
         if all(map(operator.is_, exit_rules, itertools.repeat(first))):
             return self._vocab.codes["exit_rule"].get(self._exit_hash(first), -1)
-        found = self._plain_dict_codes("exit_rule", None, exit_rules,
-                                       lambda _, exit_rule: self._exit_hash(exit_rule))
+
+        def hash_of(_strategy, exit_rule) -> str:
+            return self._exit_hash(exit_rule)
+
+        found = self._plain_dict_codes("exit_rule", None, exit_rules, hash_of)
         if found is not None:
             return found
-        return self._uniform_codes("exit_rule", _by_object(
-            exit_rules, None, lambda _, exit_rule: self._exit_hash(exit_rule)))
+        return self._uniform_codes("exit_rule", _by_object(exit_rules, None, hash_of))
 
     def _plain_dict_codes(self, kind: str, strategy: str | None, dicts: tuple, hash_of
                           ) -> list[int] | None:
