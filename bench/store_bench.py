@@ -519,7 +519,8 @@ def after_commit_ms(writer: BacktestStore, reader: BacktestStore, grid: Grid,
 
 
 def ten_million(workdir: Path, grid: Grid) -> dict:
-    """10M metrics-only rows: write, compact, then a fresh process answers and reports RSS."""
+    """10M metrics-only rows: write, compact, then fresh processes open the store, answer a
+    lookup, all stats, a 500-key bulk lookup, a query and 2,000 lookups, and report RSS."""
     rows = 10_000_000
     store_path = workdir / "store-10M.zarr"
     shutil.rmtree(store_path, ignore_errors=True)
