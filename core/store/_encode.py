@@ -11,7 +11,7 @@ import math
 import operator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -226,7 +226,12 @@ def _identity_codes(values: list) -> tuple[np.ndarray, list]:
 
 
 def _distinct_objects(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
-    """``_distinct_codes`` keyed by object identity (dicts, lists, Timestamps)."""
+    """``_distinct_codes`` keyed by object identity (dicts, lists, Timestamps); one C-level
+    pass when every value is the first object (an exit rule shared by a whole sweep)."""
+    if values and all(map(operator.is_, values, repeat(values[0]))):
+        vocab = _Vocab()
+        vocab.code(canon(values[0]))
+        return np.zeros(len(values), np.int32), vocab
     raw, samples = _identity_codes(values)
     vocab = _Vocab()
     remap = np.array([vocab.code(canon(value)) for value in samples], np.int64)
@@ -265,6 +270,34 @@ def _distinct_small_dicts(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
 #: ``-0.0 == 0.0`` both 0, equal strings are equal. ``True == 1`` (and numpy scalars,
 #: ``Decimal``) is why every other type is compared some other way.
 PLAIN_VALUES = frozenset((int, float, str))
+
+
+def plain_dict_values(dicts: list | tuple) -> tuple[tuple, list[tuple]] | None:
+    """(names, each dict's values in that name order) when every item is a non-empty dict
+    holding the same text names and only ``PLAIN_VALUES``, else None.
+
+    Equal value tuples of such dicts canonicalise alike, so a memo keyed on (names, values)
+    stands in for a ``repr`` or a canonicalisation per dict: one C-level ``itemgetter`` call
+    per dict, whatever each dict's key order.
+    """
+    first = dicts[0] if len(dicts) else None
+    if not (type(first) is dict and first and {dict}.issuperset(map(type, dicts))):
+        return None
+    names = tuple(first)
+    if not ({str}.issuperset(map(type, names)) and {len(names)}.issuperset(map(len, dicts))):
+        return None
+    try:
+        values = list(map(_values_getter(names), dicts))
+    except KeyError:  # the dicts hold different names
+        return None
+    if not PLAIN_VALUES.issuperset(map(type, chain.from_iterable(values))):
+        return None
+    return names, values
+
+
+def _values_getter(names: tuple):
+    """A callable returning a dict's values for ``names`` as a tuple (also for one name)."""
+    return operator.itemgetter(*names) if len(names) > 1 else operator.itemgetter(*names * 2)
 
 
 def _distinct_codes(keys: list, values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
@@ -374,6 +407,7 @@ class KeyMemo:
         self._symbols: dict[Any, str] = {}
         self._strategies: dict[Any, str] = {}
         self._params: dict[tuple[str, str], tuple[str, str, dict]] = {}
+        self._by_values: dict[tuple[str, tuple], dict[tuple, tuple[str, str, dict]]] = {}
         self._exits: dict[str, tuple[str, str]] = {}
         self._json: dict[str, str] = {}
         self.bare_names: dict[str, dict[str, str]] = {}
@@ -395,10 +429,12 @@ class KeyMemo:
 
     def trim(self) -> None:
         """Forget everything once the memo grows past LIMIT entries (bounded memory)."""
-        if len(self._params) + len(self._exits) + len(self._json) > self.LIMIT:
+        held = len(self._params) + len(self._exits) + len(self._json)
+        if held + sum(map(len, self._by_values.values())) > self.LIMIT:
             self._params.clear()
             self._exits.clear()
             self._json.clear()
+            self._by_values.clear()
 
     def params(self, strategy: str, params: Any, where: str) -> tuple[str, str, dict]:
         if not isinstance(params, dict):
@@ -406,22 +442,36 @@ class KeyMemo:
         key = (strategy, repr(params))  # cheap memo key; equal reprs mean equal values
         found = self._params.get(key)
         if found is None:
-            canon = self._canons.get(strategy)
-            if canon is None:
-                canon = self._canons[strategy] = _keys.ParamsCanon(strategy)
-            found = canon.key(params) or self._registry_params(strategy, params, where)
-            self._params[key] = found
+            found = self._params[key] = self._canonical(strategy, params, where)
         return found
 
     def params_many(self, strategy: str, values: list, where: str) -> list[tuple[str, str, dict]]:
-        """``params`` of many dicts: reprs and memo lookups in C-level passes, ``params`` for
-        the ones not seen before (and for anything that is not a dict, which it rejects)."""
+        """``params`` of many dicts. Plain dicts of one set of names (``plain_dict_values``)
+        go through a memo keyed on their values: a C-level ``itemgetter`` call per dict where
+        a ``repr`` cost ~2 us on a cold cache. Other dicts: reprs and memo lookups in C-level
+        passes; anything that is not a dict: ``params``, which rejects it."""
         if not all(isinstance(v, dict) for v in values):
             return [self.params(strategy, v, where) for v in values]
-        found = list(map(self._params.get, [(strategy, r) for r in map(repr, values)]))
+        plain = plain_dict_values(values)
+        if plain is None:
+            found = list(map(self._params.get, [(strategy, r) for r in map(repr, values)]))
+            for i in [i for i, f in enumerate(found) if f is None]:
+                found[i] = self.params(strategy, values[i], where)
+            return found
+        names, keys = plain
+        memo = self._by_values.setdefault((strategy, names), {})
+        found = list(map(memo.get, keys))
         for i in [i for i, f in enumerate(found) if f is None]:
-            found[i] = self.params(strategy, values[i], where)
+            found[i] = memo[keys[i]] = self._canonical(strategy, values[i], where)
         return found
+
+    def _canonical(self, strategy: str, params: dict, where: str) -> tuple[str, str, dict]:
+        """(canonical JSON, hash, {column: float}) of a params dict: per value when the
+        strategy's canonicaliser can vouch for it, else the registry's way."""
+        canon = self._canons.get(strategy)
+        if canon is None:
+            canon = self._canons[strategy] = _keys.ParamsCanon(strategy)
+        return canon.key(params) or self._registry_params(strategy, params, where)
 
     def _registry_params(self, strategy: str, params: dict, where: str) -> tuple[str, str, dict]:
         """The registry's own validation: the reference path, and the one naming errors."""

@@ -26,7 +26,8 @@ from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreV
                          ValidationError)
 from core.store import _keys
 from core.store._backend import CommitCounter, Location, crash_point, empty_manifest
-from core.store._encode import PLAIN_VALUES, KeyMemo, SegmentData, encode_any, gc_paused
+from core.store._encode import (KeyMemo, SegmentData, encode_any, gc_paused,
+                                plain_dict_values)
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, load_segments
@@ -463,7 +464,7 @@ class BacktestStore:
     def _plain_dict_codes(self, kind: str, strategy: str | None, dicts: tuple, hash_of
                           ) -> list[int] | None:
         """Codes of params dicts of one strategy, or of exit-rule dicts (``kind``), that all
-        hold the same names and only plain values (see ``PLAIN_VALUES``); None when they do
+        hold the same names and only plain values (``plain_dict_values``); None when they do
         not. ``hash_of(strategy, dict)`` is the dict's canonical hash.
 
         Each dict's values are read in one name order (any key order) and looked up in a
@@ -471,18 +472,10 @@ class BacktestStore:
         hash): a C-level ``itemgetter`` and a dict lookup per key instead of a ``repr`` and
         two. Equal plain values canonicalise alike (typed params coerce ``14.0`` to ``14``).
         """
-        first = dicts[0]
-        if not ({dict}.issuperset(map(type, dicts)) and first):
+        plain = plain_dict_values(dicts)
+        if plain is None:
             return None
-        names = tuple(first)
-        if not {len(names)}.issuperset(map(len, dicts)):
-            return None
-        try:
-            values = list(map(_values_getter(names), dicts))
-        except KeyError:  # the dicts hold different names
-            return None
-        if not PLAIN_VALUES.issuperset(map(type, itertools.chain.from_iterable(values))):
-            return None
+        names, values = plain
         memo = self._values_memo.get((kind, strategy, names))
         found = list(map(memo.get, values)) if memo else [None] * len(values)
         if not {int}.issuperset(map(type, found)):
@@ -493,20 +486,18 @@ class BacktestStore:
                           hash_of) -> None:
         """Codes of the dicts the values memo has no code for (in key order), remembered:
         the code once the dict's hash is stored, else the hash (looked up again next time)."""
-        kind, strategy, names = memo_key
-        remember = {str}.issuperset(map(type, names))
+        kind, strategy, _ = memo_key
         code_of = self._vocab.codes[kind].get
         for i, known in enumerate(found):
             if type(known) is int:
                 continue
             dict_hash = known if known is not None else hash_of(strategy, dicts[i])
             found[i] = code_of(dict_hash, -1)
-            if remember:  # only names that canonicalised (a bad dict raised above) get a memo
-                memo = self._values_memo.get(memo_key)
-                if memo is None:
-                    memo = {}
-                    _bounded_put(self._values_memo, memo_key, memo)
-                _bounded_put(memo, values[i], dict_hash if found[i] < 0 else found[i])
+            memo = self._values_memo.get(memo_key)  # only a dict that canonicalised gets here
+            if memo is None:
+                memo = {}
+                _bounded_put(self._values_memo, memo_key, memo)
+            _bounded_put(memo, values[i], dict_hash if found[i] < 0 else found[i])
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
@@ -758,11 +749,6 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
         if tag and tag not in out:
             out.append(tag)
     return out
-
-
-def _values_getter(names: tuple):
-    """A callable returning a dict's values for ``names`` as a tuple (also for one name)."""
-    return operator.itemgetter(*names) if len(names) > 1 else operator.itemgetter(*names * 2)
 
 
 def _by_object(objects: tuple, strategies: tuple | None, hash_of) -> list[str]:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 from conftest import snapshot
 from factories import make_batch, make_result
+from hypothesis import given, settings
 
 from core.errors import ValidationError
 from core.store import _encode
@@ -63,8 +66,14 @@ def per_result_segment(results: list) -> _encode.SegmentData:
     return encoder.finish()
 
 
-def test_metrics_only_fast_path_equals_per_result_path():
+@pytest.mark.parametrize("exits", ["each its own", "one object", "one object but one"])
+def test_metrics_only_fast_path_equals_per_result_path(exits):
     results = metrics_only_results()
+    if exits != "each its own":
+        shared = [{"type": "stop_loss", "pct": 0.05}]
+        results = [dataclasses.replace(r, exit_rule=shared) for r in results]
+    if exits == "one object but one":
+        results[7] = dataclasses.replace(results[7], exit_rule=[{"type": "time_stop", "bars": 5}])
     fast = _encode._encode_metrics_only(results, 7, _encode.KeyMemo())
     assert fast is not None  # the columnar path took it
     slow = per_result_segment(results)
@@ -117,3 +126,47 @@ def test_batch_table_with_missing_params_json_is_rejected(store, store_path):
     with pytest.raises(ValidationError, match="Batch row 1: params_json is missing"):
         store.store_many(table)
     assert snapshot(store_path) == before
+
+
+PARAM_VALUES = [1, True, 1.0, 0, False, 0.0, -0.0, 5, 5.0, 5.5, 30, 30.0, 70, np.int64(5),
+                np.float64(30.0), np.bool_(True), Decimal(5), "5", "sma", "ema", None,
+                float("nan"), 10**30, [5]]
+PARAM_NAMES = {"rsi_meanrev": ("period", "oversold", "overbought"),
+               "ma_crossover": ("fast", "slow", "kind")}
+SHARED_MEMO = _encode.KeyMemo()  # across examples: earlier examples' values stay memoised
+
+
+@st.composite
+def same_named_dicts(draw) -> tuple[str, list[dict]]:
+    """A strategy and a few dicts holding one set of names (real ones, or one unknown)."""
+    strategy = draw(st.sampled_from(sorted(PARAM_NAMES)))
+    names = draw(st.lists(st.sampled_from([*PARAM_NAMES[strategy], "bogus"]), unique=True,
+                          max_size=3))
+    value = st.sampled_from(PARAM_VALUES)
+    return strategy, draw(st.lists(st.fixed_dictionaries({n: value for n in names}),
+                                   min_size=1, max_size=6))
+
+
+def _outcome(call):
+    """A call's result, or the type and message of the error it raised."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
+        return (type(exc), str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=same_named_dicts())
+def test_params_of_a_result_list_are_the_registrys_whatever_the_memo_holds(case):
+    """The write memo's answer for each params dict is the registry's (canonical JSON, hash,
+    columns), or the first bad dict's error: True, 1 and 1.0 (and numpy scalars, Decimal,
+    NaN, -0.0, strings) alike, after equal values of another type were memoised by this or
+    an earlier example, in any key order."""
+    strategy, dicts = case
+    fresh = _encode.KeyMemo()
+    expected = [_outcome(lambda p=p: fresh._registry_params(strategy, p, "")) for p in dicts]
+    errors = [found for found in expected if type(found[0]) is type]
+    expected = errors[0] if errors else expected
+    reordered = [dict(reversed(list(p.items()))) for p in dicts]
+    for asked in (dicts, dicts, reordered):
+        assert _outcome(lambda: SHARED_MEMO.params_many(strategy, asked, "")) == expected
