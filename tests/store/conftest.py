@@ -33,3 +33,11 @@ def snapshot(root: Path) -> dict[str, str]:
             path = Path(folder) / name
             out[str(path.relative_to(root))] = hashlib.blake2b(path.read_bytes()).hexdigest()
     return out
+
+
+def outcome(call):
+    """A call's result, or the type and message of the error it raised."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
+        return (type(exc), str(exc))

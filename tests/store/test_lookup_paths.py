@@ -11,6 +11,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import outcome
 from factories import make_batch, make_result
 from hypothesis import HealthCheck, given, settings
 
@@ -232,17 +233,9 @@ def test_a_table_of_any_rows_is_those_rows_of_the_full_table(history_store, pick
                                   expected.astype(as_text))
 
 
-def _outcome(call):
-    """A call's result, or the type and message of the error it raised."""
-    try:
-        return call()
-    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
-        return (type(exc), str(exc))
-
-
 def _registry_codes(store, strategy: str, dicts: list) -> list | tuple:
     """The store's code of what the registry makes of each dict, or the first dict's error."""
-    found = [_outcome(lambda p=p: _keys.params_key(strategy, p)[1]) for p in dicts]
+    found = [outcome(lambda p=p: _keys.params_key(strategy, p)[1]) for p in dicts]
     errors = [f for f in found if isinstance(f, tuple)]
     return errors[0] if errors else [store._vocab.codes["params"].get(h, -1) for h in found]
 
@@ -262,7 +255,7 @@ def params_store(tmp_path_factory):
     for strategy, names in PARAM_NAMES.items():
         for chosen in itertools.product([None, *PARAM_VALUES[:13]], repeat=len(names)):
             params = {n: v for n, v in zip(names, chosen) if v is not None}
-            found = _outcome(lambda s=strategy, p=params: _keys.canonical_params(s, p))
+            found = outcome(lambda s=strategy, p=params: _keys.canonical_params(s, p))
             if isinstance(found, dict):
                 valid[(strategy, _keys.params_key(strategy, found)[1])] = (strategy, found)
     store = BacktestStore(tmp_path_factory.mktemp("keys") / "s.zarr")
@@ -286,7 +279,7 @@ def test_bulk_params_codes_are_the_registrys_whatever_the_memo_holds(params_stor
     reordered = [dict(reversed(list(p.items()))) for p in dicts]
     for asked in (dicts, dicts, reordered):
         strategies = (strategy,) * len(asked)
-        assert _outcome(lambda: params_store._bulk_params_codes(strategies, tuple(asked))) \
+        assert outcome(lambda: params_store._bulk_params_codes(strategies, tuple(asked))) \
             == _registry_codes(params_store, strategy, asked)
 
 
@@ -298,7 +291,7 @@ EXIT_VALUES = [0.05, 0.5, 1, 1.0, True, False, 10, 10.0, 10.5, 14, np.int64(10),
 
 def _registry_exit_codes(store, rules: list) -> list | tuple:
     """The store's code of each exit rule's registry hash, or the first rule's error."""
-    found = [_outcome(lambda r=r: _keys.exit_key(r)[1]) for r in rules]
+    found = [outcome(lambda r=r: _keys.exit_key(r)[1]) for r in rules]
     errors = [f for f in found if isinstance(f, tuple)]
     return errors[0] if errors else [store._vocab.codes["exit_rule"].get(h, -1) for h in found]
 
@@ -311,7 +304,7 @@ def exits_store(tmp_path_factory):
     for kind, names in EXIT_PARAMS.items():
         for chosen in itertools.product(EXIT_VALUES[:10], repeat=len(names)):
             rule = {"type": kind, **dict(zip(names, chosen))}
-            found = _outcome(lambda r=rule: _keys.exit_key(r))
+            found = outcome(lambda r=rule: _keys.exit_key(r))
             if not isinstance(found[0], type):
                 valid[found[1]] = rule
     store = BacktestStore(tmp_path_factory.mktemp("exits") / "s.zarr")
@@ -334,7 +327,7 @@ def test_bulk_exit_codes_are_the_registrys_whatever_the_memo_holds(exits_store, 
     value of another type was memoised, in any key order."""
     reordered = [dict(reversed(list(rule.items()))) for rule in rules]
     for asked in (rules, rules, reordered, [dict(rules[0]) for _ in rules]):
-        found = _outcome(lambda: exits_store._bulk_exit_codes(tuple(asked)))
+        found = outcome(lambda: exits_store._bulk_exit_codes(tuple(asked)))
         found = [found] * len(asked) if isinstance(found, int) else found  # one for all
         assert found == _registry_exit_codes(exits_store, asked)
 

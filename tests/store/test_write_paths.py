@@ -7,7 +7,7 @@ from decimal import Decimal
 import hypothesis.strategies as st
 import numpy as np
 import pytest
-from conftest import snapshot
+from conftest import outcome, snapshot
 from factories import make_batch, make_result
 from hypothesis import given, settings
 
@@ -147,14 +147,6 @@ def same_named_dicts(draw) -> tuple[str, list[dict]]:
                                    min_size=1, max_size=6))
 
 
-def _outcome(call):
-    """A call's result, or the type and message of the error it raised."""
-    try:
-        return call()
-    except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
-        return (type(exc), str(exc))
-
-
 @settings(max_examples=300, deadline=None)
 @given(case=same_named_dicts())
 def test_params_of_a_result_list_are_the_registrys_whatever_the_memo_holds(case):
@@ -164,9 +156,9 @@ def test_params_of_a_result_list_are_the_registrys_whatever_the_memo_holds(case)
     an earlier example, in any key order."""
     strategy, dicts = case
     fresh = _encode.KeyMemo()
-    expected = [_outcome(lambda p=p: fresh._registry_params(strategy, p, "")) for p in dicts]
+    expected = [outcome(lambda p=p: fresh._registry_params(strategy, p, "")) for p in dicts]
     errors = [found for found in expected if type(found[0]) is type]
     expected = errors[0] if errors else expected
     reordered = [dict(reversed(list(p.items()))) for p in dicts]
     for asked in (dicts, dicts, reordered):
-        assert _outcome(lambda: SHARED_MEMO.params_many(strategy, asked, "")) == expected
+        assert outcome(lambda: SHARED_MEMO.params_many(strategy, asked, "")) == expected
