@@ -198,13 +198,13 @@ def _raw_codes(keys: list, values: list) -> tuple[np.ndarray, list]:
     return np.fromiter(map(order.__getitem__, keys), np.int64, len(keys)), list(samples.values())
 
 
-_TZINFO = operator.attrgetter("tzinfo")
 _NS = operator.attrgetter("value")
 
 
 def _stamps_ns(values: list, what: str) -> np.ndarray:
-    """int64 ns of start or end dates: naive Timestamps in one pass, any other form per value."""
-    if set(map(type, values)) == {pd.Timestamp} and set(map(_TZINFO, values)) == {None}:
+    """int64 ns of start or end dates: Timestamps (naive, or aware as UTC) in one pass, any
+    other form per value."""
+    if {pd.Timestamp}.issuperset(map(type, values)):  # naive or aware: .value is UTC ns
         return np.fromiter(map(_NS, values), np.int64, len(values))
     stamps, vocab = _distinct_objects(values, lambda v: _timestamp_ns(v, what, ""))
     return np.array(vocab.values, np.int64)[stamps]

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import hypothesis.strategies as st
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import outcome, snapshot
 from factories import make_batch, make_result
@@ -22,6 +23,9 @@ def metrics_only_results(count: int = 80) -> list:
     results[4] = dataclasses.replace(results[4], engine_version=None, settings=None,
                                      start="2020-01-02")
     results[9] = dataclasses.replace(results[9], params=dict(results[9].params))
+    results[21] = dataclasses.replace(  # an aware end: stored as its UTC instant
+        results[21], end=pd.Timestamp("2020-03-24 09:30", tz="America/New_York"))
+    results[22] = dataclasses.replace(results[22], end=pd.Timestamp("2020-03-25").as_unit("s"))
     for i, commission in ((13, True), (14, 1), (15, 1.0), (16, True)):  # equal, stored apart
         results[i] = dataclasses.replace(results[i], costs={"commission_pct": commission})
     return results
