@@ -225,13 +225,21 @@ def _identity_codes(values: list) -> tuple[np.ndarray, list]:
     return rank[inverse.reshape(-1)], [values[i] for i in first[order].tolist()]
 
 
-def _distinct_objects(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
-    """``_distinct_codes`` keyed by object identity (dicts, lists, Timestamps); one C-level
-    pass when every value is the first object (an exit rule shared by a whole sweep)."""
+def _one_object_codes(values: list, canon) -> tuple[np.ndarray, "_Vocab"] | None:
+    """Codes of values that are all the first object (one C-level identity pass and one
+    ``canon`` call: a sweep's symbol, strategy, exit rule and engine version), else None."""
     if values and all(map(operator.is_, values, repeat(values[0]))):
         vocab = _Vocab()
         vocab.code(canon(values[0]))
         return np.zeros(len(values), np.int32), vocab
+    return None
+
+
+def _distinct_objects(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
+    """``_distinct_codes`` keyed by object identity (dicts, lists, Timestamps)."""
+    shared = _one_object_codes(values, canon)
+    if shared is not None:
+        return shared
     raw, samples = _identity_codes(values)
     vocab = _Vocab()
     remap = np.array([vocab.code(canon(value)) for value in samples], np.int64)
@@ -303,6 +311,9 @@ def _values_getter(names: tuple):
 def _distinct_codes(keys: list, values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
     """Codes of ``values`` in the vocabulary of their canonical forms, ``canon`` called once per
     distinct key (keys are the values themselves, or ids for unhashable dicts)."""
+    shared = _one_object_codes(values, canon)
+    if shared is not None:
+        return shared
     raw, samples = _raw_codes(keys, values)
     vocab = _Vocab()
     remap = np.array([vocab.code(canon(value)) for value in samples], np.int64)
