@@ -204,6 +204,23 @@ def test_warm_handle_sees_other_processes_commits_on_its_next_call(tmp_path):
     assert reader.bulk_get_stats([keys[0]])["backtest_id"].tolist() == [bid]
     store.delete_backtest(bid)
     assert reader.get_stats(*keys[0])["backtest_id"] == "1"
+
+
+def test_a_key_asked_before_it_was_stored_is_found_once_another_handle_stores_it(tmp_path):
+    """A lookup remembers params and exit-rule codes, never their absence: params and an exit
+    rule no backtest had yet are found, by lookups and history, once another handle stores
+    them."""
+    store, _, _ = _mixed_store(tmp_path / "s.zarr")
+    reader = open_store(tmp_path / "s.zarr")
+    params, exit_rule = {"period": 41}, {"type": "time_stop", "bars": 17}
+    for _ in range(3):
+        assert reader.get_stats("AAA", "rsi_meanrev", params, exit_rule) is None
+        assert reader.get_stats("AAA", "rsi_meanrev", params) is None
+    bid = store.store_backtest(make_result(symbol="AAA", params=params, exit_rule=exit_rule,
+                                           curve=False, trades=0))
+    assert reader.get_stats("AAA", "rsi_meanrev", params, exit_rule)["backtest_id"] == bid
+    assert reader.get_stats("AAA", "rsi_meanrev", params) is None
+    assert reader.history("AAA", "rsi_meanrev", params, exit_rule)["backtest_id"].tolist() == [bid]
     new = store.store_backtest(make_result(symbol="DDD", strategy="ma_crossover", params=MA,
                                            seed=78, curve=False, trades=0))
     assert reader.get_stats("DDD", "ma_crossover", MA)["backtest_id"] == new
