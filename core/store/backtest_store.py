@@ -324,8 +324,8 @@ class BacktestStore:
         stored.
 
         Params and exit-rule codes are remembered per ``repr`` once stored (a handle's codes
-        never change): a lookup then skips the two hash-to-code lookups, a few cache lines
-        each on a cold cache (~10% of a lookup at 1M rows).
+        never change; absence is never remembered): a lookup then skips the two hash-to-code
+        lookups, a few cache lines each on a cold cache.
         """
         _check_names(symbol, strategy)
         known = self._vocab.codes
