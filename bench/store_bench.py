@@ -12,7 +12,8 @@ After compaction, the warm read figures (lookups, bulk lookups, query, all stats
 first details reads) and the result-list writes are sampled round-robin in 30 rounds, with
 a fixed pure-Python reference loop timed each round: this box swings between two speeds,
 and ``machine_phases`` records which one each size's figures met. Last, a warm reader's first
-reads after another handle's commits (``first_reads_after_a_commit_ms``).
+reads after another handle's commits (``first_reads_after_a_commit_ms``) and, for context,
+both bulk lookup forms timed back to back (``bulk_get_stats_500_back_to_back_ms``; no target).
 
     python bench/store_bench.py                 # 10k and 1M (a few minutes)
     python bench/store_bench.py --quick         # 10k only
@@ -304,6 +305,12 @@ def box_speed_ratio(report: dict, figures: dict) -> float:
     return figures["machine_phases"]["reference_loop_us_median"] / base
 
 
+def back_to_back_ms(task, calls: int = 20) -> float:
+    """Median of ``calls`` runs of ``task`` one after another (warm caches), in ms: context
+    for the round-robin figures, where each call follows unrelated work."""
+    return statistics.median(timed(task) for _ in range(calls)) * 1e3
+
+
 def lookup_samples(store: BacktestStore, keys: list[tuple]) -> list[float]:
     samples = []
     for symbol, params in keys:
@@ -483,6 +490,9 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
     result["get_stats_p99_ms"] = percentile_ms(spread["get_stats"], 99)
     result["bulk_get_stats_500_ms"] = percentile_ms(spread["bulk_tuples"], 50)
     result["bulk_get_stats_500_hash_frame_ms"] = percentile_ms(spread["bulk_hash_frame"], 50)
+    result["bulk_get_stats_500_back_to_back_ms"] = {
+        "tuples": back_to_back_ms(lambda: handle.bulk_get_stats(bulk)),
+        "hash_frame": back_to_back_ms(lambda: handle.bulk_get_stats(hashed))}
     result["query_ms"] = percentile_ms(spread["query"], 50)
     result["get_all_stats_s"] = statistics.median(spread["get_all_stats"])
     result["get_detailed_results_ms"] = percentile_ms(spread["details"], 50)
