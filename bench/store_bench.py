@@ -11,9 +11,9 @@ and, for comparison, as lists of result objects (``write_with_curves_results_per
 After compaction, the warm read figures (lookups, bulk lookups, query, all stats, details,
 first details reads) and the result-list writes are sampled round-robin in 30 rounds, with
 a fixed pure-Python reference loop timed each round: this box swings between two speeds,
-and ``machine_phases`` records which one each size's figures met. Last, a warm reader's first
-reads after another handle's commits (``first_reads_after_a_commit_ms``) and, for context,
-both bulk lookup forms timed back to back (``bulk_get_stats_500_back_to_back_ms``; no target).
+and ``machine_phases`` records which one each size's figures met. Then, for context, both bulk
+lookup forms timed back to back (``bulk_get_stats_500_back_to_back_ms``; no target). Last, a
+warm reader's first reads after another handle's commits (``first_reads_after_a_commit_ms``).
 
     python bench/store_bench.py                 # 10k and 1M (a few minutes)
     python bench/store_bench.py --quick         # 10k only
