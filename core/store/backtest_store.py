@@ -88,10 +88,8 @@ class BacktestStore:
         self._trusted_until = 0.0
         self._checked_at = 0.0
         self._row_misses = 0
-        self._params_memo: dict[tuple, tuple[str, str]] = {}
-        self._exit_memo: dict[str, tuple[str, str]] = {}
-        self._params_codes: dict[tuple, int] = {}  # see _key_codes
-        self._exit_codes: dict[str, int] = {}
+        self._params_memo: dict[tuple, int | str] = {}  # see _params_ref
+        self._exit_memo: dict[str, int | str] = {}  # see _exit_ref
         self._values_memo: dict[tuple, dict[tuple, int | str]] = {}  # see _plain_dict_codes
         self._json_copiers: dict[str, dict[int, Any]] = {kind: {} for kind in CODE_KINDS}
         self._write_memo = KeyMemo()
@@ -321,50 +319,54 @@ class BacktestStore:
 
     def _key_codes(self, symbol, strategy, params, exit_rule) -> tuple[int, int, int, int] | None:
         """Global codes of a key given in any accepted form, None when some part was never
-        stored.
-
-        Params and exit-rule codes are remembered per ``repr`` once stored (a handle's codes
-        never change; absence is never remembered): a lookup then skips the two hash-to-code
-        lookups, a few cache lines each on a cold cache.
-        """
+        stored. Params and exit rules come from their memos (``_params_ref``, ``_exit_ref``),
+        which hold the code itself once a stored backtest has it: a lookup then skips two
+        hash-to-code lookups, a few cache lines each on a cold cache."""
         _check_names(symbol, strategy)
         known = self._vocab.codes
-        params_raw = (strategy, params if isinstance(params, str) else repr(params))
-        params_code = self._params_codes.get(params_raw)
-        if params_code is None:
-            params_code = self._remember_code(self._params_codes, params_raw, "params",
-                                              self._params_hash(strategy, params))
-        exit_raw = exit_rule if isinstance(exit_rule, str) else repr(exit_rule)
-        exit_code = self._exit_codes.get(exit_raw)
-        if exit_code is None:
-            exit_code = self._remember_code(self._exit_codes, exit_raw, "exit_rule",
-                                            self._exit_hash(exit_rule))
+        params_code, exit_code = self._params_ref(strategy, params), self._exit_ref(exit_rule)
         codes = (known["symbol"].get(symbol, -1), known["strategy"].get(strategy, -1),
-                 params_code, exit_code)
+                 params_code if type(params_code) is int else -1,
+                 exit_code if type(exit_code) is int else -1)
         return None if min(codes) < 0 else codes
 
-    def _remember_code(self, memo: dict, raw, kind: str, key_hash: str) -> int:
-        """The code of a hash (-1 while nothing stored has it), remembered once it exists."""
-        code = self._vocab.codes[kind].get(key_hash, -1)
-        if code >= 0:
-            _bounded_put(memo, raw, code)
-        return code
-
     def _params_hash(self, strategy: str, params) -> str:
-        memo_key = (strategy, params if isinstance(params, str) else repr(params))
-        found = self._params_memo.get(memo_key)
-        if found is None:
-            found = _keys.params_key(_keys.check_strategy(strategy), params)
-            _bounded_put(self._params_memo, memo_key, found)
-        return found[1]
+        found = self._params_ref(strategy, params)
+        return found if type(found) is str else self._vocab.values["params"][found][1]
 
     def _exit_hash(self, exit_rule) -> str:
+        found = self._exit_ref(exit_rule)
+        return found if type(found) is str else self._vocab.values["exit_rule"][found][1]
+
+    def _params_ref(self, strategy: str, params) -> int | str:
+        """The params' code once a stored backtest has them, else their canonical hash;
+        memoised per (strategy, ``repr``)."""
+        raw = (strategy, params if isinstance(params, str) else repr(params))
+        found = self._params_memo.get(raw)
+        if type(found) is int:
+            return found
+        if found is None:
+            found = _keys.params_key(_keys.check_strategy(strategy), params)[1]
+        return self._code_or_hash(self._params_memo, raw, "params", found)
+
+    def _exit_ref(self, exit_rule) -> int | str:
+        """The exit rule's code once a stored backtest has it, else its canonical hash;
+        memoised per ``repr``."""
         raw = exit_rule if isinstance(exit_rule, str) else repr(exit_rule)
         found = self._exit_memo.get(raw)
+        if type(found) is int:
+            return found
         if found is None:
-            found = _keys.exit_key(exit_rule)
-            _bounded_put(self._exit_memo, raw, found)
-        return found[1]
+            found = _keys.exit_key(exit_rule)[1]
+        return self._code_or_hash(self._exit_memo, raw, "exit_rule", found)
+
+    def _code_or_hash(self, memo: dict, raw, kind: str, key_hash: str) -> int | str:
+        """A hash's code when stored (a handle's codes never change, so it replaces the hash
+        in ``memo``), else the hash, kept to be looked up again next time."""
+        code = self._vocab.codes[kind].get(key_hash)
+        found = key_hash if code is None else code
+        _bounded_put(memo, raw, found)
+        return found
 
     # ------------------------------------------------------------------ reading
     @_retry_after_swap
@@ -475,7 +477,8 @@ class BacktestStore:
         object."""
         first = exit_rules[0]
         if all(map(operator.is_, exit_rules, itertools.repeat(first))):
-            return self._vocab.codes["exit_rule"].get(self._exit_hash(first), -1)
+            found = self._exit_ref(first)
+            return found if type(found) is int else -1
 
         def hash_of(_strategy, exit_rule) -> str:
             return self._exit_hash(exit_rule)
