@@ -1,13 +1,17 @@
 """Manager mode "Browse stored": filter, sort, compare and delete stored backtests."""
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
 from views import _details_ui, _ui
 
 LIMIT = 5_000  # rows fetched for the table
+TABLE = "browse.table"  # prefix of the table's widget key (see table_key)
 CONFIRM = "browse.confirm_delete"  # session key: ids waiting for a delete confirmation
+DELETED = "browse.deleted"  # session key: what the last delete did, shown once after it
 SHOWN = ("details", "symbol", "strategy", "params", "exit_rule", "num_trades", "win_rate",
          "total_return", "cagr", "sharpe_ratio", "max_drawdown", "expectancy", "profit_factor",
          "exposure", "start", "end", "backtest_id")
@@ -36,9 +40,27 @@ def panel() -> None:
         st.info("No stored backtest matches these filters. Loosen them in the sidebar.")
         return
     view = readable(rows)
-    event = _ui.table(view, name="backtests", key="browse.table", selectable=True, height=420)
-    chosen = [view["backtest_id"].iloc[i] for i in _ui.selected_rows(event)]
+    event = _ui.table(view, name="backtests", key=table_key(view["backtest_id"]),
+                      selectable=True, height=420)
+    chosen = selected_ids(event, view)
     actions(the_store, chosen, view)
+
+
+def table_key(ids) -> str:
+    """Widget key of the table for exactly these rows in this order.
+
+    A selection is a list of row positions; when the rows change (a delete, a filter, another
+    sort) the key changes too, so the new table starts unselected instead of carrying the old
+    positions onto backtests the user never picked.
+    """
+    digest = hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()[:16]
+    return f"{TABLE}.{digest}"
+
+
+def selected_ids(event, view: pd.DataFrame) -> list[str]:
+    """Backtest ids of the selected rows (positions outside the table are ignored)."""
+    ids = view["backtest_id"].tolist()
+    return [str(ids[i]) for i in _ui.selected_rows(event) if 0 <= i < len(ids)]
 
 
 def filters(the_store) -> dict:
@@ -109,33 +131,48 @@ def readable(rows: pd.DataFrame) -> pd.DataFrame:
 
 def actions(the_store, chosen: list[str], view: pd.DataFrame) -> None:
     """Compare or delete the selected rows (delete asks for confirmation first)."""
+    done = st.session_state.pop(DELETED, None)
+    if done:
+        st.success(done, icon=":material/check:")
+    pending = st.session_state.get(CONFIRM)
+    if pending and set(pending) != set(chosen):
+        st.session_state.pop(CONFIRM, None)  # the selection changed: ask again for the new one
+        pending = None
     if not chosen:
         st.caption("Select rows (left edge of the table) to compare or delete them.")
         return
+    labels = row_labels(view)
     left, right = st.columns(2)
     if left.button(f"Compare {len(chosen)} selected", key="browse.compare",
                    icon=":material/compare_arrows:"):
-        labels = {b: f"{s} {p} {e}" for b, s, p, e in
-                  view[["backtest_id", "symbol", "params", "exit_rule"]].itertuples(index=False)}
         _details_ui.compare(the_store, chosen, labels)
     if right.button(f"Delete {len(chosen)} selected…", key="browse.delete",
                     icon=":material/delete:"):
-        st.session_state[CONFIRM] = chosen
-    pending = st.session_state.get(CONFIRM)
+        st.session_state[CONFIRM] = pending = list(chosen)
     if pending:
-        confirm_delete(the_store, pending)
+        confirm_delete(the_store, pending, labels)
 
 
-def confirm_delete(the_store, pending: list[str]) -> None:
-    """Ask before deleting; deletes only on the explicit confirmation button."""
-    st.warning(f"Delete {len(pending)} stored backtest(s)? This cannot be undone.")
+def row_labels(view: pd.DataFrame) -> dict[str, str]:
+    """``backtest_id -> "SYMBOL params exit rule"`` for the rows shown."""
+    return {str(b): f"{s} {p} {e}" for b, s, p, e in
+            view[["backtest_id", "symbol", "params", "exit_rule"]].itertuples(index=False)}
+
+
+def confirm_delete(the_store, pending: list[str], labels: dict[str, str]) -> None:
+    """Ask before deleting, naming each backtest; deletes only on the confirmation button."""
+    named = "\n".join(f"- `{b}` {labels.get(b, '')}" for b in pending[:10])
+    more = f"\n- … and {len(pending) - 10} more" if len(pending) > 10 else ""
+    st.warning(f"Delete {len(pending)} stored backtest(s)? This cannot be undone.\n\n"
+               f"{named}{more}")
     yes, no = st.columns(2)
     if yes.button(f"Yes, delete {len(pending)}", type="primary", key="browse.delete.yes"):
-        with _ui.user_errors():
-            for backtest_id in pending:
-                the_store.delete_backtest(backtest_id)
+        with _ui.user_errors() as failed:
+            deleted = the_store.delete_backtest(pending)
         st.session_state.pop(CONFIRM, None)
-        st.rerun()
+        if not failed:
+            st.session_state[DELETED] = f"Deleted {deleted} stored backtest(s)."
+            st.rerun()
     if no.button("Cancel", key="browse.delete.no"):
         st.session_state.pop(CONFIRM, None)
         st.rerun()

@@ -195,8 +195,7 @@ def test_browse_filters_and_deletes_after_confirmation(filled, env):
     at.slider(key="browse.min_win").set_value(100).run()
     assert not at.exception
     at.slider(key="browse.min_win").set_value(0).run()
-    at.session_state["browse.table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
-    at.run()
+    select_rows(at, [0, 1])
     delete = [b for b in at.button if b.label.startswith("Delete 2 selected")]
     assert delete
     delete[0].click().run()
@@ -205,6 +204,15 @@ def test_browse_filters_and_deletes_after_confirmation(filled, env):
     at.button(key="browse.delete.yes").click().run()
     assert not at.exception
     assert open_test_store(env).count() == len(filled) - 2
+
+
+def select_rows(at: AppTest, rows: list[int]) -> AppTest:
+    """Tick ``rows`` (positions) in the Browse table, as a click on the row checkboxes does."""
+    keys = [k for k, v in at.session_state.items()
+            if k.startswith("browse.table") and isinstance(v, dict) and "selection" in v]
+    assert len(keys) == 1, keys
+    at.session_state[keys[0]] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    return at.run()
 
 
 def sweep_page(at: AppTest) -> AppTest:
