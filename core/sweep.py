@@ -297,9 +297,75 @@ def _local_pool(workers: int):
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context)
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_end_with_parent,
+                                   initargs=(os.getpid(),))
         _POOL[workers] = pool
     return pool
+
+
+#: Seconds between checks that the sweep process still lives, where it cannot be awaited.
+PARENT_POLL_S = 0.5
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _end_with_parent(parent: int) -> None:
+    """Pool worker initializer: this worker ends as soon as the process ``parent`` ends.
+
+    With the forkserver start method a worker's parent is the fork server, which itself waits
+    for its workers, so a killed sweep would leave both running for good. Each worker therefore
+    watches the sweep process in a daemon thread (Linux: a pidfd that turns readable when it
+    ends; elsewhere polling) and, on Linux, also asks the kernel for SIGKILL when its own parent
+    dies (``PR_SET_PDEATHSIG``), which covers the spawn and fork start methods instantly.
+    """
+    import threading
+
+    _set_parent_death_signal()
+    threading.Thread(target=_watch_parent, args=(parent,), name="hindsight-parent-watch",
+                     daemon=True).start()
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: SIGKILL this process when the thread that forked it ends (no-op elsewhere)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl in this libc: the watcher thread remains
+        pass
+
+
+def _watch_parent(parent: int) -> None:
+    """Return only to end this process: block until ``parent`` is gone, then exit at once."""
+    import select
+
+    try:
+        handle = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # not Linux (or an old kernel): poll instead
+        while _alive(parent):
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+    select.select([handle], [], [])
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (POSIX: signal 0; Windows: it is still our parent)."""
+    if os.name != "posix":
+        return os.getppid() == pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def shutdown_pools() -> None:
