@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pcodec import standalone
-from zarr.codecs import ShardingCodec
 
 from core.store._curves import unpack_curves
 from core.store._frames import trades_frame
-from core.store._segment import EMPTY_CHUNK, segment_path, without_crc
 
 
 class ChunkCache:
@@ -82,9 +78,9 @@ def read_curve_and_trades(seg, local: int, chunks: ChunkCache | None = None
 def read_stat_row(seg, local: int, chunks: ChunkCache) -> tuple[np.ndarray, np.ndarray]:
     """One row of a segment's stat blocks (times, floats) through the chunk cache.
 
-    A lookup on a handle that has not decoded whole stat columns reads this way: each column
-    chunk straight from the local shard file and kept, so the next row of the same chunk
-    (the next details page of a sweep) is a memory slice.
+    A lookup on a handle that has not decoded whole stat columns reads this way: each chunk
+    decoded is kept, so the next row of the same chunk (the next details page of a sweep) is
+    a memory slice.
     """
     values = _read_spans(seg, {"times": (local, local + 1), "floats": (local, local + 1)},
                          chunks)
@@ -142,7 +138,7 @@ def _read_spans(seg, spans: dict[str, tuple[int, int]], chunks: ChunkCache
             else:
                 parts.append((key, found))
         plan[field] = (lo - (lo // step) * step, hi - lo, parts)
-    decoded = _read_chunks(seg, requests, chunks) if requests else []
+    decoded = reader.read_many(requests) if requests else []
     out = {}
     for field, (skip, size, parts) in plan.items():
         blocks = []
@@ -154,121 +150,6 @@ def _read_spans(seg, spans: dict[str, tuple[int, int]], chunks: ChunkCache
         block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         out[field] = block[skip:skip + size].copy()  # callers own their arrays, not the cache
     return out
-
-
-def _read_chunks(seg, requests: list[tuple[str, slice]], chunks: ChunkCache
-                 ) -> list[np.ndarray]:
-    """Whole inner chunks (``(field, rows)`` requests), straight from local shard files.
-
-    A local store's chunks are read and checked here exactly as zarr would (the shard's
-    crc32c-checked index of (offset, length) pairs at its end; per chunk pcodec bytes then
-    their crc32c) but without zarr's async pipeline, whose fixed cost (~1 ms per call, more
-    under load) was most of a first details read. Other stores and layouts go through zarr.
-    """
-    reader = seg.reader
-    root = getattr(reader.zstore, "root", None)
-    arrays = [reader.opened.get(field) or reader.array(field) for field, _ in requests]
-    if not isinstance(root, Path) or not all(map(_plain_shards, arrays)):
-        return reader.read_many(requests)
-    try:
-        return [_local_chunk(seg, str(root), array, field, rows, chunks)
-                for array, (field, rows) in zip(arrays, requests)]
-    except (OSError, ValueError, RuntimeError) as exc:  # missing file, bad checksum, bad bytes
-        raise reader.damaged(exc) from None
-
-
-def read_local_array(reader, field: str) -> np.ndarray | None:
-    """A whole segment array straight from its local shard files (2-D arrays column-major),
-    or None when the store is not local or the array is not laid out as this store writes it.
-
-    Opening a store reads every segment's key codes: zarr's pipeline spent ~0.1 s of a 1M-row
-    cold open copying decoded chunks into place; here each chunk is decoded straight into its
-    column (pcodec's ``simple_decompress_into``), checked as zarr would (crc32c of the shard
-    index and of every chunk). Damage raises the segment's StoreCorruptionError.
-    """
-    root = getattr(reader.zstore, "root", None)
-    array = reader.opened.get(field) or reader.array(field)
-    if not isinstance(root, Path) or not _plain_shards(array):
-        return None
-    rows, columns = array.shape[0], (array.shape[1] if len(array.shape) == 2 else 1)
-    inner, shard_rows = array.chunks[0], array.shards[0]
-    per_shard = shard_rows // inner
-    out = np.empty((rows, columns), array.dtype, order="F")
-    try:
-        for shard in range(-(-rows // shard_rows)):
-            key = array.metadata.chunk_key_encoding.encode_chunk_key(
-                (shard, 0) if len(array.shape) == 2 else (shard,))
-            with open(f"{root}/{segment_path(reader.name)}/{field}/{key}", "rb") as fh:
-                data = fh.read()
-            size = per_shard * columns * 16 + 4
-            index = np.frombuffer(without_crc(data[-size:], field), "<u8").reshape(
-                per_shard, columns, 2)
-            for c in range(min(per_shard, -(-(rows - shard * shard_rows) // inner))):
-                lo = shard * shard_rows + c * inner
-                for j, (offset, length) in enumerate(index[c]):
-                    if offset == EMPTY_CHUNK:
-                        raise ValueError(f"chunk {lo // inner} of {field!r} is missing")
-                    body = without_crc(data[int(offset):int(offset + length)], field)
-                    standalone.simple_decompress_into(body, out[lo:lo + inner, j])
-    except (OSError, ValueError, RuntimeError, TypeError) as exc:  # missing, bad checksum/bytes
-        raise reader.damaged(exc) from None
-    return out if len(array.shape) == 2 else out[:, 0]
-
-
-def _plain_shards(array) -> bool:
-    """Whether an array is laid out as this store writes it (see ``_local_chunk``)."""
-    codecs = array.metadata.codecs
-    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-        return False
-    shard = codecs[0]
-    inner = [type(c).__name__ for c in shard.codecs]
-    index = [type(c).__name__ for c in shard.index_codecs]
-    return (_name(shard.index_location) == "end" and inner == ["PCodec", "Crc32cCodec"]
-            and index == ["BytesCodec", "Crc32cCodec"]
-            and _name(shard.index_codecs[0].endian) == "little")
-
-
-def _name(option) -> str:
-    """A zarr codec option as text (an enum member or a plain string, by zarr version)."""
-    return str(getattr(option, "value", option))
-
-
-def _local_chunk(seg, root: str, array, field: str, rows: slice, chunks: ChunkCache
-                 ) -> np.ndarray:
-    """One inner chunk row (every column) of a sharded array in a local store."""
-    inner, shard_rows = array.chunks[0], array.shards[0]
-    columns = array.shape[1] if len(array.shape) == 2 else 1
-    k = rows.start // inner
-    shard, within = divmod(k, shard_rows // inner)
-    key = array.metadata.chunk_key_encoding.encode_chunk_key(
-        (shard, 0) if len(array.shape) == 2 else (shard,))
-    path = f"{root}/{segment_path(seg.name)}/{field}/{key}"  # plain text: pathlib costs more
-    with open(path, "rb") as fh:
-        index = _shard_index(seg, field, shard, fh, (shard_rows // inner) * columns, chunks)
-        spans = index[within * columns:(within + 1) * columns]
-        if (spans[:, 0] == EMPTY_CHUNK).any():
-            raise ValueError(f"chunk {k} of {field!r} is missing")
-        start = int(spans[:, 0].min())  # a chunk's columns: one read (adjacent when we write)
-        fh.seek(start)
-        raw = fh.read(int((spans[:, 0] + spans[:, 1]).max()) - start)
-    out = np.empty((rows.stop - rows.start, columns), array.dtype)
-    for j, (offset, size) in enumerate(spans):
-        body = without_crc(raw[int(offset) - start:int(offset + size) - start], field)
-        out[:, j] = standalone.simple_decompress(body)[:len(out)]
-    return out if len(array.shape) == 2 else out[:, 0]
-
-
-def _shard_index(seg, field: str, shard: int, fh, entries: int, chunks: ChunkCache
-                 ) -> np.ndarray:
-    """A shard's (offset, length) pairs, read and checked once per handle (cached)."""
-    key = (seg.name, field, "index", shard)
-    found = chunks.get(key)
-    if found is None:
-        size = entries * 16 + 4
-        fh.seek(-size, 2)
-        found = np.frombuffer(without_crc(fh.read(size), field), "<u8").reshape(entries, 2)
-        chunks.put(key, found)
-    return found
 
 
 def _cached(seg, field: str) -> np.ndarray:

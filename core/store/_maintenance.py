@@ -9,8 +9,8 @@ from core.store._curves import Calendars, pack_curves, unpack_curves
 from core.store._encode import SegmentData
 from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
 from core.store._index import entry_bids
-from core.store._segment import (ARRAY_FIELDS, SegmentReader, open_segment, segment_path,
-                                 write_segment)
+from core.store._segment import (ARRAY_FIELDS, SegmentReader, new_segment_name, open_segment,
+                                 segment_path, write_segment)
 
 #: A compacted segment holds up to this many rows.
 COMPACT_ROWS = 2_097_152
@@ -35,7 +35,7 @@ def compact(store) -> dict:
         for group in groups:
             readers = [open_segment(store._zstore, entry["name"]) for entry in group]
             data = merge_segments(group, readers, tombstones)
-            name = _new_name()
+            name = new_segment_name()
             if data.rows:
                 write_segment(store._zstore, name, data, COMPACT_LEVEL)
             merged.append((group, name, data))
@@ -268,12 +268,6 @@ def _remove_orphans(store) -> int:
             store._loc.remove_tree(segment_path(name))
             removed += 1
     return removed
-
-
-def _new_name() -> str:
-    from core.store.backtest_store import new_segment_name
-
-    return new_segment_name()
 
 
 # -------------------------------------------------------------------------------- verify

@@ -8,9 +8,7 @@ Reads: a lean in-memory index of the current manifest, refreshed whenever the ma
 from __future__ import annotations
 
 import functools
-import itertools
 import json
-import operator
 import os
 import threading
 import time
@@ -26,12 +24,11 @@ from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreV
                          ValidationError)
 from core.store import _keys
 from core.store._backend import CommitCounter, Location, crash_point, empty_manifest
-from core.store._encode import (KeyMemo, SegmentData, encode_any, gc_paused,
-                                plain_dict_values)
+from core.store._encode import KeyMemo, SegmentData, encode_any
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, load_segments
-from core.store._segment import write_segment
+from core.store._segment import new_segment_name, write_segment
 from core.store import _details, _frames, _maintenance, _query
 
 DEFAULT_URL = "data/backtests/store.zarr"
@@ -88,9 +85,7 @@ class BacktestStore:
         self._trusted_until = 0.0
         self._checked_at = 0.0
         self._row_misses = 0
-        self._params_memo: dict[tuple, int | str] = {}  # see _params_ref
-        self._exit_memo: dict[str, int | str] = {}  # see _exit_ref
-        self._values_memo: dict[tuple, dict[tuple, int | str]] = {}  # see _plain_dict_codes
+        self._hash_memo: dict[tuple, str] = {}  # see _params_hash, _exit_hash
         self._json_copiers: dict[str, dict[int, Any]] = {kind: {} for kind in CODE_KINDS}
         self._write_memo = KeyMemo()
         self._stamps: dict[bool, dict[int, pd.Timestamp]] = {False: {}, True: {}}
@@ -151,7 +146,7 @@ class BacktestStore:
             _check_version(doc.get("format_version"), self.url)
             known = {seg.name: seg for seg in (self._index.segments if self._index else [])}
             segments = load_segments(self._zstore, doc["segments"], known, self._vocab)
-            self._index = Index(segments, doc.get("tombstones", []), self._vocab, self._index)
+            self._index = Index(segments, doc.get("tombstones", []), self._vocab)
             self._manifest, self._token = doc, token
             self._trust_counter(counter, count)
             self._row_misses = 0
@@ -227,11 +222,10 @@ class BacktestStore:
         self._check_open()
         self._check_writable()
         self._write_memo.trim()
-        with gc_paused():
-            data = encode_any(results, time.time_ns() // 1000 * 1000, self._write_memo)
-            if data.rows == 0:
-                return []
-            bid0 = self._commit_segment(data)
+        data = encode_any(results, time.time_ns() // 1000 * 1000, self._write_memo)
+        if data.rows == 0:
+            return []
+        bid0 = self._commit_segment(data)
         return [str(b) for b in range(bid0, bid0 + data.rows)]
 
     def _commit_segment(self, data: SegmentData, level: int = WRITE_LEVEL) -> int:
@@ -319,53 +313,29 @@ class BacktestStore:
 
     def _key_codes(self, symbol, strategy, params, exit_rule) -> tuple[int, int, int, int] | None:
         """Global codes of a key given in any accepted form, None when some part was never
-        stored. Params and exit rules come from their memos (``_params_ref``, ``_exit_ref``),
-        which hold the code itself once a stored backtest has it: a lookup then skips two
-        hash-to-code lookups, a few cache lines each on a cold cache."""
-        _check_names(symbol, strategy)
+        stored."""
+        symbol, strategy, params_hash, exit_hash = self._key(symbol, strategy, params, exit_rule)
         known = self._vocab.codes
-        params_code, exit_code = self._params_ref(strategy, params), self._exit_ref(exit_rule)
         codes = (known["symbol"].get(symbol, -1), known["strategy"].get(strategy, -1),
-                 params_code if type(params_code) is int else -1,
-                 exit_code if type(exit_code) is int else -1)
+                 known["params"].get(params_hash, -1), known["exit_rule"].get(exit_hash, -1))
         return None if min(codes) < 0 else codes
 
     def _params_hash(self, strategy: str, params) -> str:
-        found = self._params_ref(strategy, params)
-        return found if type(found) is str else self._vocab.values["params"][found][1]
-
-    def _exit_hash(self, exit_rule) -> str:
-        found = self._exit_ref(exit_rule)
-        return found if type(found) is str else self._vocab.values["exit_rule"][found][1]
-
-    def _params_ref(self, strategy: str, params) -> int | str:
-        """The params' code once a stored backtest has them, else their canonical hash;
-        memoised per (strategy, ``repr``)."""
+        """The canonical hash of ``params`` for ``strategy`` (memoised per ``repr``)."""
         raw = (strategy, params if isinstance(params, str) else repr(params))
-        found = self._params_memo.get(raw)
-        if type(found) is int:
-            return found
+        found = self._hash_memo.get(raw)
         if found is None:
             found = _keys.params_key(_keys.check_strategy(strategy), params)[1]
-        return self._code_or_hash(self._params_memo, raw, "params", found)
+            _bounded_put(self._hash_memo, raw, found)
+        return found
 
-    def _exit_ref(self, exit_rule) -> int | str:
-        """The exit rule's code once a stored backtest has it, else its canonical hash;
-        memoised per ``repr``."""
-        raw = exit_rule if isinstance(exit_rule, str) else repr(exit_rule)
-        found = self._exit_memo.get(raw)
-        if type(found) is int:
-            return found
+    def _exit_hash(self, exit_rule) -> str:
+        """The canonical hash of an exit rule (memoised per ``repr``)."""
+        raw = ("", exit_rule if isinstance(exit_rule, str) else repr(exit_rule))
+        found = self._hash_memo.get(raw)
         if found is None:
             found = _keys.exit_key(exit_rule)[1]
-        return self._code_or_hash(self._exit_memo, raw, "exit_rule", found)
-
-    def _code_or_hash(self, memo: dict, raw, kind: str, key_hash: str) -> int | str:
-        """A hash's code when stored (a handle's codes never change, so it replaces the hash
-        in ``memo``), else the hash, kept to be looked up again next time."""
-        code = self._vocab.codes[kind].get(key_hash)
-        found = key_hash if code is None else code
-        _bounded_put(memo, raw, found)
+            _bounded_put(self._hash_memo, raw, found)
         return found
 
     # ------------------------------------------------------------------ reading
@@ -407,142 +377,47 @@ class BacktestStore:
         with self._guard:
             index = self._current()
             codes = self._bulk_codes(keys)
-            known = (codes >= 0).all(axis=1)
-            if not known.all():
-                codes = codes[known]
-            index.warm_up()
-            rows, gathered = index.find_gathered(codes)
-            if index.has_bad_rows:  # rare: drop damaged rows, then gather the rest again
-                return self._frame(index, rows)
-            return _frames.stats_frame(self, index, rows, False, gathered)
+            rows = index.find_many(codes[(codes >= 0).all(axis=1)])
+            return self._frame(index, rows)
 
     def _bulk_codes(self, keys) -> np.ndarray:
-        """Global codes (-1 where never stored) of many keys, one row per key.
-
-        Column by column: the keys are split into symbols, strategies, params and exit rules,
-        and each column is mapped to codes with C-level ``map`` calls (a Python loop over the
-        keys was most of a 500-key call).
-        """
+        """Global codes (-1 where never stored) of many keys, one row per key."""
         if isinstance(keys, pd.DataFrame):
             return self._frame_codes(keys)
-        keys = keys if isinstance(keys, list) else list(keys)
-        if not keys:
+        parts = [_key_parts(i, key) for i, key in enumerate(keys)]
+        if not parts:
             return np.empty((0, 4), np.int64)
-        if not {tuple}.issuperset(map(type, keys)):
-            keys = [_key_parts(i, key) for i, key in enumerate(keys)]
-        try:  # four columns exactly when every key holds four items
-            symbols, strategies, params, exit_rules = zip(*keys, strict=True)
-        except ValueError:  # 3-item keys, or a clear error
-            symbols, strategies, params, exit_rules = zip(
-                *[_key_parts(i, key) for i, key in enumerate(keys)])
-        out = np.empty((4, len(keys)), np.int64)
-        out[::2] = (self._vocab.lookup_many("symbol", symbols),  # one conversion for both
-                    self._bulk_params_codes(strategies, params))
-        out[1] = self._uniform_codes("strategy", strategies)
-        out[3] = self._bulk_exit_codes(exit_rules)
-        return out.T
+        symbols, strategies, params, exit_rules = zip(*parts)
+        for symbol, strategy in set(zip(symbols, strategies)):
+            _check_names(symbol, strategy)
+        return self._hash_columns(symbols, strategies,
+                                  [self._params_hash(s, p) for s, p in zip(strategies, params)],
+                                  [self._exit_hash(e) for e in exit_rules])
 
     def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
         """(keys, 4) global codes of key columns given as sequences of names and hashes."""
-        out = np.empty((4, len(symbols)), np.int64)
-        out[0] = self._vocab.lookup_many("symbol", symbols)
-        out[1] = self._uniform_codes("strategy", strategies)
-        out[2] = self._vocab.lookup_hashes("params", params_hashes)
-        out[3] = self._uniform_codes("exit_rule", exit_hashes)
-        return out.T
-
-    def _uniform_codes(self, kind: str, values) -> int | list[int]:
-        """Codes of a column that usually repeats one value (strategy, exit rule): that
-        value's code alone when it does (one lookup; ``count`` compares by identity first,
-        then as strings), else one code per value."""
-        first = values[0] if len(values) else None
-        if type(first) is str and values.count(first) == len(values):
-            return self._vocab.codes[kind].get(first, -1)
-        return self._vocab.lookup_many(kind, values)
-
-    def _bulk_params_codes(self, strategies: tuple, params: tuple) -> list[int]:
-        """The params code of each key (plain dicts of one strategy: through the values memo)."""
-        strategy = strategies[0]
-        if type(strategy) is str and strategies.count(strategy) == len(strategies):
-            found = self._plain_dict_codes("params", strategy, params, self._params_hash)
-            if found is not None:
-                return found
-        return self._vocab.lookup_many("params", _by_object(params, strategies,
-                                                            self._params_hash))
-
-    def _bulk_exit_codes(self, exit_rules: tuple) -> int | list[int]:
-        """The exit-rule code of each key: one lookup when the keys share one exit-rule
-        object; plain dicts through the values memo (a dict literal per key makes equal,
-        distinct objects: a ``repr`` each cost ~2 ms per 500 keys); else a hash per distinct
-        object."""
-        first = exit_rules[0]
-        if all(map(operator.is_, exit_rules, itertools.repeat(first))):
-            found = self._exit_ref(first)
-            return found if type(found) is int else -1
-
-        def hash_of(_strategy, exit_rule) -> str:
-            return self._exit_hash(exit_rule)
-
-        found = self._plain_dict_codes("exit_rule", None, exit_rules, hash_of)
-        if found is not None:
-            return found
-        return self._uniform_codes("exit_rule", _by_object(exit_rules, None, hash_of))
-
-    def _plain_dict_codes(self, kind: str, strategy: str | None, dicts: tuple, hash_of
-                          ) -> list[int] | None:
-        """Codes of params dicts of one strategy, or of exit-rule dicts (``kind``), that all
-        hold the same names and only plain values (``plain_dict_values``); None when they do
-        not. ``hash_of(strategy, dict)`` is the dict's canonical hash.
-
-        Each dict's values are read in one name order (any key order) and looked up in a
-        memo per (kind, strategy, names) holding the code (or, until it is stored, the
-        hash): a C-level ``itemgetter`` and a dict lookup per key instead of a ``repr`` and
-        two. Equal plain values canonicalise alike (typed params coerce ``14.0`` to ``14``).
-        """
-        plain = plain_dict_values(dicts)
-        if plain is None:
-            return None
-        names, values = plain
-        memo = self._values_memo.get((kind, strategy, names))
-        found = list(map(memo.get, values)) if memo else [None] * len(values)
-        if not {int}.issuperset(map(type, found)):
-            self._fill_values_memo((kind, strategy, names), dicts, values, found, hash_of)
-        return found
-
-    def _fill_values_memo(self, memo_key: tuple, dicts: tuple, values: list, found: list,
-                          hash_of) -> None:
-        """Codes of the dicts the values memo has no code for (in key order), remembered:
-        the code once the dict's hash is stored, else the hash (looked up again next time)."""
-        kind, strategy, _ = memo_key
-        code_of = self._vocab.codes[kind].get
-        for i, known in enumerate(found):
-            if type(known) is int:
-                continue
-            dict_hash = known if known is not None else hash_of(strategy, dicts[i])
-            found[i] = code_of(dict_hash, -1)
-            memo = self._values_memo.get(memo_key)  # only a dict that canonicalised gets here
-            if memo is None:
-                memo = {}
-                _bounded_put(self._values_memo, memo_key, memo)
-            _bounded_put(memo, values[i], dict_hash if found[i] < 0 else found[i])
+        lookup = self._vocab.lookup_many
+        return np.array([lookup("symbol", symbols), lookup("strategy", strategies),
+                         lookup("params", params_hashes), lookup("exit_rule", exit_hashes)],
+                        np.int64).reshape(4, -1).T
 
     def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
         if missing:
             raise ValidationError(f"Key DataFrame misses columns {missing}.")
         n = len(keys)
-        strategies = _column_list(keys, "strategy")
+        strategies = keys["strategy"].tolist()
         if "params_hash" in keys.columns:
-            params_hashes = _column_list(keys, "params_hash")
+            params_hashes = keys["params_hash"].tolist()
         else:
             column = keys["params"] if "params" in keys.columns else [None] * n
             params_hashes = [self._params_hash(s, p) for s, p in zip(strategies, column)]
         if "exit_hash" in keys.columns:
-            exit_hashes = _column_list(keys, "exit_hash")
+            exit_hashes = keys["exit_hash"].tolist()
         else:
             column = keys["exit_rule"] if "exit_rule" in keys.columns else [None] * n
             exit_hashes = [self._exit_hash(e) for e in column]
-        return self._hash_columns(_column_list(keys, "symbol"), strategies, params_hashes,
+        return self._hash_columns(keys["symbol"].tolist(), strategies, params_hashes,
                                   exit_hashes)
 
     @_retry_after_swap
@@ -734,11 +609,6 @@ def open_store(url: str | os.PathLike = DEFAULT_URL, mode: str = "r", **options)
     return BacktestStore(url, mode=mode, **options)
 
 
-def new_segment_name() -> str:
-    """Unique, roughly time-ordered segment folder name."""
-    return f"{time.time_ns():x}-{uuid.uuid4().hex[:10]}"
-
-
 def _check_version(version: Any, url: str) -> None:
     if not isinstance(version, int):
         raise StoreCorruptionError(f"The backtest store {url!r} records no format version; its "
@@ -778,25 +648,6 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-def _by_object(objects: tuple, strategies: tuple | None, hash_of) -> list[str]:
-    """``hash_of(strategy, obj)`` per item, reused while the object (and strategy) repeats.
-
-    Keys repeat one params or exit object over many symbols. Objects are compared with
-    ``is``: ``id()`` raises an audit event (10x slower once any imported library has added an
-    audit hook) and ``==`` would let ``True`` stand for ``1``.
-    """
-    strategies = strategies or (None,) * len(objects)
-    out, last, last_strategy, found = [], _UNSET, None, None
-    for strategy, obj in zip(strategies, objects):
-        if obj is not last or strategy != last_strategy:
-            found, last, last_strategy = hash_of(strategy, obj), obj, strategy
-        out.append(found)
-    return out
-
-
-_UNSET = object()  # "no previous object" marker of _by_object
-
-
 def _key_parts(i: int, key) -> tuple:
     """(symbol, strategy, params, exit_rule) of a 3- or 4-item key, else a clear error."""
     if not isinstance(key, (tuple, list)) or len(key) not in (3, 4):
@@ -809,15 +660,6 @@ def _check_names(symbol, strategy) -> None:
     if not isinstance(symbol, str) or not isinstance(strategy, str):
         raise ValidationError(f"symbol and strategy must be names, got {symbol!r}, "
                               f"{strategy!r}.")
-
-
-def _column_list(frame: pd.DataFrame, name: str) -> list:
-    """A frame column's values as a list (by position: ``frame[name]`` builds a Series, which
-    costs more than the lookups that follow)."""
-    position = frame.columns.get_loc(name)
-    if not isinstance(position, int):  # a repeated column name
-        return frame[name].tolist()
-    return np.asarray(frame._get_column_array(position), dtype=object).tolist()
 
 
 def _as_list(value) -> list | None:
