@@ -1,11 +1,11 @@
-"""Where a store lives: local directory or fsspec URL, its manifest file and its writer lock.
+"""Where a store lives: one interface (``Backend``) over a local folder or an fsspec URL.
 
-The manifest is the single source of truth for what is committed. Locally it is replaced with
-``os.replace`` (atomic on POSIX) after an fsync; on object stores a single PUT replaces it
-atomically. The writer lock is a ``filelock`` file: inside the store for local paths, in a local
-lock directory for URLs (writers on *different machines* must coordinate themselves). Local
-stores also keep a commit counter beside the manifest (``CommitCounter``) so that readers notice
-commits without a system call.
+The backend owns the manifest (the single source of truth for what is committed, checksummed,
+replaced atomically: ``os.replace`` after an fsync locally, a single PUT on object stores), the
+writer lock and the store's folders. The writer lock is a ``filelock`` file: inside the store for
+local paths, in a local lock directory for URLs, so writers on *different machines* sharing one
+object-store URL are not coordinated. Local stores also keep a commit counter beside the
+manifest (``CommitCounter``) so that readers notice commits without a system call.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import mmap
+import shutil
 import os
 import signal
 import tempfile
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import filelock
 
-from core.errors import StoreCorruptionError, StoreError
-from core.store._format import COMMIT_COUNTER_KEY, MANIFEST_KEY
+from core.errors import StoreCorruptionError, StoreError, StoreVersionError
+from core.store._format import COMMIT_COUNTER_KEY, FORMAT_VERSION, MANIFEST_KEY
 
 CRASH_ENV = "HINDSIGHT_STORE_CRASH_AT"
 LOCK_TIMEOUT_S = 120.0
@@ -33,10 +34,6 @@ def crash_point(step: str) -> None:
     """Test hook: SIGKILL this process at the named commit step when the env var names it."""
     if os.environ.get(CRASH_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def is_local_url(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
 
 
 class CommitCounter:
@@ -84,117 +81,84 @@ class CommitCounter:
         self._view[0] = self._view[0] + 1
 
 
-class Location:
-    """A store's address: the zarr store object, manifest I/O and the writer lock."""
+class Backend:
+    """A store's address: its zarr store object, manifest I/O, writer lock and folders.
 
-    def __init__(self, url: str | os.PathLike, *, writable: bool, lock_dir: str | None = None):
-        self.url = os.fspath(url)
-        self.writable = writable
-        self.is_local = is_local_url(self.url)
-        if self.is_local:
-            path = self.url[len("file://"):] if self.url.startswith("file://") else self.url
-            self.root = Path(path).expanduser().absolute()
-            self.fs = None
-            self.fs_root = str(self.root)
-            self._manifest_path = os.path.join(self.fs_root, MANIFEST_KEY)
-            self._counter_path = os.path.join(self.fs_root, COMMIT_COUNTER_KEY)
-        else:
-            import fsspec
+    ``open_backend`` picks the implementation; nothing else in the store branches on where it
+    lives. A handle that cannot watch a commit counter re-reads the manifest at most every
+    ``refresh_interval`` seconds.
+    """
 
-            self.root = None
-            self.fs, self.fs_root = fsspec.core.url_to_fs(self.url)
-            self.fs_root = self.fs_root.rstrip("/")
-        self._lock_path = self._choose_lock_path(lock_dir)
-        self._lock = filelock.FileLock(self._lock_path, timeout=LOCK_TIMEOUT_S)
-        self._counter: CommitCounter | None = None
-        self._counter_retry_at = 0.0
+    refresh_interval = 0.0
 
-    # -- zarr ---------------------------------------------------------------------------------
+    def __init__(self, url: str, writable: bool, lock_path: str):
+        self.url, self.writable = url, writable
+        self._lock_path = lock_path
+        self._lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT_S)
+
+    # -- to implement -------------------------------------------------------------------------
     def zarr_store(self):
         """A zarr v3 store object for this location (read-only unless writable)."""
-        from zarr.storage import FsspecStore, LocalStore
+        raise NotImplementedError
 
-        if self.is_local:
-            if self.writable:
-                self.root.mkdir(parents=True, exist_ok=True)
-            return LocalStore(self.root, read_only=not self.writable)
-        return FsspecStore.from_url(self.url, read_only=not self.writable)
+    def _read_raw(self) -> tuple[bytes | None, object]:
+        """(the manifest's bytes or None when absent, its change token)."""
+        raise NotImplementedError
 
-    # -- manifest -----------------------------------------------------------------------------
     def manifest_token(self) -> object:
         """Cheap change detector: a new value whenever the manifest was replaced."""
-        if self.is_local:
-            try:
-                st = os.stat(self._manifest_path)
-            except FileNotFoundError:
-                return None
-            return (st.st_ino, st.st_mtime_ns, st.st_size)
-        try:
-            return self.fs.cat_file(f"{self.fs_root}/{MANIFEST_KEY}")
-        except FileNotFoundError:
-            return None
+        raise NotImplementedError
 
+    def _replace_manifest(self, raw: bytes) -> None:
+        raise NotImplementedError
+
+    def list_dir(self, relative: str) -> list[str]:
+        """Sub-folder names directly under ``relative`` (empty when missing)."""
+        raise NotImplementedError
+
+    def remove_tree(self, relative: str) -> None:
+        """Delete a folder and everything below it (a segment no manifest refers to)."""
+        raise NotImplementedError
+
+    def entries(self) -> list[str]:
+        """Names directly at the store's root (empty when it does not exist)."""
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------------
     def commit_counter(self) -> CommitCounter | None:
-        """The local store's commit counter, opened on first use (None for remote stores).
+        return None
 
-        Where the file is missing (a store last written by an older Hindsight), opening is
-        retried at most once a second: a failed open costs more than the check it replaces.
-        """
-        if not self.is_local:
-            return None
-        counter = self._counter
-        if counter is None or not counter.present and time.monotonic() >= self._counter_retry_at:
-            counter = self._counter = CommitCounter(self._counter_path, self.writable)
-            self._counter_retry_at = time.monotonic() + 1.0
-        return counter
+    def modified_age_s(self, relative: str) -> float | None:
+        """Seconds since ``relative`` was last modified (None when unknown)."""
+        return None
+
+    def clean_temp_manifests(self, older_than_s: float) -> int:
+        """Remove manifest temp files left by killed writers; returns how many."""
+        return 0
 
     def read_manifest(self) -> tuple[dict | None, object]:
-        """(manifest dict or None when absent, its change token)."""
-        if self.is_local:
-            try:
-                with open(self.root / MANIFEST_KEY, "rb") as fh:
-                    st = os.fstat(fh.fileno())
-                    raw = fh.read()
-            except FileNotFoundError:
-                return None, None
-            token = (st.st_ino, st.st_mtime_ns, st.st_size)
-        else:
-            token = self.manifest_token()
-            if token is None:
-                return None, None
-            raw = token
-        return _parse_manifest(raw, self.url), token
+        """(manifest dict or None when absent, its change token); damage raises."""
+        raw, token = self._read_raw()
+        return (None, None) if raw is None else (parse_manifest(raw, self.url), token)
 
     def write_manifest(self, doc: dict) -> None:
-        """Replace the manifest atomically (the commit point of every write)."""
-        raw = json.dumps(doc, separators=(",", ":")).encode()
-        if not self.is_local:
-            crash_point("manifest_tmp")
-            self.fs.pipe_file(f"{self.fs_root}/{MANIFEST_KEY}", raw)
-            return
-        tmp = self.root / f".{MANIFEST_KEY}.{uuid.uuid4().hex}.tmp"
-        counter = self.commit_counter()
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
-            crash_point("manifest_tmp")
-            counter.begin()
-            os.replace(tmp, self.root / MANIFEST_KEY)
-            crash_point("manifest_renamed")
-            counter.end()
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        """Replace the manifest atomically (the commit point of every write), checksummed."""
+        self._replace_manifest(manifest_bytes(doc))
 
-    # -- lock ---------------------------------------------------------------------------------
-    def _choose_lock_path(self, lock_dir: str | None) -> str:
-        if lock_dir is None and self.is_local:
-            return str(self.root / ".lock")
-        folder = Path(lock_dir or Path(tempfile.gettempdir()) / "hindsight-store-locks")
-        digest = hashlib.blake2b(self.url.encode(), digest_size=8).hexdigest()
-        return str(folder / f"{digest}.lock")
+    def current_manifest(self) -> dict:
+        """The committed manifest now; a clear error when the store is gone or too new."""
+        doc, _ = self.read_manifest()
+        if doc is None:
+            raise StoreError(f"The manifest of {self.url!r} disappeared; the store was removed.")
+        check_version(doc.get("format_version"), self.url)
+        return doc
+
+    def commit(self, doc: dict) -> None:
+        """Write ``doc`` as the next manifest version (call with the writer lock held)."""
+        doc["version"] = int(doc.get("version", 0)) + 1
+        doc["format_version"] = FORMAT_VERSION  # older readers must refuse what they can't honour
+        self.write_manifest(doc)
+        crash_point("manifest_replaced")
 
     @contextlib.contextmanager
     def lock(self):
@@ -211,47 +175,88 @@ class Location:
         finally:
             self._lock.release()
 
-    # -- files --------------------------------------------------------------------------------
-    def list_dir(self, relative: str) -> list[str]:
-        """Sub-folder names directly under ``relative`` (empty when missing)."""
-        if self.is_local:
-            folder = self.root / relative
-            names = os.listdir(folder) if folder.is_dir() else []
-            return sorted(n for n in names if (folder / n).is_dir())
+
+class LocalBackend(Backend):
+    """A store in a local folder (a path or a ``file://`` URL)."""
+
+    def __init__(self, url: str, writable: bool, lock_dir: str | None):
+        path = url[len("file://"):] if url.startswith("file://") else url
+        self.root = Path(path).expanduser().absolute()
+        super().__init__(url, writable, str(self.root / ".lock") if lock_dir is None
+                         else _lock_file(lock_dir, url))
+        self._manifest_path = str(self.root / MANIFEST_KEY)
+        self._counter_path = str(self.root / COMMIT_COUNTER_KEY)
+        self._counter: CommitCounter | None = None
+        self._counter_retry_at = 0.0
+
+    def zarr_store(self):
+        from zarr.storage import LocalStore
+
+        if self.writable:
+            self.root.mkdir(parents=True, exist_ok=True)
+        return LocalStore(self.root, read_only=not self.writable)
+
+    def manifest_token(self) -> object:
         try:
-            entries = self.fs.ls(f"{self.fs_root}/{relative}", detail=False)
+            st = os.stat(self._manifest_path)
         except FileNotFoundError:
-            return []
-        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries
-                      if not entry.endswith("zarr.json"))
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _read_raw(self) -> tuple[bytes | None, object]:
+        try:
+            with open(self._manifest_path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                return fh.read(), (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return None, None
+
+    def commit_counter(self) -> CommitCounter | None:
+        """The commit counter, opened on first use; where the file is missing (a store last
+        written by an older Hindsight) opening is retried at most once a second."""
+        counter = self._counter
+        if counter is None or not counter.present and time.monotonic() >= self._counter_retry_at:
+            counter = self._counter = CommitCounter(self._counter_path, self.writable)
+            self._counter_retry_at = time.monotonic() + 1.0
+        return counter
+
+    def _replace_manifest(self, raw: bytes) -> None:
+        tmp = self.root / f".{MANIFEST_KEY}.{uuid.uuid4().hex}.tmp"
+        counter = self.commit_counter()
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            crash_point("manifest_tmp")
+            counter.begin()
+            os.replace(tmp, self._manifest_path)
+            crash_point("manifest_renamed")
+            counter.end()
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def list_dir(self, relative: str) -> list[str]:
+        folder = self.root / relative
+        names = os.listdir(folder) if folder.is_dir() else []
+        return sorted(n for n in names if (folder / n).is_dir())
 
     def remove_tree(self, relative: str) -> None:
-        """Delete a folder and everything below it (a segment no manifest refers to)."""
-        if self.is_local:
-            import shutil
+        shutil.rmtree(self.root / relative, ignore_errors=True)
 
-            shutil.rmtree(self.root / relative, ignore_errors=True)
-        else:
-            try:
-                self.fs.rm(f"{self.fs_root}/{relative}", recursive=True)
-            except FileNotFoundError:
-                pass
+    def entries(self) -> list[str]:
+        return sorted(os.listdir(self.root)) if self.root.is_dir() else []
 
     def modified_age_s(self, relative: str) -> float | None:
-        """Seconds since ``relative`` was last modified (None when unknown)."""
-        if self.is_local:
-            try:
-                return time.time() - os.stat(self.root / relative).st_mtime
-            except FileNotFoundError:
-                return None
-        return None
+        try:
+            return time.time() - os.stat(self.root / relative).st_mtime
+        except FileNotFoundError:
+            return None
 
     def clean_temp_manifests(self, older_than_s: float) -> int:
-        """Remove manifest temp files left by killed writers; returns how many."""
-        if not self.is_local or not self.root.is_dir():
-            return 0
         removed = 0
-        for name in os.listdir(self.root):
+        for name in self.entries():
             if name.startswith(f".{MANIFEST_KEY}.") and name.endswith(".tmp"):
                 path = self.root / name
                 if time.time() - path.stat().st_mtime > older_than_s:
@@ -260,7 +265,102 @@ class Location:
         return removed
 
 
-def _parse_manifest(raw: bytes, url: str) -> dict:
+class FsspecBackend(Backend):
+    """A store behind an fsspec URL (``s3://``, ``memory://``, ...): one PUT replaces the
+    manifest; the writer lock is a local file, so it coordinates writers of one machine only."""
+
+    refresh_interval = 1.0
+
+    def __init__(self, url: str, writable: bool, lock_dir: str | None):
+        import fsspec
+
+        super().__init__(url, writable, _lock_file(lock_dir, url))
+        self.fs, root = fsspec.core.url_to_fs(url)
+        self.fs_root = root.rstrip("/")
+        if url.startswith("memory://"):
+            self.refresh_interval = 0.0
+
+    def zarr_store(self):
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(self.url, read_only=not self.writable)
+
+    def manifest_token(self) -> object:
+        return self._read_raw()[1]
+
+    def _read_raw(self) -> tuple[bytes | None, object]:
+        try:
+            raw = self.fs.cat_file(f"{self.fs_root}/{MANIFEST_KEY}")
+        except FileNotFoundError:
+            return None, None
+        return raw, raw
+
+    def _replace_manifest(self, raw: bytes) -> None:
+        crash_point("manifest_tmp")
+        self.fs.pipe_file(f"{self.fs_root}/{MANIFEST_KEY}", raw)
+
+    def list_dir(self, relative: str) -> list[str]:
+        try:
+            entries = self.fs.ls(f"{self.fs_root}/{relative}", detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries
+                      if e.get("type") == "directory")
+
+    def remove_tree(self, relative: str) -> None:
+        try:
+            self.fs.rm(f"{self.fs_root}/{relative}", recursive=True)
+        except FileNotFoundError:
+            pass
+
+    def entries(self) -> list[str]:
+        try:
+            return sorted(e.rstrip("/").rsplit("/", 1)[-1]
+                          for e in self.fs.ls(self.fs_root, detail=False))
+        except FileNotFoundError:
+            return []
+
+
+def open_backend(url: str, *, writable: bool, lock_dir: str | None = None) -> Backend:
+    """The backend of a folder path, a ``file://`` URL or any installed fsspec protocol."""
+    if "://" not in url or url.startswith("file://"):
+        return LocalBackend(url, writable, lock_dir)
+    import fsspec
+
+    scheme = url.split("://", 1)[0]
+    if scheme not in fsspec.available_protocols():
+        raise StoreError(f"Unknown store URL scheme {scheme!r} in {url!r}. Use a folder path, "
+                         "file:///path, memory://name, or an fsspec URL such as "
+                         "s3://bucket/path (with s3fs installed).")
+    try:
+        return FsspecBackend(url, writable, lock_dir)
+    except ImportError as exc:
+        raise StoreError(f"The store URL {url!r} needs a package that is not installed "
+                         f"({exc}).") from None
+
+
+def _lock_file(lock_dir: str | None, url: str) -> str:
+    folder = Path(lock_dir or Path(tempfile.gettempdir()) / "hindsight-store-locks")
+    digest = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+    return str(folder / f"{digest}.lock")
+
+
+# ---------------------------------------------------------------------------------- manifest
+def manifest_checksum(doc: dict) -> str:
+    """The checksum a manifest carries: sha256 of its canonical JSON without the checksum."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def manifest_bytes(doc: dict) -> bytes:
+    """A manifest as written: its JSON with its checksum."""
+    doc["checksum"] = manifest_checksum(doc)
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def parse_manifest(raw: bytes, url: str) -> dict:
+    """A manifest's dict, checked: valid JSON, a segment list, and (format 3 on) its checksum."""
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -270,12 +370,30 @@ def _parse_manifest(raw: bytes, url: str) -> dict:
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), list):
         raise StoreCorruptionError(f"The manifest of {url!r} has no segment list; restore it.")
+    version = doc.get("format_version")
+    if isinstance(version, int) and version >= 3 and \
+            doc.get("checksum") != manifest_checksum(doc):
+        raise StoreCorruptionError(
+            f"The manifest of the backtest store {url!r} fails its checksum: it was edited or "
+            "damaged, so its ids cannot be trusted. Restore manifest.json from a backup.")
     return doc
 
 
-def empty_manifest(format_version: int) -> dict:
-    return {"format_version": format_version, "version": 0, "next_bid": 1, "segments": [],
-            "tombstones": [], "notes": {}}
+def check_version(version, url: str) -> None:
+    """Refuse a store without a format version, or written by a newer Hindsight."""
+    if not isinstance(version, int):
+        raise StoreCorruptionError(f"The backtest store {url!r} records no format version; its "
+                                   "metadata is damaged.")
+    if version > FORMAT_VERSION:
+        raise StoreVersionError(f"The backtest store {url!r} was written with store format "
+                                f"version {version}; this Hindsight reads format version "
+                                f"{FORMAT_VERSION} and older. Upgrade Hindsight to open it.")
 
 
-__all__ = ["CommitCounter", "Location", "crash_point", "empty_manifest", "CRASH_ENV"]
+def empty_manifest() -> dict:
+    return {"format_version": FORMAT_VERSION, "version": 0, "next_bid": 1, "segments": [],
+            "tombstones": [], "notes": {}, "retired": []}
+
+
+__all__ = ["Backend", "CommitCounter", "open_backend", "crash_point", "empty_manifest",
+           "CRASH_ENV"]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from core.types import METRIC_NAMES, TRADE_COLUMNS
 
-#: 2: equity curves packed by the curve codec (eq_layout, eq_runs, eq_steps, eq_plain); format 1
-#: segments (every curve's values in eq_values) are still read.
-FORMAT_VERSION = 2
+#: 3: the manifest carries its checksum and the segments compaction retired (kept for a grace
+#: period); segments are laid out as in format 2. 2: equity curves packed by the curve codec
+#: (eq_layout, eq_runs, eq_steps, eq_plain). Format 1 and 2 stores are still read; opening
+#: one for writing migrates its manifest to format 3 (one atomic manifest replacement).
+FORMAT_VERSION = 3
 FORMAT_NAME = "hindsight-backtest-store"
 ROOT_ATTR = "hindsight_store"
 SEGMENT_ATTR = "hindsight_segment"

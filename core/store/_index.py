@@ -98,8 +98,13 @@ class LoadedSegment:
 
     @property
     def bid_range(self) -> tuple[int, int]:
-        return int(self.entry.get("bid_min", self.entry.get("bid0", 0))), int(
-            self.entry.get("bid_max", self.entry.get("bid0", 0) + int(self.entry["rows"]) - 1))
+        return bid_range(self.entry)
+
+
+def bid_range(entry: dict) -> tuple[int, int]:
+    """(first, last) backtest id a manifest entry covers."""
+    lo = int(entry.get("bid_min", entry.get("bid0", 0)))
+    return lo, int(entry.get("bid_max", entry.get("bid0", 0) + int(entry["rows"]) - 1))
 
 
 def entry_bids(entry: dict, reader: SegmentReader | None) -> np.ndarray:

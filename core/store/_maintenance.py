@@ -1,6 +1,8 @@
 """compact() and verify(): merge small segments, and check every byte (fsck)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from core.errors import StoreCorruptionError
@@ -8,7 +10,7 @@ from core.store._backend import crash_point
 from core.store._curves import Calendars, pack_curves, unpack_curves
 from core.store._encode import SegmentData
 from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
-from core.store._index import entry_bids
+from core.store._index import bid_range, entry_bids
 from core.store._segment import (ARRAY_FIELDS, SegmentReader, new_segment_name, open_segment,
                                  segment_path, write_segment)
 
@@ -16,46 +18,42 @@ from core.store._segment import (ARRAY_FIELDS, SegmentReader, new_segment_name, 
 COMPACT_ROWS = 2_097_152
 #: Unreferenced segment folders younger than this may be a writer's in-progress batch.
 ORPHAN_AGE_S = 3_600.0
+#: Seconds a segment replaced by compaction stays on disk for readers of older manifests.
+RETIRE_GRACE_S = 600.0
 
 
 # -------------------------------------------------------------------------------- compact
-def compact(store) -> dict:
+def compact(backend, zstore, damaged: set[str], grace_s: float = RETIRE_GRACE_S) -> dict:
     """Merge runs of small segments into large ones; deleted rows are dropped for good.
 
     The merge runs without the writer lock (writers keep committing); only the manifest swap
     is locked, and it is abandoned if another compaction replaced the same segments first.
+    Replaced segments are retired, not deleted: readers that loaded the previous manifest may
+    still read them. Segments retired more than ``grace_s`` seconds ago are deleted.
     """
-    loc = store._loc
-    with store._guard:
-        with loc.lock():
-            doc = store._fresh_manifest()
-        tombstones = set(doc.get("tombstones", []))
-        groups = _plan(doc["segments"], tombstones, store)
-        merged = []
-        for group in groups:
-            readers = [open_segment(store._zstore, entry["name"]) for entry in group]
-            data = merge_segments(group, readers, tombstones)
-            name = new_segment_name()
-            if data.rows:
-                write_segment(store._zstore, name, data, COMPACT_LEVEL)
-            merged.append((group, name, data))
-        crash_point("compact_written")
-        removed_segments, dropped = _swap(store, merged, tombstones)
-        for name in removed_segments:
-            loc.remove_tree(segment_path(name))
-        orphans = _remove_orphans(store)
-        temp_files = loc.clean_temp_manifests(ORPHAN_AGE_S)
-        store.refresh(force=True)
-        return {"merged_segments": len(removed_segments), "new_segments": sum(
-            1 for _, _, d in merged if d.rows), "dropped_rows": dropped,
-            "removed_orphans": orphans, "removed_temp_files": temp_files,
-            "segments": len(store._manifest["segments"])}
+    with backend.lock():
+        doc = backend.current_manifest()
+    tombstones = set(doc.get("tombstones", []))
+    merged = []
+    for group in _plan(doc["segments"], tombstones, damaged):
+        readers = [open_segment(zstore, entry["name"]) for entry in group]
+        data = merge_segments(group, readers, tombstones)
+        name = new_segment_name()
+        if data.rows:
+            write_segment(zstore, name, data, COMPACT_LEVEL)
+        merged.append((group, name, data))
+    crash_point("compact_written")
+    replaced, dropped, expired = _swap(backend, merged, tombstones, grace_s)
+    for name in expired:
+        backend.remove_tree(segment_path(name))
+    return {"merged_segments": len(replaced), "new_segments": sum(
+        1 for _, _, d in merged if d.rows), "dropped_rows": dropped,
+        "removed_segments": len(expired), "removed_orphans": _remove_orphans(backend),
+        "removed_temp_files": backend.clean_temp_manifests(ORPHAN_AGE_S)}
 
 
-def _plan(entries: list[dict], tombstones: set[int], store) -> list[list[dict]]:
+def _plan(entries: list[dict], tombstones: set[int], damaged: set[str]) -> list[list[dict]]:
     """Consecutive runs worth merging: small segments, or any holding deleted rows."""
-    damaged = {seg.name for seg in store._index.damaged} | {
-        seg.name for seg in store._index.readable if seg.bad_rows is not None}
     tomb = np.asarray(sorted(tombstones), np.int64)
     groups, current, rows = [], [], 0
 
@@ -82,8 +80,7 @@ def _plan(entries: list[dict], tombstones: set[int], store) -> list[list[dict]]:
 
 
 def _has_tombstones(entry: dict, tomb: np.ndarray) -> bool:
-    lo = entry.get("bid_min", entry.get("bid0", 0))
-    hi = entry.get("bid_max", entry.get("bid0", 0) + entry["rows"] - 1)
+    lo, hi = bid_range(entry)
     i = np.searchsorted(tomb, lo)
     return bool(i < len(tomb) and tomb[i] <= hi)
 
@@ -221,20 +218,21 @@ def _merge_calendars(data: SegmentData, parts: list[dict], keeps: list[np.ndarra
     data.eq_calendar = calendars.concat()
 
 
-def _swap(store, merged: list, tombstones: set[int]) -> tuple[list[str], int]:
-    """Replace each merged group in the manifest (under the lock); returns (replaced, dropped)."""
-    loc = store._loc
+def _swap(backend, merged: list, tombstones: set[int], grace_s: float
+          ) -> tuple[list[str], int, list[str]]:
+    """Replace each merged group in the manifest (under the lock); returns (replaced segment
+    names, dropped rows, retired segments past their grace, now unlisted)."""
     replaced, dropped = [], 0
-    with loc.lock():
+    with backend.lock():
         crash_point("compact_locked")
-        doc = store._fresh_manifest()
+        doc = backend.current_manifest()
         names = [e["name"] for e in doc["segments"]]
         prune: set[int] = set()
         for group, new_name, data in merged:
             group_names = [e["name"] for e in group]
             start = names.index(group_names[0]) if group_names[0] in names else -1
             if start < 0 or names[start:start + len(group_names)] != group_names:
-                loc.remove_tree(segment_path(new_name))  # another compaction won
+                backend.remove_tree(segment_path(new_name))  # another compaction won
                 continue
             new_entries = []
             if data.rows:
@@ -243,65 +241,81 @@ def _swap(store, merged: list, tombstones: set[int]) -> tuple[list[str], int]:
                                 "created_at": int(data.times[:, 2].max())}]
             doc["segments"][start:start + len(group)] = new_entries
             names[start:start + len(group)] = [e["name"] for e in new_entries]
-            group_rows = sum(e["rows"] for e in group)
-            dropped += group_rows - data.rows
+            dropped += sum(e["rows"] for e in group) - data.rows
             for entry in group:
-                lo = entry.get("bid_min", entry.get("bid0", 0))
-                hi = entry.get("bid_max", entry.get("bid0", 0) + entry["rows"] - 1)
+                lo, hi = bid_range(entry)
                 prune |= {b for b in tombstones if lo <= b <= hi}
             replaced.extend(group_names)
-        if replaced:
+        now = time.time()
+        retired = doc.get("retired", []) + [{"name": n, "at": now} for n in replaced]
+        expired = [r["name"] for r in retired if now - r["at"] >= grace_s]
+        if replaced or expired:
+            doc["retired"] = [r for r in retired if now - r["at"] < grace_s]
             doc["tombstones"] = sorted(set(doc.get("tombstones", [])) - prune)
-            store._write_manifest(doc)
-    return replaced, dropped
+            backend.commit(doc)
+    return replaced, dropped, expired
 
 
-def _remove_orphans(store) -> int:
-    """Delete segment folders no manifest lists that are older than ORPHAN_AGE_S."""
-    listed = {e["name"] for e in store._fresh_manifest()["segments"]}
+def _remove_orphans(backend) -> int:
+    """Delete segment folders no manifest lists (nor retires) older than ORPHAN_AGE_S."""
+    doc = backend.current_manifest()
+    listed = {e["name"] for e in doc["segments"]} | {r["name"] for r in doc.get("retired", [])}
     removed = 0
-    for name in store._loc.list_dir(SEGMENTS_DIR):
+    for name in backend.list_dir(SEGMENTS_DIR):
         if name in listed:
             continue
-        age = store._loc.modified_age_s(f"{SEGMENTS_DIR}/{name}")
+        age = backend.modified_age_s(f"{SEGMENTS_DIR}/{name}")
         if age is not None and age > ORPHAN_AGE_S:
-            store._loc.remove_tree(segment_path(name))
+            backend.remove_tree(segment_path(name))
             removed += 1
     return removed
 
 
 # -------------------------------------------------------------------------------- verify
-def verify(store) -> dict:
+def verify(backend, zstore) -> dict:
     """Read every chunk of every committed segment; report damage per segment, never hide it."""
-    loc = store._loc
-    report = {"ok": True, "url": store.url, "segments": 0, "rows": 0, "damaged": [],
+    report = {"ok": True, "url": backend.url, "segments": 0, "rows": 0, "damaged": [],
               "orphan_segments": [], "problems": []}
     try:
-        doc = store._fresh_manifest()
+        doc = backend.current_manifest()
     except StoreCorruptionError as exc:
         report.update(ok=False, problems=[str(exc)])
         return report
-    listed = set()
+    report["problems"] = _id_problems(doc)
     for entry in doc["segments"]:
-        listed.add(entry["name"])
         report["segments"] += 1
-        problems = _check_segment(store, entry)
+        problems = _check_segment(zstore, entry)
         if problems:
-            lo = entry.get("bid_min", entry.get("bid0", 0))
-            hi = entry.get("bid_max", entry.get("bid0", 0) + entry["rows"] - 1)
+            lo, hi = bid_range(entry)
             report["damaged"].append({"segment": entry["name"], "rows": entry["rows"],
                                       "backtest_ids": [str(lo), str(hi)],
                                       "problems": problems})
         else:
             report["rows"] += entry["rows"]
-    report["orphan_segments"] = [n for n in loc.list_dir(SEGMENTS_DIR) if n not in listed]
+    listed = {e["name"] for e in doc["segments"]} | {r["name"] for r in doc.get("retired", [])}
+    report["orphan_segments"] = [n for n in backend.list_dir(SEGMENTS_DIR) if n not in listed]
     report["ok"] = not report["damaged"] and not report["problems"]
     return report
 
 
-def _check_segment(store, entry: dict) -> list[str]:
+def _id_problems(doc: dict) -> list[str]:
+    """Id ranges of the manifest's segments that overlap, or reach ``next_bid``."""
+    problems = []
+    ranges = sorted((*bid_range(e), e["name"]) for e in doc["segments"] if e["rows"])
+    for (lo, hi, name), (next_lo, _, next_name) in zip(ranges, ranges[1:]):
+        if next_lo <= hi:
+            problems.append(f"segments {name!r} and {next_name!r} claim the same backtest ids "
+                            f"({next_lo}..{hi})")
+    top = max((hi for _, hi, _ in ranges), default=0)
+    if int(doc.get("next_bid", 1)) <= top:
+        problems.append(f"next_bid {doc.get('next_bid')} is not above the highest id {top}: "
+                        "new backtests would reuse ids")
+    return problems
+
+
+def _check_segment(zstore, entry: dict) -> list[str]:
     try:
-        reader = open_segment(store._zstore, entry["name"])
+        reader = open_segment(zstore, entry["name"])
     except StoreCorruptionError as exc:
         return [str(exc)]
     problems = []

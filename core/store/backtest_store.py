@@ -23,7 +23,8 @@ import zarr
 from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreVersionError,
                          ValidationError)
 from core.store import _keys
-from core.store._backend import CommitCounter, Location, crash_point, empty_manifest
+from core.store._backend import (Backend, CommitCounter, check_version, crash_point,
+                                 empty_manifest, open_backend)
 from core.store._encode import KeyMemo, SegmentData, encode_any
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
@@ -33,7 +34,8 @@ from core.store import _details, _frames, _maintenance, _query
 
 DEFAULT_URL = "data/backtests/store.zarr"
 MODES = ("r", "r+", "a")
-REMOTE_REFRESH_S = 1.0
+#: Files a store's backend may create at its root before the manifest exists.
+OWN_ROOT_FILES = {".lock", "commits.seq", "zarr.json"}
 COUNTER_TRUST_S = 1.0  # a local handle also checks the manifest itself at least this often
 _ROW_MISSES_BEFORE_WARM = 3
 _MEMO_LIMIT = 65_536
@@ -51,7 +53,7 @@ def _retry_after_swap(method):
         try:
             return method(self, *args, **kwargs)
         except StoreCorruptionError:
-            if self._closed or self._loc.manifest_token() == self._token:
+            if self._closed or self._backend.manifest_token() == self._token:
                 raise
             self.refresh(force=True)
             return method(self, *args, **kwargs)
@@ -71,10 +73,9 @@ class BacktestStore:
             raise ValidationError(f"Unknown store mode {mode!r}; use 'r' (read) or 'r+' (write).")
         self.url = os.fspath(url)
         self.mode = mode
-        self._loc = Location(self.url, writable=mode != "r", lock_dir=lock_dir)
-        self._refresh_interval = (refresh_interval if refresh_interval is not None else
-                                  0.0 if self._loc.is_local or self.url.startswith("memory://")
-                                  else REMOTE_REFRESH_S)
+        self._backend: Backend = open_backend(self.url, writable=mode != "r", lock_dir=lock_dir)
+        self._refresh_interval = (refresh_interval if refresh_interval is not None
+                                  else self._backend.refresh_interval)
         self._guard = threading.RLock()
         self._vocab = GlobalVocab()
         self._index: Index | None = None
@@ -92,29 +93,45 @@ class BacktestStore:
         self._category_cache: dict[tuple, tuple[int, pd.CategoricalDtype]] = {}
         self._chunks = _details.ChunkCache()  # decoded curve/trade chunks
         self._closed = False
-        self._zstore = self._loc.zarr_store()
+        self._zstore = self._backend.zarr_store()
         self._open_root()
         self.refresh(force=True)
 
     # ------------------------------------------------------------------ opening / refreshing
     def _open_root(self) -> None:
-        doc, _ = self._loc.read_manifest()
+        doc, _ = self._backend.read_manifest()
         if doc is None:
             if self.mode == "r":
                 raise StoreError(f"No backtest store at {self.url!r}. Open it with mode='r+' to "
                                  "create one, or check the path (setting HINDSIGHT_STORE).")
             self._create()
         self._check_root_attrs()
+        if self.mode != "r" and doc is not None and doc.get("format_version", 0) < FORMAT_VERSION:
+            self._migrate()
 
     def _create(self) -> None:
-        with self._loc.lock():
-            doc, _ = self._loc.read_manifest()
+        with self._backend.lock():
+            doc, _ = self._backend.read_manifest()
             if doc is not None:
                 return
+            foreign = [n for n in self._backend.entries() if n not in OWN_ROOT_FILES]
+            if foreign:
+                raise StoreError(f"{self.url!r} is not empty ({', '.join(foreign[:5])}) and is "
+                                 "not a Hindsight backtest store; nothing was written. Choose a "
+                                 "new or empty folder for the store (setting HINDSIGHT_STORE).")
             root = zarr.open_group(store=self._zstore, mode="a", zarr_format=3)
             if ROOT_ATTR not in root.attrs:
                 root.attrs[ROOT_ATTR] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
-            self._loc.write_manifest(empty_manifest(FORMAT_VERSION))
+            self._backend.write_manifest(empty_manifest())
+
+    def _migrate(self) -> None:
+        """Bring an older store's manifest to this format: one atomic manifest replacement
+        (segments are laid out alike), so a crash leaves the old or the new manifest."""
+        with self._backend.lock():
+            doc = self._fresh_manifest()
+            if doc.get("format_version", 0) < FORMAT_VERSION:
+                doc.setdefault("retired", [])
+                self._write_manifest(doc)
 
     def _check_root_attrs(self) -> None:
         try:
@@ -125,7 +142,7 @@ class BacktestStore:
                                        f"{self.url!r} cannot be read ({exc}).") from exc
         if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
             raise StoreError(f"{self.url!r} is a Zarr store but not a Hindsight backtest store.")
-        _check_version(info.get("format_version"), self.url)
+        check_version(info.get("format_version"), self.url)
 
     def refresh(self, force: bool = False) -> bool:
         """Pick up commits of other handles/processes; True when something changed."""
@@ -138,12 +155,12 @@ class BacktestStore:
             self._checked_at = now
             if not force and self._index is not None and self._manifest_unchanged():
                 return False
-            counter = self._loc.commit_counter()
+            counter = self._backend.commit_counter()
             count = counter.value() if counter else None  # read before the manifest it vouches for
-            doc, token = self._loc.read_manifest()
+            doc, token = self._backend.read_manifest()
             if doc is None:
                 raise StoreError(f"The manifest of {self.url!r} disappeared; the store was removed.")
-            _check_version(doc.get("format_version"), self.url)
+            check_version(doc.get("format_version"), self.url)
             known = {seg.name: seg for seg in (self._index.segments if self._index else [])}
             segments = load_segments(self._zstore, doc["segments"], known, self._vocab)
             self._index = Index(segments, doc.get("tombstones", []), self._vocab)
@@ -175,9 +192,9 @@ class BacktestStore:
 
     def _manifest_unchanged(self) -> bool:
         """True when the manifest is still the loaded one (the counter is trusted again)."""
-        counter = self._loc.commit_counter()
+        counter = self._backend.commit_counter()
         count = counter.value() if counter else None  # read before the manifest it vouches for
-        if self._loc.manifest_token() != self._token:
+        if self._backend.manifest_token() != self._token:
             return False
         self._trust_counter(counter, count)
         return True
@@ -231,7 +248,7 @@ class BacktestStore:
     def _commit_segment(self, data: SegmentData, level: int = WRITE_LEVEL) -> int:
         name = new_segment_name()
         write_segment(self._zstore, name, data, level)
-        with self._guard, self._loc.lock():
+        with self._guard, self._backend.lock():
             crash_point("locked")
             doc = self._fresh_manifest()
             bid0 = int(doc["next_bid"])
@@ -242,24 +259,16 @@ class BacktestStore:
         return bid0
 
     def _fresh_manifest(self) -> dict:
-        doc, _ = self._loc.read_manifest()
-        if doc is None:
-            raise StoreError(f"The manifest of {self.url!r} disappeared; the store was removed.")
-        _check_version(doc.get("format_version"), self.url)
-        return doc
+        return self._backend.current_manifest()
 
     def _write_manifest(self, doc: dict) -> None:
-        doc["version"] = int(doc.get("version", 0)) + 1
-        # this code writes format-FORMAT_VERSION segments: older readers must refuse the store
-        doc["format_version"] = max(int(doc.get("format_version", 0)), FORMAT_VERSION)
-        self._loc.write_manifest(doc)
-        crash_point("manifest_replaced")
+        self._backend.commit(doc)
 
     def delete_backtest(self, bid: str | int | Iterable[str | int]) -> int:
         """Delete one backtest id or a list of them (tombstones); returns how many were deleted."""
         self._check_writable()
-        bids = _bid_list(bid)
-        with self._guard, self._loc.lock():
+        bids = list(dict.fromkeys(_bid_list(bid)))
+        with self._guard, self._backend.lock():
             self.refresh(force=True)
             index = self._index
             rows = index.rows_of_bids(np.asarray(bids, np.int64))
@@ -280,10 +289,10 @@ class BacktestStore:
         """Set the editable note and/or tags of a backtest (None leaves a field unchanged)."""
         self._check_writable()
         (number,) = _bid_list(bid)
-        if note is not None and not isinstance(note, str):
-            raise ValidationError(f"A note must be text, got {type(note).__name__}.")
+        if note is not None:
+            _check_text(note, "A note")
         tag_list = _clean_tags(tags) if tags is not None else None
-        with self._guard, self._loc.lock():
+        with self._guard, self._backend.lock():
             self.refresh(force=True)
             self._require_live_row(number)
             doc = self._fresh_manifest()
@@ -296,14 +305,25 @@ class BacktestStore:
                 doc["notes"].pop(str(number))
             self._write_manifest(doc)
 
-    def compact(self) -> dict:
-        """Merge small segments (dropping deleted rows) and clean leftovers; returns a summary."""
+    def compact(self, grace_s: float = _maintenance.RETIRE_GRACE_S) -> dict:
+        """Merge small segments (dropping deleted rows) and clean leftovers; returns a summary.
+
+        Replaced segments stay readable for ``grace_s`` seconds (readers in other processes
+        may still be reading them) and are removed by a later compaction.
+        """
         self._check_writable()
-        return _maintenance.compact(self)
+        with self._guard:
+            self.refresh(force=True)
+            index = self._index
+            damaged = {s.name for s in index.damaged} | {
+                s.name for s in index.readable if s.bad_rows is not None}
+            summary = _maintenance.compact(self._backend, self._zstore, damaged, grace_s)
+            self.refresh(force=True)
+            return {**summary, "segments": len(self._manifest["segments"])}
 
     def verify(self) -> dict:
         """Check every checksum and structure; a report naming each damaged segment."""
-        return _maintenance.verify(self)
+        return _maintenance.verify(self._backend, self._zstore)
 
     # ------------------------------------------------------------------ key canonicalisation
     def _key(self, symbol, strategy, params, exit_rule) -> tuple[str, str, str, str]:
@@ -609,16 +629,6 @@ def open_store(url: str | os.PathLike = DEFAULT_URL, mode: str = "r", **options)
     return BacktestStore(url, mode=mode, **options)
 
 
-def _check_version(version: Any, url: str) -> None:
-    if not isinstance(version, int):
-        raise StoreCorruptionError(f"The backtest store {url!r} records no format version; its "
-                                   "metadata is damaged.")
-    if version > FORMAT_VERSION:
-        raise StoreVersionError(f"The backtest store {url!r} was written with store format "
-                                f"version {version}; this Hindsight reads format version "
-                                f"{FORMAT_VERSION} and older. Upgrade Hindsight to open it.")
-
-
 def _bid_list(bid) -> list[int]:
     items = [bid] if isinstance(bid, (str, int, np.integer)) else list(bid)
     out = []
@@ -633,13 +643,24 @@ def _bid_list(bid) -> list[int]:
     return out
 
 
+def _check_text(value: Any, what: str) -> None:
+    """Text a manifest can hold: a str that encodes as UTF-8 (no lone surrogate)."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be text, got {type(value).__name__}.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} holds a character that cannot be stored "
+                              f"({value[exc.start:exc.end]!r} at position {exc.start}, a lone "
+                              "surrogate); remove it and save again.") from None
+
+
 def _clean_tags(tags: Iterable[str]) -> list[str]:
     if isinstance(tags, str):
         tags = [t for t in tags.split(",")]
     out = []
     for tag in tags:
-        if not isinstance(tag, str):
-            raise ValidationError(f"Tags must be text, got {tag!r}.")
+        _check_text(tag, f"Tag {tag!r}")
         tag = tag.strip()
         if len(tag) > 64 or "," in tag:
             raise ValidationError(f"Tag {tag[:70]!r} must be at most 64 characters, no commas.")
