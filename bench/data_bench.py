@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data.cached import CachedProvider  # noqa: E402
 from core.data.demo import DemoProvider, generate_demo_universe  # noqa: E402
 from core.data.validate import validate_bars  # noqa: E402
-from core.store.prices import PriceCache  # noqa: E402
+from core.data.prices import PriceCache  # noqa: E402
 
 
 def _seconds(task) -> float:

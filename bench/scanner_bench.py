@@ -21,7 +21,7 @@ from core.data.cached import CachedProvider  # noqa: E402
 from core.data.demo import DemoProvider  # noqa: E402
 from core.engine import run_many  # noqa: E402
 from core.store import BacktestStore  # noqa: E402
-from core.store.prices import PriceCache  # noqa: E402
+from core.data.prices import PriceCache  # noqa: E402
 
 SYMBOLS = 500
 YEARS = 10

@@ -21,7 +21,7 @@ from core.config import Settings, load_settings
 from core.data.provider import Provider, slice_bars
 from core.data.validate import BAR_COLUMNS, validate_bars
 from core.errors import DataUnavailableError, HindsightError
-from core.store.prices import PriceCache
+from core.data.prices import PriceCache
 
 
 class CachedProvider(Provider):

@@ -7,7 +7,7 @@ import pytest
 
 from core.data.cached import CachedProvider
 from core.data.folder import FolderProvider
-from core.store.prices import PriceCache
+from core.data.prices import PriceCache
 
 
 def make_bars(n: int = 10, start: str = "2024-01-01", first_close: float = 100.0) -> pd.DataFrame:

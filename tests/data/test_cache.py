@@ -14,8 +14,8 @@ import pytest
 from core.canonical import bars_fingerprint
 from core.data.demo import generate_demo_universe
 from core.errors import DataValidationError, StoreCorruptionError, StoreVersionError
-from core.store import prices
-from core.store.prices import PriceCache
+from core.data import prices
+from core.data.prices import PriceCache
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,7 +150,7 @@ def _run(code: str, *args: str) -> subprocess.CompletedProcess:
 
 _WRITER = """
 import sys, numpy as np, pandas as pd
-from core.store.prices import PriceCache
+from core.data.prices import PriceCache
 def bars(n, first):
     index = pd.bdate_range("2024-01-01", periods=n).as_unit("ns")
     close = first + np.arange(n, dtype=float)

@@ -13,7 +13,7 @@ from core.data.demo import DemoProvider
 from core.data.folder import FolderProvider
 from core.data.yahoo import DEFAULT_WATCHLIST, YahooProvider
 from core.errors import DataValidationError, UnknownSymbolError
-from core.store.prices import PriceCache
+from core.data.prices import PriceCache
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from core.data.cached import CachedProvider
 from core.data.yahoo import YahooProvider, _with_deadline, normalise_history
 from core.errors import DataUnavailableError, UnknownSymbolError
-from core.store.prices import PriceCache
+from core.data.prices import PriceCache
 
 
 def _closed_port() -> int:

@@ -18,7 +18,7 @@ from core.data.folder import FolderProvider
 from core.engine import run_backtest
 from core.refresh import journal_path, refresh
 from core.store import open_store
-from core.store.prices import PriceCache
+from core.data.prices import PriceCache
 from core.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
