@@ -83,6 +83,24 @@ def provider(source: str | None = None):
     return _provider(config)
 
 
+def source_key() -> str:
+    """Names the data the app reads now: the source, and the folder for the folder source."""
+    config = settings()
+    return f"folder:{config.data_folder}" if config.data_source == "folder" else config.data_source
+
+
+def follow_source(key: str, default) -> None:
+    """Set widget ``key`` to ``default()`` on first use and whenever the data source changes.
+
+    The symbol boxes of the pages call this before drawing the widget (without ``value=``), so
+    they start on the current source's symbols and keep what the user typed otherwise.
+    """
+    marker = f"{key}.source"
+    if st.session_state.get(marker) != source_key():
+        st.session_state[key] = default()
+        st.session_state[marker] = source_key()
+
+
 def sidebar_status() -> None:
     """Sidebar footer: the open store, the data source and how many backtests the store holds."""
     with st.sidebar:
@@ -153,44 +171,54 @@ def user_errors() -> Iterator[list[HindsightError]]:
 # --- forms -------------------------------------------------------------------------------------
 
 def param_input(param, key: str, default: Any = None) -> Any:
-    """One widget for one strategy/exit-rule ``Param``, typed by its kind and bounded by its range."""
+    """One widget for one strategy/exit-rule ``Param``, typed by its kind.
+
+    Numeric boxes take any number: the valid range is in the help text and checked with the
+    submitted value (``core`` names the param and the range). A bounded box would keep a typed
+    out-of-range value in the browser, unapplied, and the app would run with the old one.
+    """
     value = param.default if default is None else default
     label = param.name.replace("_", " ")
     if param.kind_name == "choice":
         choices = list(param.choices)
         index = choices.index(value) if value in choices else 0
         return st.selectbox(label, choices, index=index, key=key, help=param.help or None)
+    help_text = param_help(param)
     if param.kind_name == "int":
-        return int(st.number_input(
-            label, min_value=_bound(param.low, int), max_value=_bound(param.high, int),
-            value=int(value), step=int(param.step or 1), key=key, help=param.help or None,
-        ))
-    return float(st.number_input(
-        label, min_value=_bound(param.low, float), max_value=_bound(param.high, float),
-        value=float(value), step=float(param.step or 0.01), format="%g", key=key,
-        help=param.help or None,
-    ))
+        return int(st.number_input(label, value=int(value), step=int(param.step or 1), key=key,
+                                   help=help_text))
+    return float(st.number_input(label, value=float(value), step=float(param.step or 0.01),
+                                 format="%g", key=key, help=help_text))
 
 
-def _bound(value, kind):
-    return None if value is None else kind(value)
+def param_help(param) -> str | None:
+    """A param's help text followed by its valid range, e.g. "RSI look-back (2 to 500)"."""
+    if param.low is None and param.high is None:
+        return param.help or None
+    low = "any" if param.low is None else f"{param.low:g}"
+    high = "any" if param.high is None else f"{param.high:g}"
+    bounds = f"valid: {low} to {high}"
+    return f"{param.help} ({bounds})" if param.help else bounds.capitalize()
 
 
-def params_form(strategy, key: str, json_editor: bool = False) -> dict[str, Any] | str:
+def json_toggle(key: str) -> bool:
+    """The switch between the params widgets and a JSON text area (for power users)."""
+    return st.toggle("Edit params as JSON", key=f"{key}.use_json",
+                     help="For power users: paste or type the params as a JSON object.")
+
+
+def params_form(strategy, key: str, as_json: bool = False) -> dict[str, Any] | str:
     """Widgets generated from ``strategy.params``; returns the params dict.
 
-    With ``json_editor`` a text area is offered as well; when the user opts in, its raw text is
-    returned (to be parsed with :func:`parse_params_json`, so a typo becomes an ``st.error``).
+    With ``as_json`` a text area (pre-filled with the defaults) is shown instead and its raw
+    text returned, to be parsed with :func:`parse_params_json` (a typo becomes an ``st.error``).
     """
-    values = {p.name: param_input(p, key=f"{key}.{strategy.name}.{p.name}") for p in strategy.params}
-    if not json_editor:
-        return values
-    use_json = st.toggle("Edit params as JSON", key=f"{key}.use_json",
-                         help="For power users: paste or type the params as a JSON object.")
-    if not use_json:
-        return values
-    return st.text_area("Params JSON", value=json.dumps(values), key=f"{key}.json.{strategy.name}",
-                        height=90)
+    if as_json:
+        current = {p.name: st.session_state.get(f"{key}.{strategy.name}.{p.name}", p.default)
+                   for p in strategy.params}  # what the widgets held before the switch
+        return st.text_area("Params JSON", value=json.dumps(current),
+                            key=f"{key}.json.{strategy.name}", height=90)
+    return {p.name: param_input(p, key=f"{key}.{strategy.name}.{p.name}") for p in strategy.params}
 
 
 def parse_params_json(text: str) -> dict[str, Any]:
@@ -212,14 +240,25 @@ def parse_params_json(text: str) -> dict[str, Any]:
     return value
 
 
-def exit_rule_form(key: str) -> list[dict[str, Any]]:
-    """Exit-rule widgets generated from ``core.exits.EXIT_RULE_TYPES``; returns the rule list."""
+def exit_kinds_picker(key: str) -> list[str]:
+    """Which extra exit types (stop loss, take profit, ...) the rule adds to the signal exit."""
+    from core.exits import EXIT_RULE_TYPES
+
+    kinds = [name for name in EXIT_RULE_TYPES if name != "signal"]
+    return st.multiselect("Extra exits", kinds, default=[], key=f"{key}.kinds",
+                          format_func=lambda k: k.replace("_", " "))
+
+
+def exit_rule_form(key: str, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Exit-rule widgets generated from ``core.exits.EXIT_RULE_TYPES``; returns the rule list.
+
+    ``kinds``: the extra exit types chosen outside a form (see :func:`exit_kinds_picker`);
+    None shows that picker here.
+    """
     from core.exits import EXIT_RULE_TYPES
 
     use_signal = st.checkbox("Exit on the strategy's exit signal", value=True, key=f"{key}.signal")
-    kinds = [name for name in EXIT_RULE_TYPES if name != "signal"]
-    chosen = st.multiselect("Extra exits", kinds, default=[], key=f"{key}.kinds",
-                            format_func=lambda k: k.replace("_", " "))
+    chosen = exit_kinds_picker(key) if kinds is None else list(kinds)
     rule: list[dict[str, Any]] = [{"type": "signal"} if use_signal
                                   else {"type": "signal", "enabled": False}]
     for kind in chosen:
@@ -228,6 +267,18 @@ def exit_rule_form(key: str) -> list[dict[str, Any]]:
             entry[param.name] = param_input(param, key=f"{key}.{kind}.{param.name}")
         rule.append(entry)
     return rule
+
+
+def check_range(label: str, value: float, low: float | None = None,
+                high: float | None = None) -> float:
+    """``value`` when ``low <= value <= high``, else a ``ParamError`` naming the box and range."""
+    from core.errors import ParamError
+
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (f"{low:g} to {high:g}" if low is not None and high is not None
+                  else f"at least {low:g}" if low is not None else f"at most {high:g}")
+        raise ParamError(f"{label} = {value:g} is out of range; use {bounds}.")
+    return value
 
 
 def strategy_picker(label: str, key: str, multi: bool = False):
@@ -366,8 +417,11 @@ def run_and_store(symbol: str, strategy: str, params, exit_rule, *, start=None, 
     raises a ``HindsightError`` before anything is stored.
     """
     from core.engine import run_backtest
-    from core.exits import exit_label
+    from core.exits import canonical_exit_rule, exit_label
+    from core.strategies import validate_params
 
+    validate_params(strategy, params)  # the typed values against the schema, before any work
+    canonical_exit_rule(exit_rule)
     bars = load_bars(symbol, start, end, source=source)
     result = run_backtest(bars, strategy, params, exit_rule, symbol=symbol, **run_kwargs)
     the_store = store()
