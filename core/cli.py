@@ -18,7 +18,9 @@ from core.errors import HindsightError, ValidationError
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran but found a problem (e.g. verify found damage)
-EXIT_BAD_INPUT = 2  # HindsightError / usage error
+EXIT_BAD_INPUT = 2  # HindsightError / usage error / any other bad input
+#: Whole numbers in JSON options longer than this are refused before Python converts them.
+MAX_JSON_DIGITS = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,12 +69,32 @@ def _json_arg(text: str | None, option: str, example: str) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=lambda digits: _json_int(digits, option, example))
     except json.JSONDecodeError as exc:
         raise ValidationError(
-            f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {text!r}. "
+            f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {_clip(text)}. "
             f"Example: {option} '{example}'."
         ) from None
+    except RecursionError:
+        raise ValidationError(
+            f"{option} nests lists or objects too deeply. Example: {option} '{example}'."
+        ) from None
+
+
+def _json_int(digits: str, option: str, example: str) -> int:
+    """A JSON whole number, refused when it is longer than any value a setting could take."""
+    if len(digits.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValidationError(
+            f"{option} holds the number {_clip(digits, 12)} ({len(digits.lstrip('-'))} digits), "
+            f"far too large for any parameter. Example: {option} '{example}'."
+        )
+    return int(digits)
+
+
+def _clip(text: str, keep: int = 60) -> str:
+    """``text`` for a message: at most ``keep`` characters, the rest counted."""
+    text = str(text)
+    return repr(text) if len(text) <= keep else f"{text[:keep]!r}... ({len(text)} characters)"
 
 
 def _exit_rules_arg(values: list[str] | None) -> list[Any]:
@@ -657,8 +679,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(ctx, args)
     except HindsightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input(str(exc))
+    except (ValueError, OverflowError) as exc:  # bad input caught below the core's own checks
+        return _bad_input(_input_message(exc))
     except BrokenPipeError:  # `... | head` closed the pipe: not an error
         return EXIT_OK
     except OSError as exc:  # a path given on the command line cannot be read or written
@@ -668,3 +691,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _bad_input(message: str) -> int:
+    """Print ``error: <message>`` as one line on stderr; the exit code for bad input."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _input_message(exc: ValueError | OverflowError) -> str:
+    """What to tell the user about a ValueError/OverflowError raised by their input."""
+    pandas_errors = sys.modules.get("pandas.errors")
+    if pandas_errors is not None and isinstance(exc, pandas_errors.OutOfBoundsDatetime):
+        from core.data.validate import DATE_RANGE
+
+        return f"a date is out of range ({exc}). Use dates from {DATE_RANGE}."
+    if isinstance(exc, OverflowError):
+        return f"a number is too large ({exc}). Use smaller values."
+    return f"invalid input: {exc}. Check the values given on the command line."

@@ -13,6 +13,8 @@ from pathlib import Path
 from core.errors import ValidationError
 
 DATA_SOURCES = ("demo", "folder", "yahoo")
+#: Named date readings of the folder source; any value holding "%" is a strftime pattern.
+DATE_FORMATS = ("auto", "dayfirst", "monthfirst")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Settings:
     demo_symbols: int = 60
     demo_years: int = 12
     watchlist: str = ""  # comma-separated tickers for the yahoo source (empty: built-in list)
+    date_format: str = "auto"  # folder files: auto | dayfirst | monthfirst | "%d/%m/%Y" ...
 
 
 _ENV = {
@@ -34,6 +37,7 @@ _ENV = {
     "price_cache": "HINDSIGHT_PRICE_CACHE",
     "max_grid_cells": "HINDSIGHT_MAX_GRID_CELLS",
     "watchlist": "HINDSIGHT_WATCHLIST",
+    "date_format": "HINDSIGHT_DATE_FORMAT",
 }
 
 
@@ -70,4 +74,13 @@ def load_settings(path: str | os.PathLike | None = None, **overrides: object) ->
         raise ValidationError(
             f"Unknown data source {settings.data_source!r}. Use one of {', '.join(DATA_SOURCES)}."
         )
+    _check_date_format(settings.date_format)
     return settings
+
+
+def _check_date_format(value: str) -> None:
+    if value not in DATE_FORMATS and "%" not in value:
+        raise ValidationError(
+            f"Unknown date_format {value!r}. Use auto, dayfirst, monthfirst or a pattern such "
+            "as '%d/%m/%Y %H:%M'."
+        )

@@ -7,6 +7,11 @@ strategy, params, exit rule) key, plus that configuration's pooled figures acros
 
 Only the tail of the bars that the indicators need is computed on (with a generous warm-up, so
 recursive indicators such as Wilder's RSI have converged to their full-history values).
+
+A symbol whose data cannot be loaded (a malformed file, an unknown name) is skipped and listed in
+``frame.attrs["skipped"]``; every other symbol is still scanned. Each row says how old its
+signal is (``bars_since_signal``), when the symbol's data ends (``last_bar``) and whether that is
+older than the data's calendar expects (``data_stale``, see ``is_stale``).
 """
 from __future__ import annotations
 
@@ -19,13 +24,14 @@ import pandas as pd
 
 from core import strategies
 from core.canonical import canonical_json, stable_hash
-from core.errors import ValidationError
+from core.errors import HindsightError, ValidationError
 from core.exits import canonical_exit_rule
 
 #: Columns of a scan result, in order.
 SIGNAL_COLUMNS: tuple[str, ...] = (
     "symbol", "strategy", "signal_date", "bars_ago", "signal_close", "close", "last_date",
     "params_json", "exit_json", "params_hash", "exit_hash",
+    "bars_since_signal", "last_bar", "data_stale",
 )
 
 #: The exact store key of a signal row.
@@ -41,6 +47,13 @@ POOLED_COLUMNS: tuple[str, ...] = ("pooled_trades", "pooled_win_rate", "pooled_s
 
 WARMUP_FACTOR = 10  # bars computed per bar of indicator look-back
 MIN_TAIL = 300  # never compute on fewer bars than this (recursive indicators converge)
+#: Sessions a symbol's data may miss, beyond one bar interval, before it counts as stale
+#: (a holiday plus a data update that comes in late).
+STALE_TOLERANCE_SESSIONS = 2
+#: Data with at least this share of weekend bars trades every day (crypto); else weekdays.
+EVERY_DAY_WEEKEND_SHARE = 0.2
+#: Recent bars looked at to tell the calendar and the bar interval.
+CALENDAR_BARS = 500
 
 
 def scan(
@@ -53,21 +66,25 @@ def scan(
     symbols: Sequence[str] | None = None,
     start: Any = None,
     end: Any = None,
+    now: Any = None,
 ) -> pd.DataFrame:
     """Symbols whose entry signal fired on one of their last ``lookback`` bars.
 
     ``source`` is either a mapping symbol -> bars or a data provider; a provider is asked for
-    ``symbols`` (default: all of its symbols) through ``provider.load_many(symbols, start, end)``.
-    ``params`` are validated and completed by the strategy's schema; ``exit_rule`` is
-    canonicalised (it does not change the signal, it names the stored configuration to join).
+    ``symbols`` (default: all of its symbols) through ``provider.load_available``, so symbols
+    that cannot be loaded are skipped and listed in ``attrs["skipped"]`` as
+    ``{"symbol", "error"}`` dicts. ``params`` are validated and completed by the strategy's
+    schema; ``exit_rule`` is canonicalised (it does not change the signal, it names the stored
+    configuration to join). ``now`` (default: the current local time) decides ``data_stale``.
     Returns one row per firing symbol (columns ``SIGNAL_COLUMNS``), newest signals first.
     """
     strat = strategies.get_strategy(strategy)
-    full_params = strategies.validate_params(strat.name, dict(params or {}))
+    full_params = strategies.validate_params(strat.name, {} if params is None else params)
     rule = canonical_exit_rule(exit_rule)
     lookback = _check_lookback(lookback)
-    bars_by_symbol = _universe_bars(source, symbols, start, end)
+    bars_by_symbol, skipped = _universe_bars(source, symbols, start, end)
     tail = _tail_length(strat.name, full_params, lookback)
+    now = pd.Timestamp.now() if now is None else pd.Timestamp(now)
 
     identity = {
         "strategy": strat.name,
@@ -78,12 +95,21 @@ def scan(
     }
     rows = []
     for symbol, bars in bars_by_symbol.items():
-        hit = _latest_entry(strat, full_params, bars, tail, lookback)
+        try:
+            hit = _latest_entry(strat, full_params, bars, tail, lookback)
+        except HindsightError as exc:
+            skipped[symbol] = str(exc)
+            continue
         if hit is not None:
-            rows.append({"symbol": symbol, **identity, **hit})
+            rows.append({"symbol": symbol, **identity, **hit,
+                         "data_stale": is_stale(bars.index, now)})
     frame = pd.DataFrame(rows, columns=list(SIGNAL_COLUMNS))
-    frame["bars_ago"] = frame["bars_ago"].astype("int64")
-    return frame.sort_values(["bars_ago", "symbol"], kind="stable").reset_index(drop=True)
+    for column, dtype in (("bars_ago", "int64"), ("bars_since_signal", "int64"),
+                          ("data_stale", "bool")):
+        frame[column] = frame[column].astype(dtype)
+    frame = frame.sort_values(["bars_ago", "symbol"], kind="stable").reset_index(drop=True)
+    frame.attrs["skipped"] = [{"symbol": s, "error": e} for s, e in skipped.items()]
+    return frame
 
 
 def _check_lookback(lookback: Any) -> int:
@@ -99,20 +125,33 @@ def _check_lookback(lookback: Any) -> int:
     return value
 
 
-def _universe_bars(source, symbols, start, end) -> dict[str, pd.DataFrame]:
-    """Bars per symbol from a mapping or a provider; an empty universe is an error."""
+def _universe_bars(source, symbols, start, end) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """(bars per symbol, error per skipped symbol) from a mapping or a provider.
+
+    A universe with nothing to scan is an error; when every symbol was skipped it names them.
+    """
+    skipped: dict[str, str] = {}
     if isinstance(source, Mapping):
         wanted = list(source) if symbols is None else list(symbols)
         bars = {s: source[s] for s in wanted if s in source}
     else:
         wanted = list(source.symbols()) if symbols is None else list(symbols)
-        bars = dict(source.load_many(wanted, start=start, end=end)) if wanted else {}
-    if not bars:
-        raise ValidationError(
-            "The universe is empty: no symbols with price data to scan. "
-            "Pick the demo universe, point the data folder at your CSV files, or type symbols."
-        )
-    return bars
+        if not wanted:
+            bars = {}
+        elif hasattr(source, "load_available"):  # every Provider; a bare load_many cannot skip
+            bars, skipped = source.load_available(wanted, start=start, end=end)
+        else:
+            bars = source.load_many(wanted, start=start, end=end)
+    if bars:
+        return dict(bars), dict(skipped)
+    if skipped:
+        first, *others = skipped.values()
+        more = f" ({len(others)} more symbol(s) skipped too)" if others else ""
+        raise ValidationError(f"No symbol could be scanned: {first}{more}")
+    raise ValidationError(
+        "The universe is empty: no symbols with price data to scan. "
+        "Pick the demo universe, point the data folder at your CSV files, or type symbols."
+    )
 
 
 def _tail_length(strategy: str, params: dict[str, Any], lookback: int) -> int:
@@ -139,12 +178,55 @@ def _latest_entry(strat, params, bars: pd.DataFrame, tail: int, lookback: int) -
     bars_ago = len(window) - 1 - int(fired[-1])
     close = columns[3]
     return {
-        "signal_date": bars.index[-1 - bars_ago],
+        "signal_date": bars.index[-1 - bars_ago],  # the full timestamp: intraday keeps its time
         "bars_ago": bars_ago,
         "signal_close": float(close[-1 - bars_ago]),
         "close": float(close[-1]),
         "last_date": bars.index[-1],
+        "bars_since_signal": bars_ago,
+        "last_bar": bars.index[-1],
     }
+
+
+def trades_every_day(index: pd.DatetimeIndex) -> bool:
+    """Whether bars come seven days a week (crypto) rather than on weekdays (exchanges, FX)."""
+    recent = index[-CALENDAR_BARS:]
+    return len(recent) > 0 and float((recent.day_of_week >= 5).mean()) >= EVERY_DAY_WEEKEND_SHARE
+
+
+def _sessions_between(first: pd.Timestamp, last: pd.Timestamp, every_day: bool) -> int:
+    """Sessions on the days after ``first`` and before ``last`` (both exclusive)."""
+    a, b = first.normalize() + pd.Timedelta(days=1), last.normalize()
+    if b <= a:
+        return 0
+    if every_day:
+        return (b - a).days
+    return int(np.busday_count(a.date(), b.date()))
+
+
+def _bar_interval(index: pd.DatetimeIndex, every_day: bool) -> int:
+    """Typical sessions from one bar to the next (1 for daily and intraday, ~21 for monthly)."""
+    days = index[-CALENDAR_BARS:].normalize().unique().to_numpy().astype("datetime64[D]")
+    if len(days) < 2:
+        return 1
+    gaps = np.diff(days).astype(np.int64) if every_day else np.busday_count(days[:-1], days[1:])
+    return max(1, int(np.median(gaps)))
+
+
+def is_stale(index: pd.DatetimeIndex, now: Any = None) -> bool:
+    """Whether data ending at ``index[-1]`` is older than its calendar expects at ``now``.
+
+    The calendar is every day for data with weekend bars (``trades_every_day``), else weekdays
+    (no holiday list). Stale means more than one bar interval plus ``STALE_TOLERANCE_SESSIONS``
+    sessions passed between the last bar's day and today (today's session is not counted: it
+    may not be over). Daily weekday data from Friday is stale on Thursday.
+    """
+    if len(index) == 0:
+        return True
+    now = pd.Timestamp.now() if now is None else pd.Timestamp(now)
+    every_day = trades_every_day(index)
+    missed = _sessions_between(index[-1], now, every_day)
+    return missed > _bar_interval(index, every_day) - 1 + STALE_TOLERANCE_SESSIONS
 
 
 def add_backtest_stats(signals: pd.DataFrame, store, universe: Sequence[str] | None = None

@@ -57,6 +57,31 @@ class CachedProvider(Provider):
         histories = self.histories(checked)
         return {symbol: slice_bars(histories[symbol], symbol, start, end) for symbol in checked}
 
+    def load_available(self, symbols, start=None, end=None
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+        """``load_many`` that skips what cannot be loaded: (bars, error message per skipped symbol).
+
+        A symbol whose file is malformed is skipped even when an older copy is cached: the
+        file is what the user sees, so it is reported rather than silently replaced.
+        """
+        known = self.symbols()
+        checked, skipped = [], {}
+        for symbol in dict.fromkeys(symbols):
+            try:
+                checked.append(self.check_symbol(symbol, known))
+            except HindsightError as exc:
+                skipped[symbol] = str(exc)
+        histories = self.histories(checked, failures=skipped)
+        bars = {}
+        for symbol in checked:
+            if symbol in skipped:
+                continue
+            try:
+                bars[symbol] = slice_bars(histories[symbol], symbol, start, end)
+            except HindsightError as exc:
+                skipped[symbol] = str(exc)
+        return bars, skipped
+
     def refresh(self, symbols=None) -> dict[str, int]:
         """Bring symbols (default: all) up to date now; new rows per symbol.
 
@@ -80,13 +105,19 @@ class CachedProvider(Provider):
         return {s: self.cache.info(self.cache_key, s)["rows"] - before[s]
                 for s in checked if s not in failures}
 
-    def histories(self, symbols: list[str]) -> dict[str, pd.DataFrame]:
-        """Full cached histories, fetching what is missing or stale first."""
+    def histories(self, symbols: list[str], failures: dict[str, str] | None = None
+                  ) -> dict[str, pd.DataFrame]:
+        """Full cached histories, fetching what is missing or stale first.
+
+        With ``failures`` given, a symbol that cannot be fetched is recorded there (symbol ->
+        message) and left out instead of raising.
+        """
         cached = self.cache.load_many(self.cache_key, symbols)
-        updated = self._sync(symbols, cached)
+        updated = self._sync(symbols, cached, failures=failures)
         if updated:
             cached.update(self.cache.load_many(self.cache_key, updated))
-        return {symbol: cached[symbol] for symbol in symbols}
+        return {symbol: cached[symbol] for symbol in symbols
+                if symbol in cached and symbol not in (failures or {})}
 
     def _sync(self, symbols: list[str], cached: dict, force: bool = False,
               failures: dict[str, str] | None = None) -> list[str]:
@@ -193,7 +224,7 @@ def make_source(settings: Settings) -> Provider:
     if settings.data_source == "folder":
         from core.data.folder import FolderProvider
 
-        return FolderProvider(settings.data_folder)
+        return FolderProvider(settings.data_folder, settings.date_format)
     if settings.data_source == "yahoo":
         from core.data.yahoo import DEFAULT_WATCHLIST, YahooProvider
 

@@ -7,7 +7,8 @@ a date column (``Date``, ``Datetime``, ``timestamp``, ``time``, ``index`` or the
 Adjusted prices: when an adjusted close column exists, open/high/low/close are all multiplied by
 ``adj_close / close`` on each bar, so returns include dividends and splits and the bars stay
 consistent (low <= open, close <= high); volume is left as is. Without it the prices are used as
-they are. Timestamps with a UTC offset keep their local wall-clock time.
+they are. Timestamps with a UTC offset keep their local wall-clock time. Numeric dates such as
+``02/01/2020`` are read day-first or month-first for the whole file (``core/data/dates.py``).
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.dates import parse_dates
 from core.data.provider import Provider, slice_bars
 from core.data.symbols import validate_symbol
-from core.data.validate import PRICE_COLUMNS, validate_bars
+from core.data.validate import DATE_RANGE, PRICE_COLUMNS, validate_bars
 from core.errors import DataUnavailableError, DataValidationError
 
 SUFFIXES = (".parquet", ".pq", ".csv")  # preference order when a symbol has several files
@@ -37,14 +39,19 @@ def _key(name: object) -> str:
     return re.sub(r"[\s_\-.:]", "", str(name).lower())
 
 
-def read_ohlcv_csv(path: str | os.PathLike, symbol: str | None = None) -> pd.DataFrame:
+def read_ohlcv_csv(path: str | os.PathLike, symbol: str | None = None,
+                  date_format: str = "auto") -> pd.DataFrame:
     """Validated bars from any OHLCV CSV with a date column (symbol defaults to the file stem)."""
     path = Path(path)
-    return slice_bars(read_bars_file(path, symbol or path.stem), symbol or path.stem)
+    return slice_bars(read_bars_file(path, symbol or path.stem, date_format), symbol or path.stem)
 
 
-def read_bars_file(path: Path, symbol: str) -> pd.DataFrame:
-    """A CSV or Parquet file -> validated bars (columns matched loosely, adjusted if possible)."""
+def read_bars_file(path: Path, symbol: str, date_format: str = "auto") -> pd.DataFrame:
+    """A CSV or Parquet file -> validated bars (columns matched loosely, adjusted if possible).
+
+    ``date_format`` is the setting of that name: ``auto``, ``dayfirst``, ``monthfirst`` or a
+    ``strftime`` pattern (see ``core.data.dates.parse_dates``).
+    """
     if not path.is_file():
         raise DataValidationError(f"{symbol}: file {path} does not exist.")
     try:
@@ -54,7 +61,7 @@ def read_bars_file(path: Path, symbol: str) -> pd.DataFrame:
         raise DataValidationError(f"{symbol}: file {path} is empty. Add bars or remove it.") from None
     except (OSError, ValueError) as exc:
         raise DataValidationError(f"{symbol}: cannot read {path}: {exc}.") from None
-    return validate_bars(_standardise(raw, symbol, path), symbol)
+    return validate_bars(_standardise(raw, symbol, path, date_format), symbol)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -67,7 +74,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _standardise(raw: pd.DataFrame, symbol: str, path: Path) -> pd.DataFrame:
+def _standardise(raw: pd.DataFrame, symbol: str, path: Path,
+                 date_format: str = "auto") -> pd.DataFrame:
     """Find the date and OHLCV columns, index by date, apply the adjusted-close factor."""
     if not isinstance(raw.index, pd.RangeIndex):  # e.g. Parquet written with a date index
         raw = raw.reset_index()
@@ -87,7 +95,7 @@ def _standardise(raw: pd.DataFrame, symbol: str, path: Path) -> pd.DataFrame:
         )
     if raw.empty:
         raise DataValidationError(f"{symbol}: {path.name} has a header but no bars.")
-    index = _parse_dates(raw[date_column], symbol, path)
+    index = _parse_dates(raw[date_column], symbol, path, date_format)
     bars = pd.DataFrame(
         {name: _numbers(raw[fields[name]], name, index, symbol) for name in PRICE_COLUMNS},
         index=index,
@@ -102,21 +110,29 @@ def _standardise(raw: pd.DataFrame, symbol: str, path: Path) -> pd.DataFrame:
     return bars
 
 
-def _parse_dates(column: pd.Series, symbol: str, path: Path) -> pd.DatetimeIndex:
+def _parse_dates(column: pd.Series, symbol: str, path: Path,
+                 date_format: str = "auto") -> pd.DatetimeIndex:
     """Dates from a column; a trailing UTC offset is dropped so local wall-clock time is kept."""
     if pd.api.types.is_datetime64_any_dtype(column):
         parsed = column.dt.tz_localize(None) if column.dt.tz is not None else column
     else:
         column = column.astype(str).str.strip().str.replace(_OFFSET, "", regex=True)
-        parsed = pd.to_datetime(column, errors="coerce", format="ISO8601")
-        if parsed.isna().any():
-            parsed = pd.to_datetime(column, errors="coerce", format="mixed")
+        parsed = parse_dates(column, date_format, f"{symbol}: {path.name}")
     bad = parsed.isna().to_numpy()
     if bad.any():
         rows = ", ".join(repr(v) for v in column[bad].head(5))
+        how = "Use YYYY-MM-DD." if date_format == "auto" else \
+            f"They were read with date_format = {date_format!r}; fix them or the setting."
         raise DataValidationError(
             f"{symbol}: {path.name} has {int(bad.sum())} value(s) in the date column that are not "
-            f"dates, first: {rows}. Use YYYY-MM-DD."
+            f"dates, first: {rows}. {how}"
+        )
+    outside = ((parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max)).to_numpy()
+    if outside.any():
+        rows = ", ".join(repr(str(v)) for v in column[outside].head(5))
+        raise DataValidationError(
+            f"{symbol}: {path.name} has {int(outside.sum())} date(s) outside "
+            f"{DATE_RANGE}, first: {rows}. Fix or remove those rows."
         )
     return pd.DatetimeIndex(parsed).as_unit("ns")
 
@@ -138,8 +154,9 @@ class FolderProvider(Provider):
     name = "folder"
     label = "your files"
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, date_format: str = "auto"):
         self.folder = Path(folder)
+        self.date_format = date_format
         self.cache_key = f"folder:{self.folder.absolute()}"
 
     def files(self) -> dict[str, Path]:
@@ -164,13 +181,13 @@ class FolderProvider(Provider):
         return sorted(self.files())
 
     def fetch(self, symbol: str) -> pd.DataFrame:
-        return read_bars_file(self.files()[symbol], symbol)
+        return read_bars_file(self.files()[symbol], symbol, self.date_format)
 
     def signatures(self, symbols: list[str]) -> dict[str, list]:
-        """Per symbol: file name, mtime and size — any rewrite changes it, so the cache re-reads."""
+        """Per symbol: file name, mtime, size and date_format — a change to any re-reads the file."""
         files = self.files()
         out = {}
         for symbol in symbols:
             stat = files[symbol].stat()
-            out[symbol] = [files[symbol].name, stat.st_mtime_ns, stat.st_size]
+            out[symbol] = [files[symbol].name, stat.st_mtime_ns, stat.st_size, self.date_format]
         return out

@@ -14,8 +14,8 @@ import pandas as pd
 
 from core.canonical import fingerprint_of, stamp_fingerprint
 from core.data.symbols import validate_symbol
-from core.data.validate import validate_bars
-from core.errors import DataValidationError, UnknownSymbolError, did_you_mean
+from core.data.validate import DATE_RANGE, validate_bars
+from core.errors import DataValidationError, HindsightError, UnknownSymbolError, did_you_mean
 
 
 class Provider(ABC):
@@ -53,6 +53,21 @@ class Provider(ABC):
     def load_many(self, symbols: Iterable[str], start=None, end=None) -> dict[str, pd.DataFrame]:
         """``load_bars`` for several symbols, keyed by symbol in the order given."""
         return {symbol: self.load_bars(symbol, start, end) for symbol in symbols}
+
+    def load_available(self, symbols: Iterable[str], start=None, end=None
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+        """``load_many`` that skips what cannot be loaded: (bars, error message per skipped symbol).
+
+        An unknown symbol, a malformed file or a range without bars is reported instead of
+        stopping the other symbols.
+        """
+        bars, skipped = {}, {}
+        for symbol in dict.fromkeys(symbols):
+            try:
+                bars[symbol] = self.load_bars(symbol, start, end)
+            except HindsightError as exc:
+                skipped[symbol] = str(exc)
+        return bars, skipped
 
     def check_symbol(self, symbol: str, known: Iterable[str] | None = None) -> str:
         """Validate the name and make sure this source has it (did-you-mean otherwise)."""
@@ -94,7 +109,15 @@ def _timestamp(value, label: str, symbol: str) -> pd.Timestamp | None:
         ) from None
     if pd.isna(stamp):
         return None
-    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+    stamp = stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+    if pd.Timestamp.min <= stamp <= pd.Timestamp.max:
+        return stamp
+    if (label == "start") == (stamp < pd.Timestamp.min):  # before all data / after all data
+        return None  # e.g. end 9999-12-31: no bound on that side
+    raise DataValidationError(
+        f"{symbol}: {label} date {value!r} is outside the dates bars can have "
+        f"({DATE_RANGE}). Use a date in that range."
+    )
 
 
 def slice_bars(bars: pd.DataFrame, symbol: str, start=None, end=None) -> pd.DataFrame:

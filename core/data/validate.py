@@ -17,6 +17,8 @@ from core.errors import DataValidationError
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+#: Whole days a bar's timestamp can fall on (pandas' nanosecond timestamps).
+DATE_RANGE = "1677-09-22 to 2262-04-11"
 _COLUMN_LIST = list(BAR_COLUMNS)
 _FLOAT_DTYPES = [np.dtype(np.float64)] * len(BAR_COLUMNS)
 _SHOWN_ROWS = 5  # how many bad dates an error message lists

@@ -38,6 +38,8 @@ _KEYWORDS = {"and", "or", "not"}
 _COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
             "==": np.equal, "=": np.equal, "!=": np.not_equal}
 MAX_QUERY_LENGTH = 2_000
+#: Parentheses and ``not`` nested deeper than this are refused (the parser recurses on them).
+MAX_NESTING = 32
 
 
 @dataclass
@@ -145,6 +147,7 @@ class _Parser:
         self.tokens = tokenize(text)
         self.pos = 0
         self.columns = columns
+        self.depth = 0
 
     def parse(self) -> np.ndarray:
         if not self.tokens:
@@ -182,18 +185,23 @@ class _Parser:
 
     def _not(self) -> np.ndarray:
         token = self._peek()
-        if token is not None and token.kind == "not":
-            self.pos += 1
-            return ~self._not()
-        if token is not None and token.kind == "lparen":
-            self.pos += 1
+        if token is None or token.kind not in ("not", "lparen"):
+            return self._comparison()
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise QueryError(f"where nests parentheses or 'not' more than {MAX_NESTING} deep "
+                             f"(at position {token.pos}). Write the condition flatter.")
+        self.pos += 1
+        if token.kind == "not":
+            mask = ~self._not()
+        else:
             mask = self._or()
             closing = self._take()
             if closing.kind != "rparen":
                 raise QueryError(f"Expected ')' at position {closing.pos} of where, got "
                                  f"{closing.text!r}.")
-            return mask
-        return self._comparison()
+        self.depth -= 1
+        return mask
 
     def _comparison(self) -> np.ndarray:
         left = self._operand()
@@ -257,7 +265,17 @@ class _Parser:
         if right.kind != "number":
             raise QueryError(f"Numeric column {column!r} compares with a number, got "
                              f"{right.text}.")
-        return _numeric_compare(values, op, float(right.text))
+        return _numeric_compare(values, op, _number(right.text))
+
+
+def _number(text: str) -> float:
+    """A number of a where expression; beyond float range it is refused, not read as inf."""
+    value = float(text)
+    if not np.isfinite(value):
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+        raise QueryError(f"The number {shown} in where is out of range; use a finite number "
+                         "such as 0.55 or 1e6.")
+    return value
 
 
 def _numeric_compare(values: np.ndarray, op: str, other) -> np.ndarray:

@@ -15,16 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 class Cli:
     """``cli("run", "--strategy", ...)`` -> CompletedProcess, in a fresh ``python -m core``."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, **settings: object):
         self.workdir = workdir
         self.config = workdir / "config.toml"
-        self.config.write_text(
-            'data_source = "demo"\n'
-            "demo_symbols = 3\n"
-            "demo_years = 2\n"
-            f'price_cache = "{workdir / "prices.zarr"}"\n'
-            f'store_url = "{workdir / "store.zarr"}"\n'
-        )
+        values = {"data_source": "demo", "demo_symbols": 3, "demo_years": 2,
+                  "price_cache": str(workdir / "prices.zarr"),
+                  "store_url": str(workdir / "store.zarr"), **settings}
+        self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
         self.env = {**os.environ, "HINDSIGHT_CONFIG": str(self.config), "PYTHONPATH": str(ROOT)}
         for name in ("HINDSIGHT_STORE", "HINDSIGHT_DATA_SOURCE", "HINDSIGHT_PRICE_CACHE"):
             self.env.pop(name, None)
@@ -43,3 +40,9 @@ class Cli:
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory) -> Cli:
     return Cli(tmp_path_factory.mktemp("cli"))
+
+
+@pytest.fixture(scope="module")
+def new_cli(tmp_path_factory):
+    """``new_cli(name, **settings)``: a Cli in a fresh folder, with settings for its config.toml."""
+    return lambda name="cli", **settings: Cli(tmp_path_factory.mktemp(name), **settings)
