@@ -97,3 +97,48 @@ def _metric_mismatch(stored: dict[str, Any], fresh: dict[str, Any]) -> str:
         if not math.isclose(a, b, rel_tol=_RTOL, abs_tol=1e-12):
             return f"{name} {a!r} stored vs {b!r} now"
     return ""
+
+
+def exit_reason_summary(trades) -> Any:
+    """Per exit reason: trades, win rate, average and total return and P&L, most used first.
+
+    A last row ``all`` sums up every trade. Empty (same columns) when there are no trades.
+    """
+    import pandas as pd
+
+    columns = ["exit_reason", "trades", "win_rate", "avg_return", "total_pnl", "avg_bars_held"]
+    if trades is None or len(trades) == 0:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame({
+        "exit_reason": trades["exit_reason"].astype(str).to_numpy(),
+        "return": trades["return"].to_numpy(dtype=float),
+        "pnl": _column(trades, "pnl"), "bars_held": _column(trades, "bars_held"),
+    })
+    frame["win"] = frame["return"] > 0
+    rows = [_reason_row(reason, group) for reason, group in frame.groupby("exit_reason", sort=False)]
+    rows.sort(key=lambda row: (-row["trades"], row["exit_reason"]))
+    rows.append(_reason_row("all", frame))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _column(trades, name: str):
+    import numpy as np
+
+    return trades[name].to_numpy(dtype=float) if name in trades else np.full(len(trades), np.nan)
+
+
+def _reason_row(reason: str, group) -> dict[str, Any]:
+    return {"exit_reason": reason, "trades": int(len(group)), "win_rate": float(group["win"].mean()),
+            "avg_return": float(group["return"].mean()), "total_pnl": float(group["pnl"].sum()),
+            "avg_bars_held": float(group["bars_held"].mean())}
+
+
+def buy_and_hold_return(close) -> float:
+    """Return of buying at the first close and holding to the last (NaN without two prices)."""
+    import numpy as np
+
+    prices = np.asarray(close, dtype=float)
+    prices = prices[np.isfinite(prices)]
+    if prices.size < 2 or prices[0] <= 0:
+        return float("nan")
+    return float(prices[-1] / prices[0] - 1.0)

@@ -1,9 +1,15 @@
 """Altair chart builders for the pages: pandas in, ``alt.Chart`` out (no Streamlit calls).
 
 Every time-series chart shares an x-axis interval selection bound to the scales, so the user
-can zoom (wheel) and pan (drag); double-click resets.
+can zoom (wheel) and pan (drag); double-click resets. Time axes always show the year (and the
+time of day for intraday bars) and are drawn in UTC, so a bar's date never shifts with the
+browser's time zone. Long series are thinned for drawing (:func:`downsample_positions` keeps
+every bucket's low and high), which keeps the page fast without hiding a peak or a trough.
+The pure helpers (formats, thinning, frames) are plain functions so they can be tested alone.
 """
 from __future__ import annotations
+
+import math
 
 import altair as alt
 import numpy as np
@@ -12,42 +18,204 @@ import pandas as pd
 HEIGHT = 260
 UP, DOWN, NEUTRAL = "#2e7d5b", "#b3412f", "#5b6b78"
 STRATEGY, BENCHMARK = "#2f6f8f", "#a9b4bd"
+BENCHMARK_LABEL = "buy and hold"
+MAX_POINTS = 800  # points drawn per line; about one bucket low and high per two pixels
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
+
+# --- pure helpers: formats, thinning ------------------------------------------------------------
+
+def is_intraday(index: pd.DatetimeIndex) -> bool:
+    """True when any bar carries a time of day (hourly, minute bars)."""
+    if len(index) == 0:
+        return False
+    stamps = pd.DatetimeIndex(index)
+    return bool((stamps != stamps.normalize()).any())
+
+
+def time_format(index: pd.DatetimeIndex) -> dict[str, str]:
+    """Vega-Lite dynamic time format for an axis: every label names its year.
+
+    Vega picks tick intervals from the visible span (years over a decade, months over a year,
+    days or hours when zoomed in); each level's format keeps the year, and intraday data adds
+    the time of day.
+    """
+    day = "%d %b %Y"
+    clock = f"{day} %H:%M" if is_intraday(index) else day
+    return {"year": "%Y", "quarter": "%b %Y", "month": "%b %Y", "week": day, "date": day,
+            "hours": clock, "minutes": clock, "seconds": f"{clock}:%S",
+            "milliseconds": f"{clock}:%S"}
+
+
+def tooltip_time_format(index: pd.DatetimeIndex) -> str:
+    """strftime pattern of one bar's time in a tooltip: month, day or minute, by frequency."""
+    if is_intraday(index):
+        return "%Y-%m-%d %H:%M"
+    stamps = pd.DatetimeIndex(index)
+    if len(stamps) > 2 and pd.Series(stamps).diff().median() >= pd.Timedelta(days=27):
+        return "%b %Y"
+    return "%Y-%m-%d"
+
+
+def price_decimals(values, most: int = 8, significant: int = 6) -> int:
+    """Decimals the prices are quoted with (EURUSD 5, most stocks 2), read off the data.
+
+    The fewest decimals that write every value exactly, capped so that about ``significant``
+    digits show (float noise in adjusted prices does not ask for 8 decimals).
+    """
+    data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    if data.size == 0:
+        return 2
+    sample = data[:: max(1, data.size // 2000)]
+    exact = most
+    for decimals in range(most + 1):
+        scaled = sample * 10.0 ** decimals
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            exact = decimals
+            break
+    magnitude = np.median(np.abs(sample))
+    digits = math.floor(math.log10(magnitude)) + 1 if magnitude > 0 else 1
+    return int(min(exact, max(2, significant - digits)))
+
+
+def number_format(decimals: int) -> str:
+    """d3 format of a price with ``decimals`` decimals and thousands separators."""
+    return f",.{int(decimals)}f"
+
+
+def money_format(largest: float) -> str:
+    """d3 format of an equity axis: whole units, or 1.5M / 2.3G style once numbers get long."""
+    return ",.0f" if abs(largest) < 1e7 else ".3~s"
+
+
+def percent_format(depth: float) -> str:
+    """d3 percent format with as many decimals as a drawdown of ``depth`` needs."""
+    depth = abs(float(depth))
+    if depth >= 0.1:
+        return ".0%"
+    if depth >= 0.01:
+        return ".1%"
+    return ".2%"
+
+
+def downsample_positions(values, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Positions of a long series worth drawing: first, last and each bucket's min and max.
+
+    At most about ``max_points`` positions, ascending; a series this short is kept whole. NaNs
+    are never picked as a low or high unless a bucket holds nothing else.
+    """
+    data = np.asarray(values, dtype=float)
+    n = data.size
+    if n <= max(max_points, 3):
+        return np.arange(n)
+    buckets = max(1, (max_points - 2) // 2)
+    inner = data[1:-1]
+    size = -(-inner.size // buckets)
+    pad = size * buckets - inner.size
+    low = np.concatenate([np.where(np.isnan(inner), np.inf, inner), np.full(pad, np.inf)])
+    high = np.concatenate([np.where(np.isnan(inner), -np.inf, inner), np.full(pad, -np.inf)])
+    offsets = np.arange(buckets) * size + 1
+    lows = low.reshape(buckets, size).argmin(axis=1) + offsets
+    highs = high.reshape(buckets, size).argmax(axis=1) + offsets
+    keep = np.unique(np.concatenate([[0, n - 1], lows, highs]))
+    return keep[keep < n]
+
+
+def thin(series: pd.Series, max_points: int = MAX_POINTS) -> pd.Series:
+    """``series`` reduced to :func:`downsample_positions` for drawing."""
+    return series.iloc[downsample_positions(series.to_numpy(dtype=float), max_points)]
+
+
+def naive_index(index) -> pd.DatetimeIndex:
+    """Timestamps without a time zone, keeping their wall-clock time (drawn as UTC)."""
+    stamps = pd.DatetimeIndex(index)
+    return stamps.tz_localize(None) if stamps.tz is not None else stamps
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """The labels, with a ``(2)``, ``(3)``... suffix on repeats so no two read the same."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def suggest_log_scale(*curves: pd.Series | None) -> bool:
+    """True when the curves span more than 10x (a linear axis would flatten the smaller one)."""
+    values = np.concatenate([c.to_numpy(dtype=float) for c in curves if c is not None and len(c)]
+                            or [np.array([1.0])])
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() <= 0:
+        return False
+    return bool(values.max() / values.min() > 10)
+
+
+# --- chart pieces -------------------------------------------------------------------------------
 
 def _zoom() -> alt.Parameter:
     return alt.selection_interval(bind="scales", encodings=["x"])
 
 
+def time_x(index, title: str | None = None) -> alt.X:
+    """The x encoding of a time series: UTC scale, labels with the year, formatted by span."""
+    return alt.X("date:T", title=title, scale=alt.Scale(type="utc"),
+                 axis=alt.Axis(format=time_format(naive_index(index)), labelOverlap=True,
+                               labelFlush=True))
+
+
+def series_frame(series: pd.Series, name: str, max_points: int | None = MAX_POINTS) -> pd.DataFrame:
+    """Columns date, value, series of one curve (thinned for drawing unless ``max_points`` is None)."""
+    drawn = series if max_points is None else thin(series, max_points)
+    return pd.DataFrame({"date": naive_index(drawn.index), "value": drawn.to_numpy(dtype=float),
+                         "series": name})
+
+
+def benchmark_curve(close: pd.Series, equity: pd.Series, capital: float) -> pd.Series:
+    """Buy and hold over the equity curve's dates, grown from the same ``capital``."""
+    prices = close.reindex(equity.index).ffill().bfill() if len(equity) else close
+    prices = prices.dropna()
+    if prices.empty or prices.iloc[0] <= 0:
+        return prices.iloc[:0]
+    return prices / prices.iloc[0] * capital
+
+
 def equity_chart(equity: pd.Series, benchmark: pd.Series | None = None,
-                 label: str = "strategy") -> alt.Chart:
-    """Equity curve, with buy-and-hold of the same symbol scaled to the same start capital."""
+                 label: str = "strategy", log: bool = False) -> alt.Chart:
+    """Equity curve next to buy-and-hold of the same symbol grown from the same capital."""
     frames = [series_frame(equity, label)]
     if benchmark is not None and len(benchmark):
-        frames.append(series_frame(benchmark, "buy and hold"))
-    colors = alt.Scale(domain=[label, "buy and hold"], range=[STRATEGY, BENCHMARK])
-    return overlay_chart(pd.concat(frames, ignore_index=True), title="Equity", colors=colors)
+        frames.append(series_frame(benchmark, BENCHMARK_LABEL))
+    colors = alt.Scale(domain=[label, BENCHMARK_LABEL], range=[STRATEGY, BENCHMARK])
+    return overlay_chart(pd.concat(frames, ignore_index=True), title="Equity", colors=colors,
+                         log=log)
 
 
-def overlay_chart(long: pd.DataFrame, title: str, colors: alt.Scale | None = None) -> alt.Chart:
-    """Lines of several equity curves (columns date, value, series) on one zoomable chart."""
+def overlay_chart(long: pd.DataFrame, title: str, colors: alt.Scale | None = None,
+                  log: bool = False) -> alt.Chart:
+    """Lines of several equity curves (columns date, value, series) on one zoomable chart.
+
+    Legend labels are never cut (``labelLimit=0``), one per row under the chart.
+    """
     scale = colors if colors is not None else alt.Scale(scheme="tableau10")
+    positive = bool(len(long)) and float(long["value"].min()) > 0
+    y_scale = alt.Scale(type="log") if log and positive else alt.Scale(zero=False)
+    largest = float(long["value"].abs().max()) if len(long) else 0.0
     return (
         alt.Chart(long, title=title, height=HEIGHT)
         .mark_line(strokeWidth=1.4)
         .encode(
-            x=alt.X("date:T", title=None),
-            y=alt.Y("value:Q", title="equity", scale=alt.Scale(zero=False)),
+            x=time_x(long["date"]),
+            y=alt.Y("value:Q", title="equity (log)" if log and positive else "equity",
+                    scale=y_scale, axis=alt.Axis(format=money_format(largest))),
             color=alt.Color("series:N", title=None, scale=scale,
-                            legend=alt.Legend(orient="top", direction="horizontal")),
-            tooltip=[alt.Tooltip("date:T"), "series:N", alt.Tooltip("value:Q", format=",.0f")],
+                            legend=alt.Legend(orient="bottom", direction="vertical",
+                                              labelLimit=0, symbolType="stroke")),
         )
         .add_params(_zoom())
     )
-
-
-def series_frame(series: pd.Series, name: str) -> pd.DataFrame:
-    return pd.DataFrame({"date": series.index, "value": series.to_numpy(dtype=float),
-                         "series": name})
 
 
 def drawdown_series(equity: pd.Series) -> pd.Series:
@@ -59,63 +227,81 @@ def drawdown_series(equity: pd.Series) -> pd.Series:
 
 def drawdown_chart(equity: pd.Series) -> alt.Chart:
     """Underwater chart: how far below its previous peak the equity was, over time."""
-    frame = pd.DataFrame({"date": equity.index, "drawdown": drawdown_series(equity).to_numpy()})
+    drawdown = thin(drawdown_series(equity))
+    frame = pd.DataFrame({"date": naive_index(drawdown.index), "drawdown": drawdown.to_numpy()})
+    depth = float(np.nanmin(frame["drawdown"])) if len(frame) else 0.0
     return (
         alt.Chart(frame, title="Drawdown", height=HEIGHT * 0.6)
         .mark_area(color=DOWN, opacity=0.55, line={"color": DOWN, "strokeWidth": 0.8})
         .encode(
-            x=alt.X("date:T", title=None),
-            y=alt.Y("drawdown:Q", title="drawdown", axis=alt.Axis(format="%")),
-            tooltip=[alt.Tooltip("date:T"), alt.Tooltip("drawdown:Q", format=".1%")],
+            x=time_x(frame["date"]),
+            y=alt.Y("drawdown:Q", title="drawdown", axis=alt.Axis(format=percent_format(depth))),
         )
         .add_params(_zoom())
     )
 
 
-def price_chart(bars: pd.DataFrame, trades: pd.DataFrame) -> alt.LayerChart:
-    """Close price with entry (up triangle) and exit (down triangle) markers from the trade log."""
-    price = pd.DataFrame({"date": bars.index, "close": bars["close"].to_numpy(dtype=float)})
+def price_chart(bars: pd.DataFrame, trades: pd.DataFrame | None) -> alt.LayerChart:
+    """Close price with entry (up triangle) and exit (down triangle) markers from the trade log.
+
+    Prices show with the decimals the instrument is quoted in; hovering a marker names the
+    side, time, price, the trade's return and P&L and why it closed.
+    """
+    close = thin(bars["close"])
+    decimals = price_decimals(bars["close"].to_numpy())
+    price = pd.DataFrame({"date": naive_index(close.index), "close": close.to_numpy(dtype=float)})
     base = (
         alt.Chart(price, height=HEIGHT)
         .mark_line(color=NEUTRAL, strokeWidth=1)
-        .encode(x=alt.X("date:T", title=None),
-                y=alt.Y("close:Q", title="close", scale=alt.Scale(zero=False)),
-                tooltip=[alt.Tooltip("date:T"), alt.Tooltip("close:Q", format=",.2f")])
+        .encode(x=time_x(bars.index),
+                y=alt.Y("close:Q", title="close", scale=alt.Scale(zero=False),
+                        axis=alt.Axis(format=number_format(decimals))))
         .add_params(_zoom())
     )
-    markers = trade_markers(trades)
+    markers = trade_markers(trades, decimals=decimals, when=tooltip_time_format(bars.index))
     if markers.empty:
         return alt.layer(base, title="Price and trades")
     points = (
         alt.Chart(markers)
-        .mark_point(filled=True, size=70, opacity=0.9)
+        .mark_point(filled=True, size=80, opacity=0.9)
         .encode(
             x="date:T", y="price:Q",
             shape=alt.Shape("side:N", scale=alt.Scale(domain=["entry", "exit"],
                                                       range=["triangle-up", "triangle-down"]),
                             title=None),
-            color=alt.Color("side:N", scale=alt.Scale(domain=["entry", "exit"],
-                                                      range=[UP, DOWN]), title=None),
-            tooltip=[alt.Tooltip("date:T"), "side:N", alt.Tooltip("price:Q", format=",.2f"),
-                     alt.Tooltip("return:Q", format=".2%"), "exit_reason:N"],
+            color=alt.Color("side:N", scale=alt.Scale(domain=["entry", "exit"], range=[UP, DOWN]),
+                            title=None),
+            tooltip=[alt.Tooltip("side:N", title="side"), alt.Tooltip("when:N", title="time"),
+                     alt.Tooltip("price_text:N", title="price"),
+                     alt.Tooltip("return:Q", title="trade return", format="+.2%"),
+                     alt.Tooltip("pnl:Q", title="P&L", format="+,.2f"),
+                     alt.Tooltip("exit_reason:N", title="exit reason")],
         )
     )
     return alt.layer(base, points, title="Price and trades")
 
 
-def trade_markers(trades: pd.DataFrame) -> pd.DataFrame:
-    """One row per entry and per exit: date, price, side, the trade's return and exit reason."""
+def trade_markers(trades: pd.DataFrame | None, decimals: int = 2,
+                  when: str = "%Y-%m-%d") -> pd.DataFrame:
+    """One row per entry and per exit: date, price, side, the trade's return, P&L, exit reason.
+
+    ``when`` and ``price_text`` are the time and price as the tooltip shows them.
+    """
+    columns = ["date", "price", "side", "return", "pnl", "exit_reason", "when", "price_text"]
     if trades is None or trades.empty:
-        return pd.DataFrame(columns=["date", "price", "side", "return", "exit_reason"])
-    common = {"return": trades["return"].to_numpy(dtype=float),
+        return pd.DataFrame(columns=columns)
+    pnl = trades["pnl"] if "pnl" in trades else pd.Series(np.nan, index=trades.index)
+    common = {"return": trades["return"].to_numpy(dtype=float), "pnl": pnl.to_numpy(dtype=float),
               "exit_reason": trades["exit_reason"].astype(str).to_numpy()}
-    entries = pd.DataFrame({"date": trades["entry_time"].to_numpy(),
-                            "price": trades["entry_price"].to_numpy(dtype=float),
-                            "side": "entry", **common})
-    exits = pd.DataFrame({"date": trades["exit_time"].to_numpy(),
-                          "price": trades["exit_price"].to_numpy(dtype=float),
-                          "side": "exit", **common})
-    return pd.concat([entries, exits], ignore_index=True).dropna(subset=["date"])
+    sides = []
+    for side in ("entry", "exit"):
+        stamps = naive_index(pd.to_datetime(trades[f"{side}_time"]))
+        prices = trades[f"{side}_price"].to_numpy(dtype=float)
+        sides.append(pd.DataFrame({"date": stamps, "price": prices, "side": side, **common}))
+    markers = pd.concat(sides, ignore_index=True).dropna(subset=["date"])
+    markers["when"] = markers["date"].dt.strftime(when)
+    markers["price_text"] = [f"{p:,.{decimals}f}" for p in markers["price"]]
+    return markers[columns]
 
 
 def monthly_returns(equity: pd.Series) -> pd.DataFrame:
@@ -129,23 +315,27 @@ def monthly_returns(equity: pd.Series) -> pd.DataFrame:
 
 
 def monthly_heatmap(equity: pd.Series) -> alt.Chart:
-    """Calendar heatmap: one cell per month, coloured by that month's return."""
+    """Calendar heatmap: one row per year (every year labelled), one cell per month."""
     frame = monthly_returns(equity)
     limit = float(np.nanmax(np.abs(frame["return"]))) if len(frame) else 0.0
     limit = limit or 0.01
-    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-    frame = frame.assign(month_name=[months[m - 1] for m in frame["month"]])
+    frame = frame.assign(month_name=[MONTHS[m - 1] for m in frame["month"]],
+                         year=frame["year"].astype(str))
+    years = sorted(frame["year"].unique())
     return (
-        alt.Chart(frame, title="Monthly returns",
-                  height=max(120, 22 * frame["year"].nunique()))
+        alt.Chart(frame, title="Monthly returns", height=max(120, 20 * len(years)))
         .mark_rect()
         .encode(
-            x=alt.X("month_name:O", sort=months, title=None),
-            y=alt.Y("year:O", title=None),
+            x=alt.X("month_name:O", sort=MONTHS, title=None,
+                    axis=alt.Axis(labelAngle=0, orient="top", labelOverlap=False)),
+            y=alt.Y("year:O", sort=years, title=None,
+                    axis=alt.Axis(labelOverlap=False, values=years, labelFontSize=11)),
             color=alt.Color("return:Q", title="return",
                             scale=alt.Scale(scheme="redyellowgreen", domain=[-limit, limit]),
-                            legend=alt.Legend(format="%")),
-            tooltip=["year:O", "month_name:O", alt.Tooltip("return:Q", format=".2%")],
+                            legend=alt.Legend(format=".0%")),
+            tooltip=[alt.Tooltip("year:O", title="year"),
+                     alt.Tooltip("month_name:O", title="month"),
+                     alt.Tooltip("return:Q", format="+.2%")],
         )
     )
 

@@ -11,12 +11,10 @@ from views import _charts, _ui
 RECENT = 500  # how many stored backtests the picker offers
 
 
-def pick_backtest(store) -> str | None:
+def pick_backtest(store, listing: pd.DataFrame | None) -> str | None:
     """The id from ``?id=`` (deep link), else a picker of stored backtests; None with a hint."""
     wanted = st.query_params.get("id")
-    with _ui.user_errors() as failed:
-        listing = stored_listing(store)
-    if failed:
+    if listing is None:
         return None
     if listing.empty and not wanted:
         st.info("The store holds no backtests yet. Run one in the **Backtest Manager** (or "
@@ -73,17 +71,103 @@ def _day(value: Any) -> str:
     return "?" if value is None else pd.Timestamp(value).strftime("%Y-%m-%d")
 
 
-def buy_and_hold(details: dict) -> pd.Series | None:
-    """Buy-and-hold equity of the same symbol and period, from the same starting capital."""
-    from core.errors import HindsightError
-
-    try:
-        bars = _ui.load_bars(details["symbol"], details.get("start"), details.get("end"))
-    except HindsightError:
+def benchmark(details: dict, bars: pd.DataFrame | None) -> pd.Series | None:
+    """Buy-and-hold equity over the backtest's dates, grown from the same starting capital."""
+    equity = details.get("equity")
+    if bars is None or equity is None or bars.empty:
         return None
     capital = float(details.get("initial_capital") or 100_000.0)
-    close = bars["close"]
-    return close / close.iloc[0] * capital
+    return _charts.benchmark_curve(bars["close"], equity, capital)
+
+
+def metric_grid(metrics: dict, bars: pd.DataFrame | None, columns: int = 5) -> None:
+    """The metric cards plus a buy-and-hold card (its return, and how the strategy compares)."""
+    from core.details import buy_and_hold_return
+
+    cells = st.columns(columns)
+    for i, name in enumerate(_ui.CARD_METRICS):
+        cells[i % columns].metric(_ui.METRIC_TITLES.get(name, name),
+                                  _ui.format_metric(name, metrics.get(name)), border=True)
+    held = buy_and_hold_return(bars["close"]) if bars is not None else float("nan")
+    strategy = metrics.get("total_return")
+    delta = None
+    if held == held and strategy is not None and strategy == strategy:
+        delta = f"{(float(strategy) - held) * 100:+.1f} pp strategy vs buy and hold"
+    cells[len(_ui.CARD_METRICS) % columns].metric(
+        "Buy and hold", _ui.format_metric("total_return", held), delta=delta, border=True,
+        help="Buying at the first close of the period and holding to the last, no costs.")
+
+
+def equity_section(details: dict, bars: pd.DataFrame | None) -> None:
+    """Equity vs buy-and-hold (log scale on demand) and the drawdown, or why they are missing."""
+    equity, trades = details.get("equity"), details.get("trades")
+    if equity is None or len(equity) == 0:
+        st.warning(f"No equity curve: {details.get('equity_reason') or 'none stored'}.")
+        return
+    held = benchmark(details, bars)
+    if trades is None or len(trades) == 0:
+        st.info(f"No trades: the strategy never entered, so its equity stays flat at "
+                f"{float(equity.iloc[0]):,.0f}. Buy and hold is drawn from the same capital.")
+    log = st.toggle("Log scale", value=_charts.suggest_log_scale(equity, held),
+                    key=f"details.log.{details['backtest_id']}",
+                    help="Equal percentage moves look equal; on by default when the curves "
+                         "span more than 10x.")
+    st.altair_chart(_charts.equity_chart(equity, held, log=log), width="stretch")
+    if float(_charts.drawdown_series(equity).min()) >= 0:
+        st.info("No drawdown: the equity never fell below a previous high.")
+    else:
+        st.altair_chart(_charts.drawdown_chart(equity), width="stretch")
+
+
+def price_section(details: dict, bars: pd.DataFrame | None) -> None:
+    """Close price with the trades' entries and exits, or a message when there are no bars."""
+    if bars is None:
+        return  # the load error is shown already
+    if bars.empty:
+        st.info("No price data to draw for this period.")
+        return
+    st.altair_chart(_charts.price_chart(bars, details.get("trades")), width="stretch")
+
+
+def returns_section(details: dict) -> None:
+    """Monthly returns heatmap and trade-return histogram side by side (or what is missing)."""
+    equity, trades = details.get("equity"), details.get("trades")
+    left, right = st.columns(2)
+    if equity is not None and len(equity) > 1:
+        left.altair_chart(_charts.monthly_heatmap(equity), width="stretch")
+    else:
+        left.info("No equity curve to break down by month.")
+    if trades is not None and len(trades):
+        right.altair_chart(_charts.trade_histogram(trades), width="stretch")
+    else:
+        right.info("No trades, so no trade returns to chart.")
+
+
+def trade_log(trades: pd.DataFrame | None, bars: pd.DataFrame | None, name: str) -> None:
+    """Summary by exit reason, then the trade log with prices in the instrument's decimals."""
+    from core.details import exit_reason_summary
+
+    if trades is None or trades.empty:
+        st.info("This backtest made no trades.")
+        return
+    summary = exit_reason_summary(trades)
+    st.dataframe(summary, hide_index=True, width="content", column_config={
+        "exit_reason": st.column_config.TextColumn("exit reason"),
+        "trades": st.column_config.NumberColumn("trades", format="%d"),
+        "win_rate": st.column_config.NumberColumn("win rate", format="percent"),
+        "avg_return": st.column_config.NumberColumn("avg return", format="percent"),
+        "total_pnl": st.column_config.NumberColumn("total P&L", format="%.2f"),
+        "avg_bars_held": st.column_config.NumberColumn("avg bars held", format="%.1f"),
+    }, key="details.exit_summary")
+    source = bars["close"].to_numpy() if bars is not None and len(bars) else \
+        trades["entry_price"].to_numpy()
+    price = f"%.{_charts.price_decimals(source)}f"
+    config = _ui.column_config(trades)
+    for column in ("entry_price", "exit_price"):
+        config[column] = st.column_config.NumberColumn(column.replace("_", " "), format=price)
+    st.dataframe(trades, hide_index=True, width="stretch", column_config=config,
+                 key="details.trades")
+    _ui.download_csv(trades, name, key="details.trades.csv")
 
 
 def show_configuration(details: dict) -> None:
@@ -99,8 +183,8 @@ def show_configuration(details: dict) -> None:
     right.dataframe(pd.DataFrame({"rule": [r["type"] for r in details["exit_rule"]],
                                   "settings": [_rule_settings(r) for r in details["exit_rule"]]}),
                     hide_index=True, width="stretch")
-    st.code(f"params = {canonical_json(details['params'])}\n"
-            f"exit_rule = {canonical_json(details['exit_rule'])}", language="python")
+    st.markdown(f"params `{canonical_json(details['params'])}`  \n"
+                f"exit_rule `{canonical_json(details['exit_rule'])}`")
 
 
 def _rule_settings(rule: dict) -> str:
@@ -123,12 +207,13 @@ def note_form(store, details: dict) -> None:
             st.success("Saved the note and tags.", icon=":material/check:")
 
 
-def compare_panel(store, details: dict) -> None:
+def compare_panel(store, details: dict, listing: pd.DataFrame | None = None) -> None:
     """Overlay the equity curves of other stored backtests and show metrics side by side."""
-    with _ui.user_errors() as failed:
-        listing = stored_listing(store)
-    if failed:
-        return
+    if listing is None:
+        with _ui.user_errors() as failed:
+            listing = stored_listing(store)
+        if failed:
+            return
     others = [b for b in listing["backtest_id"] if b != details["backtest_id"]]
     if not others:
         st.info("Store more backtests to compare them with this one.")
@@ -136,21 +221,35 @@ def compare_panel(store, details: dict) -> None:
     labels = dict(zip(listing["backtest_id"], listing["label"]))
     chosen = st.multiselect("Compare with", others, format_func=lambda b: labels.get(b, b),
                             key=f"compare.{details['backtest_id']}", max_selections=8)
-    compare(store, [details["backtest_id"], *chosen], labels)
+    if chosen:
+        compare(store, [details["backtest_id"], *chosen], labels, base=details)
+    else:
+        st.caption("Pick backtests to overlay their equity curves on this one's.")
 
 
-def compare(store, ids: list[str], labels: dict[str, str]) -> None:
-    """Equity overlay and a metrics table for the given backtests (the first is the base)."""
+def compare_names(ids: list[str], labels: dict[str, str]) -> list[str]:
+    """Legend names: the id first (so names differ at a glance), then the readable label."""
+    return _charts.unique_labels([f"#{bid} · {labels.get(bid, bid)}" for bid in ids])
+
+
+def compare(store, ids: list[str], labels: dict[str, str], base: dict | None = None) -> None:
+    """Equity overlay and a metrics table for the given backtests (the first is the base).
+
+    Every curve is rescaled to start from the base's capital, so their growth compares.
+    """
     from core.types import METRIC_NAMES
 
     curves, metrics = [], []
+    start = None
     with _ui.user_errors():
-        for bid in ids:
-            item = _ui.load_details(store, bid)
-            name = f"{labels.get(bid, bid)} [{bid[:6]}]"
+        for bid, name in zip(ids, compare_names(ids, labels)):
+            item = base if base is not None and bid == base["backtest_id"] else \
+                _ui.load_details(store, bid)
             metrics.append({"backtest": name, **(item.get("metrics") or {})})
-            if item.get("equity") is not None:
-                curves.append(_charts.series_frame(item["equity"], name))
+            equity = item.get("equity")
+            if equity is not None and len(equity) and float(equity.iloc[0]) != 0:
+                start = float(equity.iloc[0]) if start is None else start
+                curves.append(_charts.series_frame(equity / float(equity.iloc[0]) * start, name))
     if len(ids) > 1 and curves:
         st.altair_chart(_charts.overlay_chart(pd.concat(curves, ignore_index=True),
                                               title="Equity compared"), width="stretch")
