@@ -1,7 +1,7 @@
 """Equity curves of a batch: checked on the way in, laid out and packed as segment arrays."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -9,10 +9,8 @@ import pandas as pd
 from core.errors import ValidationError
 from core.store import _curvecodec as codec
 from core.store._format import TRADE_FLOAT_COLUMNS
+from core.store._segdata import SegmentData
 from core.types import BatchCurves
-
-if TYPE_CHECKING:
-    from core.store._encode import SegmentData, _Ragged
 
 
 _UNITS = TRADE_FLOAT_COLUMNS.index("units")
@@ -69,12 +67,10 @@ def curve_arrays(equity: Any, where: str, known_dates: dict | None = None
         dates = _curve_dates(index, where)
         if known_dates is not None:
             known_dates[id(index)] = (index, dates)
-    values = getattr(equity, "_values", None)  # the Series' own array: to_numpy costs 7x more
-    if type(values) is not np.ndarray or values.dtype != np.float64:
-        try:
-            values = equity.to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValidationError(f"{where}: equity values must be numbers.") from None
+    try:
+        values = equity.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}: equity values must be numbers.") from None
     return dates, values  # finite values are checked once per batch, in attach_curves
 
 
@@ -91,22 +87,26 @@ def _curve_dates(index: Any, where: str) -> np.ndarray:
     return dates
 
 
-def attach_curves(data: SegmentData, curves: _Ragged) -> None:
-    """Lay out a batch's curves (dates once per distinct calendar) and pack their values.
+def attach_curves(data: SegmentData, curves: list) -> None:
+    """Lay out each row's curve ((dates, values) from ``curve_arrays``, or None), each distinct
+    calendar once, and pack their values.
 
     Call it after the trade logs are attached: the codec locates each curve's held runs from
     its trades.
     """
-    if curves.parts:
-        calendars = Calendars()
-        starts = np.zeros(len(curves.lengths), np.int64)
-        for row, (dates, _) in zip(np.flatnonzero(curves.lengths), curves.parts):
-            starts[row] = calendars.start_of(dates)
-        data.eq_offsets = curves.offsets()
-        data.eq_date_starts = starts
-        data.eq_calendar = calendars.concat()
-        data.eq_values = curves.concat(1)
-        pack_curves(data)
+    parts = [(row, curve) for row, curve in enumerate(curves) if curve is not None]
+    if not parts:
+        return
+    calendars = Calendars()
+    lengths = np.zeros(data.rows, np.int64)
+    data.eq_date_starts = np.zeros(data.rows, np.int64)
+    for row, (dates, values) in parts:
+        lengths[row] = len(values)
+        data.eq_date_starts[row] = calendars.start_of(dates)
+    data.eq_offsets = np.concatenate(([0], np.cumsum(lengths)))
+    data.eq_calendar = calendars.concat()
+    data.eq_values = np.concatenate([values for _, (_, values) in parts])
+    pack_curves(data)
 
 
 def attach_batch_curves(data: SegmentData, curves: Any) -> None:

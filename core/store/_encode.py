@@ -1,73 +1,57 @@
 """Turn engine output (result objects, a batch table, a BatchResult) into one columnar segment.
 
-Everything is validated here, before a byte is written (guarantee 4: bad input never damages the
-store). Result lists are encoded with one light pass per result; batch tables are encoded with
-vectorised pandas/numpy only (no per-row Python).
+Everything is validated here, before a byte is written: bad input never damages the store.
+Both forms are encoded column by column. In a result list each distinct key value (told apart
+by its ``repr``) is validated and canonicalised once; a batch table's text columns are
+factorized and its canonical JSON checked on a sample.
 """
 from __future__ import annotations
 
-import gc
 import math
 import operator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import chain, repeat
-from typing import Any
+from itertools import chain
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from core.canonical import canonical_json, hash_of_json
+from core.canonical import canonical_json
 from core.errors import ValidationError
 from core.store import _keys
 from core.store._curves import attach_batch_curves, attach_curves, curve_arrays
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS,
                                 TRADE_FLOAT_COLUMNS, TRADE_TIME_COLUMNS)
+from core.store._keys import KeyMemo
+from core.store._segdata import SegmentData
 from core.types import EXIT_REASONS, TRADE_COLUMNS, BacktestResult, BatchResult
+
+__all__ = ["KeyMemo", "SegmentData", "encode_any"]
 
 _NAT = np.iinfo(np.int64).min
 _REASON_CODE = {name: code for code, name in enumerate(EXIT_REASONS)}
 _KIND_POS = {kind: pos for pos, kind in enumerate(CODE_KINDS)}
 _TABLE_TEXT = {"costs": "costs_json", "settings": "settings_json",
                "engine_version": "engine_version", "data_fingerprint": "data_fingerprint"}
-_TABLE_META = {"symbol", "strategy", "params_json", "params_hash", "exit_json", "exit_hash",
-               "start", "end", "initial_capital", "costs_json", "settings_json",
-               "engine_version", "data_fingerprint", "row"}
 _SAMPLE_CHECKS = 16
+_METRIC_GETTER = operator.itemgetter(*METRICS)
+_METRIC_SET = frozenset(METRICS)
+_NS = operator.attrgetter("value")
 
 
-@dataclass
-class SegmentData:
-    """One segment, columnar, ready to write (and what a compaction merges)."""
-
-    rows: int
-    vocab: dict[str, list]  # kind -> values (hashed kinds: (json, hash) pairs)
-    codes: np.ndarray  # int32 (rows, len(CODE_KINDS))
-    times: np.ndarray  # int64 ns (rows, 3): start, end, created_at
-    float_columns: list[str]  # initial_capital, metrics..., param columns...
-    floats: np.ndarray  # float64 (rows, len(float_columns))
-    param_columns: dict[str, str] = field(default_factory=dict)  # column -> bare param name
-    eq_offsets: np.ndarray | None = None  # int64 (rows + 1): values of row i at [o[i], o[i+1])
-    eq_date_starts: np.ndarray | None = None  # int64 (rows): where row i's dates start ...
-    eq_calendar: np.ndarray | None = None  # int64 ns: ... in these distinct date arrays
-    eq_values: np.ndarray | None = None  # float64, every curve (format 1; before packing)
-    eq_layout: np.ndarray | None = None  # int64 (rows, 3): codec, runs, steps (_curvecodec)
-    eq_runs: np.ndarray | None = None  # int64 (runs, 2): signed length, anchor bits
-    eq_steps: np.ndarray | None = None  # int64: price-grid step k and residual ULPs, fused
-    eq_plain: np.ndarray | None = None  # float64: values of curves kept plain
-    tr_offsets: np.ndarray | None = None  # int64 (rows + 1)
-    tr_times: np.ndarray | None = None  # int64 ns (trades, 2)
-    tr_floats: np.ndarray | None = None  # float64 (trades, 5)
-    tr_ints: np.ndarray | None = None  # int32 (trades, 2)
-    bids: np.ndarray | None = None  # int64, only for compacted segments
+def encode_any(results: Any, created_at_ns: int, memo: KeyMemo | None = None) -> SegmentData:
+    """Validate and encode the input of ``store_many``: a list of results or a batch."""
+    if isinstance(results, (BatchResult, pd.DataFrame)):
+        return encode_batch(results, created_at_ns)
+    if isinstance(results, BacktestResult):
+        results = [results]
+    if not isinstance(results, (list, tuple)):
+        raise ValidationError("store_many takes a list of BacktestResult, a BatchResult or "
+                              f"a batch DataFrame, got {type(results).__name__}.")
+    return encode_results(list(results), created_at_ns, memo or KeyMemo())
 
 
 class _Vocab:
     """Distinct values of one key kind in first-seen order, value -> code."""
-
-    __slots__ = ("codes", "values")
 
     def __init__(self) -> None:
         self.codes: dict[Any, int] = {}
@@ -84,468 +68,184 @@ class _Vocab:
 # --------------------------------------------------------------------------------------------
 # Result objects
 # --------------------------------------------------------------------------------------------
-def encode_results(results: list, created_at_ns: int, memo: "KeyMemo | None" = None
-                   ) -> SegmentData:
-    """Validate and encode a list of ``BacktestResult`` (one light pass, memoised keys).
+def encode_results(results: list, created_at_ns: int, memo: KeyMemo) -> SegmentData:
+    """Validate and encode a list of ``BacktestResult``, column by column.
 
-    Metrics-only lists take a columnar fast path; any other list, and any list the fast path
-    rejects, goes through the per-result encoder (which names the offending result).
+    An error names the first offending result: ``result #i ('SYMBOL', 'strategy'): ...``.
     """
-    memo = memo or KeyMemo()
-    fast = _encode_metrics_only(results, created_at_ns, memo)
-    if fast is not None:
-        return fast
-    encoder = _ResultsEncoder(len(results), created_at_ns, memo)
     for i, result in enumerate(results):
-        where = f"result #{i}"
-        try:
-            encoder.add(i, result, where)
-        except ValidationError as exc:
-            text, label = str(exc), _label(i, result)
-            text = label + text[len(where):] if text.startswith(where) else f"{label}: {text}"
-            raise type(exc)(text) from None
-    return encoder.finish()
-
-
-_METRIC_GETTER = operator.itemgetter(*METRICS)
-
-
-def _encode_metrics_only(results: list, created_at_ns: int, memo: "KeyMemo"
-                         ) -> SegmentData | None:
-    """Columnar encoding of results without curves or trades, or None to take the slow path.
-
-    Attributes are gathered column by column; each distinct key value (by identity for dicts)
-    is validated and canonicalised once. Anything unusual (extra metrics, a curve, a bad
-    value) returns None: the per-result encoder then stores it or raises the precise error.
-    """
+        if not isinstance(result, BacktestResult):
+            raise ValidationError(f"result #{i}: expected a core.types.BacktestResult, got "
+                                  f"{type(result).__name__}.")
     n = len(results)
-    if n < 64 or any(type(r) is not BacktestResult or r.equity is not None or
-                     (r.trades is not None and (not isinstance(r.trades, pd.DataFrame) or
-                                                len(r.trades))) for r in results):
-        return None
-    try:
-        return _metrics_only_segment(results, n, created_at_ns, memo)
-    except Exception:  # noqa: BLE001 - the per-result path re-validates and names the culprit
-        return None
 
+    def where(row: int) -> str:
+        return _label(row, results[row])
 
-def _metrics_only_segment(results: list, n: int, created_at_ns: int, memo: "KeyMemo"
-                          ) -> SegmentData | None:
-    metrics = [r.metrics for r in results]
-    if any(type(m) is not dict or len(m) != len(METRICS) for m in metrics):
-        return None
-    floats_metrics = np.fromiter(chain.from_iterable(map(_METRIC_GETTER, metrics)), np.float64,
-                                 n * len(METRICS)).reshape(n, len(METRICS))
-    capital = np.array([r.initial_capital for r in results], np.float64)
-    if not (np.isfinite(capital) & (capital > 0)).all():
-        return None
+    def column(name: str) -> list:
+        return [getattr(r, name) for r in results]
+
     codes = np.empty((n, len(CODE_KINDS)), np.int32)
-    vocabs: dict[str, _Vocab] = {}
-    symbols = [r.symbol for r in results]
-    codes[:, 0], vocabs["symbol"] = _distinct_codes(symbols, symbols, memo.symbol)
-    strategies = [r.strategy for r in results]
-    codes[:, 1], vocabs["strategy"] = _distinct_codes(strategies, strategies, memo.strategy)
-    strategy_names = vocabs["strategy"].values
-    row_strategy = codes[:, 1]
-    params = [r.params for r in results]
-    if len(strategy_names) == 1:
-        raw, distinct = _identity_codes(params)
-        samples = [(0, p) for p in distinct]
-        per_key = memo.params_many(strategy_names[0], distinct, "")
-    else:
-        raw, samples = _raw_codes([(s, id(p)) for s, p in zip(row_strategy.tolist(), params)],
-                                  list(zip(row_strategy.tolist(), params)))
-        per_key = [memo.params(strategy_names[strategy], value, "")
-                   for strategy, value in samples]
-    vocabs["params"] = _Vocab()
-    remap = np.array([vocabs["params"].code((j, h)) for j, h, _ in per_key], np.int64)
-    codes[:, 2] = remap[raw]
-    param_values: dict[str, np.ndarray] = {}
-    param_names: dict[str, str] = {}
-    for (strategy, _), (_, _, columns) in zip(samples, per_key):
-        for column in columns:
-            if column not in param_names:
-                bare = memo.bare_names[strategy_names[strategy]]
-                param_names[column] = bare.get(column, column)
-                param_values[column] = np.array([c.get(column, np.nan) for _, _, c in per_key],
-                                                np.float64)[raw]
-    codes[:, 3], vocabs["exit_rule"] = _distinct_objects(
-        [r.exit_rule for r in results], lambda v: memo.exit(v, ""))
-    for pos, kind in ((4, "costs"), (5, "settings")):
-        codes[:, pos], vocabs[kind] = _distinct_small_dicts(
-            [getattr(r, kind) for r in results], lambda v, k=kind: memo.json(v, k, ""))
-    for pos, kind in ((6, "engine_version"), (7, "data_fingerprint")):
-        values = [getattr(r, kind) for r in results]
-        codes[:, pos], vocabs[kind] = _distinct_codes(values, values,
-                                                      lambda v, k=kind: _text(v, k, ""))
+    vocabs = {kind: _Vocab() for kind in CODE_KINDS}
+    symbols, strategies = column("symbol"), column("strategy")
+    codes[:, 0] = _coded(symbols, lambda row: _keys.validate_symbol(symbols[row]), memo,
+                         "symbol", vocabs["symbol"], where)
+    codes[:, 1] = _coded(strategies, lambda row: _keys.check_strategy(strategies[row]), memo,
+                         "strategy", vocabs["strategy"], where)
+    param_values, param_names = _params(results, codes, vocabs, memo, where)
+    exit_rules = column("exit_rule")
+    codes[:, 3] = _coded(exit_rules, lambda row: _exit_form(exit_rules[row]), memo,
+                         "exit_rule", vocabs["exit_rule"], where)
+    for kind in ("costs", "settings"):
+        values = column(kind)
+        codes[:, _KIND_POS[kind]] = _coded(values, lambda row: _json_text(values[row], kind),
+                                           memo, kind, vocabs[kind], where)
+    for kind in ("engine_version", "data_fingerprint"):
+        values = column(kind)
+        codes[:, _KIND_POS[kind]] = _coded(values, lambda row: _text(values[row], kind), memo,
+                                           kind, vocabs[kind], where)
     times = np.empty((n, 3), np.int64)
-    for j, what in enumerate(("start", "end")):
-        times[:, j] = _stamps_ns([getattr(r, what) for r in results], what)
+    times[:, 0] = _stamps(column("start"), "start", where)
+    times[:, 1] = _stamps(column("end"), "end", where)
     times[:, 2] = created_at_ns
     if (times[:, 1] < times[:, 0]).any():
-        return None
-    columns = [*FLOAT_LEAD, *METRICS, *param_values]
-    floats = np.column_stack([capital, floats_metrics, *param_values.values()])
-    return SegmentData(rows=n, vocab=_vocab_lists(vocabs), codes=codes, times=times,
-                       float_columns=columns, floats=np.ascontiguousarray(floats),
+        row = int(np.argmax(times[:, 1] < times[:, 0]))
+        raise ValidationError(f"{where(row)}: end {results[row].end} is before start "
+                              f"{results[row].start}.")
+    capital = _capitals(column("initial_capital"), where)
+    metrics, extra = _metric_block(column("metrics"), where)
+    float_columns = [*FLOAT_LEAD, *METRICS, *extra, *param_values]
+    floats = np.column_stack([capital, metrics, *extra.values(), *param_values.values()])
+    data = SegmentData(rows=n, vocab={kind: v.values for kind, v in vocabs.items()},
+                       codes=codes, times=times, float_columns=float_columns,
+                       floats=np.ascontiguousarray(floats.reshape(n, len(float_columns))),
                        param_columns=param_names)
+    _attach_result_trades(data, column("trades"), where)
+    _attach_result_curves(data, column("equity"), where)  # after the trades: the codec reads them
+    return data
 
 
-def _raw_codes(keys: list, values: list) -> tuple[np.ndarray, list]:
-    """Codes of distinct ``keys`` in first-seen order, and one value per distinct key."""
-    samples = dict(zip(keys, values))
-    order = {key: j for j, key in enumerate(samples)}
-    return np.fromiter(map(order.__getitem__, keys), np.int64, len(keys)), list(samples.values())
-
-
-_NS = operator.attrgetter("value")
-
-
-def _stamps_ns(values: list, what: str) -> np.ndarray:
-    """int64 ns of start or end dates: Timestamps (naive, or aware as UTC) in one pass, any
-    other form per value."""
-    if {pd.Timestamp}.issuperset(map(type, values)):  # naive or aware: .value is UTC ns
-        return np.fromiter(map(_NS, values), np.int64, len(values))
-    stamps, vocab = _distinct_objects(values, lambda v: _timestamp_ns(v, what, ""))
-    return np.array(vocab.values, np.int64)[stamps]
-
-
-def _identity_codes(values: list) -> tuple[np.ndarray, list]:
-    """Codes of distinct objects (by identity) in first-seen order, and each distinct object.
-
-    Vectorised over ``id``s (the objects are alive, so ids are unique): a batch's rows often
-    hold their own dict or Timestamp objects, and a dict per row costs ~1 us per key here
-    instead of a Python tuple and two dict operations.
-    """
-    ids = np.fromiter(map(id, values), np.int64, len(values))
-    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    return rank[inverse.reshape(-1)], [values[i] for i in first[order].tolist()]
-
-
-def _one_object_codes(values: list, canon) -> tuple[np.ndarray, "_Vocab"] | None:
-    """Codes of values that are all the first object (one C-level identity pass and one
-    ``canon`` call: a sweep's symbol, strategy, exit rule and engine version), else None."""
-    if values and all(map(operator.is_, values, repeat(values[0]))):
-        vocab = _Vocab()
-        vocab.code(canon(values[0]))
-        return np.zeros(len(values), np.int32), vocab
-    return None
-
-
-def _distinct_objects(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
-    """``_distinct_codes`` keyed by object identity (dicts, lists, Timestamps)."""
-    shared = _one_object_codes(values, canon)
-    if shared is not None:
-        return shared
-    raw, samples = _identity_codes(values)
-    vocab = _Vocab()
-    remap = np.array([vocab.code(canon(value)) for value in samples], np.int64)
-    return remap[raw].astype(np.int32), vocab
-
-
-def _distinct_small_dicts(values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
-    """Codes of small flat dicts that are often equal but distinct objects (a costs dict per
-    result), ``canon`` run once per distinct value.
-
-    The common case - every dict equal to the first, holding only int, float and str values,
-    for which equal means equal canonical JSON - costs one C-level ``count`` and no object
-    per row. Otherwise dicts are grouped by their items and value types (``True == 1`` but
-    they are stored differently); unhashable values (lists) and non-dicts, by repr.
-    """
-    first = values[0] if values else None
-    if type(first) is dict and values.count(first) == len(values) and \
-            {dict}.issuperset(map(type, values)) and PLAIN_VALUES.issuperset(
-                map(type, chain.from_iterable(map(dict.values, values)))):
-        vocab = _Vocab()
-        vocab.code(canon(first))
-        return np.zeros(len(values), np.int32), vocab
-    try:
-        keys = [(tuple(value.items()), tuple(map(type, value.values()))) for value in values]
-        raw, distinct = _raw_codes(keys, values)
-    except (AttributeError, TypeError):
-        by_object, samples = _identity_codes(values)
-        by_repr, distinct = _raw_codes(list(map(repr, samples)), samples)
-        raw = by_repr[by_object]
-    vocab = _Vocab()
-    remap = np.array([vocab.code(canon(value)) for value in distinct], np.int64)
-    return remap[raw].astype(np.int32), vocab
-
-
-#: Value types whose equal values always canonicalise alike: ``14 == 14.0`` both become 14,
-#: ``-0.0 == 0.0`` both 0, equal strings are equal. ``True == 1`` (and numpy scalars,
-#: ``Decimal``) is why every other type is compared some other way.
-PLAIN_VALUES = frozenset((int, float, str))
-
-
-def plain_dict_values(dicts: list | tuple) -> tuple[tuple, list[tuple]] | None:
-    """(names, each dict's values in that name order) when every item is a non-empty dict
-    holding the same text names and only ``PLAIN_VALUES``, else None.
-
-    Equal value tuples of such dicts canonicalise alike, so a memo keyed on (names, values)
-    stands in for a ``repr`` or a canonicalisation per dict: one C-level ``itemgetter`` call
-    per dict, whatever each dict's key order.
-    """
-    first = dicts[0] if len(dicts) else None
-    if not (type(first) is dict and first and {dict}.issuperset(map(type, dicts))):
-        return None
-    names = tuple(first)
-    if not ({str}.issuperset(map(type, names)) and {len(names)}.issuperset(map(len, dicts))):
-        return None
-    try:
-        values = list(map(_values_getter(names), dicts))
-    except KeyError:  # the dicts hold different names
-        return None
-    if not PLAIN_VALUES.issuperset(map(type, chain.from_iterable(values))):
-        return None
-    return names, values
-
-
-def _values_getter(names: tuple):
-    """A callable returning a dict's values for ``names`` as a tuple (also for one name)."""
-    return operator.itemgetter(*names) if len(names) > 1 else operator.itemgetter(*names * 2)
-
-
-def _distinct_codes(keys: list, values: list, canon) -> tuple[np.ndarray, "_Vocab"]:
-    """Codes of ``values`` in the vocabulary of their canonical forms, ``canon`` called once per
-    distinct key (keys are the values themselves, or ids for unhashable dicts)."""
-    shared = _one_object_codes(values, canon)
-    if shared is not None:
-        return shared
-    raw, samples = _raw_codes(keys, values)
-    vocab = _Vocab()
-    remap = np.array([vocab.code(canon(value)) for value in samples], np.int64)
-    return remap[raw].astype(np.int32), vocab
-
-
-class _ResultsEncoder:
-    """Columnar buffers filled one result at a time."""
-
-    def __init__(self, n: int, created_at_ns: int, memo: "KeyMemo") -> None:
-        self.n = n
-        self.vocabs = {kind: _Vocab() for kind in CODE_KINDS}
-        self.codes = np.empty((n, len(CODE_KINDS)), np.int32)
-        self.times = np.empty((n, 3), np.int64)
-        self.times[:, 2] = created_at_ns
-        self.metrics = np.empty((n, len(METRICS)), np.float64)
-        self.capital = np.empty(n, np.float64)
-        self.extra_metrics: dict[str, np.ndarray] = {}
-        self.param_values: dict[str, np.ndarray] = {}
-        self.param_names: dict[str, str] = {}
-        self.curves = _Ragged(n)
-        self.trades = _Ragged(n)
-        self.memo = memo
-        self.trade_columns: list[list] = []  # per trade log: its TRADE_COLUMNS arrays
-        self.known_dates: dict[int, tuple] = {}  # id(DatetimeIndex) -> (index, dates ns)
-
-    def add(self, i: int, result: Any, where: str) -> None:
-        """Validate one result and write its key codes, dates, metrics and ragged parts."""
-        if not isinstance(result, BacktestResult):
-            raise ValidationError(f"{where}: expected a core.types.BacktestResult, got "
-                                  f"{type(result).__name__}.")
-        memo, vocabs, row = self.memo, self.vocabs, self.codes[i]
-        symbol = memo.symbol(result.symbol)
-        strategy = memo.strategy(result.strategy)
-        params_json, params_hash, columns = memo.params(strategy, result.params, where)
-        row[0] = vocabs["symbol"].code(symbol)
-        row[1] = vocabs["strategy"].code(strategy)
-        row[2] = vocabs["params"].code((params_json, params_hash))
-        row[3] = vocabs["exit_rule"].code(memo.exit(result.exit_rule, where))
-        row[4] = vocabs["costs"].code(memo.json(result.costs, "costs", where))
-        row[5] = vocabs["settings"].code(memo.json(result.settings, "settings", where))
-        row[6] = vocabs["engine_version"].code(_text(result.engine_version, "engine_version",
-                                                     where))
-        row[7] = vocabs["data_fingerprint"].code(_text(result.data_fingerprint,
-                                                       "data_fingerprint", where))
-        self.times[i, 0] = _timestamp_ns(result.start, "start", where)
-        self.times[i, 1] = _timestamp_ns(result.end, "end", where)
-        if self.times[i, 1] < self.times[i, 0]:
-            raise ValidationError(f"{where}: end {result.end} is before start {result.start}.")
-        self.capital[i] = _capital(result.initial_capital, where)
-        _metrics_row(result.metrics, self.metrics[i], self.extra_metrics, i, self.n, where)
-        for column, value in columns.items():
-            if column not in self.param_values:
-                self.param_values[column] = np.full(self.n, np.nan)
-                self.param_names[column] = memo.bare_names[strategy].get(column, column)
-            self.param_values[column][i] = value
-        self.curves.add(i, curve_arrays(result.equity, where, self.known_dates))
-        trades = _checked_trades(result.trades, where)
-        if trades is not None:
-            self.trades.lengths[i] = len(trades[0])
-            self.trade_columns.append(trades)
-
-    def finish(self) -> SegmentData:
-        columns = [*FLOAT_LEAD, *METRICS, *self.extra_metrics, *self.param_values]
-        floats = np.column_stack([self.capital, self.metrics, *self.extra_metrics.values(),
-                                  *self.param_values.values()]) if self.n else \
-            np.empty((0, len(columns)))
-        data = SegmentData(rows=self.n, vocab=_vocab_lists(self.vocabs), codes=self.codes,
-                           times=self.times, float_columns=columns,
-                           floats=np.ascontiguousarray(floats), param_columns=self.param_names)
-        if self.trade_columns:
-            self._attach_trades(data)
-        attach_curves(data, self.curves)  # after the trades: the curve codec reads them
-        return data
-
-    def _attach_trades(self, data: SegmentData) -> None:
-        """Every trade log in one vectorised pass (column arrays joined, then checked once)."""
-        parts = self.trade_columns
-        combined = pd.DataFrame({c: _joined([p[j] for p in parts])
-                                 for j, c in enumerate(TRADE_COLUMNS)}, copy=False)
-        try:
-            times, floats, ints = _trade_block(combined, "trades")
-        except ValidationError:
-            owners = np.flatnonzero(self.trades.lengths)
-            for owner, part in zip(owners, parts):  # name the first offending result
-                _trade_block(pd.DataFrame(dict(zip(TRADE_COLUMNS, part))), f"result #{owner}")
-            raise
-        data.tr_offsets = self.trades.offsets()
-        data.tr_times, data.tr_floats, data.tr_ints = times, floats, ints
-
-
-class KeyMemo:
-    """Memo of validated symbols, strategies, params and exit rules (pure, deterministic).
-
-    A store handle keeps one across writes: sweeps store the same parameter grid for symbol
-    after symbol, so validation runs once per distinct configuration.
-    """
-
-    LIMIT = 250_000
-
-    def __init__(self) -> None:
-        self._symbols: dict[Any, str] = {}
-        self._strategies: dict[Any, str] = {}
-        self._params: dict[tuple[str, str], tuple[str, str, dict]] = {}
-        self._by_values: dict[tuple[str, tuple], dict[tuple, tuple[str, str, dict]]] = {}
-        self._exits: dict[str, tuple[str, str]] = {}
-        self._json: dict[str, str] = {}
-        self.bare_names: dict[str, dict[str, str]] = {}
-        self._canons: dict[str, _keys.ParamsCanon] = {}  # strategy -> per-value canonicaliser
-        self.last_columns: dict[str, tuple] = {}  # json column -> (inputs, codes) of last batch
-
-    def symbol(self, symbol: Any) -> str:
-        found = self._symbols.get(symbol) if isinstance(symbol, str) else None
-        if found is None:
-            found = self._symbols[symbol] = _keys.validate_symbol(symbol)
-        return found
-
-    def strategy(self, name: Any) -> str:
-        found = self._strategies.get(name) if isinstance(name, str) else None
-        if found is None:
-            found = self._strategies[name] = _keys.check_strategy(name)
-            self.bare_names[found] = _keys.param_column_names(found)
-        return found
-
-    def trim(self) -> None:
-        """Forget everything once the memo grows past LIMIT entries (bounded memory)."""
-        held = len(self._params) + len(self._exits) + len(self._json)
-        if held + sum(map(len, self._by_values.values())) > self.LIMIT:
-            self._params.clear()
-            self._exits.clear()
-            self._json.clear()
-            self._by_values.clear()
-
-    def params(self, strategy: str, params: Any, where: str) -> tuple[str, str, dict]:
-        if not isinstance(params, dict):
-            raise ValidationError(f"{where}: params must be a dict, got {type(params).__name__}.")
-        key = (strategy, repr(params))  # cheap memo key; equal reprs mean equal values
-        found = self._params.get(key)
-        if found is None:
-            found = self._params[key] = self._canonical(strategy, params, where)
-        return found
-
-    def params_many(self, strategy: str, values: list, where: str) -> list[tuple[str, str, dict]]:
-        """``params`` of many dicts. Plain dicts of one set of names (``plain_dict_values``)
-        go through a memo keyed on their values: a C-level ``itemgetter`` call per dict where
-        a ``repr`` cost ~2 us on a cold cache. Other dicts: reprs and memo lookups in C-level
-        passes; anything that is not a dict: ``params``, which rejects it."""
-        if not all(isinstance(v, dict) for v in values):
-            return [self.params(strategy, v, where) for v in values]
-        plain = plain_dict_values(values)
-        if plain is None:
-            found = list(map(self._params.get, [(strategy, r) for r in map(repr, values)]))
-            for i in [i for i, f in enumerate(found) if f is None]:
-                found[i] = self.params(strategy, values[i], where)
-            return found
-        names, keys = plain
-        memo = self._by_values.setdefault((strategy, names), {})
-        found = list(map(memo.get, keys))
-        for i in [i for i, f in enumerate(found) if f is None]:
-            found[i] = memo[keys[i]] = self._canonical(strategy, values[i], where)
-        return found
-
-    def _canonical(self, strategy: str, params: dict, where: str) -> tuple[str, str, dict]:
-        """(canonical JSON, hash, {column: float}) of a params dict: per value when the
-        strategy's canonicaliser can vouch for it, else the registry's way."""
-        canon = self._canons.get(strategy)
-        if canon is None:
-            canon = self._canons[strategy] = _keys.ParamsCanon(strategy)
-        return canon.key(params) or self._registry_params(strategy, params, where)
-
-    def _registry_params(self, strategy: str, params: dict, where: str) -> tuple[str, str, dict]:
-        """The registry's own validation: the reference path, and the one naming errors."""
-        try:
-            canonical = _keys.canonical_params(strategy, params)
-        except Exception:
-            _json_text(params, "params", where)  # a value JSON cannot hold: say so first
-            raise
-        columns = _keys.strategies().param_columns(strategy, canonical)
-        text = canonical_json(canonical)
-        return text, hash_of_json(text), {c: float(v) for c, v in columns.items()}
-
-    def exit(self, exit_rule: Any, where: str) -> tuple[str, str]:
-        raw = repr(exit_rule)
-        found = self._exits.get(raw)
-        if found is None:
-            _json_text(exit_rule, "exit_rule", where)
-            found = self._exits[raw] = _keys.exit_key(exit_rule)
-        return found
-
-    def json(self, value: Any, what: str, where: str) -> str:
-        """Canonical JSON of a small dict (costs, settings), memoised on its repr."""
-        raw = repr(value)
-        found = self._json.get(raw)
-        if found is None:
-            found = self._json[raw] = _json_text(value, what, where)
-        return found
-
-
-def _label(i: int, result: Any) -> str:
+def _label(row: int, result: Any) -> str:
     symbol = getattr(result, "symbol", "?")
     strategy = getattr(result, "strategy", "?")
     shown = symbol if not isinstance(symbol, str) or len(symbol) <= 40 else symbol[:40] + "..."
-    return f"result #{i} ({shown!r}, {strategy!r})"
+    return f"result #{row} ({shown!r}, {strategy!r})"
 
 
-def _json_text(value: Any, what: str, where: str) -> str:
+def _distinct(keys: list, canon: Callable[[int], Any], memo: KeyMemo, kind: str,
+              where: Callable[[int], str]) -> tuple[np.ndarray, list]:
+    """(index of each row's key among the distinct keys, canonical form of each distinct key).
+
+    ``canon(row)`` runs for the first row of each distinct key the memo does not hold; its
+    ValidationError is re-raised naming that row's result.
+    """
+    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))  # key -> first row
+    order = {key: j for j, key in enumerate(dict.fromkeys(keys))}
+    forms = []
+    for key in order:
+        form = memo.forms.get((kind, key))
+        if form is None:
+            row = first[key]
+            try:
+                form = memo.forms[(kind, key)] = canon(row)
+            except ValidationError as exc:
+                raise type(exc)(f"{where(row)}: {exc}") from None
+        forms.append(form)
+    return np.fromiter(map(order.__getitem__, keys), np.int64, len(keys)), forms
+
+
+def _coded(values: list, canon: Callable[[int], Any], memo: KeyMemo, kind: str, vocab: _Vocab,
+           where: Callable[[int], str]) -> np.ndarray:
+    """Vocabulary code of each value, canonicalised once per distinct ``repr``."""
+    raw, forms = _distinct(list(map(repr, values)), canon, memo, kind, where)
+    return np.array([vocab.code(form) for form in forms], np.int32)[raw]
+
+
+def _params(results: list, codes: np.ndarray, vocabs: dict[str, _Vocab], memo: KeyMemo,
+            where: Callable[[int], str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Fill the params codes; return the param columns' values and bare names."""
+    strategies = [vocabs["strategy"].values[code] for code in codes[:, 1].tolist()]
+    params = [r.params for r in results]
+    keys = list(zip(strategies, map(repr, params)))
+
+    def canon(row: int) -> tuple[str, str, dict[str, float]]:
+        return _params_form(strategies[row], params[row])
+
+    raw, forms = _distinct(keys, canon, memo, "params", where)
+    codes[:, 2] = np.array([vocabs["params"].code(form[:2]) for form in forms], np.int32)[raw]
+    values: dict[str, np.ndarray] = {}
+    names: dict[str, str] = {}
+    for (strategy, _), (_, _, columns) in zip(dict.fromkeys(keys), forms):
+        bare = _keys.param_column_names(strategy) if set(columns) - set(names) else {}
+        for column in columns:
+            if column not in names:
+                names[column] = bare.get(column, column)
+                values[column] = np.array([f[2].get(column, np.nan) for f in forms])[raw]
+    return values, names
+
+
+def _params_form(strategy: str, params: Any) -> tuple[str, str, dict[str, float]]:
+    """The registry's canonical form of a params dict, or the registry's error."""
+    if not isinstance(params, dict):
+        raise ValidationError(f"params must be a dict, got {type(params).__name__}.")
+    try:
+        return _keys.params_form(strategy, params)
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the registry tripped on, as bad input
+        raise ValidationError(f"params {params!r} of {strategy!r} cannot be validated "
+                              f"({exc}).") from None
+
+
+def _exit_form(exit_rule: Any) -> tuple[str, str]:
+    _json_text(exit_rule, "exit_rule")
+    return _keys.exit_key(exit_rule)
+
+
+def _json_text(value: Any, what: str) -> str:
     try:
         return canonical_json(value if value is not None else {})
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{where}: {what} cannot be stored as JSON ({exc}).") from None
+        raise ValidationError(f"{what} cannot be stored as JSON ({exc}).") from None
 
 
-def _text(value: Any, what: str, where: str) -> str:
+def _text(value: Any, what: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ValidationError(f"{where}: {what} must be a string, got {value!r}.")
+        raise ValidationError(f"{what} must be a string, got {value!r}.")
     return value
 
 
+def _stamps(values: list, what: str, where: Callable[[int], str]) -> np.ndarray:
+    """int64 ns of start or end dates: Timestamps (naive, or aware as UTC) in one pass."""
+    if {pd.Timestamp}.issuperset(map(type, values)):  # .value: UTC ns whatever the unit
+        return np.fromiter(map(_NS, values), np.int64, len(values))
+    return np.array([_timestamp_ns(v, what, where(row)) for row, v in enumerate(values)],
+                    np.int64)
+
+
 def _timestamp_ns(value: Any, what: str, where: str) -> int:
-    if type(value) is pd.Timestamp and value.tzinfo is None:
-        return value.value  # nanoseconds whatever the unit
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError):
         raise ValidationError(f"{where}: {what} {value!r} is not a date.") from None
-    if stamp is pd.NaT or pd.isna(stamp):
+    if pd.isna(stamp):
         raise ValidationError(f"{where}: {what} is missing (NaT); give the backtest's {what} date.")
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return int(stamp.as_unit("ns").value)
+
+
+def _capitals(values: list, where: Callable[[int], str]) -> np.ndarray:
+    """Initial capitals as float64, each a positive finite number."""
+    try:
+        capital = np.fromiter(values, np.float64, len(values))
+        if (np.isfinite(capital) & (capital > 0)).all():
+            return capital
+    except (TypeError, ValueError):
+        pass
+    return np.array([_capital(v, where(row)) for row, v in enumerate(values)], np.float64)
 
 
 def _capital(value: Any, where: str) -> float:
@@ -558,27 +258,41 @@ def _capital(value: Any, where: str) -> float:
     return capital
 
 
-def _metrics_row(metrics: Any, out: np.ndarray, extra: dict[str, np.ndarray], i: int, n: int,
-                 where: str) -> None:
-    if not isinstance(metrics, dict):
-        raise ValidationError(f"{where}: metrics must be a dict of metric name -> number.")
+def _metric_block(metrics: list, where: Callable[[int], str]
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(float64 (rows, len(METRICS)), extra metric columns) of the results' metrics dicts."""
+    n = len(metrics)
     try:
-        out[:] = [metrics[name] for name in METRICS]
-    except KeyError:
-        missing = [name for name in METRICS if name not in metrics]
-        raise ValidationError(f"{where}: metrics missing {missing}; the engine computes every "
-                              f"name in core.types.METRIC_NAMES (NaN where undefined).") from None
-    except (TypeError, ValueError):
-        bad = {k: metrics[k] for k in METRICS if not _is_number(metrics[k])}
-        raise ValidationError(f"{where}: metrics must be numbers (NaN allowed), got {bad}.") from None
-    if len(metrics) > len(METRICS):
-        for name, value in metrics.items():
-            if name in METRICS:
+        values = list(chain.from_iterable(map(_METRIC_GETTER, metrics)))
+        if not {float, int}.issuperset(map(type, values)):
+            raise TypeError("not only Python numbers")
+        block = np.array(values, np.float64)
+    except (KeyError, TypeError, ValueError):  # checked row by row: the error names the result
+        block = np.array([_metrics_row(m, where(row)) for row, m in enumerate(metrics)],
+                         np.float64)
+    extra: dict[str, np.ndarray] = {}
+    for row in [row for row, m in enumerate(metrics) if len(m) > len(METRICS)]:
+        for name, value in metrics[row].items():
+            if name in _METRIC_SET:
                 continue
             if not isinstance(name, str) or not name.isidentifier() or not _is_number(value):
-                raise ValidationError(f"{where}: extra metric {name!r}={value!r} must be a "
+                raise ValidationError(f"{where(row)}: extra metric {name!r}={value!r} must be a "
                                       "numeric value under an identifier name.")
-            extra.setdefault(name, np.full(n, np.nan))[i] = float(value)
+            extra.setdefault(name, np.full(n, np.nan))[row] = float(value)
+    return block.reshape(n, len(METRICS)), extra
+
+
+def _metrics_row(metrics: Any, where: str) -> list[float]:
+    if not isinstance(metrics, dict):
+        raise ValidationError(f"{where}: metrics must be a dict of metric name -> number.")
+    missing = [name for name in METRICS if name not in metrics]
+    if missing:
+        raise ValidationError(f"{where}: metrics missing {missing}; the engine computes every "
+                              f"name in core.types.METRIC_NAMES (NaN where undefined).")
+    bad = {name: metrics[name] for name in METRICS if not _is_number(metrics[name])}
+    if bad:
+        raise ValidationError(f"{where}: metrics must be numbers (NaN allowed), got {bad}.")
+    return [float(metrics[name]) for name in METRICS]
 
 
 def _is_number(value: Any) -> bool:
@@ -589,113 +303,58 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, (str, bytes))
 
 
-class _Ragged:
-    """Per-row variable-length arrays gathered for one concatenation at the end."""
-
-    def __init__(self, n: int) -> None:
-        self.lengths = np.zeros(n, np.int64)
-        self.parts: list[tuple] = []
-
-    def add(self, i: int, arrays: tuple | None) -> None:
-        if arrays is not None:
-            self.lengths[i] = len(arrays[0])
-            self.parts.append(arrays)
-
-    def offsets(self) -> np.ndarray:
-        out = np.zeros(len(self.lengths) + 1, np.int64)
-        np.cumsum(self.lengths, out=out[1:])
-        return out
-
-    def concat(self, position: int) -> np.ndarray:
-        return np.concatenate([part[position] for part in self.parts])
-
-
-def _joined(parts: list) -> Any:
-    """One column from many trade logs' arrays.
-
-    pandas extension arrays (datetimes, Arrow strings, categoricals) of one dtype join with
-    their own ``_concat_same_type`` (part of the ExtensionArray interface): numpy would first
-    convert each small array to an object or numpy array (~25 us per trade log).
-    """
-    first = parts[0]
-    if isinstance(first, np.ndarray):
-        return np.concatenate(parts)
-    kind, dtype = type(first), first.dtype
-    if all(type(p) is kind and p.dtype == dtype for p in parts):
-        return kind._concat_same_type(parts)
-    return np.concatenate([np.asarray(p) for p in parts])
-
-
-_TRADE_INDEX = pd.Index(TRADE_COLUMNS)
-
-
-def _column_arrays(frame: pd.DataFrame, names: tuple[str, ...]) -> list:
-    """The arrays of some columns of a small frame, without building pandas' column hash table.
-
-    A DataFrame's first column lookup builds its column index engine (~100 us with string
-    columns); the frame's blocks (``_block_arrays``) or, failing that,
-    ``DataFrame._get_column_array`` (pandas >= 1.3, no Series per column) are 10-50x faster on
-    the 30-row trade logs stored thousands at a time. Public ``iloc`` is the last fallback
-    should a pandas release drop both. Missing names raise KeyError.
-    """
-    if names == TRADE_COLUMNS and frame.columns.equals(_TRADE_INDEX):
-        positions = range(len(names))
-    else:
-        present = frame.columns.to_numpy(dtype=object)
-        where = {name: j for j, name in enumerate(present)}
-        positions = [where[name] for name in names]
-    arrays = _block_arrays(frame, positions)
-    if arrays is not None:
-        return arrays
-    getter = getattr(frame, "_get_column_array", None)
-    if getter is None:
-        return [frame.iloc[:, i].to_numpy() for i in positions]
-    return [getter(i) for i in positions]
-
-
-def _block_arrays(frame: pd.DataFrame, positions) -> list | None:
-    """The arrays of the columns at ``positions``, read from the frame's blocks (or None).
-
-    A trade log is 4 blocks (dates, floats, ints, reasons): rows of a 2-D numpy block are
-    views, extension blocks hold one column each; ~3x cheaper than a lookup per column.
-    Anything else (tz-aware or timedelta 2-D blocks, a pandas without block managers)
-    returns None.
-    """
-    blocks = getattr(getattr(frame, "_mgr", None), "blocks", None)
-    if blocks is None:
-        return None
-    columns: dict[int, Any] = {}
-    for block in blocks:
-        values, placed = block.values, block.mgr_locs.as_array.tolist()
-        if values.ndim == 1:
-            columns[placed[0]] = values
+def _attach_result_trades(data: SegmentData, logs: list, where: Callable[[int], str]) -> None:
+    """Every result's trade log, joined and checked in one pass (row by row when that fails)."""
+    frames, owners = [], []
+    for row, log in enumerate(logs):
+        if log is None:
             continue
-        if not isinstance(values, np.ndarray):
-            if values.dtype.kind != "M" or getattr(values.dtype, "tz", None) is not None:
-                return None
-            values = np.asarray(values)  # naive datetimes: the datetime64 block itself
-        columns.update(zip(placed, values))
-    return [columns[i] for i in positions]
-
-
-def _checked_trades(trades: Any, where: str) -> list | None:
-    """The trade log's column arrays (TRADE_COLUMNS order) if it has rows, None when empty.
-
-    Values are checked in bulk when the batch's trade logs are joined.
-    """
-    if trades is None:
-        return None
-    if not isinstance(trades, pd.DataFrame):
-        raise ValidationError(f"{where}: trades must be a DataFrame with columns "
-                              f"{list(TRADE_COLUMNS)}, got {type(trades).__name__}.")
-    if len(trades) == 0:
-        return None
+        if not isinstance(log, pd.DataFrame):
+            raise ValidationError(f"{where(row)}: trades must be a DataFrame with columns "
+                                  f"{list(TRADE_COLUMNS)}, got {type(log).__name__}.")
+        if len(log):
+            _check_trade_columns(log, where(row))
+            frames.append(log)
+            owners.append(row)
+    if not frames:
+        return
+    lengths = np.zeros(data.rows, np.int64)
+    lengths[owners] = [len(frame) for frame in frames]
     try:
-        return _column_arrays(trades, TRADE_COLUMNS)
-    except KeyError:
-        missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
+        blocks = _trade_block(pd.concat(frames, ignore_index=True), "trades")
+    except ValidationError:  # name the result at fault, or join logs that only clash together
+        parts = [_trade_block(frame, where(row)) for row, frame in zip(owners, frames)]
+        blocks = tuple(np.asfortranarray(np.concatenate(part)) for part in zip(*parts))
+    data.tr_offsets = _offsets(lengths)
+    data.tr_times, data.tr_floats, data.tr_ints = blocks
+
+
+def _attach_result_curves(data: SegmentData, equities: list, where: Callable[[int], str]
+                          ) -> None:
+    """Every result's equity curve, checked, laid out and packed (after the trade logs)."""
+    if all(equity is None for equity in equities):
+        return
+    known_dates: dict[int, tuple] = {}
+    attach_curves(data, [None if equity is None else curve_arrays(equity, where(row), known_dates)
+                         for row, equity in enumerate(equities)])
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """``[0, l0, l0 + l1, ...]``: where each row's ragged part starts (and the end)."""
+    out = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Trade logs
+# --------------------------------------------------------------------------------------------
+def _check_trade_columns(trades: pd.DataFrame, where: str) -> None:
+    present = set(trades.columns)
+    missing = [c for c in TRADE_COLUMNS if c not in present]
+    if missing:
         raise ValidationError(f"{where}: trades miss columns {missing}; expected "
-                              f"{list(TRADE_COLUMNS)}.") from None
+                              f"{list(TRADE_COLUMNS)}.")
 
 
 def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -704,10 +363,7 @@ def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarr
     The blocks are column-major: each column is filled and later compressed chunk by chunk
     without a strided copy.
     """
-    missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
-    if missing:
-        raise ValidationError(f"{where}: trades miss columns {missing}; expected "
-                              f"{list(TRADE_COLUMNS)}.")
+    _check_trade_columns(trades, where)
     k = len(trades)
     times = np.empty((k, 2), np.int64, order="F")
     for j, column in enumerate(TRADE_TIME_COLUMNS):
@@ -739,16 +395,14 @@ def _bars_held(column: pd.Series, where: str) -> np.ndarray:
 
 
 def _datetime_ns(column: pd.Series, what: str, where: str) -> np.ndarray:
-    if column.dtype.kind == "M" and getattr(column.dtype, "tz", None) is None:
-        values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    else:
+    if column.dtype.kind != "M" or getattr(column.dtype, "tz", None) is not None:
         try:
-            parsed = pd.to_datetime(column)
+            column = pd.to_datetime(column)
         except (TypeError, ValueError):
             raise ValidationError(f"{where}: {what} must hold dates.") from None
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-        values = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        if getattr(column.dt, "tz", None) is not None:
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
     if (values == _NAT).any():
         raise ValidationError(f"{where}: {what} has NaN dates; every trade needs its dates.")
     return values
@@ -771,24 +425,12 @@ def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
     return codes.astype(np.int32)
 
 
-def _vocab_lists(vocabs: dict[str, _Vocab]) -> dict[str, list]:
-    """Each kind's values; hashed kinds as (json, hash) pairs (stored as 2-element arrays)."""
-    return {kind: vocab.values for kind, vocab in vocabs.items()}
-
-
 # --------------------------------------------------------------------------------------------
 # Batch tables (run_many output)
 # --------------------------------------------------------------------------------------------
-def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int,
-                 memo: KeyMemo | None = None) -> SegmentData:
-    """Validate and encode a batch table (and its trades) with vectorised operations only.
-
-    ``memo`` (the store handle's) remembers the last batch's params and exit-rule columns: a
-    sweep stores one parameter grid symbol after symbol, and a column equal to the last one
-    (one vectorised comparison) reuses its checked codes and vocabulary.
-    """
+def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> SegmentData:
+    """Validate and encode a batch table (and its trades and curves), vectorised."""
     table = batch.table if isinstance(batch, BatchResult) else batch
-    trades = batch.trades if isinstance(batch, BatchResult) else None
     if not isinstance(table, pd.DataFrame):
         raise ValidationError(f"A batch must be a DataFrame or BatchResult, got "
                               f"{type(table).__name__}.")
@@ -806,16 +448,15 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int,
     codes[:, 1], vocab["strategy"] = _factorize(table["strategy"], "strategy")
     for strategy in vocab["strategy"]:
         _keys.check_strategy(strategy)
-    codes[:, 2], vocab["params"] = _remembered_codes(memo, table, "params_json", "params_hash",
-                                                     codes[:, 1], vocab["strategy"])
-    codes[:, 3], vocab["exit_rule"] = _remembered_codes(memo, table, "exit_json", "exit_hash",
-                                                        None, None)
+    codes[:, 2], vocab["params"] = _hashed_codes(table, "params_json", "params_hash",
+                                                 codes[:, 1], vocab["strategy"])
+    codes[:, 3], vocab["exit_rule"] = _hashed_codes(table, "exit_json", "exit_hash", None, None)
     for kind, column in _TABLE_TEXT.items():
         if column in table.columns:
             codes[:, _KIND_POS[kind]], vocab[kind] = _factorize(table[column], column)
         else:
-            codes[:, _KIND_POS[kind]], vocab[kind] = 0, ["{}" if kind in ("costs", "settings")
-                                                         else ""]
+            codes[:, _KIND_POS[kind]] = 0
+            vocab[kind] = ["{}" if kind in ("costs", "settings") else ""]
     times = np.empty((n, 3), np.int64)
     times[:, 0] = _table_dates(table["start"], "start")
     times[:, 1] = _table_dates(table["end"], "end")
@@ -831,102 +472,55 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int,
         floats[:, j] = _numeric(table[column], column)
     data = SegmentData(rows=n, vocab=vocab, codes=codes, times=times,
                        float_columns=float_columns, floats=floats, param_columns=param_names)
-    if trades is not None and len(trades):
-        _attach_batch_trades(data, trades)
-    curves = batch.curves if isinstance(batch, BatchResult) else None
-    if curves is not None:
-        attach_batch_curves(data, curves)  # after the trades: the curve codec reads them
+    if isinstance(batch, BatchResult):
+        if batch.trades is not None and len(batch.trades):
+            _attach_batch_trades(data, batch.trades)
+        if batch.curves is not None:
+            attach_batch_curves(data, batch.curves)  # after the trades: the codec reads them
     return data
 
 
-def _factorize(column: pd.Series, what: str) -> tuple[np.ndarray, list]:
-    codes, uniques = _factorized(column)
+def _factorize(column: pd.Series, what: str) -> tuple[np.ndarray, list[str]]:
+    """(int32 code of each row, distinct texts in first-seen order) of a text column."""
+    codes, uniques = pd.factorize(column, sort=False)
     if (codes < 0).any():
         row = int(np.flatnonzero(codes < 0)[0])
         raise ValidationError(f"Batch row {row}: {what} is missing.")
-    values = list(uniques)
+    values = uniques.tolist()
     bad = [v for v in values if not isinstance(v, str)]
     if bad:
         raise ValidationError(f"Batch column {what} must hold strings, got {bad[:3]!r}.")
     return codes.astype(np.int32), values
 
 
-def _remembered_codes(memo: KeyMemo | None, table: pd.DataFrame, json_column: str,
-                      hash_column: str, strategy_codes: np.ndarray | None,
-                      strategies: list | None) -> tuple[np.ndarray, list]:
-    """``_hashed_codes``, reused when the columns equal the last batch's (same strategies)."""
-    if memo is None:
-        return _hashed_codes(table, json_column, hash_column, strategy_codes, strategies)
-    inputs = (table[json_column],
-              table[hash_column] if hash_column in table.columns else None,
-              None if strategy_codes is None else strategy_codes.copy(),
-              None if strategies is None else list(strategies))
-    last = memo.last_columns.get(json_column)
-    if last is not None and _same_inputs(last[0], inputs):
-        codes, pairs = last[1]
-    else:
-        codes, pairs = _hashed_codes(table, json_column, hash_column, strategy_codes, strategies)
-        memo.last_columns[json_column] = (inputs, (codes, pairs))
-    return codes.copy(), list(pairs)
-
-
-def _same_inputs(last: tuple, now: tuple) -> bool:
-    """Whether two batches' (json, hash, strategy codes, strategies) hold the same values."""
-    json_then, hash_then, codes_then, names_then = last
-    json_now, hash_now, codes_now, names_now = now
-    if names_then != names_now or (hash_then is None) != (hash_now is None):
-        return False
-    if codes_now is not None and not np.array_equal(codes_then, codes_now):
-        return False
-    return _same_texts(json_then, json_now) and (hash_now is None
-                                                 or _same_texts(hash_then, hash_now))
-
-
-def _same_texts(then: pd.Series, now: pd.Series) -> bool:
-    """Whether two text columns hold the same strings, row by row (no missing values)."""
-    if len(then) != len(now):
-        return False
-    if isinstance(then.array, pd.arrays.ArrowStringArray) and \
-            isinstance(now.array, pd.arrays.ArrowStringArray):
-        a, b = pa.array(then.array), pa.array(now.array)
-        return a.null_count == 0 and b.null_count == 0 and bool(pc.all(pc.equal(a, b)).as_py())
-    a, b = np.asarray(then, dtype=object), np.asarray(now, dtype=object)
-    return all(isinstance(v, str) for v in b) and bool((a == b).all())
-
-
 def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
                   strategy_codes: np.ndarray | None, strategies: list | None
                   ) -> tuple[np.ndarray, list]:
-    """Codes into [json, hash] pairs; hashes taken from the table when given, checked on a sample.
-
-    Params are per strategy, so the vocabulary is keyed on (strategy, json) for params.
-    """
-    text_codes, texts = _factorized(table[json_column])
-    if (text_codes < 0).any():
-        row = int(np.flatnonzero(text_codes < 0)[0])
-        raise ValidationError(f"Batch row {row}: {json_column} is missing.")
+    """Codes into (json, hash) pairs; hashes taken from the table when given, checked on a
+    sample. Params are per strategy, so their vocabulary is keyed on (strategy, json)."""
+    text_codes, texts = _factorize(table[json_column], json_column)
     codes, count = text_codes, len(texts)
-    if strategy_codes is not None and len(strategies) > 1:  # params are per strategy
-        codes, pairs = pd.factorize(strategy_codes.astype(np.int64) * count + codes)
+    if strategies is not None and len(strategies) > 1:
+        codes, pairs = pd.factorize(strategy_codes.astype(np.int64) * count + text_codes)
         count = len(pairs)
     first = _first_rows(codes, count)
-    unique_json = _texts(texts, text_codes[first])
+    unique_json = [texts[c] for c in text_codes[first].tolist()]
     if hash_column in table.columns:
-        hash_codes, hash_uniques = _factorized(table[hash_column])
-        if (hash_codes < 0).any():
-            raise ValidationError(f"Batch column {hash_column} has missing hashes.")
-        unique_hash = _texts(hash_uniques, hash_codes[first])
+        hash_codes, hashes = _factorize(table[hash_column], hash_column)
         if (hash_codes[first][codes] != hash_codes).any():
             raise ValidationError(f"Batch column {hash_column} disagrees with {json_column}: the "
                                   "same configuration has different hashes.")
-        check = range(0, len(first), max(1, len(first) // _SAMPLE_CHECKS))
+        unique_hash = [hashes[c] for c in hash_codes[first].tolist()]
+        check = range(0, count, max(1, count // _SAMPLE_CHECKS))
     else:
-        unique_hash = [""] * len(first)
-        check = range(len(first))
+        unique_hash = [""] * count
+        check = range(count)
     for u in check:
-        strategy = strategies[strategy_codes[first[u]]] if strategy_codes is not None else None
-        canon_json, canon_hash = (_keys.params_key(strategy, unique_json[u]) if strategy
-                                  else _keys.exit_key(unique_json[u]))
+        if strategies is None:
+            canon_json, canon_hash = _keys.exit_key(unique_json[u])
+        else:
+            canon_json, canon_hash = _keys.params_key(strategies[strategy_codes[first[u]]],
+                                                      unique_json[u])
         if unique_hash[u] == "":
             unique_json[u], unique_hash[u] = canon_json, canon_hash
         elif canon_hash != unique_hash[u]:
@@ -934,29 +528,6 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
                                   f"(hash {unique_hash[u]} != {canon_hash}); store the engine's "
                                   "canonical params and exit rules.")
     return codes.astype(np.int32), list(zip(unique_json, unique_hash))
-
-
-def _factorized(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """``pd.factorize`` (codes, uniques; -1 for missing), with a fast lane for one repeated text.
-
-    A batch's symbol, strategy, exit rule, costs, settings, engine version and fingerprint
-    columns usually hold one value: one vectorised Arrow comparison confirms that ~5x faster
-    than hashing every row.
-    """
-    values = column.array
-    if isinstance(values, pd.arrays.ArrowStringArray) and len(values):
-        arrow = pa.array(values)
-        if arrow.null_count == 0 and pc.all(pc.equal(arrow, arrow[0])).as_py():
-            return np.zeros(len(values), np.int64), pd.Index([arrow[0].as_py()], dtype=object)
-    return pd.factorize(column, sort=False)
-
-
-def _texts(uniques: Any, picks: np.ndarray) -> list[str]:
-    """Some of factorize's uniques as Python strings (one ``tolist`` for a string column)."""
-    chosen = uniques.take(picks)
-    if pd.api.types.is_string_dtype(chosen.dtype) and chosen.dtype != object:
-        return chosen.tolist()
-    return [str(v) for v in np.asarray(chosen, dtype=object)]
 
 
 def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
@@ -969,23 +540,18 @@ def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
 
 def _table_dates(column: pd.Series, what: str) -> np.ndarray:
     """int64 ns of a date column (naive datetime64 columns, the engine's, read directly)."""
-    if column.dtype.kind == "M" and getattr(column.dtype, "tz", None) is None:
-        values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
-        if (values == _NAT).any():
-            row = int(np.flatnonzero(values == _NAT)[0])
-            raise ValidationError(f"Batch row {row}: {what} is NaN/NaT; give the backtest's "
-                                  "dates.")
-        return values
-    try:
-        values = pd.to_datetime(column)
-    except (TypeError, ValueError):
-        raise ValidationError(f"Batch column {what} must hold dates.") from None
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+    if column.dtype.kind != "M" or getattr(column.dtype, "tz", None) is not None:
+        try:
+            column = pd.to_datetime(column)
+        except (TypeError, ValueError):
+            raise ValidationError(f"Batch column {what} must hold dates.") from None
+        if getattr(column.dt, "tz", None) is not None:
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    if (values == _NAT).any():
+        row = int(np.flatnonzero(values == _NAT)[0])
         raise ValidationError(f"Batch row {row}: {what} is NaN/NaT; give the backtest's dates.")
-    if getattr(values.dt, "tz", None) is not None:
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return values
 
 
 def _table_capital(table: pd.DataFrame) -> np.ndarray:
@@ -1025,40 +591,5 @@ def _attach_batch_trades(data: SegmentData, trades: pd.DataFrame) -> None:
         raise ValidationError(f"BatchResult.trades.row must be table rows 0..{data.rows - 1}.")
     if len(rows) > 1 and (np.diff(rows) < 0).any():
         raise ValidationError("BatchResult.trades must be sorted by row.")
-    times, floats, ints = _trade_block(trades, "BatchResult.trades")
-    data.tr_offsets = np.zeros(data.rows + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=data.rows), out=data.tr_offsets[1:])
-    data.tr_times, data.tr_floats, data.tr_ints = times, floats, ints
-
-
-def encode_any(results: Any, created_at_ns: int, memo: KeyMemo | None = None) -> SegmentData:
-    """Dispatch on the input form of ``store_many`` (call it inside ``gc_paused``)."""
-    if isinstance(results, (BatchResult, pd.DataFrame)):
-        return encode_batch(results, created_at_ns, memo)
-    if isinstance(results, BacktestResult):
-        results = [results]
-    if not isinstance(results, (list, tuple)):
-        raise ValidationError("store_many takes a list of BacktestResult, a BatchResult or "
-                              f"a batch DataFrame, got {type(results).__name__}.")
-    return encode_results(list(results), created_at_ns, memo)
-
-
-@contextmanager
-def gc_paused():
-    """Pause Python's cyclic garbage collector while a batch is encoded and written.
-
-    Encoding 10,000 results allocates tens of thousands of small tuples, dicts and memo
-    entries (none cyclic); each allocation burst triggers collections that rescan every live
-    object - the caller's results included - which cost ~40% of a first batch's encode (and
-    ~3 ms of each 2,000-curve batch's write). The collector resumes (if it was enabled) when
-    the batch is stored; nothing is leaked.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
+    data.tr_times, data.tr_floats, data.tr_ints = _trade_block(trades, "BatchResult.trades")
+    data.tr_offsets = _offsets(np.bincount(rows, minlength=data.rows))

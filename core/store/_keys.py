@@ -1,16 +1,19 @@
 """Canonical store keys: symbol, strategy, params and exit rule in the one form the store hashes.
 
 The registry (``core.strategies``) and the exit-rule module (``core.exits``) own the rules; this
-module only adapts them for the store and memoises per call site where that is safe.
+module only adapts them for the store, and remembers each distinct value's canonical form.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from core.canonical import canonical_json, hash_of_json, stable_hash
+from core.canonical import canonical_json, flat_params_json, hash_of_json
 from core.data.symbols import validate_symbol
 from core.errors import ValidationError
+
+__all__ = ["KeyMemo", "canonical_exit", "canonical_params", "check_strategy", "exit_key",
+           "param_column_names", "params_form", "params_key", "validate_symbol"]
 
 
 def strategies():
@@ -49,16 +52,23 @@ def canonical_exit(exit_rule: Any) -> list:
     return exits().canonical_exit_rule(exit_rule)
 
 
+def params_form(strategy: str, params: Any) -> tuple[str, str, dict[str, float]]:
+    """(canonical JSON, hash, ``{param column: float}``) of a params dict for ``strategy``."""
+    canonical = canonical_params(strategy, params)
+    text = flat_params_json(canonical)  # validated params are flat: canonical_json's text
+    columns = strategies().param_columns(strategy, canonical)
+    return text, hash_of_json(text), columns
+
+
 def params_key(strategy: str, params: Any) -> tuple[str, str]:
     """(canonical JSON, hash) of a params dict for ``strategy``."""
-    canonical = canonical_params(strategy, params)
-    return canonical_json(canonical), stable_hash(canonical)
+    return params_form(strategy, params)[:2]
 
 
 def exit_key(exit_rule: Any) -> tuple[str, str]:
     """(canonical JSON, hash) of an exit rule."""
-    canonical = canonical_exit(exit_rule)
-    return canonical_json(canonical), stable_hash(canonical)
+    text = canonical_json(canonical_exit(exit_rule))
+    return text, hash_of_json(text)
 
 
 def param_column_names(strategy: str) -> dict[str, str]:
@@ -78,76 +88,20 @@ def _load_json(text: str, what: str) -> Any:
         raise ValidationError(f"Cannot parse {what} JSON {text[:80]!r}: {exc.msg}.") from None
 
 
-class ParamsCanon:
-    """Canonical (JSON, hash, param columns) of one strategy's params dicts, built per value.
+class KeyMemo:
+    """Canonical forms of the key values a store handle has written, by (kind, ``repr``).
 
-    The registry's rules apply per parameter (``Param.coerce``) plus one cross-parameter
-    check, so each distinct (name, type, value) is coerced by the registry once and its JSON
-    fragment kept; a new dict then costs a few dict lookups, the strategy's ``check``, one join
-    and one hash instead of a full ``validate_params`` + ``canonical_json`` (~10x less). Any
-    dict this path cannot vouch for (unknown names, a value the registry rejects, an
-    unhashable value, a failed check) returns None: the caller then runs the registry itself,
-    which raises its precise error. Every ``SAMPLE_EVERY``-th new dict is also canonicalised
-    the registry's way and must agree.
+    Canonicalising is pure, and a sweep stores one parameter grid symbol after symbol: each
+    distinct value is validated once per handle. Equal reprs mean equal values (``14`` and
+    ``14.0``, ``True`` and ``1`` have different reprs, and are canonicalised apart).
     """
 
-    SAMPLE_EVERY = 512
+    LIMIT = 250_000
 
-    def __init__(self, strategy: str) -> None:
-        registry = strategies()
-        self.spec = registry.get_strategy(strategy)
-        self.params = self.spec.params
-        self.names = frozenset(self.spec.param_names)
-        self.json_order = sorted(range(len(self.params)), key=lambda i: self.params[i].name)
-        self.values: list[dict] = [{} for _ in self.params]
-        self.defaults = [self._entry(p, p.default) for p in self.params]
-        self.columns = [f"{self.spec.prefix}_{p.name}" for p in self.params]
-        self.made = 0
+    def __init__(self) -> None:
+        self.forms: dict[tuple, Any] = {}
 
-    def _entry(self, param, value) -> tuple[Any, str, float]:
-        """(coerced value, its ``"name":value`` JSON fragment, its float param column)."""
-        fragment = canonical_json({param.name: value})[1:-1]
-        column = param.choices.index(value) if param.kind_name == "choice" else value
-        return value, fragment, float(column)
-
-    def key(self, params: dict) -> tuple[str, str, dict] | None:
-        """(canonical JSON, hash, {column: float}) of a params dict, or None (see above)."""
-        if not self.names.issuperset(params):
-            return None
-        entries = []
-        for param, known, default in zip(self.params, self.values, self.defaults):
-            if param.name not in params:
-                entries.append(default)
-                continue
-            value = params[param.name]
-            try:
-                entry = known.get((type(value), value))
-            except TypeError:
-                return None
-            if entry is None:
-                try:
-                    coerced = param.coerce(value, self.spec.name)
-                except Exception:  # noqa: BLE001 - the registry path raises the real error
-                    return None
-                entry = known[(type(value), value)] = self._entry(param, coerced)
-            entries.append(entry)
-        if self.spec.check is not None and self.spec.check(
-                {p.name: e[0] for p, e in zip(self.params, entries)}):
-            return None
-        text = "{" + ",".join([entries[i][1] for i in self.json_order]) + "}"
-        found = (text, hash_of_json(text),
-                 dict(zip(self.columns, [e[2] for e in entries])))
-        self.made += 1
-        if self.made % self.SAMPLE_EVERY == 1:
-            self._agrees(params, found)
-        return found
-
-    def _agrees(self, params: dict, found: tuple[str, str, dict]) -> None:
-        canonical = canonical_params(self.spec.name, params)
-        expected = (canonical_json(canonical), stable_hash(canonical),
-                    {c: float(v) for c, v in strategies().param_columns(
-                        self.spec.name, canonical).items()})
-        if found != expected:
-            raise ValidationError(f"Params {params!r} of {self.spec.name!r} canonicalise to "
-                                  f"{found[0]!r} per value but {expected[0]!r} by the registry; "
-                                  "report this (the strategy's rules are not per value).")
+    def trim(self) -> None:
+        """Forget everything once the memo holds more than LIMIT values (bounded memory)."""
+        if len(self.forms) > self.LIMIT:
+            self.forms.clear()

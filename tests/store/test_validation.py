@@ -12,6 +12,7 @@ from factories import make_batch, make_result
 
 from core.errors import StoreVersionError, ValidationError
 from core.store import FORMAT_VERSION, BacktestStore, open_store
+from core.store._backend import manifest_bytes
 from core.types import BatchCurves, BatchResult
 
 
@@ -139,7 +140,7 @@ def test_newer_manifest_format_is_refused_by_an_open_handle(store, store_path):
     manifest = store_path / "manifest.json"
     doc = json.loads(manifest.read_text())
     doc["format_version"] = FORMAT_VERSION + 1
-    manifest.write_text(json.dumps(doc))
+    manifest.write_bytes(manifest_bytes(doc))  # checksummed, as a newer writer would
     with pytest.raises(StoreVersionError):
         store.count()
 

@@ -1,4 +1,4 @@
-"""Write-path encoding: trade logs in any frame layout, vectorised keys, GC state, codec levels."""
+"""Write-path encoding: trade logs in any frame layout, the collector left alone, codec levels."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ import pytest
 from factories import make_batch, make_result
 
 from core.errors import ValidationError
-from core.store import _encode, _segment
+from core.store import _segment
 from core.store._format import COMPACT_LEVEL, WRITE_LEVEL
 from core.types import TRADE_COLUMNS
 
@@ -73,13 +73,6 @@ def test_bars_held_must_be_whole_non_negative_counts(store_path, bars, ok):
         with pytest.raises(ValidationError, match="bars_held"):
             store.store_many([bad])
         assert store.count() == 0
-
-
-def test_identity_codes_are_first_seen_order():
-    a, b, c = {"x": 1}, {"x": 1}, {"y": 2}
-    codes, distinct = _encode._identity_codes([b, a, b, c, a])
-    assert codes.tolist() == [0, 1, 0, 2, 1]
-    assert distinct[0] is b and distinct[1] is a and distinct[2] is c
 
 
 @pytest.mark.parametrize("enabled", [True, False])

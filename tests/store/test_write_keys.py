@@ -1,56 +1,29 @@
-"""Params canonicalised per value (the write path's memo) equal the registry's canonical form."""
+"""Keys of a write: params and exit rules in the registry's canonical form, whatever was typed."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from factories import make_result
 
 from core.canonical import canonical_json, stable_hash
 from core.errors import HindsightError
 from core.store import _encode, _keys
-from core.strategies import list_strategies, param_columns, validate_params
-
-STRATEGIES = [s if isinstance(s, str) else s.name for s in list_strategies()]
-VALUES = st.one_of(
-    st.integers(-5, 2_500), st.floats(-5, 2_500), st.sampled_from([np.nan, np.inf, -0.0]),
-    st.integers(0, 120).map(float), st.integers(1, 60).map(np.int64),
-    st.floats(0, 100).map(np.float64), st.booleans(), st.sampled_from(["sma", "ema", "x", ""]),
-    st.none(), st.lists(st.integers(0, 3), max_size=2))
-NAMES = st.sampled_from(["period", "oversold", "overbought", "fast", "slow", "kind", "num_std",
-                         "exit_period", "bogus"])
 
 
-def registry_key(strategy: str, params: dict):
-    """(JSON, hash, columns) the registry's own path gives, or the error type it raises."""
-    try:
-        canonical = validate_params(strategy, dict(params))
-    except HindsightError as exc:
-        return type(exc)
-    columns = param_columns(strategy, canonical)
-    return (canonical_json(canonical), stable_hash(canonical),
-            {c: float(v) for c, v in columns.items()})
-
-
-@settings(max_examples=400, deadline=None)
-@given(strategy=st.sampled_from(STRATEGIES), params=st.dictionaries(NAMES, VALUES, max_size=4))
-def test_per_value_canonical_form_equals_the_registry(strategy, params):
-    canon = _keys.ParamsCanon(strategy)
-    expected = registry_key(strategy, params)
-    for _ in range(2):  # a fresh value, then the memoised one
-        found = canon.key(params)
-        if isinstance(expected, type):
-            assert found is None  # the caller then runs the registry, which raises
-        else:
-            assert found == expected
+def params_rows(params: list, memo: _keys.KeyMemo | None = None,
+                strategy: str = "rsi_meanrev") -> list:
+    results = [dataclasses.replace(make_result(strategy=strategy, seed=i, curve=False, trades=0),
+                                   params=p) for i, p in enumerate(params)]
+    segment = _encode.encode_results(results, 7, memo or _keys.KeyMemo())
+    return [segment.vocab["params"][c] for c in segment.codes[:, 2]]
 
 
 def test_int_and_integral_float_share_one_key_and_order_never_matters():
-    memo = _encode.KeyMemo()
-    a = memo.params("rsi_meanrev", {"period": 14, "oversold": 25}, "r")
-    b = memo.params("rsi_meanrev", {"oversold": 25.0, "period": 14.0}, "r")
-    c = memo.params("rsi_meanrev", {"period": np.int64(14), "oversold": np.float64(25),
-                                    "overbought": 70}, "r")
+    a, b, c = params_rows([{"period": 14, "oversold": 25}, {"oversold": 25.0, "period": 14.0},
+                           {"period": np.int64(14), "oversold": np.float64(25),
+                            "overbought": 70}])
     assert a == b == c
     assert a[0] == '{"overbought":70,"oversold":25,"period":14}'
     assert a[1] == stable_hash({"period": 14, "oversold": 25.0, "overbought": 70.0})
@@ -64,13 +37,35 @@ def test_int_and_integral_float_share_one_key_and_order_never_matters():
     ({"perod": 14}, "no parameter 'perod'"),
 ])
 def test_rejections_come_from_the_registry_with_its_message(params, message):
-    memo = _encode.KeyMemo()
-    memo.params("rsi_meanrev", {"period": 14}, "r")  # warm the per-value memo
-    with pytest.raises(HindsightError, match=message):
-        memo.params("rsi_meanrev", params, "result #3")
+    memo = _keys.KeyMemo()
+    params_rows([{"period": 14}], memo)  # a memo that holds an equal value already
+    with pytest.raises(HindsightError, match=rf"result #1 .*{message}"):
+        params_rows([{"period": 14}, params], memo)
 
 
 def test_a_bool_never_reuses_the_memo_entry_of_an_equal_int():
-    canon = _keys.ParamsCanon("bollinger_reversion")
-    assert canon.key({"num_std": 1}) == canon.key({"num_std": 1.0}) is not None
-    assert canon.key({"num_std": True}) is None  # True == 1, but the registry rejects bools
+    memo = _keys.KeyMemo()
+    one = params_rows([{"num_std": 1}], memo, "bollinger_reversion")
+    assert one == params_rows([{"num_std": 1.0}], memo, "bollinger_reversion")
+    with pytest.raises(HindsightError, match="must be a number"):
+        params_rows([{"num_std": True}], memo, "bollinger_reversion")
+
+
+def test_exit_rules_are_canonical_and_hashed_once_per_distinct_rule():
+    rules = [None, {"type": "stop_loss", "pct": 0.05}, [{"pct": 0.05, "type": "stop_loss"}]]
+    results = [dataclasses.replace(make_result(seed=i, curve=False, trades=0), exit_rule=r)
+               for i, r in enumerate(rules)]
+    segment = _encode.encode_results(results, 7, _keys.KeyMemo())
+    assert segment.codes[:, 3].tolist() == [0, 1, 1]
+    stop = [{"type": "signal"}, {"pct": 0.05, "type": "stop_loss"}]  # sorted by type
+    assert segment.vocab["exit_rule"][1] == (canonical_json(stop), stable_hash(stop))
+    assert _keys.exit_key(None) == (canonical_json([{"type": "signal"}]),
+                                    stable_hash([{"type": "signal"}]))
+
+
+def test_the_memo_forgets_everything_past_its_limit():
+    memo = _keys.KeyMemo()
+    memo.LIMIT = 2
+    params_rows([{"period": p} for p in (5, 6, 7)], memo)
+    memo.trim()
+    assert memo.forms == {}

@@ -1,4 +1,5 @@
-"""The fast write paths encode exactly what the per-result path encodes, and reject what it rejects."""
+"""Result lists: each distinct key value canonicalised as the registry does, errors naming the
+result, equal-looking values stored apart when their JSON differs."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,11 +14,11 @@ from factories import make_batch, make_result
 from hypothesis import given, settings
 
 from core.errors import ValidationError
-from core.store import _encode
+from core.store import _encode, _keys
 
 
 def metrics_only_results(count: int = 80) -> list:
-    """Metrics-only results over two strategies' worth of params, shared and fresh dict objects."""
+    """Metrics-only results over a few params, shared and fresh dict objects, odd dates."""
     results = [make_result(symbol=f"S{i % 3}", params={"period": 2 + i % 7}, seed=i, curve=False,
                            trades=0, nan=i % 5 == 0) for i in range(count)]
     results[4] = dataclasses.replace(results[4], engine_version=None, settings=None,
@@ -31,62 +32,58 @@ def metrics_only_results(count: int = 80) -> list:
     return results
 
 
-def test_costs_equal_in_python_but_not_as_json_are_stored_apart_on_both_paths():
+def encoded(results: list, memo: _keys.KeyMemo | None = None):
+    return _encode.encode_results(results, 7, memo or _keys.KeyMemo())
+
+
+def vocab_of(segment, kind: str) -> list:
+    return [segment.vocab[kind][c] for c in segment.codes[:, _encode._KIND_POS[kind]]]
+
+
+def test_costs_equal_in_python_but_not_as_json_are_stored_apart():
     results = metrics_only_results()
     nested = [dataclasses.replace(r, settings={"windows": [1, 2]} if i % 2 else {})
-              for i, r in enumerate(results)]  # unhashable values: grouped by repr
+              for i, r in enumerate(results)]
     for batch in (results, nested):
-        fast = _encode._encode_metrics_only(batch, 7, _encode.KeyMemo())
-        for segment in (fast, per_result_segment(batch)):
-            costs = [segment.vocab["costs"][c] for c in segment.codes[:, 4]]
-            assert costs[13] == costs[16] == '{"commission_pct":true}'
-            assert costs[14] == costs[15] == '{"commission_pct":1}'
-            assert costs[0] == '{"commission_pct":0.001}'
-        settings = [fast.vocab["settings"][c] for c in fast.codes[:, 5]]
-        assert settings[1] == ('{"windows":[1,2]}' if batch is nested else "{}")
+        segment = encoded(batch)
+        costs = vocab_of(segment, "costs")
+        assert costs[13] == costs[16] == '{"commission_pct":true}'
+        assert costs[14] == costs[15] == '{"commission_pct":1}'
+        assert costs[0] == '{"commission_pct":0.001}'
+        assert len(segment.vocab["costs"]) == 3
+        assert vocab_of(segment, "settings")[1] == ('{"windows":[1,2]}' if batch is nested
+                                                    else "{}")
 
 
-@pytest.mark.parametrize("odd_one", [True, 1.0, 1, np.int64(1)])
-def test_costs_all_equal_to_the_first_are_one_text_unless_one_is_stored_differently(odd_one):
-    """Every costs dict equal in Python to the first: one text, except where a value's type
-    (a bool, a numpy scalar) makes its JSON differ or need checking."""
-    results = [dataclasses.replace(r, costs={"commission_pct": 1})
-               for r in metrics_only_results()]
-    results[13] = dataclasses.replace(results[13], costs={"commission_pct": odd_one})
-    fast = _encode._encode_metrics_only(results, 7, _encode.KeyMemo())
-    slow = per_result_segment(results)
-    for segment in (fast, slow):
-        costs = [segment.vocab["costs"][c] for c in segment.codes[:, 4]]
-        assert costs[0] == costs[12] == '{"commission_pct":1}'
-        assert costs[13] == ('{"commission_pct":true}' if odd_one is True
-                             else '{"commission_pct":1}')
-    assert np.array_equal(fast.codes, slow.codes) and fast.vocab == slow.vocab
-
-
-def per_result_segment(results: list) -> _encode.SegmentData:
-    encoder = _encode._ResultsEncoder(len(results), 7, _encode.KeyMemo())
-    for i, result in enumerate(results):
-        encoder.add(i, result, f"result #{i}")
-    return encoder.finish()
-
-
-@pytest.mark.parametrize("exits", ["each its own", "one object", "one object but one"])
-def test_metrics_only_fast_path_equals_per_result_path(exits):
+def test_every_column_of_a_result_list_is_encoded_in_first_seen_order():
     results = metrics_only_results()
-    if exits != "each its own":
-        shared = [{"type": "stop_loss", "pct": 0.05}]
-        results = [dataclasses.replace(r, exit_rule=shared) for r in results]
-    if exits == "one object but one":
-        results[7] = dataclasses.replace(results[7], exit_rule=[{"type": "time_stop", "bars": 5}])
-    fast = _encode._encode_metrics_only(results, 7, _encode.KeyMemo())
-    assert fast is not None  # the columnar path took it
-    slow = per_result_segment(results)
-    for field in dataclasses.fields(slow):
-        got, want = getattr(fast, field.name), getattr(slow, field.name)
-        if isinstance(want, np.ndarray):
-            assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True), field.name
-        else:
-            assert got == want, field.name
+    segment = encoded(results)
+    assert segment.vocab["symbol"] == ["S0", "S1", "S2"]
+    assert [segment.vocab["params"][c][0] for c in segment.codes[:3, 2]] == [
+        '{"overbought":70,"oversold":30,"period":2}', '{"overbought":70,"oversold":30,'
+        '"period":3}', '{"overbought":70,"oversold":30,"period":4}']
+    assert vocab_of(segment, "engine_version")[4] == "" and segment.vocab["settings"][0] == "{}"
+    assert segment.times[4, 0] == pd.Timestamp("2020-01-02").value
+    assert segment.times[21, 1] == pd.Timestamp("2020-03-24 13:30").value
+    assert segment.times[22, 1] == pd.Timestamp("2020-03-25").value
+    assert (segment.times[:, 2] == 7).all()
+    assert segment.float_columns[:2] == ["initial_capital", "num_trades"]
+    period = segment.float_columns.index("rsi_period")
+    assert segment.floats[:, period].tolist() == [2 + i % 7 for i in range(80)]
+    assert segment.param_columns["rsi_period"] == "period"
+    metrics = np.array([[r.metrics[m] for m in _encode.METRICS] for r in results])
+    assert np.array_equal(segment.floats[:, 1:1 + len(_encode.METRICS)], metrics, equal_nan=True)
+
+
+def test_extra_metrics_become_columns_and_bad_ones_name_the_result():
+    results = metrics_only_results()[:4]
+    results[2] = dataclasses.replace(results[2], metrics={**results[2].metrics, "alpha": 0.5})
+    segment = encoded(results)
+    alpha = segment.floats[:, segment.float_columns.index("alpha")]
+    assert np.isnan(alpha[[0, 1, 3]]).all() and alpha[2] == 0.5
+    results[3] = dataclasses.replace(results[3], metrics={**results[3].metrics, "a b": 1.0})
+    with pytest.raises(ValidationError, match=r"result #3 \('S0', 'rsi_meanrev'\): extra metric"):
+        encoded(results)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -94,21 +91,24 @@ def test_metrics_only_fast_path_equals_per_result_path(exits):
     ({"metrics": {"win_rate": "many"}}, "result #11 ('S2', 'rsi_meanrev'): metrics must be numbers"),
     ({"initial_capital": -5.0}, "result #11 ('S2', 'rsi_meanrev'): initial_capital"),
     ({"strategy": "rsi_meanrevv"}, "rsi_meanrev"),
+    ({"params": {"period": 1}}, "result #11 ('S2', 'rsi_meanrev'): .*out of range"),
+    ({"costs": {"x": object()}}, "result #11 ('S2', 'rsi_meanrev'): costs cannot be stored"),
 ])
-def test_fast_path_rejections_name_the_result_and_leave_the_store_unchanged(store, store_path,
-                                                                           change, message):
+def test_rejections_name_the_result_and_leave_the_store_unchanged(store, store_path, change,
+                                                                  message):
     results = metrics_only_results()
     if "metrics" in change:
         change = {"metrics": {**results[11].metrics, **change["metrics"]}}
     results[11] = dataclasses.replace(results[11], **change)
     store.store_many(metrics_only_results()[:2])
     before = snapshot(store_path)
-    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    escaped = message.replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(ValidationError, match=escaped):
         store.store_many(results)
     assert snapshot(store_path) == before
 
 
-def test_fast_path_round_trip(store):
+def test_result_list_round_trip(store):
     results = metrics_only_results()
     ids = store.store_many(results)
     for bid, result in zip(ids[::13], results[::13]):
@@ -137,7 +137,7 @@ PARAM_VALUES = [1, True, 1.0, 0, False, 0.0, -0.0, 5, 5.0, 5.5, 30, 30.0, 70, np
                 float("nan"), 10**30, [5]]
 PARAM_NAMES = {"rsi_meanrev": ("period", "oversold", "overbought"),
                "ma_crossover": ("fast", "slow", "kind")}
-SHARED_MEMO = _encode.KeyMemo()  # across examples: earlier examples' values stay memoised
+SHARED_MEMO = _keys.KeyMemo()  # across examples: earlier examples' values stay memoised
 
 
 @st.composite
@@ -151,18 +151,32 @@ def same_named_dicts(draw) -> tuple[str, list[dict]]:
                                    min_size=1, max_size=6))
 
 
+def registry_form(strategy: str, params: dict):
+    """(JSON, hash, param columns) by the registry, or the type of the error it raises."""
+    found = outcome(lambda: _keys.params_form(strategy, params))
+    return found[0] if type(found[0]) is type else found
+
+
 @settings(max_examples=300, deadline=None)
 @given(case=same_named_dicts())
 def test_params_of_a_result_list_are_the_registrys_whatever_the_memo_holds(case):
-    """The write memo's answer for each params dict is the registry's (canonical JSON, hash,
-    columns), or the first bad dict's error: True, 1 and 1.0 (and numpy scalars, Decimal,
-    NaN, -0.0, strings) alike, after equal values of another type were memoised by this or
-    an earlier example, in any key order."""
+    """Each row's params (canonical JSON, hash, columns) are the registry's, or the write
+    fails with the first bad dict's error: True, 1 and 1.0 (and numpy scalars, Decimal, NaN,
+    -0.0, strings) alike, after equal values of another type were memoised, in any key order."""
     strategy, dicts = case
-    fresh = _encode.KeyMemo()
-    expected = [outcome(lambda p=p: fresh._registry_params(strategy, p, "")) for p in dicts]
-    errors = [found for found in expected if type(found[0]) is type]
-    expected = errors[0] if errors else expected
+    expected = [registry_form(strategy, p) for p in dicts]
+    errors = [found for found in expected if isinstance(found, type)]
     reordered = [dict(reversed(list(p.items()))) for p in dicts]
     for asked in (dicts, dicts, reordered):
-        assert outcome(lambda: SHARED_MEMO.params_many(strategy, asked, "")) == expected
+        results = [make_result(strategy=strategy, seed=i, curve=False, trades=0)
+                   for i in range(len(asked))]
+        results = [dataclasses.replace(r, params=p) for r, p in zip(results, asked)]
+        if errors:
+            with pytest.raises(errors[0]):
+                encoded(results, SHARED_MEMO)
+            continue
+        segment = encoded(results, SHARED_MEMO)
+        assert vocab_of(segment, "params") == [found[:2] for found in expected]
+        for column in expected[0][2]:
+            values = segment.floats[:, segment.float_columns.index(column)]
+            assert values.tolist() == [found[2][column] for found in expected]
