@@ -41,3 +41,12 @@ def outcome(call):
         return call()
     except Exception as exc:  # noqa: BLE001 - the error itself is what is compared
         return (type(exc), str(exc))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One moto S3 server on 127.0.0.1 for the session (AWS_ENDPOINT_URL set while it runs)."""
+    from s3server import MotoServer
+
+    with MotoServer() as server:
+        yield server
