@@ -221,7 +221,7 @@ def _load_single_bars(ctx: _Context, args: argparse.Namespace):
         path = Path(args.csv)
         if not path.is_file():
             raise ValidationError(f"CSV file not found: {args.csv!r}. Give the path of an OHLCV CSV.")
-        bars = read_ohlcv_csv(path)
+        bars = read_ohlcv_csv(path, date_format=ctx.settings.date_format)
         symbol = str(bars.attrs.get("symbol") or path.stem).upper()
         return symbol, bars
     from core.data import validate_symbol
@@ -283,17 +283,26 @@ def _cmd_sweep(ctx: _Context, args: argparse.Namespace) -> int:
             args.strategy, ranges, symbols, exit_rules, ctx.store("a"), ctx.provider,
             force=args.force, scheduler=args.scheduler, batch_size=args.batch_size,
             progress=_tqdm_callback(bar), max_cells=args.max_cells, max_tries=args.max_tries,
-            seed=args.seed, workers=args.workers,
+            seed=args.seed, workers=args.workers, skip_bad_data=args.all_symbols,
         )
     finally:
         if bar is not None:
             bar.close()
+    _report_skipped(report.skipped)
     summary = report.summary()
     if args.json:
         _print_json(summary)
     else:
         _print_summary(summary)
     return EXIT_OK
+
+
+def _report_skipped(skipped: list[dict[str, str]]) -> None:
+    """One stderr line per symbol left out because its data could not be loaded."""
+    for item in skipped:
+        symbol, error = str(item["symbol"]), " ".join(str(item["error"]).split())
+        print(f"skipped {error if error.startswith(symbol) else f'{symbol}: {error}'}",
+              file=sys.stderr)
 
 
 def _tqdm_callback(bar):
@@ -492,6 +501,7 @@ def _cmd_scan(ctx: _Context, args: argparse.Namespace) -> int:
     exit_rule = _json_arg(args.exit, "--exit", '{"type": "stop_loss", "pct": 0.05}')
     signals = scan(ctx.provider, args.strategy, params, exit_rule, args.lookback,
                    symbols=_symbols_arg(args.symbols) or None)
+    _report_skipped(signals.attrs.get("skipped", []))
     if not args.no_stats:
         from core.errors import StoreError
 

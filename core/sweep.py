@@ -244,6 +244,8 @@ class SweepReport:
     compute_s: float = 0.0
     store_s: float = 0.0
     symbols: list[str] = field(default_factory=list)
+    #: Symbols left out because their data could not be loaded: {"symbol", "error"} dicts.
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def backtests_per_s(self) -> float:
@@ -672,6 +674,7 @@ def run_sweep(
     stop_on_entry_bar: bool = True,
     start: Any = None,
     end: Any = None,
+    skip_bad_data: bool = False,
 ) -> SweepReport:
     """Compute and store every cell of a grid (or ``max_tries`` sampled param combinations).
 
@@ -681,6 +684,8 @@ def run_sweep(
     per pool process, and each Dask host's cores shared among its task slots).
     ``store=None`` computes without storing (benchmarks). Raises ``GridTooLargeError`` before
     any work when the grid exceeds ``max_cells`` (default: settings ``max_grid_cells``).
+    ``skip_bad_data``: a symbol whose data cannot be loaded (a malformed file) is left out and
+    listed in ``report.skipped`` instead of stopping the sweep (needs ``provider.load_available``).
     """
     from core.data import validate_symbol
     from core.strategies import get_strategy
@@ -712,7 +717,7 @@ def run_sweep(
     run_kwargs = {"strategy": strat.name, "costs": dict(costs) if costs else None,
                   "initial_capital": float(initial_capital), "whole_shares": bool(whole_shares),
                   "stop_on_entry_bar": bool(stop_on_entry_bar)}
-    bars = provider.load_many(symbols, start, end)
+    bars = _load_bars(provider, symbols, start, end, skip_bad_data, report)
     stored = None if force or store is None else _StoredCells(store, strat.name, symbols)
     buckets, report.n_skipped = _plan_cells(bars, param_grid, rules, stored, run_kwargs)
     todo = report.n_cells - report.n_skipped
@@ -745,6 +750,24 @@ def run_sweep(
     report.elapsed_s = time.perf_counter() - t0
     report.compute_s = time.perf_counter() - t1 - writer.store_s
     return report
+
+
+def _load_bars(provider, symbols: list[str], start, end, skip_bad_data: bool,
+               report: SweepReport) -> dict[str, pd.DataFrame]:
+    """Bars per symbol; with ``skip_bad_data`` the symbols that fail are dropped from ``report``."""
+    if not skip_bad_data:
+        return provider.load_many(symbols, start, end)
+    bars, skipped = provider.load_available(symbols, start, end)
+    if not bars:
+        first, *others = skipped.values()
+        more = f" ({len(others)} more symbol(s) failed too)" if others else ""
+        raise ValidationError(f"No symbol of the sweep could be loaded: {first}{more}")
+    if skipped:
+        report.skipped = [{"symbol": s, "error": e} for s, e in skipped.items()]
+        report.symbols = [s for s in symbols if s in bars]
+        report.n_symbols = len(report.symbols)
+        report.n_cells = report.n_params * report.n_symbols * report.n_exit_rules
+    return bars
 
 
 def _check_positive(name: str, value: Any) -> None:
