@@ -347,10 +347,11 @@ def _lock_file(lock_dir: str | None, url: str) -> str:
 
 # ---------------------------------------------------------------------------------- manifest
 def manifest_checksum(doc: dict) -> str:
-    """The checksum a manifest carries: sha256 of its canonical JSON without the checksum."""
+    """The checksum a manifest carries: the sha256 (hex) of its JSON without the checksum,
+    keys sorted, no spaces, ASCII only."""
     body = {k: v for k, v in doc.items() if k != "checksum"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def manifest_bytes(doc: dict) -> bytes:
@@ -370,8 +371,8 @@ def parse_manifest(raw: bytes, url: str) -> dict:
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), list):
         raise StoreCorruptionError(f"The manifest of {url!r} has no segment list; restore it.")
-    version = doc.get("format_version")
-    if isinstance(version, int) and version >= 3 and \
+    version = doc.get("format_version")  # a newer format is refused by check_version
+    if isinstance(version, int) and 3 <= version <= FORMAT_VERSION and \
             doc.get("checksum") != manifest_checksum(doc):
         raise StoreCorruptionError(
             f"The manifest of the backtest store {url!r} fails its checksum: it was edited or "

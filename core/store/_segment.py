@@ -10,7 +10,8 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 import zarr
@@ -151,7 +152,7 @@ class SegmentReader:
     name: str
     attrs: dict
     zstore: object
-    opened: dict[str, zarr.Array] = field(default_factory=dict)
+    opened: dict[str, zarr.Array] = dataclass_field(default_factory=dict)
 
     @property
     def rows(self) -> int:

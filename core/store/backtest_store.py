@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import time
-import uuid
 import warnings
 from typing import Any, Iterable
 
@@ -20,8 +19,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from core.errors import (NotFoundError, StoreCorruptionError, StoreError, StoreVersionError,
-                         ValidationError)
+from core.errors import NotFoundError, StoreCorruptionError, StoreError, ValidationError
 from core.store import _keys
 from core.store._backend import (Backend, CommitCounter, check_version, crash_point,
                                  empty_manifest, open_backend)
@@ -104,6 +102,7 @@ class BacktestStore:
             if self.mode == "r":
                 raise StoreError(f"No backtest store at {self.url!r}. Open it with mode='r+' to "
                                  "create one, or check the path (setting HINDSIGHT_STORE).")
+            self._refuse_foreign_files()
             self._create()
         self._check_root_attrs()
         if self.mode != "r" and doc is not None and doc.get("format_version", 0) < FORMAT_VERSION:
@@ -114,15 +113,19 @@ class BacktestStore:
             doc, _ = self._backend.read_manifest()
             if doc is not None:
                 return
-            foreign = [n for n in self._backend.entries() if n not in OWN_ROOT_FILES]
-            if foreign:
-                raise StoreError(f"{self.url!r} is not empty ({', '.join(foreign[:5])}) and is "
-                                 "not a Hindsight backtest store; nothing was written. Choose a "
-                                 "new or empty folder for the store (setting HINDSIGHT_STORE).")
+            self._refuse_foreign_files()
             root = zarr.open_group(store=self._zstore, mode="a", zarr_format=3)
             if ROOT_ATTR not in root.attrs:
                 root.attrs[ROOT_ATTR] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
             self._backend.write_manifest(empty_manifest())
+
+    def _refuse_foreign_files(self) -> None:
+        """Never turn a folder holding other files into a store."""
+        foreign = [n for n in self._backend.entries() if n not in OWN_ROOT_FILES]
+        if foreign:
+            raise StoreError(f"{self.url!r} is not empty ({', '.join(foreign[:5])}) and is not "
+                             "a Hindsight backtest store; nothing was written. Choose a new or "
+                             "empty folder for the store (setting HINDSIGHT_STORE).")
 
     def _migrate(self) -> None:
         """Bring an older store's manifest to this format: one atomic manifest replacement
@@ -660,7 +663,7 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
         tags = [t for t in tags.split(",")]
     out = []
     for tag in tags:
-        _check_text(tag, f"Tag {tag!r}")
+        _check_text(tag, f"The tag {tag!r}")
         tag = tag.strip()
         if len(tag) > 64 or "," in tag:
             raise ValidationError(f"Tag {tag[:70]!r} must be at most 64 characters, no commas.")

@@ -288,16 +288,15 @@ def params_store(tmp_path_factory):
                                                         "fast", "slow", "bogus"]),
                                       st.sampled_from(PARAM_VALUES), max_size=3),
                       min_size=1, max_size=6))
-def test_bulk_params_codes_are_the_registrys_whatever_the_memo_holds(params_store, strategy,
-                                                                     dicts):
+def test_bulk_params_codes_are_the_registrys_in_any_form(params_store, strategy, dicts):
     """True, 1 and 1.0 (and numpy scalars, Decimal, NaN, strings) get the code of the
-    registry's hash or its error, also when an equal value of another type was memoised by
-    an earlier call, in any key order, and the first bad dict raises the registry's error."""
+    registry's hash or its error, also when an equal value of another type was asked by an
+    earlier call, in any key order, and the first bad dict raises the registry's error."""
     reordered = [dict(reversed(list(p.items()))) for p in dicts]
     for asked in (dicts, dicts, reordered):
-        strategies = (strategy,) * len(asked)
-        assert outcome(lambda: params_store._bulk_params_codes(strategies, tuple(asked))) \
-            == _registry_codes(params_store, strategy, asked)
+        keys = [("AAA", strategy, p, None) for p in asked]
+        found = outcome(lambda: params_store._bulk_codes(keys)[:, 2].tolist())
+        assert found == _registry_codes(params_store, strategy, asked)
 
 
 EXIT_PARAMS = {"stop_loss": ("pct",), "take_profit": ("pct",), "time_stop": ("bars",),
@@ -338,14 +337,14 @@ def exits_store(tmp_path_factory):
                optional={name: st.sampled_from(EXIT_VALUES)
                          for name in (*EXIT_PARAMS[kind], "bogus")})),
            min_size=2, max_size=6))
-def test_bulk_exit_codes_are_the_registrys_whatever_the_memo_holds(exits_store, rules):
+def test_bulk_exit_codes_are_the_registrys_in_any_form(exits_store, rules):
     """Exit-rule dicts, each its own object: True, 1 and 1.0 (and numpy scalars, Decimal,
     NaN, strings) get the code of the registry's hash or its error, also after an equal
-    value of another type was memoised, in any key order."""
+    value of another type was asked, in any key order."""
     reordered = [dict(reversed(list(rule.items()))) for rule in rules]
     for asked in (rules, rules, reordered, [dict(rules[0]) for _ in rules]):
-        found = outcome(lambda: exits_store._bulk_exit_codes(tuple(asked)))
-        found = [found] * len(asked) if isinstance(found, int) else found  # one for all
+        keys = [("AAA", "rsi_meanrev", None, rule) for rule in asked]
+        found = outcome(lambda: exits_store._bulk_codes(keys)[:, 3].tolist())
         assert found == _registry_exit_codes(exits_store, asked)
 
 
@@ -387,31 +386,23 @@ def test_bulk_keys_follow_mutated_dicts_and_any_key_order(tmp_path):
         [store.get_stats(*keys[1])["backtest_id"]] * 4
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 1000, 5000])
-def test_hash_buckets_hold_every_hash_in_its_bucket(n):
-    rng = np.random.default_rng(n)
-    hashes = np.sort(np.concatenate([rng.integers(0, 2**64, n, dtype=np.uint64,
-                                                  endpoint=False),
-                                     np.array([0, 2**64 - 1] * (n > 2), np.uint64),
-                                     np.repeat(rng.integers(0, 2**64, 1, np.uint64), min(n, 3))]))
-    starts, shift = _index._bucket_starts(hashes)
-    assert starts[0] == 0 and starts[-1] == len(hashes) and (np.diff(starts) >= 0).all()
-    for i, h in enumerate(hashes.tolist()):
-        assert starts[h >> shift] <= i < starts[(h >> shift) + 1]
-
-
 def test_sorted_index_answers_as_a_scan_of_the_key_columns(history_store):
     store, _ = history_store
     index = store._current()
     rows = np.flatnonzero(index.alive)
     keys = {tuple(index.code_block[:4, row].tolist()) for row in rows}
     keys |= {(s, t, p + 1, e) for s, t, p, e in keys}  # mostly absent keys
-    index.sorted_hash  # noqa: B018 - the sorted index is used from here on
-    index.warm_up()
     for codes in keys:
-        row = index._scan_latest(codes)
+        row = scan_latest(index, codes)
         assert index.find_latest(codes) == row
-        assert index.find_gathered(np.array([codes]))[0].tolist() == ([row] if row >= 0 else [])
+        assert index.find_many(np.array([codes])).tolist() == ([row] if row >= 0 else [])
+
+
+def scan_latest(index, codes: tuple) -> int:
+    """The reference answer: the live row of ``codes`` with the highest id, by a full scan."""
+    match = index.alive & (index.code_block[:4] == np.array(codes)[:, None]).all(axis=0)
+    rows = np.flatnonzero(match)
+    return int(rows[np.argmax(index.bids[rows])]) if len(rows) else -1
 
 
 def test_colliding_key_hashes_still_answer_exactly(history_store, monkeypatch):
@@ -421,58 +412,16 @@ def test_colliding_key_hashes_still_answer_exactly(history_store, monkeypatch):
     monkeypatch.setattr(_index, "_MULT_ROW", np.zeros(4, np.uint64))
     reader = open_store(store.url)
     index = reader._current()
-    assert (index.sorted_hash == index.sorted_hash[0]).all()
+    hashes = index._sorted_keys()[0]
+    assert (hashes == hashes[0]).all()
     keys = {tuple(index.code_block[:4, row].tolist()) for row in np.flatnonzero(index.alive)}
     keys |= {(s, t, p + 1, e) for s, t, p, e in keys}
     codes = np.array(sorted(keys))
-    scanned = [index._scan_latest(tuple(key)) for key in codes.tolist()]
+    scanned = [scan_latest(index, tuple(key)) for key in codes.tolist()]
     assert [index.find_latest(tuple(key)) for key in codes.tolist()] == scanned
-    index.warm_up()
-    rows, (block_codes, *_) = index.find_gathered(codes)
-    assert rows.tolist() == [row for row in scanned if row >= 0]
-    assert (block_codes[:4] == codes[np.array(scanned) >= 0].T).all()
+    assert index.find_many(codes).tolist() == [row for row in scanned if row >= 0]
     latest = full.drop_duplicates(["symbol", "strategy", "params_hash", "exit_hash"], keep="last")
     assert sorted(reader.get_all_stats()["backtest_id"]) == sorted(latest["backtest_id"])
-
-
-def test_a_snapshot_appending_segments_extends_the_sorted_index_exactly(tmp_path, monkeypatch):
-    """A reader's key index after appends and deletes (merged into the previous snapshot's)
-    equals one sorted from scratch, also across equal hashes; a compaction sorts afresh."""
-    path = tmp_path / "s.zarr"
-    writer, _, _ = _mixed_store(path)
-    reader = open_store(path)
-    extended = []
-    original = _index.Index._extended_key_index
-    monkeypatch.setattr(_index.Index, "_extended_key_index",
-                        lambda self, *a: extended.append(1) or original(self, *a))
-    monkeypatch.setattr(_index, "_MULT", (0, 0, 0, 7))  # a hash of the exit rule only
-    monkeypatch.setattr(_index, "_MULT_ROW", np.array([0, 0, 0, 7], np.uint64))
-
-    def two_commits_unsorted_between():  # the snapshot between them never sorts its index
-        writer.store_many([make_result(symbol="EEE", seed=11, curve=False)])
-        assert reader._current()._key_index is None
-        writer.store_many([make_result(symbol="FFF", seed=12, curve=False)])
-
-    steps = [lambda: writer.store_many(make_batch(["AAA", "CCC"], [5, 6, 7], seed=5)),
-             two_commits_unsorted_between,
-             lambda: writer.delete_backtest(writer.get_stats("CCC", "rsi_meanrev",
-                                                             {"period": 6})["backtest_id"]),
-             lambda: writer.store_many([make_result(symbol="DDD", seed=9, curve=False)]),
-             lambda: writer.compact()]
-    for step in steps:
-        reader._current().sorted_hash  # noqa: B018 - this snapshot's index is sorted
-        step()
-        index = reader._current()
-        fresh = _index.Index(index.segments, reader._manifest.get("tombstones", []),
-                             index.vocab)
-        assert index.sorted_hash.tolist() == fresh.sorted_hash.tolist()
-        assert index.sorted_rows.tolist() == fresh.sorted_rows.tolist()
-        for symbol, strategy, params, exit_rule in [("CCC", "rsi_meanrev", {"period": 6}, None),
-                                                    ("AAA", "rsi_meanrev", {"period": 5}, None),
-                                                    ("DDD", "rsi_meanrev", {}, None)]:
-            assert _same(reader.get_stats(symbol, strategy, params, exit_rule),
-                         open_store(path).get_stats(symbol, strategy, params, exit_rule))
-    assert len(extended) == 4  # the appends and the delete; the compaction sorted afresh
 
 
 @settings(max_examples=100, deadline=None)
@@ -482,69 +431,17 @@ def test_array_key_hashes_equal_the_scalar_ones(codes):
     assert _index.key_hash_rows(rows).tolist() == [_index.key_hash_scalar(c) for c in codes]
 
 
-@settings(max_examples=100, deadline=None)
-@given(ids=st.lists(st.integers(0, 2**63 - 1), max_size=30))
-def test_ids_written_as_text_equal_their_str(ids):
-    from core.store._bulkfind import _decimal_text
-
-    offsets, text = _decimal_text(np.array(ids, np.int64))
-    assert [text[a:b].tobytes().decode() for a, b in zip(offsets[:-1], offsets[1:])] == \
-        [str(i) for i in ids]
-
-
 @pytest.mark.parametrize("picks", ["live", "mixed", "none"])
-def test_a_bulk_pass_finds_and_gathers_as_single_lookups_and_the_blocks(history_store, picks):
-    """``find_gathered``: the rows ``find_latest`` finds, in key order (absent and repeated
-    keys too), with the blocks' values at those rows and the ids as decimal text."""
+def test_a_bulk_find_answers_as_single_lookups(history_store, picks):
+    """``find_many``: the rows ``find_latest`` finds, in key order (absent and repeated keys
+    too)."""
     store, _ = history_store
     index = store._current()
-    index.warm_up()
     live = [tuple(index.code_block[:4, row].tolist()) for row in np.flatnonzero(index.alive)]
     keys = {"live": live, "none": [],
             "mixed": [*live[::-1], *((s, t, p + 1, e) for s, t, p, e in live), *live[:3]]}[picks]
-    rows, (codes, times, floats, bids, (offsets, text)) = index.find_gathered(
-        np.array(keys, np.int64).reshape(-1, 4))
+    rows = index.find_many(np.array(keys, np.int64).reshape(-1, 4))
     assert rows.tolist() == [row for row in map(index.find_latest, keys) if row >= 0]
-    for got, expected in zip((codes, times, floats, bids), index.gather(rows)):
-        np.testing.assert_array_equal(got, expected)
-    assert [text[a:b].tobytes().decode() for a, b in zip(offsets[:-1], offsets[1:])] == \
-        [str(b) for b in bids.tolist()]
-
-
-@settings(max_examples=100, deadline=None)
-@given(words=st.lists(st.integers(0, 2**64 - 1), max_size=30),
-       bad=st.sampled_from([None, "upper", "short", "long", "space", "bar", "text", "number"]),
-       at=st.integers(0, 29))
-def test_hex_words_read_exactly_the_texts_of_16_lowercase_hex_digits(words, bad, at):
-    texts = [f"{word:016x}" for word in words]
-    if bad is None or not texts:
-        got = _index.hex_words(texts)
-        if texts:  # each text's 8 bytes, in order
-            assert got.tobytes() == b"".join(bytes.fromhex(t) for t in texts)
-        else:
-            assert got is None
-        return
-    i = at % len(texts)
-    texts[i] = {"upper": texts[i].upper() if texts[i].upper() != texts[i] else "A" * 16,
-                "short": texts[i][:15], "long": texts[i] + "0", "space": " " + texts[i][1:],
-                "bar": texts[i][:8] + "|" + texts[i][9:], "text": "not a hash at all",
-                "number": int(words[i])}[bad]
-    assert _index.hex_words(texts) is None
-
-
-def test_hash_lookups_through_the_table_equal_the_dict_as_the_vocabulary_grows():
-    vocab = _index.GlobalVocab()
-    rng = np.random.default_rng(3)
-    stored = [f"{w:016x}" for w in rng.integers(0, 2**63, 3000, dtype=np.int64)]
-    odd = ["NOT-HEX", "ABCDEF0123456789", "0123"]  # kept out of the table, found by the dict
-    asked = [*stored[::7], *(f"{w:016x}" for w in rng.integers(0, 2**63, 50, np.int64))]
-    for lo, hi in ((0, 10), (10, 400), (400, 3000)):  # grows in place, then past half full
-        vocab.remap("params", [("{}", h) for h in stored[lo:hi] + odd * (lo == 10)])
-        for keys in (asked, [*asked, *odd], stored[lo:hi]):
-            assert list(vocab.lookup_hashes("params", keys)) == vocab.lookup_many("params", keys)
-        found = vocab.lookup_hashes("params", asked)
-        assert isinstance(found, np.ndarray) and (found >= 0).sum() == sum(
-            h in stored[:hi] for h in asked)
 
 
 def test_bulk_keys_stored_after_a_first_ask_are_found_on_the_next_call(tmp_path):
@@ -565,12 +462,3 @@ def test_no_keys_give_an_empty_table_of_the_usual_columns(history_store):
                  full[columns].iloc[:0]):
         table = store.bulk_get_stats(keys)
         assert table.empty and list(table.columns) == list(full.columns)
-
-
-def test_bad_params_leave_no_memo_behind(tmp_path):
-    store = BacktestStore(tmp_path / "s.zarr")
-    for name in ("bogus", "other"):
-        with pytest.raises(ParamError, match=name):
-            store.bulk_get_stats([("AAA", "rsi_meanrev", {name: 1}, None)])
-    store.bulk_get_stats([("AAA", "rsi_meanrev", {"period": 5}, None)])
-    assert list(store._values_memo) == [("params", "rsi_meanrev", ("period",))]
