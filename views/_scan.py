@@ -8,20 +8,80 @@ import streamlit as st
 
 from views import _ui
 
-SIGNAL_VIEW = ("details", "symbol", "strategy", "signal_date", "bars_ago", "close", "win_rate",
-               "num_trades", "sharpe_ratio", "cagr", "max_drawdown", "expectancy",
-               "pooled_trades", "pooled_win_rate", "params", "exit_rule", "backtest_id")
+SIGNAL_VIEW = ("details", "symbol", "flag", "strategy", "signal_date", "bars_ago", "last_bar",
+               "close", "win_rate", "num_trades", "sharpe_ratio", "cagr", "max_drawdown",
+               "expectancy", "pooled_trades", "pooled_win_rate", "params", "exit_rule",
+               "backtest_id")
 
 
 def signal_view(signals: pd.DataFrame) -> pd.DataFrame:
-    """Scanner rows as shown: link, identity, stats, readable params and exit rule."""
+    """Scanner rows as shown: link, identity, a flag for old signals or stale data, stats,
+    readable params and exit rule."""
     from core.exits import exit_label
 
     out = _ui.with_details_links(signals)
     out["params"] = [_ui.params_label(_ui.from_json(text)) for text in out["params_json"]]
     out["exit_rule"] = [exit_label(_ui.from_json(text)) for text in out["exit_json"]]
     out["signal_date"] = pd.to_datetime(out["signal_date"]).dt.date
+    if "bars_since_signal" in out:
+        out["bars_ago"] = out["bars_since_signal"]
+    if "last_bar" in out:
+        out["last_bar"] = pd.to_datetime(out["last_bar"]).dt.date
+    out["flag"] = flags(out)
     return out[[c for c in SIGNAL_VIEW if c in out]]
+
+
+def flags(rows: pd.DataFrame) -> list[str]:
+    """Per row: "" for a signal on the latest bar of current data, else what is old about it."""
+    ages = rows["bars_ago"] if "bars_ago" in rows else pd.Series(0, index=rows.index)
+    stale = rows["data_stale"] if "data_stale" in rows else pd.Series(False, index=rows.index)
+    last = rows["last_bar"] if "last_bar" in rows else pd.Series(None, index=rows.index)
+    out = []
+    for age, is_stale, last_bar in zip(ages, stale, last):
+        notes = []
+        if pd.notna(age) and int(age) > 0:
+            notes.append(f"signal {int(age)} bar{'s' if int(age) != 1 else ''} old")
+        if bool(is_stale) if pd.notna(is_stale) else False:
+            notes.append(f"stale data (last bar {last_bar})" if pd.notna(last_bar)
+                         else "stale data")
+        out.append("⚠ " + "; ".join(notes) if notes else "")
+    return out
+
+
+def show_staleness(signals: pd.DataFrame) -> None:
+    """A warning naming the symbols whose data ends before the last expected session."""
+    if signals.empty or "data_stale" not in signals:
+        return
+    stale = signals[signals["data_stale"].fillna(False).astype(bool)]
+    if stale.empty:
+        return
+    names = sorted(stale["symbol"].astype(str).unique())
+    listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    st.warning(f"{len(names)} symbol(s) have data older than the last expected session: "
+               f"{listed}. Their signals are not current; refresh the data (`python -m core "
+               "refresh`) or update the files.", icon=":material/schedule:")
+
+
+def show_skipped(skipped: list[dict]) -> None:
+    """A warning listing the files (symbols) that failed to load and were left out, and why."""
+    if not skipped:
+        return
+    rows = pd.DataFrame([{"file": item.get("file") or item.get("symbol", "?"),
+                          "error": item.get("error", "")} for item in skipped]).drop_duplicates()
+    st.warning(f"Skipped {len(rows)} file(s) that could not be loaded: "
+               f"{', '.join(rows['file'].astype(str).head(8))}"
+               f"{' …' if len(rows) > 8 else ''}. Every other symbol was scanned; fix or remove "
+               "these files.", icon=":material/warning:")
+    with st.expander("Why each file was skipped"):
+        _ui.table(rows, name="skipped_files", key="scan.skipped")
+
+
+def raise_nothing_loaded(skipped: list[dict]) -> None:
+    """No symbol of the universe could be loaded: one error saying so (the reasons are listed)."""
+    from core.errors import DataUnavailableError
+
+    raise DataUnavailableError(f"None of the {len(skipped)} symbol(s) could be loaded; see the skipped "
+                    "files below. Fix the files or switch the data source.")
 
 
 def filter_by_stats(signals: pd.DataFrame, min_win_rate: float, min_trades: int,

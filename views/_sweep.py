@@ -8,7 +8,10 @@ import streamlit as st
 
 from views import _charts, _ui
 
-REPORT = "sweep.report"  # session key: summary of the last sweep run
+REPORT = "sweep.report"  # session key: summary and scope of the last sweep run
+SCOPE = "sweep.scope"  # widget key: which stored cells the read-outs show
+SCOPES = {"last": "The sweep just run", "source": "Every stored cell on this data source",
+          "all": "Every stored cell of this strategy"}
 
 
 def panel() -> None:
@@ -20,15 +23,14 @@ def panel() -> None:
         st.markdown("**Param ranges**")
         ranges = {p.name: range_input(p, key=f"sweep.{strategy.name}") for p in strategy.params}
         st.markdown("**Symbols**")
-        symbols_text = st.text_area("Symbols", value="DEMO01, DEMO02, DEMO03", key="sweep.symbols",
-                                    label_visibility="collapsed",
-                                    help="Comma- or space-separated symbols of the data source.")
+        symbols_input = symbols_picker()
         st.markdown("**Exit rules** (each value is one rule)")
         use_signal, exit_values = exit_rule_grid(key="sweep.exits")
 
     cells = None
     with _ui.user_errors():
-        symbols = _ui.parse_symbols(symbols_text)
+        symbols = symbols_input()
+        check_ranges(strategy, ranges)
         exit_rules = exit_rules_from(use_signal, exit_values)
         cells = sweep.count_grid(ranges, symbols, exit_rules)
     if cells is not None:
@@ -39,17 +41,32 @@ def panel() -> None:
             sweep.check_grid_size(cells, cap)
         if not too_big and st.button(f"Run sweep of {cells:,} backtests", type="primary",
                                      key="sweep.go"):
-            run(strategy.name, ranges, symbols, exit_rules)
+            run(strategy, ranges, symbols, exit_rules)
     report = st.session_state.get(REPORT)
     if report:
-        st.success(f"Sweep done: {report['n_computed']:,} computed, {report['n_skipped']:,} "
-                   f"already stored and skipped, {report['n_stored']:,} stored in "
-                   f"{report['elapsed_s']:.1f} s ({report['backend']}).", icon=":material/check:")
+        show_report(report)
     readouts(strategy)
 
 
+def symbols_picker():
+    """Symbols widgets (all symbols of the data source, or a typed list defaulting to its first
+    three); returns a function giving the validated symbols, so errors show in the main area."""
+    label = _ui.source_label(_ui.settings().data_source)
+    every = st.checkbox(f"All symbols of {label}", value=False, key="sweep.all_symbols")
+    if every:
+        return lambda: tuple(_ui.source_symbols())
+    _ui.follow_source("sweep.symbols", lambda: _ui.first_symbols(3))
+    text = st.text_area("Symbols", key="sweep.symbols", label_visibility="collapsed",
+                        help=f"Comma- or space-separated symbols of {label}.")
+    return lambda: _ui.parse_symbols(text)
+
+
 def range_input(param, key: str):
-    """start/stop/step inputs for a numeric param (a fixed value when start == stop)."""
+    """start/stop/step inputs for a numeric param (a fixed value when start == stop).
+
+    The boxes take any number (a bounded box would keep an out-of-range value unapplied);
+    :func:`check_ranges` names a value outside the param's range before anything runs.
+    """
     if param.kind_name == "choice":
         return st.multiselect(param.name, list(param.choices), default=[param.default],
                               key=f"{key}.{param.name}")
@@ -57,20 +74,34 @@ def range_input(param, key: str):
     is_int = param.kind_name == "int"
     cast = int if is_int else float
     step_default = cast(param.step or (1 if is_int else 0.1))
-    common = dict(min_value=cast(param.low) if param.low is not None else None,
-                  max_value=cast(param.high) if param.high is not None else None)
     fmt = None if is_int else "%g"
+    help_text = _ui.param_help(param)
     start = cols[0].number_input(f"{param.name} from", value=cast(param.default),
                                  step=step_default, key=f"{key}.{param.name}.start", format=fmt,
-                                 **common)
+                                 help=help_text)
     stop = cols[1].number_input("to", value=cast(param.default), step=step_default,
-                                key=f"{key}.{param.name}.stop", format=fmt, **common)
-    step = cols[2].number_input("step", value=step_default, min_value=cast(step_default) / 1000
-                                if not is_int else 1, step=step_default,
-                                key=f"{key}.{param.name}.step", format=fmt)
+                                key=f"{key}.{param.name}.stop", format=fmt, help=help_text)
+    step = cols[2].number_input("step", value=step_default, step=step_default,
+                                key=f"{key}.{param.name}.step", format=fmt,
+                                help="Distance between grid values; more than 0.")
     if start == stop:
         return start
     return {"start": start, "stop": stop, "step": step}
+
+
+def check_ranges(strategy, ranges: dict) -> None:
+    """Each range's ends checked against the param's schema (``ParamError`` names the fix)."""
+    for param in strategy.params:
+        spec = ranges.get(param.name)
+        if param.kind_name == "choice":
+            if isinstance(spec, list) and not spec:
+                from core.errors import ParamError
+
+                raise ParamError(f"{strategy.name}: pick at least one value of {param.name}.")
+            continue
+        ends = (spec["start"], spec["stop"]) if isinstance(spec, dict) else (spec,)
+        for value in ends:
+            param.coerce(value, strategy.name)
 
 
 def exit_rule_grid(key: str) -> tuple[bool, dict[str, str]]:
@@ -116,41 +147,90 @@ def _numbers(text: str, what: str) -> list[float]:
     return values
 
 
-def run(strategy: str, ranges: dict, symbols, exit_rules: list) -> None:
-    """Run and store the sweep with a progress bar; remembers its summary for the page."""
+def run(strategy, ranges: dict, symbols, exit_rules: list) -> None:
+    """Run and store the sweep with a progress bar; remembers its summary and scope."""
     from core.sweep import run_sweep
 
-    bar = st.progress(0.0, text="Starting the sweep...")
+    bar = st.progress(0.0, text="Loading the bars and counting what is stored already...")
 
     def progress(done: int, total: int) -> None:
         bar.progress(min(1.0, done / total) if total else 1.0,
                      text=f"{done:,} of {total:,} backtests")
 
-    with _ui.user_errors() as failed:
-        report = run_sweep(strategy, ranges, list(symbols), exit_rules, _ui.store(),
-                           _ui.provider(), progress=progress)
+    st.session_state.pop(REPORT, None)  # a failed sweep must not leave the last one's summary
+    with _ui.user_errors():
+        report = run_sweep(strategy.name, ranges, list(symbols), exit_rules, _ui.store(),
+                           _ui.provider(), progress=progress, skip_bad_data=True)
+        summary = report.summary()
+        summary["scope"] = sweep_scope(strategy, ranges, report.symbols, exit_rules)
+        summary["skipped_symbols"] = list(report.skipped)
+        st.session_state[REPORT] = summary
+        st.session_state[SCOPE] = "last"  # the read-outs below show this sweep
     bar.empty()
-    if not failed:
-        st.session_state[REPORT] = report.summary()
+
+
+def sweep_scope(strategy, ranges: dict, symbols, exit_rules: list) -> dict:
+    """The exact cells of a sweep: its strategy, symbols, params hashes and exit-rule hashes."""
+    from core.canonical import stable_hash
+    from core.exits import canonical_exit_rule
+    from core.sweep import expand_grid
+
+    return {"strategy": strategy.name, "symbols": list(symbols),
+            "params_hash": [stable_hash(p) for p in expand_grid(strategy.name, ranges)],
+            "exit_hash": [stable_hash(canonical_exit_rule(r)) for r in exit_rules]}
+
+
+def show_report(report: dict) -> None:
+    """What the last sweep did (and which symbols it had to leave out)."""
+    st.success(f"Sweep done: {report['n_computed']:,} computed, {report['n_skipped']:,} "
+               f"already stored and skipped, {report['n_stored']:,} stored in "
+               f"{report['elapsed_s']:.1f} s ({report['backend']}).", icon=":material/check:")
+    skipped = report.get("skipped_symbols") or []
+    if skipped:
+        st.warning(f"Left out {len(skipped)} symbol(s) whose data could not be loaded: "
+                   + "; ".join(f"{s['symbol']}: {s['error']}" for s in skipped[:5])
+                   + (" …" if len(skipped) > 5 else ""), icon=":material/warning:")
 
 
 def readouts(strategy) -> None:
-    """Heatmap, stability and top configurations of every stored cell of this strategy."""
+    """Heatmap, stability and top configurations of the chosen stored cells of this strategy."""
     from core import sweep
 
+    filters = scope_filters(strategy)
+    if filters is None:
+        return
     with _ui.user_errors() as failed:
-        cells = sweep.sweep_frame(_ui.store(), strategy.name)
+        cells = sweep.sweep_frame(_ui.store(), strategy.name, filters)
     if failed:
         return
     if cells.empty:
-        st.info(f"No stored backtests of {strategy.title} yet. Set ranges in the sidebar and run "
-                "a sweep; its heatmap and top configurations appear here.")
+        st.info(f"No stored backtests of {strategy.title} in this scope yet. Set ranges in the "
+                "sidebar and run a sweep; its heatmap and top configurations appear here.")
         return
-    st.subheader(f"Stored cells of {strategy.title}: {len(cells):,}")
+    st.subheader(f"{SCOPES[st.session_state[SCOPE]]}: {len(cells):,} cells of {strategy.title}")
     heatmap(cells, strategy)
     top = top_configurations(cells, strategy)
     if top is not None and len(top):
         universe(cells, strategy, top)
+
+
+def scope_filters(strategy) -> dict | None:
+    """Which cells the read-outs use; defaults to the sweep just run (None: nothing to show)."""
+    report = st.session_state.get(REPORT) or {}
+    scope = report.get("scope") or {}
+    options = list(SCOPES) if scope.get("strategy") == strategy.name else ["source", "all"]
+    if st.session_state.get(SCOPE) not in options:
+        st.session_state[SCOPE] = options[0]
+    choice = st.radio("Read-outs of", options, format_func=SCOPES.get, key=SCOPE,
+                      horizontal=True)
+    if choice == "last":
+        return {"symbol": scope["symbols"], "params_hash": scope["params_hash"],
+                "exit_hash": scope["exit_hash"]}
+    if choice == "source":
+        with _ui.user_errors() as failed:
+            symbols = _ui.source_symbols()
+        return None if failed else {"symbol": symbols}
+    return {}
 
 
 def heatmap(cells: pd.DataFrame, strategy) -> None:
@@ -224,17 +304,20 @@ def top_configurations(cells: pd.DataFrame, strategy) -> pd.DataFrame | None:
 
 
 def universe(cells: pd.DataFrame, strategy, top: pd.DataFrame) -> None:
-    """One configuration across every stored symbol: share positive, pooled win rate, best/worst."""
+    """One configuration across every symbol in scope: share positive, pooled win rate,
+    best/worst. The picker's values are the configurations' identities (params and exit-rule
+    hashes), so the label always names the configuration whose numbers the cards show."""
     from core import sweep
     from core.exits import exit_label
 
-    options = list(range(len(top)))
-    pick = st.selectbox("Universe view of configuration", options, key="sweep.universe",
-                        format_func=lambda i: f"{_ui.params_label(json.loads(top['params_json'][i]))}"
-                                              f" · {exit_label(json.loads(top['exit_json'][i]))}")
+    configs = {f"{ph}/{eh}": (json.loads(p), json.loads(e)) for ph, eh, p, e in
+               top[["params_hash", "exit_hash", "params_json", "exit_json"]].itertuples(index=False)}
+    pick = st.selectbox("Universe view of configuration", list(configs), key="sweep.universe",
+                        format_func=lambda k: f"{_ui.params_label(configs[k][0])} · "
+                                              f"{exit_label(configs[k][1])}")
+    params, exit_rule = configs[pick]
     with _ui.user_errors():
-        view = sweep.universe_view(cells, strategy.name, json.loads(top["params_json"][pick]),
-                                   json.loads(top["exit_json"][pick]))
+        view = sweep.universe_view(cells, strategy.name, params, exit_rule)
         cols = st.columns(5)
         cols[0].metric("Symbols", view["n_symbols"], border=True)
         cols[1].metric("Positive return", _ui.format_metric("win_rate", view["share_positive"]),
@@ -244,5 +327,6 @@ def universe(cells: pd.DataFrame, strategy, top: pd.DataFrame) -> None:
         cols[3].metric("Pooled trades", f"{view['pooled_trades']:,}", border=True)
         cols[4].metric("Pooled win rate", _ui.format_metric("win_rate", view["pooled_win_rate"]),
                        border=True)
-        st.caption(f"Best: {', '.join(view['best'])} · Worst: {', '.join(view['worst'])}")
+        st.caption(f"{_ui.params_label(view['params'])} · {exit_label(view['exit_rule'])} — "
+                   f"best: {', '.join(view['best'])} · worst: {', '.join(view['worst'])}")
         _ui.table(view["table"], name=f"universe_{strategy.name}", key="sweep.universe.table")

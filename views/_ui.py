@@ -54,8 +54,20 @@ METRIC_FORMATS: dict[str, str] = {
 # --- settings, store, provider ------------------------------------------------------------------
 
 def settings() -> Settings:
-    """Current settings (env > config.toml > defaults); cheap, read on every run."""
-    return load_settings()
+    """Current settings: the data source chosen in the app over env > config.toml > defaults."""
+    base = load_settings()
+    chosen = _source_choice(repr(base))
+    return load_settings(**chosen) if chosen else base
+
+
+@st.cache_resource(show_spinner=False)
+def _source_choice(baseline: str) -> dict[str, str]:
+    """The data source picked in the sidebar panel for one configuration (empty: configured).
+
+    Held once per server process, so every tab (and a details link opened in a new one) reads
+    the same data; a restart or another config file starts from the configuration again.
+    """
+    return {}
 
 
 @st.cache_resource(show_spinner=False)
@@ -104,7 +116,8 @@ def follow_source(key: str, default) -> None:
 
 
 def sidebar_status() -> None:
-    """Sidebar footer: the open store, the data source and how many backtests the store holds."""
+    """Sidebar footer: the open store, the data source (with its settings panel) and how many
+    backtests the store holds."""
     with st.sidebar:
         st.divider()
         with user_errors():
@@ -113,14 +126,65 @@ def sidebar_status() -> None:
             st.caption(f"**Store** `{config.store_url}`  \n"
                        f"**Data** {source_label(config.data_source)}  \n"
                        f"**Backtests stored** {held:,}")
+        settings_panel()
 
 
-def source_label(source: str) -> str:
+SOURCE_TITLES = {"demo": f"Demo ({DEMO_LABEL})", "folder": "My data folder (CSV files)",
+                 "yahoo": "Yahoo Finance (needs internet)"}
+SOURCE_ERROR = "settings.error"  # session key: why the last Apply was refused
+
+
+def settings_panel() -> None:
+    """Sidebar panel switching the data source (and folder) for the whole app, no restart."""
+    config = settings()
+    with st.expander("Data source settings", icon="⚙️"):
+        with st.form("settings.form", border=False, enter_to_submit=False):
+            sources = list(SOURCE_TITLES)
+            st.radio("Data source", sources, index=sources.index(config.data_source),
+                     format_func=SOURCE_TITLES.get, key="settings.source")
+            st.text_input("Data folder", value=config.data_folder, key="settings.folder",
+                          help="The folder source reads one CSV (or Parquet) file per symbol "
+                               "from here, e.g. AAPL.csv.")
+            st.form_submit_button("Apply", on_click=_apply_source, type="primary",
+                                  key="settings.apply")
+        error = st.session_state.pop(SOURCE_ERROR, None)
+        if error:
+            st.error(error, icon=":material/error:")
+        base = load_settings()
+        if (base.data_source, base.data_folder) != (config.data_source, config.data_folder):
+            st.caption(f"Configured (config.toml / env): {source_label(base.data_source, base)}. "
+                       "The choice here lasts until the server restarts.")
+
+
+def _apply_source() -> None:
+    """Form callback: check the chosen source and folder, then switch every page to them."""
+    source = st.session_state.get("settings.source", "demo")
+    folder = str(st.session_state.get("settings.folder", "")).strip()
+    base = load_settings()
+    if source == "folder":
+        from pathlib import Path
+
+        where = Path(folder).expanduser()
+        if not folder or not where.is_dir():
+            st.session_state[SOURCE_ERROR] = (
+                f"The data folder {folder!r} does not exist. Type the path of a folder of CSV "
+                "files (one per symbol, e.g. AAPL.csv), or create it first.")
+            return
+        folder = str(where)
+    choice = _source_choice(repr(base))
+    choice.clear()
+    if source != base.data_source:
+        choice["data_source"] = source
+    if folder and folder != base.data_folder:
+        choice["data_folder"] = folder
+
+
+def source_label(source: str, config: Settings | None = None) -> str:
     """How a data source is named in the UI; the demo universe is always labelled synthetic."""
     if source == "demo":
         return f"demo ({DEMO_LABEL})"
     if source == "folder":
-        return f"folder {settings().data_folder}"
+        return f"folder {(config or settings()).data_folder}"
     return source
 
 
@@ -138,12 +202,18 @@ def load_bars(symbol: str, start=None, end=None, source: str | None = None) -> p
 
 
 @st.cache_data(show_spinner=False, max_entries=4, ttl=PRICE_TTL_S, hash_funcs={Settings: repr})
-def _many(config: Settings, symbols: tuple[str, ...], start, end) -> dict[str, pd.DataFrame]:
-    return dict(_provider(config).load_many(list(symbols), start=start, end=end))
+def _many(config: Settings, symbols: tuple[str, ...], start, end):
+    bars, skipped = _provider(config).load_available(list(symbols), start=start, end=end)
+    return dict(bars), [{"symbol": name, "error": error} for name, error in skipped.items()]
 
 
-def load_many(symbols: Sequence[str], start=None, end=None, source: str | None = None):
-    """Bars of many symbols at once (``provider.load_many``), memoised for the scanner."""
+def load_universe(symbols: Sequence[str], start=None, end=None, source: str | None = None
+                  ) -> tuple[dict[str, pd.DataFrame], list[dict[str, str]]]:
+    """Bars of many symbols (memoised for the scanner) and the ones that failed to load.
+
+    A file that cannot be read does not stop the others: it is returned in the second item as
+    ``{"symbol", "error"}`` so the page can list it.
+    """
     config = settings()
     if source is not None:
         config = replace(config, data_source=source)
@@ -412,11 +482,7 @@ class Universe:
     label: str
 
 
-UNIVERSE_KINDS = {
-    "demo": f"Demo universe ({DEMO_LABEL})",
-    "folder": "My data folder",
-    "typed": "Typed list of symbols",
-}
+UNIVERSE_KINDS = ("source", "typed")
 
 
 def parse_symbols(text: str) -> tuple[str, ...]:
@@ -427,32 +493,55 @@ def parse_symbols(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(validate_symbol(name) for name in names if name))
 
 
-def universe_picker(key: str) -> Universe | None:
-    """Sidebar widgets choosing a universe; shows an error and returns None when it is unusable."""
+def source_symbols() -> list[str]:
+    """Every symbol of the current data source (an error names the fix when there are none)."""
+    from core.errors import ValidationError
+
     config = settings()
-    kind = st.radio("Universe", list(UNIVERSE_KINDS), format_func=UNIVERSE_KINDS.get,
-                    key=f"{key}.kind", label_visibility="collapsed")
+    symbols = list(provider().symbols())
+    if not symbols:
+        where = (f"the data folder {config.data_folder!r} has no price files"
+                 if config.data_source == "folder" else "the data source lists no symbols")
+        raise ValidationError(f"The universe is empty: {where}. Add CSV files (one per symbol) "
+                              "or switch the data source under Data source settings.")
+    return symbols
+
+
+def first_symbols(count: int) -> str:
+    """The first ``count`` symbols of the current data source as text ("" when unavailable)."""
+    from core.errors import HindsightError
+
+    try:
+        return ", ".join(source_symbols()[:count])
+    except HindsightError:
+        return ""
+
+
+def universe_picker(key: str) -> Universe | None:
+    """Sidebar widgets choosing a universe from the current data source; None when unusable."""
+    config = settings()
+    label = source_label(config.data_source)
+    kind = st.radio("Universe", UNIVERSE_KINDS, key=f"{key}.kind", label_visibility="collapsed",
+                    format_func={"source": f"All symbols of {label}",
+                                 "typed": "Typed list of symbols"}.get)
     typed = ""
     if kind == "typed":
-        typed = st.text_area("Symbols", value="DEMO01, DEMO02, DEMO03", key=f"{key}.typed",
-                             help=f"Comma- or space-separated; loaded from the configured "
-                                  f"{source_label(config.data_source)} source.")
+        follow_source(f"{key}.typed", lambda: first_symbols(3))
+        typed = st.text_area("Symbols", key=f"{key}.typed",
+                             help=f"Comma- or space-separated symbols of {label}.")
     with user_errors() as failed:
         if kind == "typed":
             symbols = parse_symbols(typed)
-            source, label = config.data_source, "the typed list"
-        else:
-            source = kind
-            symbols = tuple(provider(source).symbols())
-            label = source_label(source)
-        if not symbols:
-            from core.errors import ValidationError
+            if not symbols:
+                from core.errors import ValidationError
 
-            where = (f"the data folder {config.data_folder!r} has no price files"
-                     if kind == "folder" else "no symbols were typed")
-            raise ValidationError(f"The universe is empty: {where}. Add symbols (or CSV files) "
-                                  "or pick the demo universe.")
-    return None if failed else Universe(symbols, source, label)
+                raise ValidationError("The universe is empty: no symbols were typed. Type "
+                                      "symbols or pick all symbols of the data source.")
+            name = "the typed list"
+        else:
+            symbols = tuple(source_symbols())
+            name = label
+    return None if failed else Universe(symbols, config.data_source, name)
 
 
 # --- running and storing -----------------------------------------------------------------------

@@ -29,16 +29,21 @@ with st.sidebar:
 if not picked:
     st.info("Pick at least one strategy in the sidebar to scan for its signals.")
 elif universe is not None:
-    signals = []
-    with _ui.user_errors() as failed, st.spinner("Scanning..."):
-        bars = _ui.load_many(universe.symbols, source=universe.source)
+    signals, skipped = [], []
+    with _ui.user_errors() as failed, st.spinner(f"Scanning {len(universe.symbols):,} symbols..."):
+        bars, skipped = _ui.load_universe(universe.symbols, source=universe.source)
+        if not bars:
+            _scan.raise_nothing_loaded(skipped)
         for strat, params in configs:
             found = scan(bars, strat.name, params, exit_rule, lookback=lookback)
+            skipped += found.attrs.get("skipped", [])
             signals.append(add_backtest_stats(found, _ui.store(), universe=universe.symbols))
+    _scan.show_skipped(skipped)
     if not failed:
         table = pd.concat(signals, ignore_index=True) if signals else pd.DataFrame()
-        st.caption(f"{len(universe.symbols)} symbols from {universe.label}; "
-                   f"{len(table)} signal(s) within the last {lookback} bar(s).")
+        st.caption(f"{len(bars)} of {len(universe.symbols)} symbols from {universe.label} "
+                   f"scanned; {len(table)} signal(s) within the last {lookback} bar(s).")
+        _scan.show_staleness(table)
         missing = table[table["backtest_id"].isna()] if len(table) else table
         if len(missing) and st.button(f"Backtest these {len(missing)}", key="scan.fill",
                                       icon=":material/play_arrow:",

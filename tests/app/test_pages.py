@@ -270,14 +270,13 @@ def test_sweep_bad_exit_values_are_an_error(env):
 
 
 def test_scanner_on_the_users_folder(env, monkeypatch):
-    """The folder universe lists the user's CSV files; a missing folder is an error, not a crash."""
+    """The folder source lists the user's CSV files; a missing folder is an error, not a crash."""
     from core.data.demo import generate_demo_universe
 
     folder = env / "prices"
+    monkeypatch.setenv("HINDSIGHT_DATA_SOURCE", "folder")
     monkeypatch.setenv("HINDSIGHT_DATA_FOLDER", str(folder))
     at = open_page()
-    at.radio(key="scan.universe.kind").set_value("folder").run()
-    assert not at.exception
     assert str(folder) in texts(at.error)
     folder.mkdir()
     for symbol, bars in generate_demo_universe(count=3, years=3).items():
@@ -285,7 +284,7 @@ def test_scanner_on_the_users_folder(env, monkeypatch):
     at.run()
     assert not at.exception, at.exception
     assert not at.error, texts(at.error)
-    assert "3 symbols from folder" in texts(at.caption)
+    assert "3 of 3 symbols from folder" in texts(at.caption)
 
 
 def test_details_compare_overlays_equity_and_lists_metrics(filled):
