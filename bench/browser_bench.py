@@ -39,16 +39,19 @@ TARGETS = {"details_warm_s": 1.5, "details_first_view_s": 3.0, "first_backtest_s
            "scanner_500_s": 2.0}
 
 #: True once every chart of the page is drawn (a canvas or svg in each) and, when asked, a
-#: visible table has drawn its grid; also requires Streamlit to have finished the script run.
+#: visible table has drawn its grid; also requires Streamlit to have finished the script run
+#: (no status widget, and the sidebar footer every page writes last is there).
 PAINTED_JS = """([charts, table]) => {
   if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
+  const side = document.querySelector('[data-testid="stSidebar"]');
+  if (!side || !side.textContent.includes('Backtests stored')) return false;
   const embeds = [...document.querySelectorAll('.vega-embed')];
   if (embeds.length < charts) return false;
   if (!embeds.every(e => e.querySelector('canvas, svg'))) return false;
   if (!table) return true;
   const grids = [...document.querySelectorAll('[data-testid="stDataFrame"]')]
-    .filter(g => g.offsetParent !== null && g.querySelector('canvas'));
-  return grids.length > 0;
+    .filter(g => g.offsetParent !== null);
+  return grids.length > 0 && grids.every(g => g.querySelector('canvas'));
 }"""
 
 
@@ -110,9 +113,9 @@ def timed_view(page, url: str, charts: int, table: bool) -> float:
     return time.perf_counter() - start
 
 
-def chart_count(page) -> int:
+def chart_count(page, table: bool = True) -> int:
     """How many charts the current page draws, once the count has stayed put for a second."""
-    painted(page, 0, True)
+    painted(page, 0, table)
     count, since = -1, time.monotonic()
     while time.monotonic() - since < 1.0:
         drawn = page.locator(".vega-embed canvas, .vega-embed svg").count()

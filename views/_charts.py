@@ -20,6 +20,7 @@ UP, DOWN, NEUTRAL = "#2e7d5b", "#b3412f", "#5b6b78"
 STRATEGY, BENCHMARK = "#2f6f8f", "#a9b4bd"
 BENCHMARK_LABEL = "buy and hold"
 MAX_POINTS = 800  # points drawn per line; about one bucket low and high per two pixels
+ROW_HEIGHT = 20  # pixels per year in the monthly heatmap (its height is the cells', not the axes')
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -57,7 +58,7 @@ def tooltip_time_format(index: pd.DatetimeIndex) -> str:
     return "%Y-%m-%d"
 
 
-def price_decimals(values, most: int = 8, significant: int = 6) -> int:
+def price_decimals(values, most: int = 8, significant: int = 7) -> int:
     """Decimals the prices are quoted with (EURUSD 5, most stocks 2), read off the data.
 
     The fewest decimals that write every value exactly, capped so that about ``significant``
@@ -77,11 +78,6 @@ def price_decimals(values, most: int = 8, significant: int = 6) -> int:
     magnitude = np.median(np.abs(sample))
     digits = math.floor(math.log10(magnitude)) + 1 if magnitude > 0 else 1
     return int(min(exact, max(2, significant - digits)))
-
-
-def number_format(decimals: int) -> str:
-    """d3 format of a price with ``decimals`` decimals and thousands separators."""
-    return f",.{int(decimals)}f"
 
 
 def money_format(largest: float) -> str:
@@ -194,10 +190,11 @@ def equity_chart(equity: pd.Series, benchmark: pd.Series | None = None,
 
 
 def overlay_chart(long: pd.DataFrame, title: str, colors: alt.Scale | None = None,
-                  log: bool = False) -> alt.Chart:
+                  log: bool = False, legend: str = "top") -> alt.Chart:
     """Lines of several equity curves (columns date, value, series) on one zoomable chart.
 
-    Legend labels are never cut (``labelLimit=0``), one per row under the chart.
+    Legend labels are never cut (``labelLimit=0``): in a row above the chart, or with
+    ``legend="bottom"`` one per line under it (for long names).
     """
     scale = colors if colors is not None else alt.Scale(scheme="tableau10")
     positive = bool(len(long)) and float(long["value"].min()) > 0
@@ -211,8 +208,10 @@ def overlay_chart(long: pd.DataFrame, title: str, colors: alt.Scale | None = Non
             y=alt.Y("value:Q", title="equity (log)" if log and positive else "equity",
                     scale=y_scale, axis=alt.Axis(format=money_format(largest))),
             color=alt.Color("series:N", title=None, scale=scale,
-                            legend=alt.Legend(orient="bottom", direction="vertical",
-                                              labelLimit=0, symbolType="stroke")),
+                            legend=alt.Legend(
+                                orient="bottom" if legend == "bottom" else "top",
+                                direction="vertical" if legend == "bottom" else "horizontal",
+                                labelLimit=0, symbolType="stroke")),
         )
         .add_params(_zoom())
     )
@@ -254,8 +253,7 @@ def price_chart(bars: pd.DataFrame, trades: pd.DataFrame | None) -> alt.LayerCha
         alt.Chart(price, height=HEIGHT)
         .mark_line(color=NEUTRAL, strokeWidth=1)
         .encode(x=time_x(bars.index),
-                y=alt.Y("close:Q", title="close", scale=alt.Scale(zero=False),
-                        axis=alt.Axis(format=number_format(decimals))))
+                y=alt.Y("close:Q", title="close", scale=alt.Scale(zero=False)))
         .add_params(_zoom())
     )
     markers = trade_markers(trades, decimals=decimals, when=tooltip_time_format(bars.index))
@@ -323,7 +321,8 @@ def monthly_heatmap(equity: pd.Series) -> alt.Chart:
                          year=frame["year"].astype(str))
     years = sorted(frame["year"].unique())
     return (
-        alt.Chart(frame, title="Monthly returns", height=max(120, 20 * len(years)))
+        alt.Chart(frame, title="Monthly returns", height=ROW_HEIGHT * len(years),
+                  autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
         .mark_rect()
         .encode(
             x=alt.X("month_name:O", sort=MONTHS, title=None,
@@ -350,7 +349,7 @@ def trade_histogram(trades: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("return:Q", bin=alt.Bin(maxbins=40), title="trade return",
                     axis=alt.Axis(format="%")),
-            y=alt.Y("count():Q", title="trades"),
+            y=alt.Y("count():Q", title="trades", axis=alt.Axis(format="d", tickMinStep=1)),
             color=alt.Color("outcome:N", scale=alt.Scale(domain=["win", "loss"],
                                                          range=[UP, DOWN]), title=None),
             tooltip=[alt.Tooltip("count():Q", title="trades")],

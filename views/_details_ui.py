@@ -92,10 +92,11 @@ def metric_grid(metrics: dict, bars: pd.DataFrame | None, columns: int = 5) -> N
     strategy = metrics.get("total_return")
     delta = None
     if held == held and strategy is not None and strategy == strategy:
-        delta = f"{(float(strategy) - held) * 100:+.1f} pp strategy vs buy and hold"
+        delta = f"{(float(strategy) - held) * 100:+.1f} pp"
     cells[len(_ui.CARD_METRICS) % columns].metric(
         "Buy and hold", _ui.format_metric("total_return", held), delta=delta, border=True,
-        help="Buying at the first close of the period and holding to the last, no costs.")
+        help="Buying at the first close of the period and holding to the last, without "
+             "costs. Below: the strategy's total return minus this, in percentage points.")
 
 
 def equity_section(details: dict, bars: pd.DataFrame | None) -> None:
@@ -159,15 +160,24 @@ def trade_log(trades: pd.DataFrame | None, bars: pd.DataFrame | None, name: str)
         "total_pnl": st.column_config.NumberColumn("total P&L", format="%.2f"),
         "avg_bars_held": st.column_config.NumberColumn("avg bars held", format="%.1f"),
     }, key="details.exit_summary")
-    source = bars["close"].to_numpy() if bars is not None and len(bars) else \
-        trades["entry_price"].to_numpy()
-    price = f"%.{_charts.price_decimals(source)}f"
+    st.dataframe(trades, hide_index=True, width="stretch", column_config=trade_columns(trades, bars),
+                 key="details.trades")
+    _ui.download_csv(trades, name, key="details.trades.csv")
+
+
+def trade_columns(trades: pd.DataFrame, bars: pd.DataFrame | None) -> dict:
+    """Column formats of the trade log: prices in the instrument's decimals, times by frequency."""
+    has_bars = bars is not None and len(bars) > 0
+    prices = bars["close"].to_numpy() if has_bars else trades["entry_price"].to_numpy()
+    stamps = bars.index if has_bars else pd.DatetimeIndex(trades["entry_time"])
+    price = f"%.{_charts.price_decimals(prices)}f"
+    when = "YYYY-MM-DD HH:mm" if _charts.is_intraday(stamps) else "YYYY-MM-DD"
     config = _ui.column_config(trades)
     for column in ("entry_price", "exit_price"):
         config[column] = st.column_config.NumberColumn(column.replace("_", " "), format=price)
-    st.dataframe(trades, hide_index=True, width="stretch", column_config=config,
-                 key="details.trades")
-    _ui.download_csv(trades, name, key="details.trades.csv")
+    for column in ("entry_time", "exit_time"):
+        config[column] = st.column_config.DatetimeColumn(column.replace("_", " "), format=when)
+    return config
 
 
 def show_configuration(details: dict) -> None:
@@ -252,6 +262,7 @@ def compare(store, ids: list[str], labels: dict[str, str], base: dict | None = N
                 curves.append(_charts.series_frame(equity / float(equity.iloc[0]) * start, name))
     if len(ids) > 1 and curves:
         st.altair_chart(_charts.overlay_chart(pd.concat(curves, ignore_index=True),
-                                              title="Equity compared"), width="stretch")
+                                              title="Equity compared", legend="bottom"),
+                    width="stretch")
     table = pd.DataFrame(metrics, columns=["backtest", *METRIC_NAMES])
     _ui.table(table, name="compare", key=f"compare.table.{ids[0]}")
