@@ -184,7 +184,7 @@ class FolderProvider(Provider):
         return read_bars_file(self.files()[symbol], symbol, self.date_format)
 
     def signatures(self, symbols: list[str]) -> dict[str, list]:
-        """Per symbol: file name, mtime, size and date_format — a change to any re-reads the file."""
+        """Per symbol: file name, mtime, size and date_format; any change re-reads the file."""
         files = self.files()
         out = {}
         for symbol in symbols:

@@ -1,4 +1,4 @@
-"""Bad input on the command line: exit 2 and one line on stderr, never a traceback (subprocesses)."""
+"""Bad input on the command line: exit 2 and one line on stderr, never a traceback."""
 from __future__ import annotations
 
 import pytest

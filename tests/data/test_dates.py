@@ -1,4 +1,4 @@
-"""Day-first or month-first is decided once per file (or by the date_format setting), never per row."""
+"""Day-first or month-first is decided once per file (or by date_format), never per row."""
 from __future__ import annotations
 
 import pandas as pd

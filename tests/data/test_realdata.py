@@ -1,5 +1,5 @@
-"""The committed real-format folder (tests/fixtures/realdata): every layout loads, the bad file is
-reported and skipped while every other symbol works (scan, sweep), staleness follows the calendar."""
+"""The committed real-format folder (tests/fixtures/realdata): every layout loads, the bad file
+is reported and skipped while every other symbol works (scan, sweep); staleness by calendar."""
 from __future__ import annotations
 
 from pathlib import Path
