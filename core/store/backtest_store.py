@@ -266,6 +266,7 @@ class BacktestStore:
 
     def _write_manifest(self, doc: dict) -> None:
         self._backend.commit(doc)
+        self._checked_at = float("-inf")  # this handle's next call sees its own commit
 
     def delete_backtest(self, bid: str | int | Iterable[str | int]) -> int:
         """Delete one backtest id or a list of them (tombstones); returns how many were deleted."""
