@@ -254,7 +254,7 @@ class _Parser:
                 raise QueryError(f"{right.text} is not a date (use 'YYYY-MM-DD').") from None
             if stamp.tzinfo is not None:
                 stamp = stamp.tz_convert("UTC").tz_localize(None)
-            return _COMPARE[op](values, stamp.as_unit("ns").value)
+            return _COMPARE[op](values, _nanoseconds(stamp))
         if column == "backtest_id":
             try:
                 number = int(right.text.strip("'\""))
@@ -313,3 +313,9 @@ def order_rows(rows: np.ndarray, order_by: str | None, columns: Columns,
             rows, key = rows[part], key[part]
         rows = rows[np.argsort(key, kind="stable")]
     return rows if limit is None else rows[:limit]
+
+
+def _nanoseconds(stamp: pd.Timestamp) -> int:
+    """A Timestamp as integer nanoseconds since the epoch, exact even outside the years
+    datetime64[ns] can hold (1677-2262): Python ints compare with stored int64 times."""
+    return int(stamp.as_unit("us").asm8.view("i8")) * 1000 + stamp.nanosecond

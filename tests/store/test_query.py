@@ -124,3 +124,12 @@ def test_bad_limit_and_order(filled):
         filled.query(limit=-1)
     with pytest.raises(QueryError):
         filled.query(order_by=3)
+
+
+@pytest.mark.parametrize("where, everything", [
+    ("start > '3000-01-01'", False), ("start < '3000-01-01'", True),
+    ("end >= '1000-01-01'", True), ("created_at <= '1000-01-01'", False)])
+def test_dates_outside_the_nanosecond_range_compare_like_any_date(filled, where, everything):
+    """Dates before 1677 or after 2262 (which datetime64[ns] cannot hold) filter as dates."""
+    count = len(filled.get_all_stats())
+    assert len(filled.query(where=where)) == (count if everything else 0)
