@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from itertools import chain
+from itertools import chain, count
 from typing import Any, Callable
 
 import numpy as np
@@ -83,7 +83,7 @@ def encode_results(results: list, created_at_ns: int, memo: KeyMemo) -> SegmentD
         return _label(row, results[row])
 
     def column(name: str) -> list:
-        return [getattr(r, name) for r in results]
+        return list(map(operator.attrgetter(name), results))
 
     codes = np.empty((n, len(CODE_KINDS)), np.int32)
     vocabs = {kind: _Vocab() for kind in CODE_KINDS}
@@ -140,7 +140,7 @@ def _distinct(keys: list, canon: Callable[[int], Any], memo: KeyMemo, kind: str,
     ValidationError is re-raised naming that row's result.
     """
     first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))  # key -> first row
-    order = {key: j for j, key in enumerate(dict.fromkeys(keys))}
+    order = dict(zip(dict.fromkeys(keys), count()))  # key -> its index, first-seen order
     forms = []
     for key in order:
         form = memo.forms.get((kind, key))
@@ -166,21 +166,20 @@ def _params(results: list, codes: np.ndarray, vocabs: dict[str, _Vocab], memo: K
     """Fill the params codes; return the param columns' values and bare names."""
     strategies = [vocabs["strategy"].values[code] for code in codes[:, 1].tolist()]
     params = [r.params for r in results]
-    keys = list(zip(strategies, map(repr, params)))
 
     def canon(row: int) -> tuple[str, str, dict[str, float]]:
         return _params_form(strategies[row], params[row])
 
-    raw, forms = _distinct(keys, canon, memo, "params", where)
+    raw, forms = _distinct(list(zip(strategies, map(repr, params))), canon, memo, "params",
+                           where)
     codes[:, 2] = np.array([vocabs["params"].code(form[:2]) for form in forms], np.int32)[raw]
     values: dict[str, np.ndarray] = {}
     names: dict[str, str] = {}
-    for (strategy, _), (_, _, columns) in zip(dict.fromkeys(keys), forms):
-        bare = _keys.param_column_names(strategy) if set(columns) - set(names) else {}
-        for column in columns:
+    for strategy in vocabs["strategy"].values:
+        for column, bare in _keys.param_column_names(strategy).items():
             if column not in names:
-                names[column] = bare.get(column, column)
-                values[column] = np.array([f[2].get(column, np.nan) for f in forms])[raw]
+                names[column] = bare
+                values[column] = np.array([form[2].get(column, np.nan) for form in forms])[raw]
     return values, names
 
 
