@@ -50,21 +50,6 @@ def encode_any(results: Any, created_at_ns: int, memo: KeyMemo | None = None) ->
     return encode_results(list(results), created_at_ns, memo or KeyMemo())
 
 
-class _Vocab:
-    """Distinct values of one key kind in first-seen order, value -> code."""
-
-    def __init__(self) -> None:
-        self.codes: dict[Any, int] = {}
-        self.values: list = []
-
-    def code(self, value: Any) -> int:
-        found = self.codes.get(value)
-        if found is None:
-            found = self.codes[value] = len(self.values)
-            self.values.append(value)
-        return found
-
-
 # --------------------------------------------------------------------------------------------
 # Result objects
 # --------------------------------------------------------------------------------------------
@@ -86,24 +71,20 @@ def encode_results(results: list, created_at_ns: int, memo: KeyMemo) -> SegmentD
         return list(map(operator.attrgetter(name), results))
 
     codes = np.empty((n, len(CODE_KINDS)), np.int32)
-    vocabs = {kind: _Vocab() for kind in CODE_KINDS}
-    symbols, strategies = column("symbol"), column("strategy")
-    codes[:, 0] = _coded(symbols, lambda row: _keys.validate_symbol(symbols[row]), memo,
-                         "symbol", vocabs["symbol"], where)
-    codes[:, 1] = _coded(strategies, lambda row: _keys.check_strategy(strategies[row]), memo,
-                         "strategy", vocabs["strategy"], where)
-    param_values, param_names = _params(results, codes, vocabs, memo, where)
-    exit_rules = column("exit_rule")
-    codes[:, 3] = _coded(exit_rules, lambda row: _exit_form(exit_rules[row]), memo,
-                         "exit_rule", vocabs["exit_rule"], where)
-    for kind in ("costs", "settings"):
+    vocab: dict[str, list] = {}
+    for kind, canon in _CANON.items():
         values = column(kind)
-        codes[:, _KIND_POS[kind]] = _coded(values, lambda row: _json_text(values[row], kind),
-                                           memo, kind, vocabs[kind], where)
-    for kind in ("engine_version", "data_fingerprint"):
-        values = column(kind)
-        codes[:, _KIND_POS[kind]] = _coded(values, lambda row: _text(values[row], kind), memo,
-                                           kind, vocabs[kind], where)
+        raw, forms = _distinct(list(map(repr, values)), values, canon, memo, kind, where)
+        codes[:, _KIND_POS[kind]], vocab[kind] = _vocab_codes(raw, forms)
+    strategies = [vocab["strategy"][code] for code in codes[:, 1].tolist()]
+    params = list(zip(strategies, column("params")))
+    raw, forms = _distinct(list(zip(strategies, map(repr, column("params")))), params,
+                           _params_form, memo, "params", where)
+    codes[:, 2], vocab["params"] = _vocab_codes(raw, [form[:2] for form in forms])
+    param_names = {column: bare for strategy in vocab["strategy"]
+                   for column, bare in _keys.param_column_names(strategy).items()}
+    param_values = [np.array([form[2].get(c, np.nan) for form in forms])[raw]
+                    for c in param_names]
     times = np.empty((n, 3), np.int64)
     times[:, 0] = _stamps(column("start"), "start", where)
     times[:, 1] = _stamps(column("end"), "end", where)
@@ -114,10 +95,10 @@ def encode_results(results: list, created_at_ns: int, memo: KeyMemo) -> SegmentD
                               f"{results[row].start}.")
     capital = _capitals(column("initial_capital"), where)
     metrics, extra = _metric_block(column("metrics"), where)
-    float_columns = [*FLOAT_LEAD, *METRICS, *extra, *param_values]
-    floats = np.column_stack([capital, metrics, *extra.values(), *param_values.values()])
-    data = SegmentData(rows=n, vocab={kind: v.values for kind, v in vocabs.items()},
-                       codes=codes, times=times, float_columns=float_columns,
+    float_columns = [*FLOAT_LEAD, *METRICS, *extra, *param_names]
+    floats = np.column_stack([capital, metrics, *extra.values(), *param_values])
+    data = SegmentData(rows=n, vocab={kind: vocab[kind] for kind in CODE_KINDS}, codes=codes,
+                       times=times, float_columns=float_columns,
                        floats=np.ascontiguousarray(floats.reshape(n, len(float_columns))),
                        param_columns=param_names)
     _attach_result_trades(data, column("trades"), where)
@@ -132,12 +113,12 @@ def _label(row: int, result: Any) -> str:
     return f"result #{row} ({shown!r}, {strategy!r})"
 
 
-def _distinct(keys: list, canon: Callable[[int], Any], memo: KeyMemo, kind: str,
+def _distinct(keys: list, values: list, canon: Callable[[Any], Any], memo: KeyMemo, kind: str,
               where: Callable[[int], str]) -> tuple[np.ndarray, list]:
     """(index of each row's key among the distinct keys, canonical form of each distinct key).
 
-    ``canon(row)`` runs for the first row of each distinct key the memo does not hold; its
-    ValidationError is re-raised naming that row's result.
+    ``canon`` runs on the value of the first row of each distinct key the memo does not hold;
+    its ValidationError is re-raised naming that row's result.
     """
     first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))  # key -> first row
     order = dict(zip(dict.fromkeys(keys), count()))  # key -> its index, first-seen order
@@ -147,44 +128,23 @@ def _distinct(keys: list, canon: Callable[[int], Any], memo: KeyMemo, kind: str,
         if form is None:
             row = first[key]
             try:
-                form = memo.forms[(kind, key)] = canon(row)
+                form = memo.forms[(kind, key)] = canon(values[row])
             except ValidationError as exc:
                 raise type(exc)(f"{where(row)}: {exc}") from None
         forms.append(form)
     return np.fromiter(map(order.__getitem__, keys), np.int64, len(keys)), forms
 
 
-def _coded(values: list, canon: Callable[[int], Any], memo: KeyMemo, kind: str, vocab: _Vocab,
-           where: Callable[[int], str]) -> np.ndarray:
-    """Vocabulary code of each value, canonicalised once per distinct ``repr``."""
-    raw, forms = _distinct(list(map(repr, values)), canon, memo, kind, where)
-    return np.array([vocab.code(form) for form in forms], np.int32)[raw]
+def _vocab_codes(raw: np.ndarray, forms: list) -> tuple[np.ndarray, list]:
+    """(code of each row, vocabulary): equal canonical forms share one code, first-seen order."""
+    vocab: dict[Any, int] = {}
+    remap = np.array([vocab.setdefault(form, len(vocab)) for form in forms], np.int32)
+    return remap[raw], list(vocab)
 
 
-def _params(results: list, codes: np.ndarray, vocabs: dict[str, _Vocab], memo: KeyMemo,
-            where: Callable[[int], str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Fill the params codes; return the param columns' values and bare names."""
-    strategies = [vocabs["strategy"].values[code] for code in codes[:, 1].tolist()]
-    params = [r.params for r in results]
-
-    def canon(row: int) -> tuple[str, str, dict[str, float]]:
-        return _params_form(strategies[row], params[row])
-
-    raw, forms = _distinct(list(zip(strategies, map(repr, params))), canon, memo, "params",
-                           where)
-    codes[:, 2] = np.array([vocabs["params"].code(form[:2]) for form in forms], np.int32)[raw]
-    values: dict[str, np.ndarray] = {}
-    names: dict[str, str] = {}
-    for strategy in vocabs["strategy"].values:
-        for column, bare in _keys.param_column_names(strategy).items():
-            if column not in names:
-                names[column] = bare
-                values[column] = np.array([form[2].get(column, np.nan) for form in forms])[raw]
-    return values, names
-
-
-def _params_form(strategy: str, params: Any) -> tuple[str, str, dict[str, float]]:
-    """The registry's canonical form of a params dict, or the registry's error."""
+def _params_form(pair: tuple[str, Any]) -> tuple[str, str, dict[str, float]]:
+    """The registry's canonical form of a (strategy, params dict), or the registry's error."""
+    strategy, params = pair
     if not isinstance(params, dict):
         raise ValidationError(f"params must be a dict, got {type(params).__name__}.")
     try:
@@ -196,11 +156,6 @@ def _params_form(strategy: str, params: Any) -> tuple[str, str, dict[str, float]
                               f"({exc}).") from None
 
 
-def _exit_form(exit_rule: Any) -> tuple[str, str]:
-    _json_text(exit_rule, "exit_rule")
-    return _keys.exit_key(exit_rule)
-
-
 def _json_text(value: Any, what: str) -> str:
     try:
         return canonical_json(value if value is not None else {})
@@ -208,12 +163,26 @@ def _json_text(value: Any, what: str) -> str:
         raise ValidationError(f"{what} cannot be stored as JSON ({exc}).") from None
 
 
-def _text(value: Any, what: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValidationError(f"{what} must be a string, got {value!r}.")
-    return value
+def _exit_form(exit_rule: Any) -> tuple[str, str]:
+    _json_text(exit_rule, "exit_rule")
+    return _keys.exit_key(exit_rule)
+
+
+def _text(what: str) -> Callable[[Any], str]:
+    """The check of a text attribute: a string, or None for ''."""
+    def check(value: Any) -> str:
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(f"{what} must be a string, got {value!r}.")
+        return value or ""
+    return check
+
+
+#: How each key attribute of a result is canonicalised (params, per strategy, apart).
+_CANON: dict[str, Callable[[Any], Any]] = {
+    "symbol": _keys.validate_symbol, "strategy": _keys.check_strategy, "exit_rule": _exit_form,
+    "costs": lambda value: _json_text(value, "costs"),
+    "settings": lambda value: _json_text(value, "settings"),
+    "engine_version": _text("engine_version"), "data_fingerprint": _text("data_fingerprint")}
 
 
 def _stamps(values: list, what: str, where: Callable[[int], str]) -> np.ndarray:
@@ -366,7 +335,7 @@ def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarr
     k = len(trades)
     times = np.empty((k, 2), np.int64, order="F")
     for j, column in enumerate(TRADE_TIME_COLUMNS):
-        times[:, j] = _datetime_ns(trades[column], f"trades.{column}", where)
+        times[:, j] = _dates_ns(trades[column], f"trades.{column}", where)
     floats = np.empty((k, len(TRADE_FLOAT_COLUMNS)), np.float64, order="F")
     try:
         for j, column in enumerate(TRADE_FLOAT_COLUMNS):
@@ -393,17 +362,20 @@ def _bars_held(column: pd.Series, where: str) -> np.ndarray:
     return bars
 
 
-def _datetime_ns(column: pd.Series, what: str, where: str) -> np.ndarray:
+def _dates_ns(column: pd.Series, what: str, where: str) -> np.ndarray:
+    """int64 ns of a date column (aware dates as their UTC instant), every row a date."""
     if column.dtype.kind != "M" or getattr(column.dtype, "tz", None) is not None:
         try:
             column = pd.to_datetime(column)
         except (TypeError, ValueError):
             raise ValidationError(f"{where}: {what} must hold dates.") from None
-        if getattr(column.dt, "tz", None) is not None:
+        if column.dt.tz is not None:
             column = column.dt.tz_convert("UTC").dt.tz_localize(None)
     values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
     if (values == _NAT).any():
-        raise ValidationError(f"{where}: {what} has NaN dates; every trade needs its dates.")
+        row = int(np.flatnonzero(values == _NAT)[0])
+        raise ValidationError(f"{where}: {what} is missing (NaT) in row {row}; every row needs "
+                              "its dates.")
     return values
 
 
@@ -457,8 +429,8 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> Segme
             codes[:, _KIND_POS[kind]] = 0
             vocab[kind] = ["{}" if kind in ("costs", "settings") else ""]
     times = np.empty((n, 3), np.int64)
-    times[:, 0] = _table_dates(table["start"], "start")
-    times[:, 1] = _table_dates(table["end"], "end")
+    times[:, 0] = _dates_ns(table["start"], "start", "Batch")
+    times[:, 1] = _dates_ns(table["end"], "end", "Batch")
     times[:, 2] = created_at_ns
     if (times[:, 1] < times[:, 0]).any():
         row = int(np.argmax(times[:, 1] < times[:, 0]))
@@ -535,22 +507,6 @@ def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
     if len(values) != count:
         raise ValidationError("Batch codes do not cover their vocabulary.")
     return first.astype(np.int64)
-
-
-def _table_dates(column: pd.Series, what: str) -> np.ndarray:
-    """int64 ns of a date column (naive datetime64 columns, the engine's, read directly)."""
-    if column.dtype.kind != "M" or getattr(column.dtype, "tz", None) is not None:
-        try:
-            column = pd.to_datetime(column)
-        except (TypeError, ValueError):
-            raise ValidationError(f"Batch column {what} must hold dates.") from None
-        if getattr(column.dt, "tz", None) is not None:
-            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
-    values = column.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    if (values == _NAT).any():
-        row = int(np.flatnonzero(values == _NAT)[0])
-        raise ValidationError(f"Batch row {row}: {what} is NaN/NaT; give the backtest's dates.")
-    return values
 
 
 def _table_capital(table: pd.DataFrame) -> np.ndarray:
