@@ -888,8 +888,12 @@ def _param_cols(frame: pd.DataFrame, strategy: str | None) -> list[str]:
 
 
 def _per_config(frame: pd.DataFrame, metric: str, strategy: str | None) -> pd.DataFrame:
-    """One row per (params, exit rule): the metric's median over symbols and pooled trades."""
-    keys = _param_cols(frame, strategy) + ["exit_hash"]
+    """One row per (params, exit rule): the metric's median over symbols and pooled trades.
+
+    Configurations are told apart by their params hash, not only the numeric param columns:
+    two cells that differ only in a choice param (e.g. sma vs ema) are two configurations.
+    """
+    keys = _param_cols(frame, strategy) + [c for c in ("params_hash",) if c in frame] + ["exit_hash"]
     work = frame.assign(
         _metric=frame[metric].astype(float),
         _trades=frame["num_trades"].astype(float),
@@ -952,7 +956,9 @@ def stability_score(source: Any, metric: str = "sharpe_ratio",
     best_row = eligible.loc[eligible["metric"].idxmax()]
     positions = {c: {v: i for i, v in enumerate(sorted(table[c].unique()))} for c in params}
     best_pos = {c: positions[c][best_row[c]] for c in params}
-    near = np.ones(len(table), dtype=bool) & (table["exit_hash"] == best_row["exit_hash"]).to_numpy()
+    choices = _choice_values(table, frame, strategy)
+    near = (table["exit_hash"] == best_row["exit_hash"]).to_numpy() & (
+        choices == choices[table.index.get_loc(best_row.name)])
     same = np.ones(len(table), dtype=bool)
     for c in params:
         pos = table[c].map(positions[c]).to_numpy()
@@ -972,6 +978,21 @@ def stability_score(source: Any, metric: str = "sharpe_ratio",
         "neighbour_min": float(neighbours.min()) if len(neighbours) else float("nan"),
         "drop": drop, "relative_drop": relative, "score": score,
     }
+
+
+def _choice_values(table: pd.DataFrame, frame: pd.DataFrame, strategy: str | None) -> np.ndarray:
+    """Per configuration, its non-numeric (choice) params as text: neighbours share them."""
+    import json
+
+    from core.strategies import get_strategy
+
+    strat = get_strategy(strategy if strategy is not None else str(frame["strategy"].iloc[0]))
+    names = [p.name for p in strat.params if p.kind_name == "choice"]
+    if not names or "params_json" not in table:
+        return np.zeros(len(table), dtype=object)
+    texts = [json.dumps({n: json.loads(t).get(n) for n in names}, sort_keys=True)
+             for t in table["params_json"]]
+    return np.asarray(texts, dtype=object)
 
 
 UNIVERSE_COLUMNS = ("symbol", "num_trades", "win_rate", "total_return", "cagr", "sharpe_ratio",

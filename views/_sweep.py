@@ -272,8 +272,9 @@ def heatmap(cells: pd.DataFrame, strategy) -> None:
                         height=_charts.heatmap_height(long, y))
         score = sweep.stability_score(cells, metric, filters, strategy=strategy.name,
                                       min_trades=min_trades)
-        best = {name.split("_", 1)[1]: float(value) for name, value in score["best_params"].items()}
-        st.caption(f"Best cell {_ui.params_label(best)}: {metric} {score['best']:.3f}; its "
+        best = json.loads(score["best_params_json"])  # every param as stored (choices by name)
+        rule = exit_label(json.loads(score["exit_json"]))
+        st.caption(f"Best cell {_ui.params_label(best)} · {rule}: {metric} {score['best']:.3f}; its "
                    f"{score['n_neighbours']} neighbours average {score['neighbour_mean']:.3f} "
                    f"(stability score {score['score']:.2f}: 1 = plateau, 0 = isolated spike).")
 
