@@ -414,9 +414,12 @@ class BacktestStore:
         symbols, strategies, params, exit_rules = zip(*parts)
         for symbol, strategy in set(zip(symbols, strategies)):
             _check_names(symbol, strategy)
-        return self._hash_columns(symbols, strategies,
-                                  [self._params_hash(s, p) for s, p in zip(strategies, params)],
-                                  [self._exit_hash(e) for e in exit_rules])
+        params_of, exit_of = {}, {}  # per object: keys often share one dict
+        params_hashes = [params_of.get((s, id(p))) or params_of.setdefault(
+            (s, id(p)), self._params_hash(s, p)) for s, p in zip(strategies, params)]
+        exit_hashes = [exit_of.get(id(e)) or exit_of.setdefault(id(e), self._exit_hash(e))
+                       for e in exit_rules]
+        return self._hash_columns(symbols, strategies, params_hashes, exit_hashes)
 
     def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
         """(keys, 4) global codes of key columns given as sequences of names and hashes."""
