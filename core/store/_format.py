@@ -42,20 +42,17 @@ assert set(TRADE_TIME_COLUMNS + TRADE_FLOAT_COLUMNS + TRADE_INT_COLUMNS) == set(
 ROW_CHUNK = 65_536
 #: Inner chunks per shard file of the per-row blocks (a shard holds every column of its rows).
 SHARD_CHUNKS = 16
-#: Rows per inner chunk of the stat blocks (times, floats) in compacted segments. A lookup or
-#: details read on a handle that has not decoded whole columns yet decodes one chunk per stat
-#: column: 21 chunks of 8,192 rows took ~1.2 ms vs ~4.5 ms of 65,536 (0.5 more bytes per
-#: backtest); decoding whole columns (queries) takes more, smaller calls.
+#: Rows per inner chunk of the stat blocks (times, floats) in compacted segments: a lookup on
+#: a handle that has not decoded whole columns yet decodes one chunk per stat column, so
+#: small chunks keep it quick, at a few more bytes per backtest.
 STAT_CHUNK = 8_192
 STAT_FIELDS = ("times", "floats")
-#: Values per inner chunk of the ragged (equity / trade) arrays, and chunks per shard file
-#: (4M values per shard). A first details read decodes ~12 such chunks: 2,048 measured ~1.5 ms
-#: faster than 8,192 (median 2.9 vs 4.5 ms at 1M rows, loaded box) for ~170 more bytes per
-#: backtest with a curve.
+#: Values per inner chunk of the compacted ragged (equity / trade) arrays, and chunks per
+#: shard file: a first details read decodes about a dozen such small chunks.
 RAGGED_CHUNK = 2_048
 RAGGED_SHARD_CHUNKS = 2_048
-#: Values per inner chunk of the ragged arrays in a fresh write (before compaction):
-#: compressing 8,192-value chunks took ~30% less CPU than 2,048 (pcodec's per-chunk cost).
+#: Values per inner chunk of the ragged arrays in a fresh write (before compaction): larger
+#: chunks cost less CPU to compress (pcodec has a fixed cost per chunk).
 RAGGED_WRITE_CHUNK = 8_192
 #: pcodec compression level (0..12): 4 writes fast; compaction rewrites at a higher level.
 WRITE_LEVEL = 4
