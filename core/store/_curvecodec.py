@@ -116,10 +116,6 @@ def _grid_values(anchor: np.ndarray, q: np.ndarray, k: np.ndarray) -> np.ndarray
     return np.add(anchor, out, out=out)
 
 
-#: Batches of at least this many points are packed on the store's threads, in runs of rows.
-PARALLEL_MIN_POINTS = 1 << 20
-
-
 def encode(values: np.ndarray, lengths: np.ndarray, trade_lengths: np.ndarray,
            entry_pos: np.ndarray, exit_pos: np.ndarray, units: np.ndarray,
            code: int = CENTS) -> PackedCurves:
@@ -130,58 +126,20 @@ def encode(values: np.ndarray, lengths: np.ndarray, trade_lengths: np.ndarray,
     over ``[entry, exit)`` and the value is flat from ``exit`` to the next entry. Rows whose
     packing would not be exact keep their plain values; a NaN or infinite value raises
     NonFiniteValue. The loop is compiled (``_curvepack``, imported here so that readers never
-    load numba) and releases the GIL: a large batch is packed as one run of rows per thread
-    into its own stretch of one steps array (room for every held point: when every row packs,
-    the steps need no joining), then joined.
+    load numba).
     """
-    from core.store import _threads
     from core.store._curvepack import pack_nb
 
-    values = np.ascontiguousarray(values, np.float64)
-    lengths, trade_lengths = np.asarray(lengths, np.int64), np.asarray(trade_lengths, np.int64)
-    trades = [np.asarray(entry_pos, np.int64), np.asarray(exit_pos, np.int64),
-              np.asarray(units, np.float64)]
-    point_at, trade_at = _bounds(lengths), _bounds(trade_lengths)
-    room_at = _bounds(_step_room(lengths, trade_lengths, trades[1] - trades[0]))
-    steps = np.empty(room_at[-1], np.int64)
-    bounds = [0, len(lengths)]
-    if _threads.THREADS > 1 and len(values) >= PARALLEL_MIN_POINTS:
-        bounds = _threads.even_cuts(point_at[1:], _threads.THREADS)
-
-    def pack(lo: int, hi: int) -> tuple:
-        mine = slice(trade_at[lo], trade_at[hi])
-        return pack_nb(values[point_at[lo]:point_at[hi]], lengths[lo:hi], trade_lengths[lo:hi],
-                       *(part[mine] for part in trades), float(TICKS[code]), code, ULP_LIMIT,
-                       STEP_BASE, K_LIMIT, steps[room_at[lo]:room_at[hi]])
-
-    if len(bounds) == 2:
-        parts = [pack(0, len(lengths))]
-    else:
-        parts = list(_threads.pool().map(pack, bounds[:-1], bounds[1:]))
-    for lo, part in zip(bounds, parts):
-        if part[4] >= 0:
-            raise NonFiniteValue(int(point_at[lo] + part[4]))
-    if len(parts) == 1:
-        return PackedCurves(*parts[0][:4])
-    layout, runs, plain = (np.concatenate([part[k] for part in parts]) for k in (0, 1, 3))
-    if sum(len(part[2]) for part in parts) < len(steps):  # a row went plain: close the gaps
-        steps = np.concatenate([part[2] for part in parts])
+    entry_pos, exit_pos = np.asarray(entry_pos, np.int64), np.asarray(exit_pos, np.int64)
+    held = int(np.maximum(exit_pos - entry_pos, 0).sum())  # most steps the rows can hold
+    layout, runs, steps, plain, bad = pack_nb(
+        np.ascontiguousarray(values, np.float64), np.asarray(lengths, np.int64),
+        np.asarray(trade_lengths, np.int64), entry_pos, exit_pos, np.asarray(units, np.float64),
+        float(TICKS[code]), code, ULP_LIMIT, STEP_BASE, K_LIMIT,
+        np.empty(min(held, len(values)), np.int64))
+    if bad >= 0:
+        raise NonFiniteValue(int(bad))
     return PackedCurves(layout, runs, steps, plain)
-
-
-def _step_room(lengths: np.ndarray, trade_lengths: np.ndarray, held: np.ndarray
-               ) -> np.ndarray:
-    """Most steps each row can have: its trades' held points, at most its points."""
-    rows = np.repeat(np.arange(len(lengths)), trade_lengths)
-    per_row = np.bincount(rows, weights=np.maximum(held, 0), minlength=len(lengths))
-    return np.minimum(per_row.astype(np.int64), lengths)
-
-
-def _bounds(lengths: np.ndarray) -> np.ndarray:
-    """Offsets ``[0, l0, l0 + l1, ...]`` of ragged parts."""
-    out = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(lengths, out=out[1:])
-    return out
 
 
 def decode(lengths: np.ndarray, packed: PackedCurves, trade_lengths: np.ndarray,

@@ -474,7 +474,7 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
     if strategies is not None and len(strategies) > 1:
         codes, pairs = pd.factorize(strategy_codes.astype(np.int64) * count + text_codes)
         count = len(pairs)
-    first = _first_rows(codes, count)
+    first = np.unique(codes, return_index=True)[1]  # each code's first row
     unique_json = [texts[c] for c in text_codes[first].tolist()]
     if hash_column in table.columns:
         hash_codes, hashes = _factorize(table[hash_column], hash_column)
@@ -499,14 +499,6 @@ def _hashed_codes(table: pd.DataFrame, json_column: str, hash_column: str,
                                   f"(hash {unique_hash[u]} != {canon_hash}); store the engine's "
                                   "canonical params and exit rules.")
     return codes.astype(np.int32), list(zip(unique_json, unique_hash))
-
-
-def _first_rows(codes: np.ndarray, count: int) -> np.ndarray:
-    """The first row of each code 0..count-1 (every code occurs: codes come from factorize)."""
-    values, first = np.unique(codes, return_index=True)
-    if len(values) != count:
-        raise ValidationError("Batch codes do not cover their vocabulary.")
-    return first.astype(np.int64)
 
 
 def _table_capital(table: pd.DataFrame) -> np.ndarray:

@@ -16,25 +16,18 @@ __all__ = ["KeyMemo", "canonical_exit", "canonical_params", "check_strategy", "e
            "param_column_names", "params_form", "params_key", "validate_symbol"]
 
 
-def strategies():
-    """The strategy registry module (imported lazily: the store opens without the engine)."""
-    from core import strategies as registry
+def _strategies():
+    """The strategy registry (imported when first needed: the store opens without it)."""
+    from core import strategies
 
-    return registry
-
-
-def exits():
-    """The exit-rule module (imported lazily)."""
-    from core import exits as exit_rules
-
-    return exit_rules
+    return strategies
 
 
 def check_strategy(name: object) -> str:
     """Return the strategy name if registered; raise UnknownStrategyError (with a suggestion)."""
     if not isinstance(name, str):
         raise ValidationError(f"Strategy must be a name, got {name!r}.")
-    strategies().get_strategy(name)
+    _strategies().get_strategy(name)
     return name
 
 
@@ -42,21 +35,23 @@ def canonical_params(strategy: str, params: Any) -> dict:
     """Validated params of ``strategy`` (defaults filled in, ints coerced) as a plain dict."""
     if isinstance(params, str):
         params = _load_json(params, "params")
-    return strategies().validate_params(strategy, dict(params or {}))
+    return _strategies().validate_params(strategy, dict(params or {}))
 
 
 def canonical_exit(exit_rule: Any) -> list:
     """Canonical exit-rule list (``None`` means the strategy's own signal exit)."""
+    from core.exits import canonical_exit_rule
+
     if isinstance(exit_rule, str):
         exit_rule = _load_json(exit_rule, "exit rule")
-    return exits().canonical_exit_rule(exit_rule)
+    return canonical_exit_rule(exit_rule)
 
 
 def params_form(strategy: str, params: Any) -> tuple[str, str, dict[str, float]]:
     """(canonical JSON, hash, ``{param column: float}``) of a params dict for ``strategy``."""
     canonical = canonical_params(strategy, params)
     text = flat_params_json(canonical)  # validated params are flat: canonical_json's text
-    columns = strategies().param_columns(strategy, canonical)
+    columns = _strategies().param_columns(strategy, canonical)
     return text, hash_of_json(text), columns
 
 
@@ -73,7 +68,7 @@ def exit_key(exit_rule: Any) -> tuple[str, str]:
 
 def param_column_names(strategy: str) -> dict[str, str]:
     """``{column: bare param name}`` of the numeric param columns of ``strategy``."""
-    registry = strategies()
+    registry = _strategies()
     spec = registry.get_strategy(strategy)
     columns = registry.param_columns(strategy, registry.validate_params(strategy, {}))
     prefix = getattr(spec, "prefix", strategy)

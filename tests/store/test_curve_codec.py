@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import StoreCorruptionError
-from core.store import FORMAT_VERSION, BacktestStore, _curves, _threads
+from core.store import FORMAT_VERSION, BacktestStore, _curves
 from core.store import _curvecodec as codec
 from core.types import TRADE_COLUMNS
 from curve_reference import reference_encode, reference_positions
@@ -145,18 +145,6 @@ def test_every_non_finite_value_is_found_where_it_is(bad):
     assert info.value.position == 0
 
 
-def test_a_non_finite_value_is_found_when_packed_on_threads(monkeypatch):
-    """The position is the whole batch's, whichever thread's run of rows holds it."""
-    monkeypatch.setattr(codec, "PARALLEL_MIN_POINTS", 1)
-    monkeypatch.setattr(_threads, "THREADS", 2)
-    values = np.full(40, 7.0)
-    values[[31, 35]] = np.nan
-    with pytest.raises(codec.NonFiniteValue) as info:
-        codec.encode(values, np.full(4, 10), np.zeros(4, np.int64), np.empty(0, np.int64),
-                     np.empty(0, np.int64), np.empty(0))
-    assert info.value.position == 31
-
-
 def test_golden_fallbacks():
     """A moving stretch without a trade, and -0.0 vs 0.0, stay plain and exact."""
     values = np.array([1.0, 2.0, 3.0, 0.0, -0.0, 5.0])
@@ -224,14 +212,6 @@ def test_codec_round_trip_property(specs):
     packed = codec.encode(values, lengths, trade_lengths, *positions, units)
     decoded = codec.decode(lengths, packed, trade_lengths, units)
     assert np.array_equal(bits(decoded), bits(values))
-    saved = codec.PARALLEL_MIN_POINTS, _threads.THREADS
-    codec.PARALLEL_MIN_POINTS, _threads.THREADS = 1, 3  # runs of rows packed on 3 threads
-    try:
-        threaded = codec.encode(values, lengths, trade_lengths, *positions, units)
-    finally:
-        codec.PARALLEL_MIN_POINTS, _threads.THREADS = saved
-    for name in ("layout", "runs", "steps", "plain"):
-        assert np.array_equal(bits(getattr(threaded, name)), bits(getattr(packed, name)))
     reference = reference_encode(values, lengths, trade_lengths, *positions, units)
     for name in ("layout", "runs", "steps"):  # the compiled packer packs like numpy does
         assert np.array_equal(getattr(reference, name), getattr(packed, name)), name
