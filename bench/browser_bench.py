@@ -62,9 +62,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def app_server(env: dict[str, str]):
-    """``streamlit run app.py`` with ``env``; yields its URL once healthy, stops it after."""
+    """``streamlit run app.py`` with ``env``; yields (URL, pid) once healthy, stops it after."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -75,7 +81,7 @@ def app_server(env: dict[str, str]):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, server)
-        yield url
+        yield url, server.pid
     finally:
         server.terminate()
         try:
@@ -143,26 +149,37 @@ def prepare(tmp: Path) -> tuple[dict[str, str], str]:
 
 
 def bench_details(browser, env: dict[str, str], bid: str) -> dict:
-    """Warm views of a Details page, then its first view after a server restart."""
-    with app_server(env) as url:
+    """Warm views of a Details page, then its first view after a server restart.
+
+    Also the server's CPU seconds per view (a figure the machine's load does not inflate).
+    """
+    with app_server(env) as (url, pid):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         link = f"{url}/details?id={bid}"
         page.goto(link)
         charts = chart_count(page)
-        warm = [timed_view(page, link, charts, True) for _ in range(WARM_RUNS)]
+        warm, cpu = [], []
+        for _ in range(WARM_RUNS):
+            before = cpu_seconds(pid)
+            warm.append(timed_view(page, link, charts, True))
+            cpu.append(cpu_seconds(pid) - before)
         page.close()
-    with app_server(env) as url:
+    with app_server(env) as (url, pid):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        before = cpu_seconds(pid)
         first = timed_view(page, f"{url}/details?id={bid}", charts, True)
+        first_cpu = cpu_seconds(pid) - before
         page.close()
     return {"details_charts": charts, "details_first_view_s": round(first, 3),
+            "details_first_view_server_cpu_s": round(first_cpu, 3),
             "details_warm_s": round(statistics.median(warm), 3),
-            "details_warm_runs_s": [round(t, 3) for t in warm]}
+            "details_warm_runs_s": [round(t, 3) for t in warm],
+            "details_warm_server_cpu_s": round(statistics.median(cpu), 3)}
 
 
 def bench_first_backtest(browser, env: dict[str, str]) -> dict:
     """Click *Run backtest* on a fresh server until the stored result shows."""
-    with app_server(env) as url:
+    with app_server(env) as (url, _):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         page.goto(f"{url}/manager")
         run = page.get_by_role("button", name="Run backtest")
@@ -180,7 +197,7 @@ def bench_scanner(browser, env: dict[str, str], tmp: Path) -> dict:
     """The Scanner page over a 500-symbol demo universe: first view, then warm views."""
     config = tmp / "scan.toml"
     config.write_text(f"demo_symbols = {SCAN_SYMBOLS}\ndemo_years = 10\n")
-    with app_server({**env, "HINDSIGHT_CONFIG": str(config)}) as url:
+    with app_server({**env, "HINDSIGHT_CONFIG": str(config)}) as (url, _):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         first = timed_view(page, url, charts=0, table=True)
         warm = [timed_view(page, url, 0, True) for _ in range(WARM_RUNS)]
@@ -194,6 +211,7 @@ def main() -> None:
 
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: `apt-get install -y chromium` (no browser download).")
+    load = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory() as name, sync_playwright() as p:
         tmp = Path(name)
         env, bid = prepare(tmp)
@@ -204,6 +222,8 @@ def main() -> None:
         finally:
             browser.close()
     figures["details_bars"] = DETAILS_BARS
+    figures["load_average_1min"] = [load, round(os.getloadavg()[0], 2)]  # before, after
+    figures["cpus"] = os.cpu_count()
     figures.update({f"target_{name}": target for name, target in TARGETS.items()})
     print(json.dumps(figures, indent=2))
 
