@@ -517,6 +517,83 @@ def _cmd_scan(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# strategies
+# ---------------------------------------------------------------------------------------------
+
+
+def _cmd_strategies(ctx: _Context, args: argparse.Namespace) -> int:
+    """List every strategy with its params and source, or check strategy files."""
+    from core.strategies import list_strategies, strategy_problems
+
+    if args.action == "check":
+        return _check_strategy_files(args.files, args.json)
+    if args.files:
+        raise ValidationError(f"Unexpected {args.files[0]!r}. Use: strategies [check [FILE ...]].")
+    strategies = [_strategy_record(s) for s in list_strategies()]
+    problems = [{"path": p.path, "error": p.error} for p in strategy_problems()]
+    if args.json:
+        _print_json({"strategies": strategies, "problems": problems})
+        return EXIT_OK
+    for record in strategies:
+        print(f"{record['name']} ({record['direction']}, {record['source']}): {record['title']}")
+        for p in record["params"]:
+            print(f"    {p['name']}: {p['kind']} = {p['default']}{_param_range(p)}")
+    for problem in problems:
+        print(f"not loaded: {problem['error']}")
+    return EXIT_OK
+
+
+def _strategy_record(strategy) -> dict[str, Any]:
+    """A strategy as plain data: identity, params, source and (rules) definition hash."""
+    return {
+        "name": strategy.name, "title": strategy.title, "direction": strategy.direction,
+        "source": strategy.source, "definition_hash": strategy.definition_hash,
+        "params": [{"name": p.name, "kind": p.kind_name, "default": p.default, "low": p.low,
+                    "high": p.high, "choices": list(p.choices)} for p in strategy.params],
+    }
+
+
+def _param_range(p: dict[str, Any]) -> str:
+    if p["choices"]:
+        return f" (one of {', '.join(map(str, p['choices']))})"
+    if p["low"] is None and p["high"] is None:
+        return ""
+    low = "" if p["low"] is None else f"{p['low']:g}"
+    high = "" if p["high"] is None else f"{p['high']:g}"
+    return f" ({low}..{high})"
+
+
+def _check_strategy_files(files: list[str], as_json: bool) -> int:
+    """Check the given files (default: every file of the strategies folder); exit 1 on errors."""
+    from core.rule_files import check_file
+    from core.strategies import list_strategies, strategy_problems
+
+    if not files:
+        paths = [s.source for s in list_strategies() if s.source != "built-in"]
+        paths += [p.path for p in strategy_problems()]
+    else:
+        paths = files
+    results = []
+    for path in sorted(paths):
+        try:
+            strategy = check_file(path, list_strategies())
+            results.append({"path": path, "ok": True, "name": strategy.name,
+                            "definition_hash": strategy.definition_hash})
+        except HindsightError as exc:
+            results.append({"path": path, "ok": False, "error": str(exc)})
+    if as_json:
+        _print_json(results)
+    elif not results:
+        print("no strategy files found")
+    for result in [] if as_json else results:
+        if result["ok"]:
+            print(f"ok: {result['path']} ({result['name']}, definition {result['definition_hash']})")
+        else:
+            print(f"error: {' '.join(result['error'].split())}")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------------------------
 # parser
 # ---------------------------------------------------------------------------------------------
 
@@ -664,6 +741,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stats", action="store_true", help="do not join stored backtest stats")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_scan)
+
+    p = command("strategies", help="list strategies (built-in and rule files); check files")
+    p.add_argument("action", nargs="?", choices=("check",),
+                   help="check: validate strategy files (default: the strategies folder)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="strategy TOML files to check")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_strategies)
     return parser
 
 

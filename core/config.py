@@ -28,6 +28,7 @@ class Settings:
     demo_years: int = 12
     watchlist: str = ""  # comma-separated tickers for the yahoo source (empty: built-in list)
     date_format: str = "auto"  # folder files: auto | dayfirst | monthfirst | "%d/%m/%Y" ...
+    strategies_folder: str = "strategies"  # rule strategy files (*.toml), docs/strategies.md
 
 
 _ENV = {
@@ -38,6 +39,7 @@ _ENV = {
     "max_grid_cells": "HINDSIGHT_MAX_GRID_CELLS",
     "watchlist": "HINDSIGHT_WATCHLIST",
     "date_format": "HINDSIGHT_DATE_FORMAT",
+    "strategies_folder": "HINDSIGHT_STRATEGIES",
 }
 
 

@@ -33,6 +33,14 @@ class ParamError(ValidationError):
     """A strategy or exit-rule parameter is unknown, of the wrong type or out of range."""
 
 
+class RuleError(ValidationError):
+    """A rule expression (entry, exit, require) could not be parsed, typed or evaluated."""
+
+
+class StrategyFileError(ValidationError):
+    """A strategy file is malformed: bad TOML, a missing or unknown field, a bad rule."""
+
+
 class DataValidationError(ValidationError):
     """Price data is malformed (NaN, non-positive, high < low, duplicates, wrong columns, ...)."""
 

@@ -11,6 +11,16 @@ defined (``first_valid`` says which bar that is). Recursive indicators run in nu
 - Bollinger: SMA(p) +/- k x population standard deviation (ddof 0) of the same window.
 - Donchian: highest high / lowest low of the ``p`` bars *before* bar t, defined from bar ``p``.
 - ATR: Wilder's average of the true range, seeded with the mean of TR[1..p], defined from ``p``.
+- ROC: ``100 x (x[t] / x[t-p] - 1)`` (TA-Lib ROC), NaN where ``x[t-p]`` is 0; from bar ``p``.
+- Highest / lowest: max / min of the last ``p`` values *including* bar t (TA-Lib MAX / MIN),
+  defined from bar ``p - 1`` (Donchian, by contrast, looks only at the bars before t).
+- Shift: ``x[t-p]``, defined from bar ``p``.
+- MACD: EMA(fast) - EMA(slow), both as above, defined from bar ``max(fast, slow) - 1``; its
+  signal line is the EMA(signal) of the MACD line seeded with the SMA of its first ``signal``
+  values, defined ``signal - 1`` bars later.
+
+A key whose first item is not a string names a *derived* series (e.g. a rule expression from
+``core.rules``): an object with ``compute(open, high, low, close)`` and ``first_valid()``.
 """
 from __future__ import annotations
 
@@ -155,6 +165,20 @@ def atr_nb(high, low, close, p):
     return out
 
 
+@njit(cache=True, nogil=True)
+def rolling_max_nb(x, p):
+    """Maximum of the ``p`` values ending at bar i (bar i included)."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(p - 1, n):
+        best = x[i - p + 1]
+        for j in range(i - p + 2, i + 1):
+            if x[j] > best:
+                best = x[j]
+        out[i] = best
+    return out
+
+
 def _f64(x) -> np.ndarray:
     """Contiguous writable float64 (read-only views would need their own compiled kernels)."""
     array = np.ascontiguousarray(x, dtype=np.float64)
@@ -194,9 +218,59 @@ def atr(high, low, close, period: int) -> np.ndarray:
     return atr_nb(_f64(high), _f64(low), _f64(close), int(period))
 
 
+def roc(x, period: int) -> np.ndarray:
+    """Rate of change in percent over ``period`` bars; NaN before bar ``period`` and where the
+    earlier value is 0."""
+    x, p = _f64(x), int(period)
+    out = np.full(x.shape[0], np.nan)
+    if p < x.shape[0]:
+        earlier, now = x[:-p], x[p:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[p:] = np.where(earlier != 0.0, (now / earlier - 1.0) * 100.0, np.nan)
+    return out
+
+
+def highest(x, period: int) -> np.ndarray:
+    """Highest of the last ``period`` values, bar t included; NaN before bar ``period - 1``."""
+    return rolling_max_nb(_f64(x), int(period))
+
+
+def lowest(x, period: int) -> np.ndarray:
+    """Lowest of the last ``period`` values, bar t included (negated ``highest`` of ``-x``)."""
+    return -rolling_max_nb(-_f64(x), int(period))
+
+
+def shift(x, period: int) -> np.ndarray:
+    """The value ``period`` bars earlier; NaN for the first ``period`` bars."""
+    x, p = _f64(x), int(period)
+    out = np.full(x.shape[0], np.nan)
+    if p < x.shape[0]:
+        out[p:] = x[:x.shape[0] - p]
+    return out
+
+
+def macd(x, fast: int, slow: int) -> np.ndarray:
+    """MACD line EMA(fast) - EMA(slow); NaN before bar ``max(fast, slow) - 1``."""
+    x = _f64(x)
+    return ema_nb(x, int(fast)) - ema_nb(x, int(slow))
+
+
+def macd_signal(x, fast: int, slow: int, signal: int) -> np.ndarray:
+    """EMA(signal) of the MACD line, seeded at the line's first bar; NaN before bar
+    ``max(fast, slow) + signal - 2``."""
+    line = macd(x, fast, slow)
+    start = max(int(fast), int(slow)) - 1
+    out = np.full(line.shape[0], np.nan)
+    if start < line.shape[0]:
+        out[start:] = ema_nb(line[start:], int(signal))
+    return out
+
+
 def first_valid(key: tuple) -> int:
     """Index of the first bar where the series named by ``key`` is defined."""
     kind = key[0]
+    if not isinstance(kind, str):
+        return kind.first_valid()
     if kind == "close":
         return 0
     period = int(key[1])
@@ -208,6 +282,8 @@ def first_valid(key: tuple) -> int:
 def compute_series(key: tuple[Hashable, ...], open_, high, low, close) -> np.ndarray:
     """The series named by ``key`` (e.g. ``("rsi", 14)``, ``("bb_lower", 20, 2.0)``)."""
     kind = key[0]
+    if not isinstance(kind, str):
+        return kind.compute(open_, high, low, close)
     if kind == "close":
         return _f64(close)
     if kind == "sma":

@@ -9,6 +9,7 @@ kernels (engine), and the UI builds its forms from ``Param``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -98,6 +99,10 @@ class Strategy:
     signals: Callable[..., tuple[np.ndarray, np.ndarray]]
     rules: Callable[..., tuple[Cross, Cross]] | None = None  # params -> (entry, exit) crossing
     check: Callable[[dict], str | None] | None = None  # cross-param constraint -> error text
+    direction: str = "long"  # a rule strategy's fixed direction (its file's `direction`)
+    source: str = "built-in"  # or the path of the rule strategy's file
+    definition: str | None = None  # a rule strategy's canonical definition (JSON text)
+    definition_hash: str | None = None  # stable_hash of that definition (16 hex)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -222,20 +227,62 @@ _STRATEGIES: dict[str, Strategy] = {
 
 
 def list_strategies() -> list[Strategy]:
-    """Every registered strategy, in registration order."""
-    return list(_STRATEGIES.values())
+    """Every strategy: the built-ins in registration order, then the rule strategies of the
+    strategies folder in file-name order (files that fail are left out: ``strategy_problems``)."""
+    return [*_STRATEGIES.values(), *_folder_scan().strategies.values()]
 
 
 def get_strategy(name: str | Strategy) -> Strategy:
-    """The strategy registered as ``name``; ``UnknownStrategyError`` suggests the nearest."""
+    """The strategy registered as ``name`` (a built-in or a rule strategy file, re-read when
+    it changed); ``UnknownStrategyError`` suggests the nearest."""
     if isinstance(name, Strategy):
         return name
-    try:
-        return _STRATEGIES[name]
-    except (KeyError, TypeError):
+    found = _STRATEGIES.get(name) if isinstance(name, str) else None
+    if found is None and isinstance(name, str):
+        found = _rule_strategy(name)
+    if found is None:
+        known = [*_STRATEGIES, *_folder_scan().strategies]
         raise UnknownStrategyError(
-            f"Unknown strategy {name!r}.{did_you_mean(name, _STRATEGIES)}"
+            f"Unknown strategy {name!r}.{did_you_mean(name, known)}"
         ) from None
+    return found
+
+
+def strategy_problems() -> list:
+    """The strategy files that could not be loaded, as ``FileProblem(path, error)``."""
+    return list(_folder_scan().problems)
+
+
+_LAST_SCAN: dict = {}  # where settings come from -> the latest scan of the strategies folder
+
+
+def _settings_origin() -> tuple:
+    """What decides the strategies folder, short of reading the settings again."""
+    return (os.getcwd(), os.environ.get("HINDSIGHT_STRATEGIES"),
+            os.environ.get("HINDSIGHT_CONFIG"))
+
+
+def _folder_scan():
+    """The strategies folder's rule strategies (``core.rule_files``; cached by file mtimes)."""
+    from core.config import load_settings
+    from core.rule_files import scan_folder
+
+    scan = scan_folder(load_settings().strategies_folder, _STRATEGIES)
+    _LAST_SCAN.clear()
+    _LAST_SCAN[_settings_origin()] = scan
+    return scan
+
+
+def _rule_strategy(name: str) -> Strategy | None:
+    """A rule strategy by name: from the latest scan while its file is unchanged (one stat),
+    else from a new scan of the folder."""
+    from core.rule_files import is_current
+
+    scan = _LAST_SCAN.get(_settings_origin())
+    found = scan.strategies.get(name) if scan is not None else None
+    if found is not None and is_current(found):
+        return found
+    return _folder_scan().strategies.get(name)
 
 
 def validate_params(strategy_name: str | Strategy, params: Mapping[str, Any] | None) -> dict:
