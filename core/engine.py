@@ -24,23 +24,32 @@ from core.kernels import grid_equity_nb, grid_metrics, grid_metrics_and_trades, 
 from core.metrics import N_METRICS
 from core.strategies import (
     Strategy,
+    direction_of,
     get_strategy,
+    identity_params,
     min_bars,
+    param_columns,
     validate_params,
 )
-from core.types import (EXIT_REASON_DTYPE, METRIC_NAMES, TRADE_COLUMNS, BacktestResult, BatchCurves,
-                        BatchResult)
+from core.types import (DIRECTION_DTYPE, DIRECTIONS, EXIT_REASON_DTYPE, METRIC_NAMES,
+                        TRADE_COLUMNS, BacktestResult, BatchCurves, BatchResult)
 
 ENGINE_VERSION = "1.0.0"
 
-COST_FIELDS = ("commission", "fixed", "slippage_bps")
+COST_FIELDS = ("commission", "fixed", "slippage_bps", "borrow_rate")
+#: Bars per year over which a short's annual ``borrow_rate`` is spread (daily bars).
+BARS_PER_YEAR = 252
 _NO_SERIES = np.empty(0)
 
 
 # --- validation of the simple inputs --------------------------------------------------------
 
 def canonical_costs(costs: Mapping[str, Any] | None) -> dict[str, float]:
-    """``{"commission": fraction, "fixed": amount, "slippage_bps": bps}``, zeros by default."""
+    """``{"commission": fraction, "fixed": amount, "slippage_bps": bps}``, zeros by default.
+
+    An annual ``borrow_rate`` (a fraction, charged on shorts only) is present only when set
+    above 0, so the costs of runs recorded before it existed keep their form.
+    """
     if costs is None:
         costs = {}
     if not isinstance(costs, Mapping):
@@ -52,7 +61,8 @@ def canonical_costs(costs: Mapping[str, Any] | None) -> dict[str, float]:
         if key not in COST_FIELDS:
             raise ParamError(f"Unknown cost {key!r}.{did_you_mean(key, COST_FIELDS)}")
     out = {}
-    for key, high in (("commission", 0.5), ("fixed", math.inf), ("slippage_bps", 5000.0)):
+    for key, high in (("commission", 0.5), ("fixed", math.inf), ("slippage_bps", 5000.0),
+                      ("borrow_rate", 10.0)):
         value = costs.get(key, 0.0)
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             raise ParamError(f"Cost {key} must be a number, got {value!r}.")
@@ -60,7 +70,20 @@ def canonical_costs(costs: Mapping[str, Any] | None) -> dict[str, float]:
         if not math.isfinite(value) or not 0.0 <= value <= high:
             raise ParamError(f"Cost {key}={value!r} is out of range; use 0..{high}.")
         out[key] = value
+    if out["borrow_rate"] == 0.0:
+        del out["borrow_rate"]
     return out
+
+
+def _kernel_costs(costs: dict[str, float]) -> tuple[float, float, float, float]:
+    """(commission, fixed, slippage fraction, borrow fee per bar) for the kernels."""
+    return (costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4,
+            costs.get("borrow_rate", 0.0) / BARS_PER_YEAR)
+
+
+def _side(strategy: Strategy, params: Mapping[str, Any]) -> float:
+    """The kernels' side flag of validated params: +1.0 long, -1.0 short."""
+    return -1.0 if direction_of(strategy, params) == "short" else 1.0
 
 
 def _check_capital(initial_capital: Any, costs: dict[str, float]) -> float:
@@ -166,12 +189,14 @@ def run_backtest(
         data.open, data.high, data.low, data.close,
         data.series(entry.series), _other(data, entry), float(entry.level), float(entry.direction),
         data.series(exit_.series), _other(data, exit_), float(exit_.level), float(exit_.direction),
-        exit_vector(rule), atr,
-        costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4, capital,
+        _side(strategy, params), exit_vector(rule), atr,
+        *_kernel_costs(costs), capital,
         bool(whole_shares), bool(stop_on_entry_bar), data.days,
         equity, trades_int, trades_float, metrics,
     )
     trades_int, trades_float = trades_int[:count], trades_float[:count]
+    direction = direction_of(strategy, params)
+    codes = np.full(count, DIRECTIONS.index(direction), dtype=np.int8)
     return BacktestResult(
         symbol=symbol,
         strategy=strategy.name,
@@ -179,7 +204,7 @@ def run_backtest(
         exit_rule=rule,
         metrics=dict(zip(METRIC_NAMES, metrics.tolist())),
         equity=pd.Series(equity, index=data.index, name="equity"),
-        trades=_trades_frame(data.index, trades_int, trades_float),
+        trades=_trades_frame(data.index, trades_int, trades_float, codes),
         start=data.index[0],
         end=data.index[-1],
         costs=costs,
@@ -187,6 +212,7 @@ def run_backtest(
         settings=_settings(whole_shares, stop_on_entry_bar),
         engine_version=ENGINE_VERSION,
         data_fingerprint=data.fingerprint(),
+        direction=direction,
     )
 
 
@@ -195,9 +221,9 @@ def _other(data: _Bars, rule) -> np.ndarray:
 
 
 def _trades_frame(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float: np.ndarray,
-                  rows: np.ndarray | None = None) -> pd.DataFrame:
-    """Trade records from the kernel as a TRADE_COLUMNS frame (plus ``row`` for batches)."""
-    return _trade_records_frame(*_trade_records(index, trades_int, trades_float), rows)
+                  direction: np.ndarray) -> pd.DataFrame:
+    """Trade records from the kernel as a TRADE_COLUMNS frame plus ``direction``."""
+    return _trade_records_frame(*_trade_records(index, trades_int, trades_float), direction, None)
 
 
 def _trade_records(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float: np.ndarray
@@ -208,7 +234,9 @@ def _trade_records(index: pd.DatetimeIndex, trades_int: np.ndarray, trades_float
 
 
 def _trade_records_frame(entry: np.ndarray, exit_: np.ndarray, trades_int: np.ndarray,
-                         trades_float: np.ndarray, rows: np.ndarray | None) -> pd.DataFrame:
+                         trades_float: np.ndarray, direction: np.ndarray,
+                         rows: np.ndarray | None) -> pd.DataFrame:
+    """TRADE_COLUMNS, then ``direction`` (index into DIRECTIONS), then ``row`` if given."""
     columns = {
         "entry_time": entry,
         "entry_price": trades_float[:, 0],
@@ -219,6 +247,7 @@ def _trade_records_frame(entry: np.ndarray, exit_: np.ndarray, trades_int: np.nd
         "return": trades_float[:, 4],
         "bars_held": trades_int[:, 3],
         "exit_reason": pd.Categorical.from_codes(trades_int[:, 2], dtype=EXIT_REASON_DTYPE),
+        "direction": pd.Categorical.from_codes(direction, dtype=DIRECTION_DTYPE),
     }
     if rows is not None:
         columns["row"] = rows
@@ -275,7 +304,7 @@ def _product(strategy: Strategy, grid: dict) -> list[dict]:
     for combo in itertools.product(*axes):
         cell = dict(zip(names, combo))
         if strategy.check is None or strategy.check(cell) is None:
-            cells.append(cell)
+            cells.append(identity_params(cell))
     return cells
 
 
@@ -365,8 +394,10 @@ class _GridSpec:
         keys = [k for keys in cell_keys for k in keys] + [k for k in atr_keys if k is not None]
         self.keys = list(dict.fromkeys(keys))
         self.row_of = {k: i for i, k in enumerate(self.keys)}
+        self.sides = np.array([_side(strategy, c) for c in cells])
         self.rule_rows = np.array(
-            [[*self._side(entry), *self._side(exit_)] for entry, exit_ in crosses],
+            [[*self._cross(entry), *self._cross(exit_), side]
+             for (entry, exit_), side in zip(crosses, self.sides)],
             dtype=np.float64,
         )
         self.atr_rows = np.array(
@@ -382,14 +413,13 @@ class _GridSpec:
         }
         self.cell_of_row = np.repeat(np.arange(len(cells), dtype=np.int64), len(rules))
         self.rule_of_row = np.tile(np.arange(len(rules), dtype=np.int64), len(cells))
+        columns = [param_columns(strategy, c) for c in cells]  # the store's numeric columns
         self.param_columns = {
-            f"{strategy.prefix}_{p.name}": np.array(
-                [p.choices.index(c[p.name]) if p.kind_name == "choice" else c[p.name]
-                 for c in cells], dtype=np.float64)[self.cell_of_row]
-            for p in strategy.params
+            name: np.array([col[name] for col in columns], dtype=np.float64)[self.cell_of_row]
+            for name in columns[0]
         }
 
-    def _side(self, cross) -> tuple[float, float, float, float]:
+    def _cross(self, cross) -> tuple[float, float, float, float]:
         other = self.row_of[cross.other] if cross.other is not None else -1
         return self.row_of[cross.series], other, float(cross.level), float(cross.direction)
 
@@ -398,7 +428,7 @@ class _GridSpec:
         series = np.vstack([data.series(k) for k in self.keys])
         return (
             data.open, data.high, data.low, data.close, series, self.rule_rows, self.exit_vecs,
-            self.atr_rows, costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4,
+            self.atr_rows, *_kernel_costs(costs),
             capital, settings["whole_shares"], settings["stop_on_entry_bar"], data.days,
         )
 
@@ -414,7 +444,9 @@ class _GridSpec:
         metrics, trades_int, trades_float = grid_metrics_and_trades(*args)
         counts = metrics[:, 0].astype(np.int64)
         rows = np.repeat(np.arange(len(counts), dtype=np.int64) + offset, counts)
-        return metrics, (*_trade_records(data.index, trades_int, trades_float), rows)
+        short = self.sides[self.cell_of_row] < 0
+        direction = np.repeat(short.astype(np.int8) * DIRECTIONS.index("short"), counts)
+        return metrics, (*_trade_records(data.index, trades_int, trades_float), direction, rows)
 
     def table(self, symbols: list[_Bars], metrics: np.ndarray, costs, capital, settings
               ) -> pd.DataFrame:

@@ -1,9 +1,9 @@
 """Numba simulation kernels: one bar-by-bar state machine shared by single runs and grids.
 
 ``simulate_nb`` runs one backtest over plain arrays: signals are crossings evaluated on the fly
-(``entry``/``exit`` series, optional second series, level, direction), the exit rule is the
-vector from ``core.exits.exit_vector`` and metrics are accumulated as running sums, so a grid
-cell needs no equity array. It records the equity curve and the trade log only when given
+(``entry``/``exit`` series, optional second series, level, direction), the trade side is a
+flag (+1 long, -1 short), the exit rule is the vector from ``core.exits.exit_vector`` and
+metrics are accumulated as running sums, so a grid cell needs no equity array. It records the equity curve and the trade log only when given
 non-empty output arrays. ``grid_nb`` runs many cells in parallel (``prange``) over one symbol.
 Conventions (fills, costs, exit order within a bar) are in docs/engine.md.
 """
@@ -24,9 +24,9 @@ TRADE_INT_FIELDS = ("entry_bar", "exit_bar", "reason", "bars_held")
 TRADE_FLOAT_FIELDS = ("entry_price", "exit_price", "units", "pnl", "return")
 
 #: Columns of a grid cell's rule row: entry series row, entry other row (-1: none), entry
-#: level, entry direction, then the same four for the exit.
+#: level, entry direction, the same four for the exit, then the side (+1 long, -1 short).
 RULE_FIELDS = ("entry_series", "entry_other", "entry_level", "entry_dir",
-               "exit_series", "exit_other", "exit_level", "exit_dir")
+               "exit_series", "exit_other", "exit_level", "exit_dir", "side")
 
 
 @njit(cache=True, nogil=True)
@@ -50,14 +50,17 @@ def simulate_nb(
     open_, high, low, close,
     entry_x, entry_y, entry_level, entry_dir,
     exit_x, exit_y, exit_level, exit_dir,
-    exit_vec, atr,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+    side, exit_vec, atr,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
     equity_out, trades_int, trades_float, metrics_out,
 ):
-    """Simulate one long-only, all-in backtest; return the number of trades.
+    """Simulate one all-in backtest, long (``side`` +1) or short (-1); return the trade count.
 
     ``exit_vec`` = (signal on, stop pct, target pct, trail pct, time bars, atr mult, atr
-    period), NaN where absent; ``atr`` is the ATR series for the atr stop (empty if none).
+    period), NaN where absent; ``atr`` is the ATR series for the atr stop (empty if none);
+    ``borrow`` is a short's fee per bar held as a fraction of the position's value at the close.
+    Stop, target and trailing levels are kept multiplied by ``side`` so that one comparison
+    serves both sides (a short's stop above the entry becomes a level below, as a long's).
     """
     n = close.shape[0]
     record_equity = equity_out.shape[0] > 0
@@ -73,20 +76,28 @@ def simulate_nb(
     has_trail = trail_pct == trail_pct
     has_time = time_bars == time_bars
     has_atr = atr_mult == atr_mult
-    buy_factor = 1.0 + slippage
-    sell_factor = 1.0 - slippage
+    short = side < 0
+    entry_factor = 1.0 + side * slippage  # every fill moves against the trader
+    exit_factor = 1.0 - side * slippage
+    bar_fee = borrow if short else 0.0
+    adverse = high if short else low  # the extreme that moves against the position
+    favorable = low if short else high
 
     cash = initial
     units = 0.0
-    long = False
+    in_market = False
     pending_entry = False
     pending_exit = False
     entry_bar = 0
     entry_price = 0.0
     cost_basis = 0.0
-    stop_level = 0.0
+    sale = 0.0  # a short's proceeds at entry
+    mark_base = 0.0  # equity = mark_base + mark_units * close while in the market
+    mark_units = 0.0
+    fees = 0.0  # a short's borrow fees so far
+    stop_level = 0.0  # these four are side x level
     target_level = 0.0
-    peak = 0.0
+    extreme = 0.0
     atr_level = np.nan
 
     prev_equity = initial
@@ -107,7 +118,7 @@ def simulate_nb(
 
     t = 0
     while t < n:
-        if not long and not pending_entry:
+        if not in_market and not pending_entry:
             # Flat: equity stays at cash (returns exactly 0, drawdown unchanged) until the
             # next entry crossing, so scan for it in a tight loop.
             s = t
@@ -124,7 +135,7 @@ def simulate_nb(
             continue
         if pending_entry:
             pending_entry = False
-            fill = open_[t] * buy_factor
+            fill = open_[t] * entry_factor
             size = (cash - fixed) / (fill * (1.0 + commission))
             if whole_shares:
                 size = np.floor(size)
@@ -132,17 +143,25 @@ def simulate_nb(
                 units = size
                 cost_basis = units * fill * (1.0 + commission) + fixed
                 cash -= cost_basis
-                long = True
+                in_market = True
                 entry_bar = t
                 entry_price = fill
-                stop_level = fill * (1.0 - stop_pct)
-                target_level = fill * (1.0 + target_pct)
-                peak = fill
-                atr_level = fill - atr_mult * atr[t - 1] if has_atr else np.nan
+                if short:
+                    sale = units * fill * (1.0 - commission) - fixed
+                    mark_base = cash + cost_basis + sale
+                    mark_units = -units
+                    fees = 0.0
+                else:
+                    mark_base = cash
+                    mark_units = units
+                stop_level = side * fill * (1.0 - side * stop_pct)
+                target_level = side * fill * (1.0 + side * target_pct)
+                extreme = side * fill
+                atr_level = side * fill - atr_mult * atr[t - 1] if has_atr else np.nan
 
         exit_price = 0.0
         reason = -1
-        if long:
+        if in_market:
             if pending_exit:
                 exit_price = open_[t]
                 reason = SIGNAL
@@ -156,7 +175,7 @@ def simulate_nb(
                     level = stop_level
                     level_reason = STOP_LOSS
                 if has_trail:
-                    trail_level = peak * (1.0 - trail_pct)
+                    trail_level = extreme * (1.0 - side * trail_pct)
                     if trail_level > level:
                         level = trail_level
                         level_reason = TRAILING_STOP
@@ -164,30 +183,39 @@ def simulate_nb(
                     level = atr_level
                     level_reason = ATR_STOP
                 gap = t > entry_bar
-                if gap and level_reason >= 0 and open_[t] <= level:
+                signed_open = side * open_[t]
+                if gap and level_reason >= 0 and signed_open <= level:
                     exit_price = open_[t]
                     reason = level_reason
-                elif gap and has_target and open_[t] >= target_level:
+                elif gap and has_target and signed_open >= target_level:
                     exit_price = open_[t]
                     reason = TAKE_PROFIT
-                elif level_reason >= 0 and low[t] <= level:
-                    exit_price = level
+                elif level_reason >= 0 and side * adverse[t] <= level:
+                    exit_price = side * level
                     reason = level_reason
-                elif has_target and high[t] >= target_level:
-                    exit_price = target_level
+                elif has_target and side * favorable[t] >= target_level:
+                    exit_price = side * target_level
                     reason = TAKE_PROFIT
         pending_exit = False
         held = t - entry_bar
-        if long and reason < 0 and t == n - 1:
+        if in_market and reason < 0 and t == n - 1:
             exit_price = close[t]
             reason = END_OF_DATA
             held += 1
+        if short and in_market and (reason < 0 or reason == END_OF_DATA):
+            fee = units * close[t] * bar_fee  # held through this close
+            fees += fee
+            mark_base -= fee
 
         if reason >= 0:
-            fill = exit_price * sell_factor
-            proceeds = units * fill * (1.0 - commission) - fixed
-            cash += proceeds
-            pnl = proceeds - cost_basis
+            fill = exit_price * exit_factor
+            if short:
+                pnl = sale - (units * fill * (1.0 + commission) + fixed) - fees
+                cash += cost_basis + pnl
+            else:
+                proceeds = units * fill * (1.0 - commission) - fixed
+                cash += proceeds
+                pnl = proceeds - cost_basis
             trade_return = pnl / cost_basis
             if n_trades < max_records:
                 trades_int[n_trades, 0] = entry_bar
@@ -210,12 +238,12 @@ def simulate_nb(
             held_sum += held
             best = max(best, trade_return)
             worst = min(worst, trade_return)
-            long = False
+            in_market = False
             units = 0.0
-        elif long:
-            peak = max(peak, high[t])
+        elif in_market:
+            extreme = max(extreme, side * favorable[t])
 
-        equity = cash + units * close[t] if long else cash
+        equity = mark_base + mark_units * close[t] if in_market else cash
         if record_equity:
             equity_out[t] = equity
         if t > 0:
@@ -230,7 +258,7 @@ def simulate_nb(
         worst_drawdown = min(worst_drawdown, equity / peak_equity - 1.0)
 
         if t < n - 1:
-            if long:
+            if in_market:
                 if signal_on and crossed_nb(exit_x, exit_y, exit_level, exit_dir, t):
                     pending_exit = True
             elif crossed_nb(entry_x, entry_y, entry_level, entry_dir, t):
@@ -248,7 +276,7 @@ def simulate_nb(
 @njit(cache=True, nogil=True)
 def _cell_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
     equity_out, trades_int, trades_float, metrics_out,
 ):
     """Run grid cell ``cell`` (params row = cell // n_exits, exit rule = cell % n_exits)."""
@@ -262,8 +290,8 @@ def _cell_nb(
         open_, high, low, close,
         series[int(rule[0])], entry_y, rule[2], rule[3],
         series[int(rule[4])], exit_y, rule[6], rule[7],
-        exit_vecs[e], atr,
-        commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+        rule[8], exit_vecs[e], atr,
+        commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
         equity_out, trades_int, trades_float, metrics_out,
     )
 
@@ -271,7 +299,7 @@ def _cell_nb(
 @njit(cache=True, nogil=True)
 def grid_metrics_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
 ):
     """``grid_metrics_nb`` on one thread (for forked children, see ``parallel_allowed``)."""
     n_exits = exit_vecs.shape[0]
@@ -283,7 +311,7 @@ def grid_metrics_serial_nb(
     for cell in range(n_cells):
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
-            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
             no_equity, no_int, no_float, out[cell],
         )
     return out
@@ -306,7 +334,7 @@ def parallel_allowed() -> bool:
 @njit(cache=True, parallel=True, nogil=True)
 def grid_metrics_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
 ):
     """Metrics (cells x N_METRICS) for every params row x exit rule, in parallel."""
     n_exits = exit_vecs.shape[0]
@@ -318,7 +346,7 @@ def grid_metrics_nb(
         no_float = np.empty((0, 5))
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
-            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
             no_equity, no_int, no_float, out[cell],
         )
     return out
@@ -378,7 +406,7 @@ def grid_metrics(*args):
 @njit(cache=True, parallel=True, nogil=True)
 def grid_metrics_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cap,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days, cap,
 ):
     """Metrics and, in the same pass, up to ``cap`` trades per cell (cell i owns rows
     ``i * cap`` onwards). A cell whose ``num_trades`` exceeds ``cap`` has a truncated log."""
@@ -392,7 +420,7 @@ def grid_metrics_trades_nb(
         lo = cell * cap
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
-            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
             no_equity, trades_int[lo:lo + cap], trades_float[lo:lo + cap], out[cell],
         )
     return out, trades_int, trades_float
@@ -401,7 +429,7 @@ def grid_metrics_trades_nb(
 @njit(cache=True, parallel=True, nogil=True)
 def grid_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
 ):
     """Trade records of ``cells``; ``cells[i]`` fills rows ``offsets[i]:offsets[i + 1]``."""
     n_exits = exit_vecs.shape[0]
@@ -416,7 +444,7 @@ def grid_trades_nb(
         hi = offsets[i + 1]
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
-            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
             no_equity, trades_int[lo:hi], trades_float[lo:hi], scratch,
         )
     return trades_int, trades_float
@@ -425,7 +453,7 @@ def grid_trades_nb(
 @njit(cache=True, nogil=True)
 def grid_trades_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
 ):
     """``grid_trades_nb`` on one thread."""
     n_exits = exit_vecs.shape[0]
@@ -440,7 +468,7 @@ def grid_trades_serial_nb(
         hi = offsets[i + 1]
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
-            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
             no_equity, trades_int[lo:hi], trades_float[lo:hi], scratch,
         )
     return trades_int, trades_float
@@ -449,7 +477,7 @@ def grid_trades_serial_nb(
 @njit(cache=True, nogil=True)
 def grid_equity_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
 ):
     """Equity curves (cells x bars) of every cell, on one thread.
 
@@ -465,7 +493,7 @@ def grid_equity_nb(
     for cell in range(n_cells):
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
-            commission, fixed, slippage, initial, whole_shares, stop_on_entry_bar, days,
+            commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
             out[cell], no_int, no_float, scratch,
         )
     return out

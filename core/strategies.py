@@ -147,8 +147,34 @@ def _declare(name, prefix, title, description, params, rules, check=None) -> Str
 
 # --- the strategies -------------------------------------------------------------------------
 
-def _rsi_rules(period, oversold, overbought):
+#: Every built-in's last param: trade the rules long (default) or mirrored, short.
+DIRECTION = Param("direction", "choice", "long", choices=("long", "short"),
+                  help="long: buy the entry, sell the exit; short: the mirrored rules, sold short")
+
+
+def identity_params(params: dict) -> dict:
+    """``params`` in their stored form: ``direction`` is left out when it is ``"long"``.
+
+    Long runs stored before shorts existed had no ``direction``; leaving the default out keeps
+    their canonical params, hashes and numeric columns exactly as they were.
+    """
+    if params.get(DIRECTION.name) == DIRECTION.default:
+        params = {k: v for k, v in params.items() if k != DIRECTION.name}
+    return params
+
+
+def direction_of(strategy: Strategy, params: Mapping[str, Any]) -> str:
+    """``"long"`` or ``"short"``: a built-in's ``direction`` param (long when left out of the
+    validated params), else the strategy's fixed direction."""
+    if DIRECTION in strategy.params:
+        return params.get(DIRECTION.name, DIRECTION.default)
+    return strategy.direction
+
+
+def _rsi_rules(period, oversold, overbought, direction="long"):
     rsi = ("rsi", period)
+    if direction == "short":
+        return Cross(rsi, None, overbought, ABOVE), Cross(rsi, None, oversold, BELOW)
     return Cross(rsi, None, oversold, BELOW), Cross(rsi, None, overbought, ABOVE)
 
 
@@ -158,9 +184,10 @@ def _rsi_check(p):
     return None
 
 
-def _ma_rules(fast, slow, kind):
+def _ma_rules(fast, slow, kind, direction="long"):
     fast_ma, slow_ma = (kind, fast), (kind, slow)
-    return Cross(fast_ma, slow_ma, 0.0, ABOVE), Cross(fast_ma, slow_ma, 0.0, BELOW)
+    up, down = Cross(fast_ma, slow_ma, 0.0, ABOVE), Cross(fast_ma, slow_ma, 0.0, BELOW)
+    return (down, up) if direction == "short" else (up, down)
 
 
 def _ma_check(p):
@@ -169,12 +196,19 @@ def _ma_check(p):
     return None
 
 
-def _bb_rules(period, num_std):
-    lower, middle = ("bb_lower", period, num_std), ("sma", period)
+def _bb_rules(period, num_std, direction="long"):
+    middle = ("sma", period)
+    if direction == "short":
+        upper = ("bb_upper", period, num_std)
+        return Cross(("close",), upper, 0.0, ABOVE), Cross(("close",), middle, 0.0, BELOW)
+    lower = ("bb_lower", period, num_std)
     return Cross(("close",), lower, 0.0, BELOW), Cross(("close",), middle, 0.0, ABOVE)
 
 
-def _dc_rules(period, exit_period):
+def _dc_rules(period, exit_period, direction="long"):
+    if direction == "short":
+        return (Cross(("close",), ("dc_low", period), 0.0, BELOW),
+                Cross(("close",), ("dc_high", exit_period), 0.0, ABOVE))
     return (Cross(("close",), ("dc_high", period), 0.0, ABOVE),
             Cross(("close",), ("dc_low", exit_period), 0.0, BELOW))
 
@@ -184,41 +218,56 @@ _STRATEGIES: dict[str, Strategy] = {
     for s in (
         _declare(
             "rsi_meanrev", "rsi", "RSI mean reversion",
-            "Buy when RSI crosses below `oversold`; sell when it crosses above `overbought`.",
+            "Buy when RSI crosses below `oversold`; sell when it crosses above `overbought`. "
+            "Short: sell short when RSI crosses above `overbought`; buy back when it crosses "
+            "below `oversold`.",
             (
                 Param("period", int, 14, 2, 500, 1, help="RSI look-back in bars (Wilder)"),
-                Param("oversold", float, 30.0, 0, 100, 1, help="enter when RSI crosses below"),
-                Param("overbought", float, 70.0, 0, 100, 1, help="exit when RSI crosses above"),
+                Param("oversold", float, 30.0, 0, 100, 1,
+                      help="long: enter when RSI crosses below; short: exit"),
+                Param("overbought", float, 70.0, 0, 100, 1,
+                      help="long: exit when RSI crosses above; short: enter"),
+                DIRECTION,
             ),
             _rsi_rules, _rsi_check,
         ),
         _declare(
             "ma_crossover", "ma", "Moving-average crossover",
-            "Buy when the fast average crosses above the slow one; sell when it crosses below.",
+            "Buy when the fast average crosses above the slow one; sell when it crosses below. "
+            "Short: sell short when it crosses below; buy back when it crosses above.",
             (
                 Param("fast", int, 10, 1, 1000, 1, help="fast average length in bars"),
                 Param("slow", int, 50, 2, 2000, 1, help="slow average length in bars"),
                 Param("kind", "choice", "sma", choices=("sma", "ema"), help="average type"),
+                DIRECTION,
             ),
             _ma_rules, _ma_check,
         ),
         _declare(
             "bollinger_reversion", "bb", "Bollinger band reversion",
             "Buy when the close crosses below the lower band; sell when it crosses back above "
-            "the middle band (the SMA).",
+            "the middle band (the SMA). Short: sell short when the close crosses above the "
+            "upper band; buy back when it crosses below the middle band.",
             (
                 Param("period", int, 20, 2, 500, 1, help="band look-back in bars"),
                 Param("num_std", float, 2.0, 0.1, 10.0, 0.1, help="band width in std devs"),
+                DIRECTION,
             ),
             _bb_rules,
         ),
         _declare(
             "breakout", "dc", "Donchian breakout",
             "Buy when the close crosses above the highest high of the previous `period` bars; "
-            "sell when it crosses below the lowest low of the previous `exit_period` bars.",
+            "sell when it crosses below the lowest low of the previous `exit_period` bars. "
+            "Short: sell short when the close crosses below the lowest low of the previous "
+            "`period` bars; buy back when it crosses above the highest high of the previous "
+            "`exit_period` bars.",
             (
-                Param("period", int, 20, 1, 1000, 1, help="entry channel: prior N-bar high"),
-                Param("exit_period", int, 10, 1, 1000, 1, help="exit channel: prior N-bar low"),
+                Param("period", int, 20, 1, 1000, 1,
+                      help="entry channel: prior N-bar high (short: low)"),
+                Param("exit_period", int, 10, 1, 1000, 1,
+                      help="exit channel: prior N-bar low (short: high)"),
+                DIRECTION,
             ),
             _dc_rules,
         ),
@@ -288,6 +337,8 @@ def _rule_strategy(name: str) -> Strategy | None:
 def validate_params(strategy_name: str | Strategy, params: Mapping[str, Any] | None) -> dict:
     """Typed params in declaration order with defaults filled in, or ``ParamError``.
 
+    The one exception: ``direction`` is left out when it is ``"long"`` (``identity_params``).
+
     Valid results are memoised by the exact input (names, value types and values): sweeps and
     the store validate the same parameter sets again and again.
     """
@@ -340,7 +391,7 @@ def _validated(strategy: Strategy, params: Mapping[str, Any] | None) -> dict:
     problem = strategy.check(out) if strategy.check else None
     if problem:
         raise ParamError(f"{strategy.name}: {problem}.")
-    return out
+    return identity_params(out)
 
 
 def series_keys(strategy_name: str | Strategy, params: Mapping[str, Any]) -> list[tuple]:
@@ -365,10 +416,16 @@ def bars_needed(strategy: Strategy, params: Mapping[str, Any]) -> int:
 
 
 def param_columns(strategy_name: str | Strategy, params: Mapping[str, Any]) -> dict[str, float]:
-    """Stored numeric columns ``<prefix>_<param>``; a choice param is stored as its index."""
+    """Stored numeric columns ``<prefix>_<param>``; a choice param is stored as its index.
+
+    ``direction`` has none: it is in the params (left out when long, see ``identity_params``),
+    so stores written before shorts existed keep their columns.
+    """
     strategy = get_strategy(strategy_name)
     out = {}
     for p in strategy.params:
+        if p is DIRECTION:
+            continue
         value = params[p.name]
         if p.kind_name == "choice":
             value = p.choices.index(value)

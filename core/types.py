@@ -53,6 +53,12 @@ EXIT_REASONS: tuple[str, ...] = (
 #: The dtype of a trade log's ``exit_reason`` column (engine output and store reads alike).
 EXIT_REASON_DTYPE = pd.CategoricalDtype(pd.Index(EXIT_REASONS, dtype="str"))
 
+#: A run's side, its ``direction`` param (left out of the params when long).
+DIRECTIONS: tuple[str, ...] = ("long", "short")
+#: The dtype of the ``direction`` column the engine adds after TRADE_COLUMNS in its trade logs
+#: (the store keeps TRADE_COLUMNS only: a stored run's direction is in its params).
+DIRECTION_DTYPE = pd.CategoricalDtype(pd.Index(DIRECTIONS, dtype="str"))
+
 
 @dataclass
 class BacktestResult:
@@ -64,7 +70,7 @@ class BacktestResult:
     exit_rule: list[dict[str, Any]]  # canonical list of exit-rule dicts
     metrics: dict[str, float]
     equity: pd.Series  # DatetimeIndex -> equity value, one point per bar
-    trades: pd.DataFrame  # TRADE_COLUMNS
+    trades: pd.DataFrame  # TRADE_COLUMNS, then direction (engine output)
     start: pd.Timestamp
     end: pd.Timestamp
     costs: dict[str, float] = field(default_factory=dict)
@@ -72,6 +78,7 @@ class BacktestResult:
     settings: dict[str, Any] = field(default_factory=dict)  # whole_shares, stop_on_entry_bar
     engine_version: str = ""
     data_fingerprint: str = ""
+    direction: str = DIRECTIONS[0]  # "long" or "short": a built-in's param, a rule's definition
 
     @property
     def params_json(self) -> str:
@@ -122,8 +129,8 @@ class BatchResult:
     ``table`` columns: symbol, strategy, params_json, params_hash, exit_json, exit_hash, start,
     end, initial_capital, costs_json, settings_json, engine_version, data_fingerprint, one float
     column per strategy param named ``<prefix>_<param>``, then every name in METRIC_NAMES.
-    ``trades`` (optional) holds every trade of every row, TRADE_COLUMNS plus ``row`` (the
-    positional row of ``table`` it belongs to), sorted by row then entry_time.
+    ``trades`` (optional) holds every trade of every row, TRADE_COLUMNS plus ``direction`` and
+    ``row`` (the positional row of ``table`` it belongs to), sorted by row then entry_time.
     ``curves`` (optional) holds every row's equity curve in columnar form; without it a row's
     curve is recomputed on demand (deterministic engine).
     """

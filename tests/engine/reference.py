@@ -47,13 +47,14 @@ def rsi(close, p):
     return out
 
 
-def bollinger_lower(close, p, k):
+def bollinger_band(close, p, k):
+    """mean + k x std (k < 0 gives the lower band)."""
     out = [math.nan] * len(close)
     for i in range(p - 1, len(close)):
         window = close[i - p + 1:i + 1]
         mean = sum(window) / p
         std = math.sqrt(sum((v - mean) ** 2 for v in window) / p)
-        out[i] = mean - k * std
+        out[i] = mean + k * std
     return out
 
 
@@ -99,7 +100,9 @@ def minus(a, b):
 
 
 def signals(strategy, params, o, h, low, c):
-    """(entries, exits) lists of bools, decided on each bar's close."""
+    """(entries, exits) lists of bools, decided on each bar's close (direction as given)."""
+    if params.get("direction", "long") == "short":
+        return short_signals(strategy, params, h, low, c)
     n = len(c)
     if strategy == "rsi_meanrev":
         r = rsi(c, params["period"])
@@ -111,7 +114,7 @@ def signals(strategy, params, o, h, low, c):
         entries = [crosses_above(spread, 0.0, t) for t in range(n)]
         exits = [crosses_below(spread, 0.0, t) for t in range(n)]
     elif strategy == "bollinger_reversion":
-        below = minus(c, bollinger_lower(c, params["period"], params["num_std"]))
+        below = minus(c, bollinger_band(c, params["period"], -params["num_std"]))
         above = minus(c, sma(c, params["period"]))
         entries = [crosses_below(below, 0.0, t) for t in range(n)]
         exits = [crosses_above(above, 0.0, t) for t in range(n)]
@@ -125,11 +128,41 @@ def signals(strategy, params, o, h, low, c):
     return entries, exits
 
 
+def short_signals(strategy, params, h, low, c):
+    """The mirrored rules of docs/engine.md: (short entries, buy-back exits)."""
+    n = len(c)
+    if strategy == "rsi_meanrev":
+        r = rsi(c, params["period"])
+        entries = [crosses_above(r, params["overbought"], t) for t in range(n)]
+        exits = [crosses_below(r, params["oversold"], t) for t in range(n)]
+    elif strategy == "ma_crossover":
+        avg = sma if params["kind"] == "sma" else ema
+        fast, slow = avg(c, params["fast"]), avg(c, params["slow"])
+        entries = [crosses_below(fast, slow, t) for t in range(n)]
+        exits = [crosses_above(fast, slow, t) for t in range(n)]
+    elif strategy == "bollinger_reversion":
+        upper = bollinger_band(c, params["period"], params["num_std"])
+        middle = sma(c, params["period"])
+        entries = [crosses_above(c, upper, t) for t in range(n)]
+        exits = [crosses_below(c, middle, t) for t in range(n)]
+    elif strategy == "breakout":
+        down = minus(c, prior_min(low, params["period"]))
+        up = minus(c, prior_max(h, params["exit_period"]))
+        entries = [crosses_below(down, 0.0, t) for t in range(n)]
+        exits = [crosses_above(up, 0.0, t) for t in range(n)]
+    else:
+        raise KeyError(strategy)
+    return entries, exits
+
+
 # --- the simulation -------------------------------------------------------------------------
 
 def simulate(o, h, low, c, entries, exits, exit_rule, costs=None, initial=100_000.0,
-             whole_shares=False, stop_on_entry_bar=True):
+             whole_shares=False, stop_on_entry_bar=True, direction="long"):
     """Bar-by-bar loop. Returns (equity list, trades list of dicts with bar indices)."""
+    if direction == "short":
+        return simulate_short(o, h, low, c, entries, exits, exit_rule, costs, initial,
+                              whole_shares, stop_on_entry_bar)
     costs = costs or {}
     commission = costs.get("commission", 0.0)
     fixed = costs.get("fixed", 0.0)
@@ -222,6 +255,112 @@ def _exit_for_bar(t, pos, order, rules, o, h, low, stop_on_entry_bar):
     return None
 
 
+def simulate_short(o, h, low, c, entries, exits, exit_rule, costs, initial, whole_shares,
+                   stop_on_entry_bar):
+    """The short side, written from the short conventions of docs/engine.md.
+
+    Cash holds what is not at stake in the position: entry costs, borrow fees and, at the exit,
+    units x (entry - exit) minus the exit costs go through it; equity at a close is
+    cash + units x (entry - close).
+    """
+    costs = costs or {}
+    commission = costs.get("commission", 0.0)
+    fixed = costs.get("fixed", 0.0)
+    slip = costs.get("slippage_bps", 0.0) / 10_000
+    daily_borrow = costs.get("borrow_rate", 0.0) / 252
+    rules = {r["type"]: r for r in exit_rule}
+    signal_on = "signal" in rules and rules["signal"].get("enabled", True)
+    atr_series = atr(h, low, c, rules["atr_stop"]["period"]) if "atr_stop" in rules else None
+    n = len(c)
+    cash = initial
+    pos = None
+    order = None  # "sell short" or "buy back", at the next open
+    equity, trades = [], []
+
+    def close_trade(t, raw_price, reason, held):
+        nonlocal cash, pos
+        price = raw_price * (1 + slip)  # buying back: slippage raises the price
+        exit_costs = pos["units"] * price * commission + fixed
+        cash += pos["units"] * (pos["price"] - price) - exit_costs
+        pnl = (pos["units"] * (pos["price"] - price) - pos["entry_costs"] - exit_costs
+               - pos["borrow"])
+        trades.append({
+            "entry_bar": pos["bar"], "exit_bar": t, "entry_price": pos["price"],
+            "exit_price": price, "units": pos["units"], "pnl": pnl,
+            "return": pnl / pos["committed"], "bars_held": held, "exit_reason": reason,
+        })
+        pos = None
+
+    for t in range(n):
+        if order == "sell short":
+            price = o[t] * (1 - slip)
+            units = (cash - fixed) / (price * (1 + commission))
+            if whole_shares:
+                units = math.floor(units)
+            if units > 0:
+                entry_costs = units * price * commission + fixed
+                cash -= entry_costs
+                pos = {"bar": t, "price": price, "units": units, "entry_costs": entry_costs,
+                       "committed": units * price * (1 + commission) + fixed,
+                       "trough": price, "borrow": 0.0}
+                if "atr_stop" in rules:
+                    pos["atr_level"] = price + rules["atr_stop"]["mult"] * atr_series[t - 1]
+        if pos is not None:
+            exit_at = _short_exit_for_bar(t, pos, order, rules, o, h, low, stop_on_entry_bar)
+            if exit_at is not None:
+                close_trade(t, exit_at[0], exit_at[1], t - pos["bar"])
+            else:
+                pos["trough"] = min(pos["trough"], low[t])
+        order = None
+        if pos is not None:  # held through this close: a day of borrow
+            fee = pos["units"] * c[t] * daily_borrow
+            cash -= fee
+            pos["borrow"] += fee
+            if t == n - 1:
+                close_trade(t, c[t], "end_of_data", t - pos["bar"] + 1)
+        equity.append(cash + (pos["units"] * (pos["price"] - c[t]) if pos is not None else 0.0))
+        if t < n - 1:
+            if pos is None and entries[t]:
+                order = "sell short"
+            elif pos is not None and signal_on and exits[t]:
+                order = "buy back"
+    return equity, trades
+
+
+def _short_exit_for_bar(t, pos, order, rules, o, h, low, stop_on_entry_bar):
+    """(raw price, reason) of a short's exit during bar t, or None."""
+    if order == "buy back":
+        return o[t], "signal"
+    if "time_stop" in rules and t - pos["bar"] >= rules["time_stop"]["bars"]:
+        return o[t], "time_stop"
+    if t == pos["bar"] and not stop_on_entry_bar:
+        return None
+    stops = []
+    if "stop_loss" in rules:
+        stops.append((pos["price"] * (1 + rules["stop_loss"]["pct"]), "stop_loss"))
+    if "trailing_stop" in rules:
+        stops.append((pos["trough"] * (1 + rules["trailing_stop"]["pct"]), "trailing_stop"))
+    if "atr_stop" in rules and not math.isnan(pos["atr_level"]):
+        stops.append((pos["atr_level"], "atr_stop"))
+    stop = None
+    for level, reason in stops:  # the lowest level wins; the earlier one on a tie
+        if stop is None or level < stop[0]:
+            stop = (level, reason)
+    target = None
+    if "take_profit" in rules:
+        target = pos["price"] * (1 - rules["take_profit"]["pct"])
+    after_entry = t > pos["bar"]
+    if after_entry and stop is not None and o[t] >= stop[0]:
+        return max(o[t], stop[0]), stop[1]
+    if after_entry and target is not None and o[t] <= target:
+        return min(o[t], target), "take_profit"
+    if stop is not None and h[t] >= stop[0]:
+        return stop[0], stop[1]
+    if target is not None and low[t] <= target:
+        return target, "take_profit"
+    return None
+
+
 # --- metrics --------------------------------------------------------------------------------
 
 def metrics(equity, trades, days, initial):
@@ -273,6 +412,6 @@ def backtest(bars, strategy, params, exit_rule, costs=None, initial=100_000.0,
     o, h, low, c = (bars[col].tolist() for col in ("open", "high", "low", "close"))
     entries, exits = signals(strategy, params, o, h, low, c)
     equity, trades = simulate(o, h, low, c, entries, exits, exit_rule, costs, initial,
-                              whole_shares, stop_on_entry_bar)
+                              whole_shares, stop_on_entry_bar, params.get("direction", "long"))
     days = (bars.index[-1] - bars.index[0]).total_seconds() / 86400
     return metrics(equity, trades, days, initial), trades, equity

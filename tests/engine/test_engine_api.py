@@ -33,7 +33,8 @@ def test_result_shape(bars):
     assert result.exit_rule == [{"type": "signal"}, {"type": "stop_loss", "pct": 0.05}]
     assert set(result.metrics) == set(METRIC_NAMES)
     assert result.equity.index.equals(bars.index) and result.equity.iloc[0] == 100_000
-    assert tuple(result.trades.columns) == TRADE_COLUMNS and len(result.trades) > 2
+    assert tuple(result.trades.columns) == (*TRADE_COLUMNS, "direction") and len(result.trades) > 2
+    assert (result.trades["direction"] == "long").all() and result.direction == "long"
     assert result.trades["bars_held"].dtype == np.int64
     assert result.start == bars.index[0] and result.end == bars.index[-1]
     assert result.costs == {"commission": 0.0, "fixed": 0.0, "slippage_bps": 0.0}
@@ -216,7 +217,7 @@ def test_run_many_trades_carry_their_row():
     data = {"AAA": make_bars(150, 1), "BBB": make_bars(160, 2)}
     batch = run_many(data, "rsi_meanrev", [RSI, {"period": 9}], with_trades=True)
     trades = batch.trades
-    assert list(trades.columns) == [*TRADE_COLUMNS, "row"]
+    assert list(trades.columns) == [*TRADE_COLUMNS, "direction", "row"]
     counts = trades.groupby("row").size().reindex(range(len(batch)), fill_value=0)
     assert counts.tolist() == batch.table["num_trades"].astype(int).tolist()
     assert trades["row"].is_monotonic_increasing

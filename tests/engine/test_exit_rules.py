@@ -33,7 +33,8 @@ def signal_series(n, bars):
 
 
 def run(exit_rule, entries=(0,), exits=(), ohlc=(OPEN, HIGH, LOW, CLOSE), stop_on_entry_bar=True,
-        costs=(0.0, 0.0, 0.0), initial=100_000.0, whole_shares=False):
+        costs=(0.0, 0.0, 0.0), initial=100_000.0, whole_shares=False, direction="long",
+        borrow_rate=0.0):
     """Trades as (exit_bar, exit_price, reason, bars_held) plus the full trade arrays."""
     o, h, lo, c = (np.asarray([a[0], *a], dtype=float) for a in ohlc)
     n = len(c)
@@ -49,15 +50,17 @@ def run(exit_rule, entries=(0,), exits=(), ohlc=(OPEN, HIGH, LOW, CLOSE), stop_o
         o, h, lo, c,
         signal_series(n, entries), np.empty(0), 0.5, -1.0,
         signal_series(n, exits), np.empty(0), 0.5, -1.0,
-        vec, atr_series, costs[0], costs[1], costs[2], initial, whole_shares,
+        -1.0 if direction == "short" else 1.0, vec, atr_series,
+        costs[0], costs[1], costs[2], borrow_rate / 252, initial, whole_shares,
         stop_on_entry_bar, 10.0, equity, trades_int, trades_float, np.empty(N_METRICS),
     )
     # The independent reference loop must agree on every hand case too.
     ref_equity, ref_trades = reference.simulate(
         list(o), list(h), list(lo), list(c),
         [i in entries for i in range(n)], [i in exits for i in range(n)], rule,
-        {"commission": costs[0], "fixed": costs[1], "slippage_bps": costs[2] * 1e4},
-        initial, whole_shares, stop_on_entry_bar)
+        {"commission": costs[0], "fixed": costs[1], "slippage_bps": costs[2] * 1e4,
+         "borrow_rate": borrow_rate},
+        initial, whole_shares, stop_on_entry_bar, direction)
     summary = [
         (int(trades_int[i, 1]) - 1, round(float(trades_float[i, 1]), 10),
          EXIT_REASONS[trades_int[i, 2]], int(trades_int[i, 3]))

@@ -78,7 +78,8 @@ def test_indicators_match_reference(seed, period):
     pairs = [
         (indicators.sma(close, period), reference.sma(c, period)),
         (indicators.ema(close, period), reference.ema(c, period)),
-        (indicators.bollinger(close, period, 2.0)[2], reference.bollinger_lower(c, period, 2.0)),
+        (indicators.bollinger(close, period, 2.0)[2], reference.bollinger_band(c, period, -2.0)),
+        (indicators.bollinger(close, period, 2.0)[1], reference.bollinger_band(c, period, 2.0)),
         (indicators.donchian(high, low, period)[0], reference.prior_max(h, period)),
         (indicators.donchian(high, low, period)[1], reference.prior_min(lo, period)),
         (indicators.atr(high, low, close, period), reference.atr(h, lo, c, period)),

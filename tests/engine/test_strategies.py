@@ -21,12 +21,14 @@ from . import reference
 from .conftest import make_bars
 
 
-def test_registry_lists_the_four_strategies_with_prefixes():
-    assert [(s.name, s.prefix) for s in list_strategies()] == [
+def test_registry_lists_the_four_built_ins_with_prefixes():
+    built_ins = [s for s in list_strategies() if s.source == "built-in"]
+    assert [(s.name, s.prefix) for s in built_ins] == [
         ("rsi_meanrev", "rsi"), ("ma_crossover", "ma"), ("bollinger_reversion", "bb"),
         ("breakout", "dc"),
     ]
-    for s in list_strategies():
+    for s in built_ins:
+        assert s.params[-1].name == "direction" and s.params[-1].choices == ("long", "short")
         assert s.title and s.description and s.params
         for p in s.params:
             assert p.kind_name in ("int", "float", "choice") and p.help
