@@ -48,6 +48,14 @@ def flags(rows: pd.DataFrame) -> list[str]:
     return out
 
 
+def without_demo_staleness(signals: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The demo universe is fixed synthetic data: "stale" would only ask for a refresh that
+    cannot change it, so its rows are not flagged."""
+    if source == "demo" and "data_stale" in signals:
+        return signals.drop(columns=["data_stale"])
+    return signals
+
+
 def show_staleness(signals: pd.DataFrame) -> None:
     """A warning naming the symbols whose data ends before the last expected session."""
     if signals.empty or "data_stale" not in signals:

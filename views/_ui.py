@@ -417,6 +417,74 @@ def strategy_picker(label: str, key: str, multi: bool = False):
 
 # --- tables ------------------------------------------------------------------------------------
 
+SEARCH_LIMIT = 200  # backtests a search offers at most (newest first)
+
+
+def search_backtests(the_store, text: str, limit: int = SEARCH_LIMIT) -> pd.DataFrame:
+    """Stored backtests matching ``text`` anywhere in the store, newest first, with labels.
+
+    ``text`` holds ids (``42 57``), symbols (``AAPL, MSFT``) and/or strategy names
+    (``rsi_meanrev``): ids match exactly; symbols and strategies narrow together. Returns
+    columns ``backtest_id`` and ``label``; empty text returns the newest backtests.
+    """
+    from core.strategies import list_strategies
+
+    words = [w for w in text.replace(",", " ").split() if w]
+    ids = [w for w in words if w.isdigit()]
+    strategies = {s.name for s in list_strategies()}
+    chosen = [w for w in words if w in strategies]
+    symbols = parse_symbols(" ".join(w for w in words if not w.isdigit() and w not in strategies))
+    frames = []
+    if ids:
+        frames.append(the_store.query(where=" or ".join(f"backtest_id == {i}" for i in ids)))
+    if symbols or chosen or not words:
+        frames.append(the_store.query(symbol=list(symbols) or None, strategy=chosen or None,
+                                      order_by="-created_at", limit=limit))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({"backtest_id": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
+    rows = pd.concat(frames, ignore_index=True).drop_duplicates("backtest_id").head(limit)
+    return pd.DataFrame({"backtest_id": rows["backtest_id"].astype(str).to_numpy(),
+                         "label": backtest_labels(rows)})
+
+
+def backtest_labels(rows: pd.DataFrame) -> list[str]:
+    """``SYMBOL · strategy · params · exit rule`` for stored rows (``store.query`` output)."""
+    from core.exits import exit_label
+
+    if len(rows) == 0:
+        return []
+    return [f"{symbol} · {strategy} · {params_label(from_json(params))} · "
+            f"{exit_label(from_json(rule))}"
+            for symbol, strategy, params, rule in
+            rows[["symbol", "strategy", "params", "exit_rule"]].itertuples(index=False)]
+
+
+def backtest_search(the_store, key: str, exclude: Sequence[str] = (),
+                    label: str = "Compare with", max_selections: int = 8) -> list[str]:
+    """Search box over the whole store plus a picker of what it found; returns picked ids.
+
+    Picked backtests stay picked while the search text changes.
+    """
+    text = st.text_input("Find backtests by id, symbol or strategy", key=f"{key}.search",
+                         placeholder="e.g. 42, AAPL or rsi_meanrev",
+                         help="Searches every stored backtest, not only the newest.")
+    with user_errors() as failed:
+        found = search_backtests(the_store, text)
+    if failed:
+        return []
+    labels = dict(zip(found["backtest_id"], found["label"]))
+    known = st.session_state.setdefault(f"{key}.labels", {})
+    known.update(labels)
+    picked = [b for b in st.session_state.get(key, []) if b in known]
+    options = list(dict.fromkeys([*picked, *(b for b in found["backtest_id"]
+                                             if b not in exclude)]))
+    if text.strip() and not len(found):
+        st.caption(f"No stored backtest matches {text.strip()!r}.")
+    return st.multiselect(label, options, key=key, max_selections=max_selections,
+                          format_func=lambda b: f"{known.get(b, b)} [{b}]")
+
+
 def details_url(backtest_id: str) -> str:
     """Relative URL of a backtest's details page (works from any page of the app)."""
     return f"/{DETAILS_PATH}?id={backtest_id}"

@@ -41,6 +41,7 @@ elif universe is not None:
     _scan.show_skipped(skipped)
     if not failed:
         table = pd.concat(signals, ignore_index=True) if signals else pd.DataFrame()
+        table = _scan.without_demo_staleness(table, universe.source)
         st.caption(f"{len(bars)} of {len(universe.symbols)} symbols from {universe.label} "
                    f"scanned; {len(table)} signal(s) within the last {lookback} bar(s).")
         _scan.show_staleness(table)

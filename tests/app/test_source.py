@@ -89,3 +89,17 @@ def test_the_scanner_skips_a_bad_file_and_lists_it(folder, monkeypatch):
     skipped = [d.value for d in at.dataframe if "error" in d.value.columns]
     assert skipped and skipped[0]["file"].tolist() == ["BROKEN"]
     assert "not a date" in skipped[0]["error"].iloc[0]
+
+
+def test_the_scanner_flags_stale_data_of_a_folder_but_not_the_demo(folder, monkeypatch):
+    """The generated files end on 2025-12-31, long before today's expected session."""
+    at = open_page()
+    at.number_input(key="scan.lookback").set_value(250).run()
+    assert not at.warning, texts(at.warning)
+    assert not at.dataframe[0].value["flag"].str.contains("stale").any()
+    use_folder(monkeypatch, folder)
+    at.run()
+    assert not at.exception, at.exception
+    assert "older than the last expected session: MYA, MYB, MYC" in texts(at.warning)
+    flags = at.dataframe[0].value["flag"]
+    assert flags.str.contains("stale data \\(last bar 2025-12-31\\)").all(), flags.tolist()

@@ -77,3 +77,33 @@ def test_stat_filters_keep_missing_rows_only_without_thresholds():
     assert pick(0.55, 0, False) == ["A", "D"]
     assert pick(0.55, 20, False) == ["A"]
     assert pick(0.0, 30, False) == ["B"]
+
+
+def test_signal_view_flags_old_signals_and_stale_data():
+    """Rows carry bars_since_signal / last_bar / data_stale from core.scanner.scan."""
+    signals = pd.DataFrame({
+        "symbol": ["NOW", "OLD", "STALE"],
+        "strategy": ["rsi_meanrev"] * 3,
+        "signal_date": pd.to_datetime(["2025-06-30", "2025-06-20", "2013-12-31"]),
+        "bars_ago": [0, 6, 0],
+        "bars_since_signal": [0, 6, 0],
+        "last_bar": pd.to_datetime(["2025-06-30", "2025-06-30", "2013-12-31"]),
+        "data_stale": [False, False, True],
+        "close": [1.0, 2.0, 3.0],
+        "params_json": ['{"period":14}'] * 3,
+        "exit_json": ['[{"type":"signal"}]'] * 3,
+        "backtest_id": [None, "7", None],
+    })
+    view = _scan.signal_view(signals)
+    assert view["flag"].tolist() == ["", "⚠ signal 6 bars old",
+                                     "⚠ stale data (last bar 2013-12-31)"]
+    assert list(view.columns[:3]) == ["details", "symbol", "flag"]
+    assert view["last_bar"].astype(str).tolist() == ["2025-06-30", "2025-06-30", "2013-12-31"]
+
+
+def test_signal_view_without_the_freshness_columns_still_flags_old_signals():
+    signals = pd.DataFrame({"symbol": ["A"], "strategy": ["rsi_meanrev"],
+                            "signal_date": pd.to_datetime(["2025-06-27"]), "bars_ago": [1],
+                            "close": [1.0], "params_json": ['{"period":14}'],
+                            "exit_json": ['[{"type":"signal"}]'], "backtest_id": [None]})
+    assert _scan.signal_view(signals)["flag"].tolist() == ["⚠ signal 1 bar old"]
