@@ -105,7 +105,7 @@ def _strategy(doc: dict, source: str, taken: Mapping[str, Any]) -> Strategy:
         if p.name not in used:
             raise StrategyFileError(f"param {p.name!r} is declared but neither entry nor exit "
                                     "uses it; use it or remove [params." + p.name + "].")
-    program = RuleProgram(entry, exit_, conditions)
+    program = RuleProgram(entry, exit_, conditions, rules.function_calls(entry, exit_))
     definition = canonical_definition(program, params, direction)
     strategy = Strategy(
         name, name, _optional_text(doc, "title") or name, _optional_text(doc, "description"),
@@ -244,11 +244,12 @@ def _whole(value: float, where: str) -> int:
 # --- the strategy's behaviour -------------------------------------------------------------------
 
 class RuleProgram(NamedTuple):
-    """A rule strategy's parsed entry, exit and requirements."""
+    """A rule strategy's parsed entry, exit, requirements and the function calls they make."""
 
     entry: rules.Node
     exit: rules.Node
     require: tuple[rules.Node, ...]
+    calls: tuple[rules.Node, ...]
 
 
 def canonical_definition(program: RuleProgram, params: tuple[Param, ...], direction: str) -> str:
@@ -265,9 +266,10 @@ def canonical_definition(program: RuleProgram, params: tuple[Param, ...], direct
 
 
 def _crosses(program: RuleProgram, **params) -> tuple[Cross, Cross]:
-    """The engine's entry and exit: each rule as a 0/1 series crossing above 0.5."""
-    return (Cross((rules.BoundRule(program.entry, params),), None, 0.5, ABOVE),
-            Cross((rules.BoundRule(program.exit, params),), None, 0.5, ABOVE))
+    """The engine's entry and exit: crossings that fire where each rule becomes true."""
+    entry, exit_ = (Cross(*rules.engine_rule(node, params), ABOVE)
+                    for node in (program.entry, program.exit))
+    return entry, exit_
 
 
 def _check(program: RuleProgram, params: dict) -> str | None:
@@ -276,11 +278,7 @@ def _check(program: RuleProgram, params: dict) -> str | None:
         if not rules.scalar(condition, params):
             return f"{condition.text} must hold; got " + ", ".join(
                 f"{name}={params[name]}" for name in condition.params)
-    for node in (program.entry, program.exit):
-        problem = rules.call_problem(node, params)
-        if problem:
-            return problem
-    return None
+    return rules.call_problem(program.calls, params)
 
 
 def _signals(program: RuleProgram, strategy: Strategy, open_, high, low, close, volume=None,

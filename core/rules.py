@@ -473,11 +473,22 @@ _ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, 
 _COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 
 
-def call_problem(node: Node, params: Mapping[str, Any]) -> str | None:
-    """Why a function call below ``node`` cannot run with ``params`` (bad period), or None."""
-    if node.kind == "call":
-        spec = FUNCTIONS[node.op]
-        for kind, arg in zip(spec.args, node.args):
+def function_calls(*nodes: Node) -> tuple[Node, ...]:
+    """The distinct function calls under ``nodes`` (nested ones included)."""
+    found: dict[str, Node] = {}
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if node.kind == "call":
+            found.setdefault(node.text, node)
+        stack.extend(node.args)
+    return tuple(found.values())
+
+
+def call_problem(calls: tuple[Node, ...], params: Mapping[str, Any]) -> str | None:
+    """Why one of ``calls`` cannot run with ``params`` (a period below 1), or None."""
+    for node in calls:
+        for kind, arg in zip(FUNCTIONS[node.op].args, node.args):
             if kind == "x":
                 continue
             value = scalar(arg, params)
@@ -486,10 +497,6 @@ def call_problem(node: Node, params: Mapping[str, Any]) -> str | None:
                         f"here; choose params that keep it at least 1")
             if kind == "k" and not math.isfinite(value):
                 return f"{node.text} needs a finite k, but {arg.text} is {value} here"
-    for arg in node.args:
-        problem = call_problem(arg, params)
-        if problem:
-            return problem
     return None
 
 
@@ -540,15 +547,15 @@ def _compute(node: Node, bars: Bars, params: Mapping[str, Any], memo: dict) -> n
     if kind == "call":
         return _call(node, bars, params, memo)
     values = [evaluate(a, bars, params, memo) for a in node.args]
-    with np.errstate(all="ignore"):
-        if kind == "neg":
-            return -values[0]
-        if kind == "arith":
+    if kind == "arith":
+        with np.errstate(all="ignore"):
             return _ARITHMETIC[node.op](*values)
-        if kind == "cmp":
-            return _COMPARE[node.op](*values)
-        if kind == "cross":
-            return crosses(*values, len(bars.close), above=node.op == "crosses_above")
+    if kind == "neg":
+        return -values[0]
+    if kind == "cmp":
+        return _COMPARE[node.op](*values)
+    if kind == "cross":
+        return crosses(*values, len(bars.close), above=node.op == "crosses_above")
     if kind == "and":
         return values[0] & values[1]
     if kind == "or":
@@ -559,13 +566,13 @@ def _compute(node: Node, bars: Bars, params: Mapping[str, Any], memo: dict) -> n
 def crosses(a: Any, b: Any, n: int, above: bool) -> np.ndarray:
     """``a crosses_above b`` at t: ``a[t-1] <= b[t-1] and a[t] > b[t]``; ``crosses_below``:
     ``a[t-1] >= b[t-1] and a[t] < b[t]``. Either side may be a number; NaN never crosses."""
-    a = np.broadcast_to(a, (n,))
-    b = np.broadcast_to(b, (n,))
+    a_prev, a_now = (a[:-1], a[1:]) if np.ndim(a) else (a, a)
+    b_prev, b_now = (b[:-1], b[1:]) if np.ndim(b) else (b, b)
     out = np.zeros(n, dtype=bool)
     if above:
-        out[1:] = (a[:-1] <= b[:-1]) & (a[1:] > b[1:])
+        np.logical_and(a_prev <= b_prev, a_now > b_now, out=out[1:])
     else:
-        out[1:] = (a[:-1] >= b[:-1]) & (a[1:] < b[1:])
+        np.logical_and(a_prev >= b_prev, a_now < b_now, out=out[1:])
     return out
 
 
@@ -590,44 +597,66 @@ def _call(node: Node, bars: Bars, params: Mapping[str, Any], memo: dict) -> np.n
 # --- a rule bound to param values, as an engine series ------------------------------------------
 
 class BoundRule:
-    """A signal rule with its param values: the engine's series key for a rule strategy.
+    """A signal rule with its param values: a series key the engine computes and shares.
 
-    ``compute`` gives the signal as 0.0/1.0 per bar; the engine fires where it crosses above
-    0.5, i.e. on the bar where the rule becomes true. Sub-expressions are shared between all
-    bound rules evaluated on the same price arrays (see ``bars_memo``).
+    ``compute`` gives the signal as 0.0/1.0 per bar (``sign=-1``: 0.0/-1.0). Sub-expressions
+    are shared between all bound rules evaluated on the same price arrays (``bars_memo``).
     """
 
-    __slots__ = ("node", "values", "_hash")
+    __slots__ = ("node", "values", "sign", "params", "_hash")
 
-    def __init__(self, node: Node, params: Mapping[str, Any]):
+    def __init__(self, node: Node, params: Mapping[str, Any], sign: int = 1):
         self.node = node
-        self.values = tuple(params[p] for p in node.params)
-        self._hash = hash((node.text, self.values))
+        self.params = {p: params[p] for p in node.params}
+        self.values = tuple(self.params.values())
+        self.sign = sign
+        self._hash = hash((node.text, self.values, sign))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, BoundRule) and other.node.text == self.node.text
-                and other.values == self.values)
+                and other.values == self.values and other.sign == self.sign)
 
     def __hash__(self) -> int:
         return self._hash
 
     def __repr__(self) -> str:
-        return f"BoundRule({self.node.text!r}, {dict(zip(self.node.params, self.values))})"
+        return f"BoundRule({self.node.text!r}, {self.params}, sign={self.sign})"
 
     def __reduce__(self):
-        return (BoundRule, (self.node, dict(zip(self.node.params, self.values))))
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(zip(self.node.params, self.values))
+        return (BoundRule, (self.node, self.params, self.sign))
 
     def first_valid(self) -> int:
-        return first_valid(self.node, self.params)
+        key = (self.node.text, self.values)
+        found = _FIRST_VALID.get(key)
+        if found is None:
+            if len(_FIRST_VALID) > 100_000:
+                _FIRST_VALID.clear()
+            found = _FIRST_VALID[key] = first_valid(self.node, self.params)
+        return found
 
     def compute(self, open_, high, low, close, volume=None) -> np.ndarray:
         bars = Bars(open_, high, low, close, volume)
         signal = evaluate(self.node, bars, self.params, bars_memo(bars))
-        return signal.astype(np.float64)
+        return signal.astype(np.float64) if self.sign > 0 else -signal.astype(np.float64)
+
+
+_FIRST_VALID: dict[tuple, int] = {}
+
+
+def engine_rule(node: Node, params: Mapping[str, Any]) -> tuple[tuple, tuple | None, float]:
+    """A signal rule as the engine's crossing: (series key, other key or None, level); the
+    rule fires where ``series - other`` crosses above ``level``, i.e. where it becomes true.
+
+    ``a and b`` / ``a or b`` at the top become ``a - (-b)``, which is 2 exactly where both
+    hold and at least 1 where either does, crossing above 1.5 / 0.5. Each side then depends
+    only on its own params, so a grid shares far fewer series (e.g. 100 RSI crossings and 9
+    trend filters instead of 900 combinations).
+    """
+    if node.kind in ("and", "or"):
+        left, right = node.args
+        return ((BoundRule(left, params),), (BoundRule(right, params, sign=-1),),
+                1.5 if node.kind == "and" else 0.5)
+    return (BoundRule(node, params),), None, 0.5
 
 
 _MEMOS: dict[tuple, dict] = {}
