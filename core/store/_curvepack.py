@@ -1,10 +1,9 @@
 """The curve codec's packing loop, compiled: one pass over every point of a batch's curves.
 
-Plain numpy needed a dozen passes over ragged index arrays plus a full decode to check the
-packing (~25 ns a point); this loop packs and checks each point once (~3 ns). It reconstructs
-a held point as ``anchor + q * k`` with one IEEE multiply and one add, exactly the numpy
-operations of ``_curvecodec._grid_values`` that decoding uses (numba does not fuse them into
-an FMA without fastmath; the codec tests compare its output bit for bit with numpy's).
+It packs and checks each point once. It reconstructs a held point as ``anchor + q * k`` with
+one IEEE multiply and one add, exactly the numpy operations of ``_curvecodec._grid_values``
+that decoding uses (numba does not fuse them into an FMA without fastmath; the codec tests
+compare its output bit for bit with numpy's). Writers only import it: readers never load numba.
 """
 from __future__ import annotations
 

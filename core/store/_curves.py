@@ -19,9 +19,8 @@ _UNITS = TRADE_FLOAT_COLUMNS.index("units")
 class Calendars:
     """Distinct date arrays of equity curves, stored once per segment.
 
-    Curves of one symbol and period share their dates; storing each distinct date array once
-    (and a start offset per row) costs nothing per curve instead of ~0.1 byte per point, and
-    leaves only the values to read back.
+    Curves of one symbol and period share their dates: each distinct date array is stored once,
+    with a start offset per row, which leaves only the values to store and read per curve.
     """
 
     def __init__(self) -> None:
