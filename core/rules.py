@@ -345,7 +345,7 @@ class _Parser:
             value = float(token.text)
             if not math.isfinite(value):
                 raise self.fail(token, f"the number {token.text} is too large.")
-            type_ = INT if re.fullmatch(r"\d+", token.text) else FLOAT
+            type_ = INT if value == int(value) else FLOAT  # as its canonical text reads
             return self.make(token, "num", type_, _number_text(value), value=value)
         if token.kind == "name":
             return self.name(token)
