@@ -8,7 +8,8 @@ import streamlit as st
 
 from views import _charts, _ui
 
-RECENT = 500  # how many stored backtests the picker offers
+RECENT = 200  # how many stored backtests the sidebar picker offers (newest first)
+MATCHES = 50  # how many search matches the Compare picker offers
 
 
 def pick_backtest(store, listing: pd.DataFrame | None) -> str | None:
@@ -32,18 +33,39 @@ def pick_backtest(store, listing: pd.DataFrame | None) -> str | None:
     return chosen
 
 
-def stored_listing(store) -> pd.DataFrame:
-    """The most recently stored backtests, newest first, each with a readable label."""
+def stored_listing(store, search: str = "", limit: int = RECENT) -> pd.DataFrame:
+    """Stored backtests, newest first, each with a readable label; ``search`` narrows them.
+
+    The search looks through the whole store: words naming a strategy filter on it, the other
+    words are symbols (``GOOG rsi_meanrev``).
+    """
     from core.exits import exit_label
 
-    rows = store.query(order_by="-created_at", limit=RECENT)
+    rows = store.query(**search_criteria(search), order_by="-created_at", limit=limit)
     if rows is None or len(rows) == 0:
         return pd.DataFrame(columns=["backtest_id", "label"])
     labels = [f"{symbol} · {strategy} · {_ui.params_label(_ui.from_json(params))} · "
               f"{exit_label(_ui.from_json(rule))}"
               for symbol, strategy, params, rule in
               rows[["symbol", "strategy", "params", "exit_rule"]].itertuples(index=False)]
-    return pd.DataFrame({"backtest_id": rows["backtest_id"].to_numpy(), "label": labels})
+    return pd.DataFrame({"backtest_id": rows["backtest_id"].astype(str).to_numpy(),
+                         "label": labels})
+
+
+def search_criteria(text: str) -> dict:
+    """``store.query`` filters from typed words: strategy names and symbols."""
+    from core.strategies import list_strategies
+
+    names = {s.name for s in list_strategies()}
+    words = [w.strip() for w in text.replace(",", " ").split() if w.strip()]
+    strategies = [w for w in words if w in names]
+    symbols = [w.upper() for w in words if w not in names]
+    criteria: dict = {}
+    if strategies:
+        criteria["strategy"] = strategies
+    if symbols:
+        criteria["symbol"] = symbols
+    return criteria
 
 
 def details_title(details: dict) -> str:
@@ -151,18 +173,22 @@ def trade_log(trades: pd.DataFrame | None, bars: pd.DataFrame | None, name: str)
     if trades is None or trades.empty:
         st.info("This backtest made no trades.")
         return
-    summary = exit_reason_summary(trades)
-    st.dataframe(summary, hide_index=True, width="content", column_config={
-        "exit_reason": st.column_config.TextColumn("exit reason"),
-        "trades": st.column_config.NumberColumn("trades", format="%d"),
-        "win_rate": st.column_config.NumberColumn("win rate", format="percent"),
-        "avg_return": st.column_config.NumberColumn("avg return", format="percent"),
-        "total_pnl": st.column_config.NumberColumn("total P&L", format="%.2f"),
-        "avg_bars_held": st.column_config.NumberColumn("avg bars held", format="%.1f"),
-    }, key="details.exit_summary")
+    st.table(summary_view(exit_reason_summary(trades)))
     st.dataframe(trades, hide_index=True, width="stretch", column_config=trade_columns(trades, bars),
                  key="details.trades")
     _ui.download_csv(trades, name, key="details.trades.csv")
+
+
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary by exit reason as display text (a small static table)."""
+    return pd.DataFrame({
+        "exit reason": summary["exit_reason"],
+        "trades": summary["trades"].map("{:,}".format),
+        "win rate": summary["win_rate"].map("{:.1%}".format),
+        "avg return": summary["avg_return"].map("{:+.2%}".format),
+        "total P&L": summary["total_pnl"].map("{:+,.2f}".format),
+        "avg bars held": summary["avg_bars_held"].map("{:.1f}".format),
+    }).set_index("exit reason")
 
 
 def trade_columns(trades: pd.DataFrame, bars: pd.DataFrame | None) -> dict:
@@ -185,16 +211,22 @@ def show_configuration(details: dict) -> None:
     from core.canonical import canonical_json
 
     left, right = st.columns(2)
-    left.markdown("**Params**")
-    left.dataframe(pd.DataFrame({"param": list(details["params"]),
-                                 "value": [str(v) for v in details["params"].values()]}),
-                   hide_index=True, width="stretch")
-    right.markdown("**Exit rule**")
-    right.dataframe(pd.DataFrame({"rule": [r["type"] for r in details["exit_rule"]],
-                                  "settings": [_rule_settings(r) for r in details["exit_rule"]]}),
-                    hide_index=True, width="stretch")
+    left.markdown(markdown_table(["param", "value"],
+                                 [(k, v) for k, v in details["params"].items()]))
+    right.markdown(markdown_table(["exit rule", "settings"],
+                                  [(r["type"], _rule_settings(r)) for r in details["exit_rule"]]))
     st.markdown(f"params `{canonical_json(details['params'])}`  \n"
                 f"exit_rule `{canonical_json(details['exit_rule'])}`")
+
+
+def markdown_table(header: list[str], rows: list[tuple]) -> str:
+    """A small GitHub-flavoured Markdown table (lighter to draw than an interactive grid)."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _rule_settings(rule: dict) -> str:
@@ -217,22 +249,28 @@ def note_form(store, details: dict) -> None:
             st.success("Saved the note and tags.", icon=":material/check:")
 
 
-def compare_panel(store, details: dict, listing: pd.DataFrame | None = None) -> None:
-    """Overlay the equity curves of other stored backtests and show metrics side by side."""
-    if listing is None:
-        with _ui.user_errors() as failed:
-            listing = stored_listing(store)
-        if failed:
-            return
-    others = [b for b in listing["backtest_id"] if b != details["backtest_id"]]
-    if not others:
-        st.info("Store more backtests to compare them with this one.")
+def compare_panel(store, details: dict) -> None:
+    """Search the whole store, overlay the chosen backtests' equity and list their metrics."""
+    bid = details["backtest_id"]
+    search = st.text_input("Find backtests to compare", key=f"compare.search.{bid}",
+                           placeholder="symbols and/or strategies, e.g. GOOG rsi_meanrev",
+                           help="Searches every stored backtest; empty: the newest ones.")
+    with _ui.user_errors() as failed:
+        listing = stored_listing(store, search, limit=MATCHES)
+    if failed:
         return
-    labels = dict(zip(listing["backtest_id"], listing["label"]))
-    chosen = st.multiselect("Compare with", others, format_func=lambda b: labels.get(b, b),
-                            key=f"compare.{details['backtest_id']}", max_selections=8)
+    known = st.session_state.setdefault(f"compare.labels.{bid}", {})  # labels of picks
+    known.update(zip(listing["backtest_id"], listing["label"]))
+    chosen_before = [b for b in st.session_state.get(f"compare.{bid}") or [] if b in known]
+    others = list(dict.fromkeys(chosen_before + [b for b in listing["backtest_id"] if b != bid]))
+    if not others:
+        st.info("No other stored backtest matches. Store more backtests, or search for other "
+                "symbols or strategies.")
+        return
+    chosen = st.multiselect("Compare with", others, format_func=lambda b: known.get(b, b),
+                            key=f"compare.{bid}", max_selections=8)
     if chosen:
-        compare(store, [details["backtest_id"], *chosen], labels, base=details)
+        compare(store, [bid, *chosen], known, base=details)
     else:
         st.caption("Pick backtests to overlay their equity curves on this one's.")
 

@@ -85,17 +85,17 @@ def test_buy_and_hold_card_and_summary_by_exit_reason(realdata):
     assert "Buy and hold" in cards
     close = bars["close"]
     assert cards["Buy and hold"].value == f"{(close.iloc[-1] / close.iloc[0] - 1) * 100:.1f} %"
-    summary = at.dataframe[0].value
-    assert list(summary["exit_reason"])[-1] == "all"
-    assert int(summary["trades"].iloc[-1]) == len(result.trades)
-    assert {"win_rate", "avg_return"} <= set(summary.columns)
+    summary = at.table[0].value
+    assert list(summary.index)[-1] == "all"
+    assert summary["trades"].iloc[-1] == f"{len(result.trades):,}"
+    assert {"win rate", "avg return"} <= set(summary.columns)
 
 
 def test_fx_prices_keep_their_five_decimals(realdata):
     bid, result, bars = realdata("EURUSD", {"period": 14})
     assert len(result.trades) > 0
     at = details_page(bid)
-    trade_log = at.dataframe[1]
+    trade_log = at.dataframe[0]
     columns = json.loads(trade_log.proto.columns)
     assert columns["entry_price"]["type_config"]["format"] == "%.5f"
     assert columns["entry_time"]["type_config"]["format"] == "YYYY-MM-DD HH:mm"
@@ -114,6 +114,15 @@ def test_ten_years_of_daily_bars_send_a_light_page(filled):
 
             rows += pa.ipc.open_stream(dataset.data.data).read_all().num_rows
     assert rows <= 4_000, rows  # 12 years of demo bars were ~12,000 rows across the charts
+
+
+def test_compare_searches_the_whole_store(filled):
+    at = details_page(str(filled[0]))
+    picker = at.multiselect(key=f"compare.{filled[0]}")
+    assert len(picker.options) == len(filled) - 1
+    at.text_input(key=f"compare.search.{filled[0]}").set_value("DEMO03").run()
+    picker = at.multiselect(key=f"compare.{filled[0]}")
+    assert len(picker.options) == 2 and all("DEMO03" in o for o in picker.options)
 
 
 def test_compare_legend_names_lead_with_the_id(filled):
