@@ -480,12 +480,18 @@ def _cmd_verify(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_refresh(ctx: _Context, args: argparse.Namespace) -> int:
-    from core.refresh import refresh
+    """The nightly refresh; exit 1 with one line when another refresh holds the store's lock."""
+    from core.refresh import RefreshRunningError, refresh
 
-    report = refresh(
-        ctx.store("a"), ctx.provider, symbols=_symbols_arg(args.symbols) or None,
-        update_prices=not args.no_prices, progress=not args.no_progress and not args.json,
-    )
+    try:
+        report = refresh(
+            ctx.store("a"), ctx.provider, symbols=_symbols_arg(args.symbols) or None,
+            update_prices=not args.no_prices, progress=not args.no_progress and not args.json,
+            wait=args.wait,
+        )
+    except RefreshRunningError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         _print_json(report.to_dict())
         return EXIT_OK
@@ -721,6 +727,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("refresh", help="update prices, re-run stored configs whose data changed")
     p.add_argument("--symbols", help="only these symbols (comma-separated)")
     p.add_argument("--no-prices", action="store_true", help="do not update the price cache first")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="while another refresh runs, wait up to this long for it (default: exit 1)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_refresh)

@@ -10,24 +10,31 @@ Walk-forward window backtests (tagged ``wf:<id>``) are historical by design and 
 Idempotent: a second run finds every fingerprint current and does nothing. Resumable after a
 kill (even ``kill -9``): results are stored in atomic batches, and what is done is recognised
 by its fingerprint; a small journal next to the store (``<store>.refresh.json``, replaced
-atomically after each batch) carries the drift lines of the interrupted run into the resumed
-one, and is removed when a run completes.
+atomically after each batch) carries the interrupted run's figures (drift lines, new bars per
+symbol, price notes) into the resumed one's report, and is removed when a run completes.
+
+One refresh at a time: a run holds a file lock (``refresh_lock_path``) from start to end; a
+second one waits up to ``wait`` seconds for it, then stops with ``RefreshRunningError``, so no
+configuration is ever re-run twice.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
-from core.canonical import canonical_json, fingerprint_of
-from core.errors import HindsightError
+from core.canonical import canonical_json, fingerprint_of, stable_hash
+from core.errors import HindsightError, ValidationError
 
 #: Metrics whose change is reported, with how to print them.
 DRIFT_METRICS: dict[str, str] = {
@@ -37,6 +44,10 @@ DRIFT_METRICS: dict[str, str] = {
 _GROUP_COLUMNS = ("symbol", "strategy", "start", "exit_rule", "costs_json", "settings_json",
                   "initial_capital")
 DEFAULT_BATCH_ROWS = 5_000
+
+
+class RefreshRunningError(HindsightError):
+    """Another refresh of the same store holds the refresh lock."""
 
 
 @dataclass
@@ -125,6 +136,47 @@ def _write_journal(path: Path | None, doc: dict) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _merge_counts(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
+    """New bars per symbol of the interrupted run plus those of this run."""
+    return {s: int(before.get(s, 0)) + int(now.get(s, 0)) for s in {**before, **now}}
+
+
+# ---------------------------------------------------------------------------------------------
+# one refresh at a time
+# ---------------------------------------------------------------------------------------------
+
+
+def refresh_lock_path(store_url: str) -> Path:
+    """``<store>.refresh.lock`` next to a local store; for a remote store, a lock file named
+    after the store URL in this machine's temp folder (refreshes started here take turns)."""
+    url = str(store_url)
+    if "://" in url and not url.startswith("file://"):
+        return Path(tempfile.gettempdir()) / f"hindsight-refresh-{stable_hash(url)}.lock"
+    path = Path(url.removeprefix("file://")).resolve()
+    return path.with_name(path.name + ".refresh.lock")
+
+
+@contextmanager
+def _one_at_a_time(store_url: str, wait: float | None) -> Iterator[None]:
+    """Hold the store's refresh lock; wait up to ``wait`` seconds (None: as long as it takes)."""
+    if wait is not None and (isinstance(wait, bool) or not wait >= 0):
+        raise ValidationError(f"wait must be a number of seconds >= 0 (or None), got {wait!r}.")
+    path = refresh_lock_path(store_url)
+    lock = FileLock(path, thread_local=False)
+    try:
+        lock.acquire(timeout=-1 if wait is None else float(wait))
+    except Timeout:
+        waited = f" after waiting {wait:g} s" if wait else ""
+        raise RefreshRunningError(
+            f"Another refresh is running on {store_url or 'this store'}{waited} (it holds {path}). "
+            f"Let it finish, or wait for it with --wait SECONDS (refresh(wait=...))."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +279,7 @@ def refresh(
     progress: bool = False,
     journal: Path | str | None = "auto",
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    wait: float | None = 0.0,
 ) -> RefreshReport:
     """Bring every stored configuration up to date with today's data; report the drift.
 
@@ -234,19 +287,24 @@ def refresh(
     results are stored in atomic batches of about ``batch_rows``. ``journal="auto"`` keeps the
     journal next to a local store (``journal_path``); ``None`` disables it. A symbol that can no
     longer be loaded is listed in ``failed`` and its configurations are left as they are.
+    While another refresh of the store runs, this one waits up to ``wait`` seconds (None: until
+    it ends), then raises ``RefreshRunningError``.
     """
+    with _one_at_a_time(_store_url(store), wait):
+        return _refresh(store, provider, symbols, update_prices, progress, journal, batch_rows)
+
+
+def _refresh(store, provider, symbols, update_prices, progress, journal, batch_rows) -> RefreshReport:
+    """The refresh itself, run while holding the store's refresh lock."""
     t0 = time.perf_counter()
     jpath = journal_path(_store_url(store)) if journal == "auto" else (Path(journal) if journal else None)
-    previous = _read_journal(jpath)
-    report = RefreshReport(resumed=previous is not None)
-    if previous:
-        report.drift = list(previous.get("drift", []))
-        report.prices_updated = dict(previous.get("prices_updated", {}))
+    report = _resume(_read_journal(jpath))
     configs = _stored_configs(store, symbols)
     report.configs = len(configs)
     if update_prices and len(configs):
-        counts, report.notes = update_price_cache(provider, sorted(configs["symbol"].unique()))
-        report.prices_updated.update(counts)
+        counts, notes = update_price_cache(provider, sorted(configs["symbol"].unique()))
+        report.prices_updated = _merge_counts(report.prices_updated, counts)
+        report.notes = list(dict.fromkeys(report.notes + notes))
     _write_journal(jpath, _journal_doc(report))
     bar = _bar(progress, len(configs))
     writer = _Batcher(store, report, jpath, batch_rows)
@@ -266,6 +324,15 @@ def refresh(
         bar.close()
     report.current = max(0, len(configs) - failed_configs - len(report.drift))
     return _finish(report, jpath, t0)
+
+
+def _resume(previous: dict | None) -> RefreshReport:
+    """A new report, carrying the figures of an interrupted run's journal when there is one."""
+    if previous is None:
+        return RefreshReport()
+    return RefreshReport(resumed=True, drift=list(previous.get("drift", [])),
+                         prices_updated=dict(previous.get("prices_updated", {})),
+                         notes=list(previous.get("notes", [])))
 
 
 def _rerun_changed(store, rows: pd.DataFrame, bars: pd.DataFrame, writer: "_Batcher") -> int:
@@ -317,7 +384,8 @@ class _Batcher:
 
 
 def _journal_doc(report: RefreshReport) -> dict:
-    return {"drift": report.drift, "prices_updated": report.prices_updated}
+    """What a resumed run needs to report the interrupted run's work as its own."""
+    return {"drift": report.drift, "prices_updated": report.prices_updated, "notes": report.notes}
 
 
 def _finish(report: RefreshReport, jpath, t0: float) -> RefreshReport:

@@ -1,4 +1,7 @@
-"""Nightly refresh: drift after new bars, idempotency, and resume after SIGKILL (subprocess)."""
+"""Nightly refresh: drift after new bars, idempotency, and resume after SIGKILL (subprocess).
+
+The lock that keeps two refreshes from running at once is tested in test_refresh_lock.py.
+"""
 from __future__ import annotations
 
 import json
@@ -83,27 +86,32 @@ def test_refresh_reruns_changed_configs_reports_drift_and_is_idempotent(tmp_path
 SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
+    from core.data.cached import CachedProvider
     from core.data.folder import FolderProvider
+    from core.data.prices import PriceCache
     from core.refresh import refresh
     from core.store import open_store
 
-    class Blocking(FolderProvider):
+    class Blocking(CachedProvider):
         def load_bars(self, symbol, start=None, end=None):
             if symbol == os.environ.get("BLOCK_AT"):
                 Path(os.environ["READY"]).write_text("ready")
                 time.sleep(600)
             return super().load_bars(symbol, start, end)
 
-    report = refresh(open_store(sys.argv[1], "a"), Blocking(sys.argv[2]), batch_rows=1)
+    provider = Blocking(FolderProvider(sys.argv[2]), PriceCache.at(sys.argv[3]))
+    report = refresh(open_store(sys.argv[1], "a"), provider, batch_rows=1)
     print(json.dumps({"rerun": report.rerun, "current": report.current,
-                      "resumed": report.resumed, "drift": len(report.drift)}))
+                      "resumed": report.resumed, "drift": len(report.drift),
+                      "prices_updated": report.prices_updated, "lines": report.lines()}))
 """)
 
 
 def _script(tmp_path, store_url, folder, env=None):
     script = tmp_path / "refresh_job.py"
     script.write_text(SCRIPT)
-    return subprocess.Popen([sys.executable, str(script), store_url, str(folder)],
+    cache = tmp_path / "cache.zarr"
+    return subprocess.Popen([sys.executable, str(script), store_url, str(folder), str(cache)],
                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -115,8 +123,10 @@ def test_refresh_resumes_after_sigkill(tmp_path):
     _write(folder, full, rows=380)
     store_url = str(tmp_path / "store.zarr")
     store = open_store(store_url, "a")
-    run_sweep("rsi_meanrev", GRID, SYMBOLS, [None], store, FolderProvider(folder))
+    cached = CachedProvider(FolderProvider(folder), PriceCache.at(tmp_path / "cache.zarr"))
+    run_sweep("rsi_meanrev", GRID, SYMBOLS, [None], store, cached)
     _write(folder, full)  # every symbol gets new bars: 12 configurations to re-run
+    new_bars = {s: len(full[s]) - 380 for s in SYMBOLS}
 
     ready = tmp_path / "ready"
     proc = _script(tmp_path, store_url, folder, {"BLOCK_AT": "CCC", "READY": str(ready)})
@@ -130,6 +140,7 @@ def test_refresh_resumes_after_sigkill(tmp_path):
 
     journal = json.loads(journal_path(store_url).read_text())
     assert {d["symbol"] for d in journal["drift"]} == {"AAA", "BBB"} and len(journal["drift"]) == 8
+    assert journal["prices_updated"] == new_bars  # the interrupted run brought the cache up to date
 
     def versions(symbol):
         return [len(store.history(symbol, "rsi_meanrev", {"period": p, "oversold": o}))
@@ -140,13 +151,21 @@ def test_refresh_resumes_after_sigkill(tmp_path):
     resumed = _script(tmp_path, store_url, folder)
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
-    assert json.loads(out) == {"rerun": 12, "current": 0, "resumed": True, "drift": 12}
+    report = json.loads(out)
+    assert {k: report[k] for k in ("rerun", "current", "resumed", "drift")} == {
+        "rerun": 12, "current": 0, "resumed": True, "drift": 12}
+    # the resumed run found the cache current, yet reports the interrupted run's new bars
+    assert report["prices_updated"] == new_bars
+    assert report["lines"][0] == f"prices: {sum(new_bars.values())} new bars for 3 symbols"
     assert not journal_path(store_url).exists()
     assert all(versions(s) == [2] * 4 for s in SYMBOLS)  # nothing was re-run twice
 
     idle = _script(tmp_path, store_url, folder)
     out, err = idle.communicate(timeout=120)
-    assert json.loads(out) == {"rerun": 0, "current": 12, "resumed": False, "drift": 0}
+    report = json.loads(out)
+    assert {k: report[k] for k in ("rerun", "current", "resumed", "drift")} == {
+        "rerun": 0, "current": 12, "resumed": False, "drift": 0}
+    assert report["prices_updated"] == dict.fromkeys(SYMBOLS, 0)
     assert store.count(include_history=True) == 24
 
 
