@@ -229,8 +229,9 @@ class _Parser:
     def parse(self) -> Node:
         node = self.expr()
         if self.token.kind != "end":
+            hint = did_you_mean(self.token.text, KEYWORDS) if self.token.kind == "name" else ""
             raise self.fail(self.token, f"unexpected {self.token.text!r} after a complete "
-                                        "expression; join rules with and / or.")
+                                        f"expression; join rules with and / or.{hint}")
         return node
 
     def expr(self) -> Node:
