@@ -341,8 +341,8 @@ def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarr
         for j, column in enumerate(TRADE_FLOAT_COLUMNS):
             floats[:, j] = trades[column].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValidationError(f"{where}: trade prices, units, pnl, return and bars_held must be "
-                              "numbers.") from None
+        raise ValidationError(f"{where}: trade prices, units, pnl and return must be numbers.") \
+            from None
     ints = np.empty((k, 2), np.int32, order="F")
     ints[:, 0] = _bars_held(trades["bars_held"], where)
     ints[:, 1] = _reason_codes(trades["exit_reason"], where)
@@ -350,14 +350,12 @@ def _trade_block(trades: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarr
 
 
 def _bars_held(column: pd.Series, where: str) -> np.ndarray:
-    """Whole non-negative bar counts (an integer column needs only its sign and size checked)."""
+    """Whole non-negative bar counts that fit an int32."""
     try:
-        bars = column.to_numpy(dtype=None if column.dtype.kind in "iu" else np.float64)
+        bars = column.to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValidationError(f"{where}: trade prices, units, pnl, return and bars_held must be "
-                              "numbers.") from None
-    whole = bars.dtype.kind in "iu" or (np.isfinite(bars).all() and (bars == np.round(bars)).all())
-    if not whole or (bars < 0).any() or (bars > np.iinfo(np.int32).max).any():
+        bars = np.array([np.nan])
+    if not (np.isfinite(bars) & (bars == np.round(bars)) & (bars >= 0) & (bars < 2**31)).all():
         raise ValidationError(f"{where}: trades.bars_held must be whole non-negative numbers.")
     return bars
 
