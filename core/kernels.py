@@ -45,7 +45,7 @@ def crossed_nb(x, y, level, direction, t):
     return prev <= level and cur > level
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # x / 0 is IEEE (a short can zero equity)
 def simulate_nb(
     open_, high, low, close,
     entry_x, entry_y, entry_level, entry_dir,

@@ -101,7 +101,7 @@ def compute_metrics(
 
 # --- numba twin: the kernels keep running sums and call this once at the end ---------------
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def finish_metrics_nb(
     out, n_bars, final_equity, initial, days,
     ret_count, ret_sum, ret_sumsq, down_sumsq, worst_drawdown,

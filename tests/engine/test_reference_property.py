@@ -1,4 +1,5 @@
-"""The numba engine agrees with the slow reference loop on random data, params and exits."""
+"""The numba engine agrees with the slow reference loop on random data, params, exits and both
+directions (long and short)."""
 from __future__ import annotations
 
 import math
@@ -55,6 +56,7 @@ COSTS = st.one_of(
         "commission": st.sampled_from([0.0, 0.001, 0.01]),
         "fixed": st.sampled_from([0.0, 1.0, 25.0]),
         "slippage_bps": st.sampled_from([0.0, 5.0, 50.0]),
+        "borrow_rate": st.sampled_from([0.0, 0.03, 0.8]),
     }),
 )
 
@@ -76,9 +78,10 @@ def exit_rule_from(pieces: dict) -> list[dict]:
 @st.composite
 def cases(draw):
     strategy = draw(st.sampled_from(sorted(PARAMS)))
+    params = {**draw(PARAMS[strategy]), "direction": draw(st.sampled_from(["long", "short"]))}
     return {
         "strategy": strategy,
-        "params": validate_params(strategy, draw(PARAMS[strategy])),
+        "params": validate_params(strategy, params),
         "exit_rule": exit_rule_from(draw(EXIT_PIECES)),
         "costs": draw(COSTS),
         "initial": draw(st.sampled_from([100_000.0, 5_000.0, 250.0])),
@@ -154,8 +157,11 @@ def test_run_many_rows_equal_run_backtest_and_reference(case, extra_rules):
     bars, kwargs, _, _, _, _ = run_case(case)
     other = make_bars(case["n"] + 7, case["seed"] + 1, case["vol"])
     strategy = case["strategy"]
-    grid = [case["params"], validate_params(strategy, None) if strategy != "ma_crossover"
-            else {"fast": 2, "slow": 9, "kind": "ema"}]
+    other_params = (validate_params(strategy, None) if strategy != "ma_crossover"
+                    else {"fast": 2, "slow": 9, "kind": "ema"})
+    flipped = "long" if case["params"].get("direction") == "short" else "short"
+    grid = [case["params"], validate_params(strategy, {**case["params"], "direction": flipped}),
+            other_params]  # both directions in one grid
     grid = [dict(cell) for cell in dict.fromkeys(tuple(c.items()) for c in grid)]  # as run_many
     rules = [case["exit_rule"], *extra_rules]
     batch = run_many({"A": bars, "B": other}, strategy, grid, rules, with_trades=True,
@@ -179,6 +185,7 @@ def test_run_many_rows_equal_run_backtest_and_reference(case, extra_rules):
                     assert_close(got[name], ref_metrics[name], name)
                 trades = batch.trades[batch.trades["row"] == row].drop(columns="row")
                 assert_same_trades(trades, data.index, ref_trades)
+                assert (trades["direction"] == single.direction).all()
                 pd.testing.assert_series_equal(batch.curves.curve(row), single.equity,
                                                check_exact=True, check_freq=False)
                 row += 1

@@ -104,6 +104,10 @@ def test_crossing_definitions_include_touching_the_level():
     ("ma_crossover", {"fast": 3, "slow": 12, "kind": "ema"}),
     ("bollinger_reversion", {"period": 10, "num_std": 1.0}),
     ("breakout", {"period": 10, "exit_period": 5}),
+    ("rsi_meanrev", {"period": 5, "oversold": 35, "overbought": 65, "direction": "short"}),
+    ("ma_crossover", {"fast": 3, "slow": 12, "kind": "ema", "direction": "short"}),
+    ("bollinger_reversion", {"period": 10, "num_std": 1.0, "direction": "short"}),
+    ("breakout", {"period": 10, "exit_period": 5, "direction": "short"}),
 ])
 def test_signals_match_reference_and_have_no_look_ahead(name, params):
     bars = make_bars(300, seed=7)
@@ -116,3 +120,40 @@ def test_signals_match_reference_and_have_no_look_ahead(name, params):
     for t in (60, 150, 299):
         e, x = get_strategy(name).signals(*[a[:t] for a in arrays], **params)
         assert (e == entries[:t]).all() and (x == exits[:t]).all()
+
+
+@pytest.mark.parametrize("name, params", [
+    ("rsi_meanrev", {"period": 5, "oversold": 35, "overbought": 65}),
+    ("ma_crossover", {"fast": 3, "slow": 12, "kind": "sma"}),
+    ("bollinger_reversion", {"period": 10, "num_std": 1.0}),
+    ("breakout", {"period": 10, "exit_period": 5}),
+])
+def test_short_rules_are_the_documented_mirror(name, params):
+    """RSI: enter above overbought, exit below oversold; MA: enter on the cross down, exit on
+    the cross up (the long rules swapped); Bollinger: enter above the upper band, exit below
+    the middle; breakout: enter below the prior `period` low, exit above the prior
+    `exit_period` high."""
+    bars = make_bars(400, seed=11)
+    arrays = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
+    o, h, lo, c = arrays
+    strategy = get_strategy(name)
+    long_entries, long_exits = strategy.signals(*arrays, **params)
+    entries, exits = strategy.signals(*arrays, **params, direction="short")
+    if name == "rsi_meanrev":
+        from core.indicators import rsi
+        value = rsi(c, 5)
+        assert entries.tolist() == crossings(value, 65.0, ABOVE).tolist()
+        assert exits.tolist() == crossings(value, 35.0, BELOW).tolist()
+    elif name == "ma_crossover":
+        assert entries.tolist() == long_exits.tolist() and exits.tolist() == long_entries.tolist()
+    elif name == "bollinger_reversion":
+        from core.indicators import bollinger
+        middle, upper, _ = bollinger(c, 10, 1.0)
+        assert entries.tolist() == crossings(c - upper, 0.0, ABOVE).tolist()
+        assert exits.tolist() == crossings(c - middle, 0.0, BELOW).tolist()
+    else:
+        from core.indicators import donchian
+        assert entries.tolist() == crossings(c - donchian(h, lo, 10)[1], 0.0, BELOW).tolist()
+        assert exits.tolist() == crossings(c - donchian(h, lo, 5)[0], 0.0, ABOVE).tolist()
+    assert entries.any() and exits.any()
+    assert min_bars(name, {**params, "direction": "short"}) == min_bars(name, params)
