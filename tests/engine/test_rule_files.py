@@ -311,3 +311,23 @@ def test_rule_strategies_run_sweep_scan_and_name_their_store_columns(folder):
         *(data["A"][c].to_numpy() for c in ("open", "high", "low", "close")),
         period=5, oversold=45, trend=20)
     assert ("A" in set(signals["symbol"])) == bool(entries.any())
+
+
+def test_the_folder_is_a_setting_from_config_or_environment(tmp_path, monkeypatch):
+    from core.config import load_settings
+
+    monkeypatch.delenv("HINDSIGHT_STRATEGIES", raising=False)
+    monkeypatch.setenv("HINDSIGHT_CONFIG", str(tmp_path / "absent.toml"))
+    assert load_settings().strategies_folder == "strategies"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    write(mine, "rsi_rule", RSI_RULE)
+    config = tmp_path / "config.toml"
+    config.write_text(f'strategies_folder = "{mine}"\n')
+    monkeypatch.setenv("HINDSIGHT_CONFIG", str(config))
+    assert load_settings().strategies_folder == str(mine)
+    assert get_strategy("rsi_rule").source == str(mine / "rsi_rule.toml")
+    monkeypatch.setenv("HINDSIGHT_STRATEGIES", str(tmp_path))
+    assert load_settings().strategies_folder == str(tmp_path)
+    with pytest.raises(UnknownStrategyError):
+        get_strategy("rsi_rule")
