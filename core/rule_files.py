@@ -109,20 +109,17 @@ def _strategy(doc: dict, source: str, taken: Mapping[str, Any]) -> Strategy:
     definition = canonical_definition(program, params, direction)
     strategy = Strategy(
         name, name, _optional_text(doc, "title") or name, _optional_text(doc, "description"),
-        params, _no_signals, partial(_crosses, program), partial(_check, program),
+        params, None, partial(_crosses, program), partial(_check, program),
         direction=direction, source=source, definition=definition,
         definition_hash=hash_of_json(definition),
     )
+    # signals validates its params against the declaration, so it is bound once that exists
     strategy = replace(strategy, signals=partial(_signals, program, strategy))
     try:
         validate_params(strategy, {})
     except HindsightError as exc:
         raise StrategyFileError(f"the defaults do not work: {exc}") from None
     return strategy
-
-
-def _no_signals(*_args, **_params):
-    raise AssertionError("replaced by the bound signal function")
 
 
 def _name(name: Any, taken: Mapping[str, Any]) -> str:
@@ -361,9 +358,10 @@ def _load_cached(path: str, stamp: tuple[int, int]) -> Strategy | str:
 def is_current(strategy: Strategy) -> bool:
     """Whether a rule strategy's file is unchanged since it was loaded (one ``stat``)."""
     cached = _FILES.get(strategy.source)
+    if cached is None or cached[1] is not strategy:
+        return False
     try:
-        return cached is not None and cached[1] is strategy and \
-            cached[0] == _stamp(os.stat(strategy.source))
+        return cached[0] == _stamp(os.stat(strategy.source))
     except OSError:
         return False
 

@@ -157,6 +157,29 @@ def test_a_short_rule_file_loads_validates_and_carries_its_direction():
                                                       "overbought": 70.0}
 
 
+SHORT_RSI_RULE = 'direction = "short"\n' + RSI_RULE.replace(
+    'entry = "rsi(close, period) crosses_below oversold"',
+    'entry = "rsi(close, period) crosses_above overbought"').replace(
+    'exit = "rsi(close, period) crosses_above overbought"',
+    'exit = "rsi(close, period) crosses_below oversold"')
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 100_000), period=st.integers(2, 40),
+       levels=st.tuples(st.floats(5, 95), st.floats(5, 95)).filter(lambda p: p[0] < p[1]),
+       exit_rule=EXIT_RULES)
+def test_a_short_rule_file_trades_exactly_like_the_builtin_short(seed, period, levels,
+                                                                  exit_rule):
+    rule = rule_files.load_text(SHORT_RSI_RULE, "short_rsi.toml")
+    bars = make_bars(300, seed=seed, vol=0.02)
+    params = {"period": period, "oversold": levels[0], "overbought": levels[1]}
+    mine = run_backtest(bars, rule, params, exit_rule)
+    builtin = run_backtest(bars, "rsi_meanrev", {**params, "direction": "short"}, exit_rule)
+    pd.testing.assert_frame_equal(mine.trades, builtin.trades, check_exact=True)
+    pd.testing.assert_series_equal(mine.equity, builtin.equity, check_exact=True)
+    assert (mine.trades["direction"] == "short").all()
+
+
 def test_params_are_validated_like_a_builtins():
     rule = rule_files.load_text(RSI_RULE)
     assert validate_params(rule, {"period": 9.0}) == {"period": 9, "oversold": 30.0,
