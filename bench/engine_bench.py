@@ -3,7 +3,8 @@
 Workload (the issue's): RSI mean reversion, 936-cell grid (period 5..30 x oversold 20..40 step 4
 x overbought 60..80 step 4) on 10 symbols x 2,520 synthetic daily bars = 9,360 backtests, every
 metric, with a 5 % stop-loss exit, with the signal exit only, and with trade logs (what sweeps
-store). Bars carry their fingerprint in ``attrs`` as data providers deliver them. Also measured: numba compile
+store); the same grid short (``direction="short"``, 5 % stop) alternating with the long one, so
+both see the same load. Bars carry their fingerprint in ``attrs`` as data providers deliver them. Also measured: numba compile
 time with an empty cache, a fresh process's first backtest (imports included, disk cache warm),
 one ``run_backtest`` (p50), peak RSS of the whole grid in a clean process, and - when a peers
 venv with vectorbt exists (env ``PEERS_PYTHON``, default /tmp/peers-venv/bin/python) - vectorbt
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 N_SYMBOLS, N_BARS = 10, 2520
 GRID = {"period": list(range(5, 31)), "oversold": list(range(20, 41, 4)),
         "overbought": list(range(60, 81, 4))}
+SHORT_GRID = {**GRID, "direction": ["short"]}
 STOP = {"type": "stop_loss", "pct": 0.05}
 REPORTED_BASELINES = {
     "source": "issue 2, measured on this 2-core machine, same workload",
@@ -84,15 +86,40 @@ def grid_throughput(data: dict, exit_rule, repeats: int, with_trades: bool = Fal
             "backtests_per_cpu_s": round(rows / cpu_at_best) if cpu_at_best else None}
 
 
-def single_backtest_ms(bars, repeats: int = 400) -> float:
+def long_vs_short(data: dict, repeats: int) -> dict:
+    """The grid long and short with the 5 % stop, runs alternating; best of each, the ratio of
+    the short run's time to the long run's, and each side's mean exposure and trade count (the
+    kernel's work: a bar in the market costs more than a flat one, which is only scanned)."""
+    from core.engine import run_many
+
+    best = {"long": float("inf"), "short": float("inf")}
+    tables = {}
+    for grid in (GRID, SHORT_GRID):
+        run_many(data, "rsi_meanrev", grid, [STOP])  # warm-up
+    for _ in range(repeats):
+        for side, grid in (("long", GRID), ("short", SHORT_GRID)):
+            t0 = time.perf_counter()
+            tables[side] = run_many(data, "rsi_meanrev", grid, [STOP]).table
+            best[side] = min(best[side], time.perf_counter() - t0)
+    out = {side: {"backtests": len(tables[side]), "seconds": round(best[side], 4),
+                  "backtests_per_s": round(len(tables[side]) / best[side]),
+                  "mean_exposure": round(float(tables[side]["exposure"].mean()), 4),
+                  "mean_trades": round(float(tables[side]["num_trades"].mean()), 2)}
+           for side in best}
+    out["short_time_over_long_time"] = round(best["short"] / best["long"], 3)
+    return out
+
+
+def single_backtest_ms(bars, repeats: int = 400, params: dict | None = None) -> float:
     from core.engine import run_backtest
 
+    params = params or {"period": 14}
     for _ in range(20):
-        run_backtest(bars, "rsi_meanrev", {"period": 14}, STOP)
+        run_backtest(bars, "rsi_meanrev", params, STOP)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run_backtest(bars, "rsi_meanrev", {"period": 14}, STOP)
+        run_backtest(bars, "rsi_meanrev", params, STOP)
         times.append(time.perf_counter() - t0)
     return round(float(np.median(times)) * 1e3, 3)
 
@@ -257,8 +284,10 @@ def main() -> None:
         stop = grid_throughput(data, STOP, repeats)
         signal = grid_throughput(data, None, repeats)
         trades = grid_throughput(data, STOP, max(2, repeats // 2), with_trades=True)
+        sides = long_vs_short(data, repeats)
         bars = data["SYM0"]
         provider_ms = single_backtest_ms(bars)  # fingerprint in attrs, as providers deliver
+        short_ms = single_backtest_ms(bars, params={"period": 14, "direction": "short"})
         del bars.attrs["fingerprint"]
         plain_ms = single_backtest_ms(bars)
         load_after = os.getloadavg()
@@ -273,8 +302,10 @@ def main() -> None:
         "grid_with_5pct_stop": stop,
         "grid_signal_exit_only": signal,
         "grid_with_5pct_stop_and_trade_logs": trades,
+        "grid_with_5pct_stop_long_vs_short": sides,
         **start,
         "single_run_backtest_ms_p50": provider_ms,
+        "single_run_short_backtest_ms_p50": short_ms,
         "single_run_backtest_ms_p50_fingerprint_computed": plain_ms,
         **memory,
         "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
