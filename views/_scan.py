@@ -56,18 +56,37 @@ def without_demo_staleness(signals: pd.DataFrame, source: str) -> pd.DataFrame:
     return signals
 
 
-def show_staleness(signals: pd.DataFrame) -> None:
-    """A warning naming the symbols whose data ends before the last expected session."""
-    if signals.empty or "data_stale" not in signals:
+def stale_symbols(bars: dict[str, pd.DataFrame]) -> list[str]:
+    """Symbols whose data ends before the last session their calendar expects (``is_stale``).
+
+    Symbols sharing their latest bar times share one answer, so a universe that trades on one
+    calendar costs one check.
+    """
+    from core.scanner import is_stale
+
+    memo: dict[tuple, bool] = {}
+    stale = []
+    for symbol, frame in bars.items():
+        key = tuple(frame.index[-64:])
+        if key not in memo:
+            memo[key] = is_stale(frame.index)
+        if memo[key]:
+            stale.append(symbol)
+    return sorted(stale)
+
+
+def show_staleness(bars: dict[str, pd.DataFrame], source: str) -> None:
+    """A warning naming the symbols whose data ends before the last expected session (the
+    fixed demo data excepted: a refresh cannot change it)."""
+    if source == "demo" or not bars:
         return
-    stale = signals[signals["data_stale"].fillna(False).astype(bool)]
-    if stale.empty:
+    names = stale_symbols(bars)
+    if not names:
         return
-    names = sorted(stale["symbol"].astype(str).unique())
     listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
-    st.warning(f"{len(names)} symbol(s) have data older than the last expected session: "
-               f"{listed}. Their signals are not current; refresh the data (`python -m core "
-               "refresh`) or update the files.", icon=":material/schedule:")
+    st.warning(f"{len(names)} of {len(bars)} symbol(s) have data older than the last expected "
+               f"session: {listed}. Their signals are not current; refresh the data "
+               "(`python -m core refresh`) or update the files.", icon=":material/schedule:")
 
 
 def show_skipped(skipped: list[dict]) -> None:

@@ -44,7 +44,7 @@ elif universe is not None:
         table = _scan.without_demo_staleness(table, universe.source)
         st.caption(f"{len(bars)} of {len(universe.symbols)} symbols from {universe.label} "
                    f"scanned; {len(table)} signal(s) within the last {lookback} bar(s).")
-        _scan.show_staleness(table)
+        _scan.show_staleness(bars, universe.source)
         missing = table[table["backtest_id"].isna()] if len(table) else table
         if len(missing) and st.button(f"Backtest these {len(missing)}", key="scan.fill",
                                       icon=":material/play_arrow:",

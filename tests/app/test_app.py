@@ -4,35 +4,37 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import streamlit as st
 
 from tests.app.conftest import ROOT
 from tests.app.test_pages import open_page
 
-ONLINE_ICON = (":material/", "http://", "https://")  # a material favicon is fetched from Google
+def test_the_tab_icon_is_a_bundled_file_set_before_the_navigation(env, monkeypatch):
+    """A Material-icon ``page_icon`` is fetched from fonts.gstatic.com; a file is served here.
 
-
-def test_page_and_navigation_icons_need_no_network(env, monkeypatch):
-    icons = []
-    set_page_config, page = st.set_page_config, st.Page
+    ``page_icon`` must be set before ``st.navigation``: then the pages' icons (Material, drawn
+    with the font bundled in Streamlit) are never used as the favicon.
+    """
+    calls = []
+    set_page_config, navigation = st.set_page_config, st.navigation
 
     def recording_config(*args, **kwargs):
-        icons.append(("page_icon", kwargs.get("page_icon")))
+        calls.append(("page_icon", kwargs.get("page_icon")))
         return set_page_config(*args, **kwargs)
 
-    def recording_page(*args, **kwargs):
-        icons.append((kwargs.get("title"), kwargs.get("icon")))
-        return page(*args, **kwargs)
+    def recording_navigation(*args, **kwargs):
+        calls.append(("navigation", None))
+        return navigation(*args, **kwargs)
 
     monkeypatch.setattr(st, "set_page_config", recording_config)
-    monkeypatch.setattr(st, "Page", recording_page)
+    monkeypatch.setattr(st, "navigation", recording_navigation)
     open_page()
-    assert [name for name, _ in icons] == ["page_icon", "Scanner", "Backtest Manager",
-                                           "Backtest Details"]
-    for name, icon in icons:
-        assert icon, f"{name}: no icon means Streamlit picks one"
-        assert not str(icon).startswith(ONLINE_ICON), f"{name}: {icon} is fetched online"
+    assert [name for name, _ in calls][:2] == ["page_icon", "navigation"]
+    icon = Path(calls[0][1])
+    assert icon.is_file() and icon.suffix == ".png", icon
+    assert ROOT in icon.parents, "bundled with the app"
 
 
 WARM_CHECK = """

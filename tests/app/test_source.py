@@ -100,6 +100,14 @@ def test_the_scanner_flags_stale_data_of_a_folder_but_not_the_demo(folder, monke
     use_folder(monkeypatch, folder)
     at.run()
     assert not at.exception, at.exception
-    assert "older than the last expected session: MYA, MYB, MYC" in texts(at.warning)
+    assert "3 of 3 symbol(s) have data older than the last expected session: MYA, MYB, MYC" in (
+        texts(at.warning))
     flags = at.dataframe[0].value["flag"]
     assert flags.str.contains("stale data \\(last bar 2025-12-31\\)").all(), flags.tolist()
+
+
+def test_stale_data_is_named_even_without_a_signal(folder, monkeypatch):
+    use_folder(monkeypatch, folder)
+    at = open_page()  # lookback 1: no signal on the last bar of these files
+    assert "No signal matches" in texts(at.info)
+    assert "3 of 3 symbol(s) have data older than the last expected session" in texts(at.warning)
