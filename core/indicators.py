@@ -20,7 +20,8 @@ defined (``first_valid`` says which bar that is). Recursive indicators run in nu
   values, defined ``signal - 1`` bars later.
 
 A key whose first item is not a string names a *derived* series (e.g. a rule expression from
-``core.rules``): an object with ``compute(open, high, low, close)`` and ``first_valid()``.
+``core.rules``): an object with ``compute(open, high, low, close, volume)`` and
+``first_valid()``.
 """
 from __future__ import annotations
 
@@ -279,11 +280,13 @@ def first_valid(key: tuple) -> int:
     return period  # rsi, dc_high, dc_low, atr
 
 
-def compute_series(key: tuple[Hashable, ...], open_, high, low, close) -> np.ndarray:
-    """The series named by ``key`` (e.g. ``("rsi", 14)``, ``("bb_lower", 20, 2.0)``)."""
+def compute_series(key: tuple[Hashable, ...], open_, high, low, close, volume=None
+                   ) -> np.ndarray:
+    """The series named by ``key`` (e.g. ``("rsi", 14)``, ``("bb_lower", 20, 2.0)``);
+    ``volume`` is read by derived series only (a rule using ``volume``)."""
     kind = key[0]
     if not isinstance(kind, str):
-        return kind.compute(open_, high, low, close)
+        return kind.compute(open_, high, low, close, volume)
     if kind == "close":
         return _f64(close)
     if kind == "sma":

@@ -124,6 +124,10 @@ def test_volume_is_a_series_when_the_bars_carry_it():
                                   [0, 1, 1])
     with pytest.raises(RuleError, match="no volume data"):
         value("volume > 15", close)
+    series, _, _ = rules.engine_rule(rules.parse("volume > 15", PARAMS), {})
+    arrays = [np.array(close) for _ in range(4)]
+    np.testing.assert_array_equal(
+        indicators.compute_series(series, *arrays, np.array([10, 20, 30.0])), [0, 1, 1])
 
 
 # --- canonical text and params ---------------------------------------------------------------
