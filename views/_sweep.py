@@ -270,6 +270,7 @@ def heatmap(cells: pd.DataFrame, strategy) -> None:
         long.columns = [y, x, metric]
         st.altair_chart(_charts.param_heatmap(long, x, y, metric), width="stretch",
                         height=_charts.heatmap_height(long, y))
+        _ui.download_csv(long, f"heatmap_{strategy.name}_{metric}", key="sweep.hm.csv")
         score = sweep.stability_score(cells, metric, filters, strategy=strategy.name,
                                       min_trades=min_trades)
         best = json.loads(score["best_params_json"])  # every param as stored (choices by name)
