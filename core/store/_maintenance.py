@@ -8,7 +8,7 @@ import numpy as np
 from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
 from core.store._curves import Calendars, pack_curves, unpack_curves
-from core.store._encode import SegmentData
+from core.store._segdata import SegmentData
 from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
 from core.store._index import bid_range, entry_bids
 from core.store._segment import (ARRAY_FIELDS, SegmentReader, new_segment_name, open_segment,

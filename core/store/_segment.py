@@ -20,7 +20,7 @@ from zarr.codecs.numcodecs import PCodec
 
 from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
-from core.store._encode import SegmentData
+from core.store._segdata import SegmentData
 from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNKS,
                                 RAGGED_WRITE_CHUNK, ROW_CHUNK, SEGMENT_ATTR, SEGMENTS_DIR,
                                 SHARD_CHUNKS, STAT_CHUNK, STAT_FIELDS, WRITE_LEVEL)

@@ -23,7 +23,8 @@ from core.errors import NotFoundError, StoreCorruptionError, StoreError, Validat
 from core.store import _keys
 from core.store._backend import (Backend, CommitCounter, check_version, crash_point,
                                  empty_manifest, open_backend)
-from core.store._encode import KeyMemo, SegmentData, encode_any
+from core.store._encode import KeyMemo, encode_any
+from core.store._segdata import SegmentData
 from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
                                 WRITE_LEVEL)
 from core.store._index import GlobalVocab, Index, load_segments
