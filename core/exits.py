@@ -8,6 +8,7 @@ Within-bar order and fill prices are documented in docs/engine.md.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,20 +107,30 @@ def canonical_exit_rule(rule: Mapping | list | None) -> list[dict]:
 
 
 def _pct(value: float) -> str:
-    return f"{value * 100:.6g}%"
+    """A fraction as a percentage with its unit: 0.05 -> ``"5 %"``, 0.025 -> ``"2.5 %"``."""
+    return f"{round(value * 100, 8):.12g} %"
+
+
+def _bars(count: int) -> str:
+    """``"1 bar"``, ``"20 bars"``."""
+    return f"{count} bar" if count == 1 else f"{count} bars"
 
 
 _LABELS = {
-    "stop_loss": lambda r: f"stop {_pct(r['pct'])}",
-    "take_profit": lambda r: f"target {_pct(r['pct'])}",
-    "trailing_stop": lambda r: f"trail {_pct(r['pct'])}",
-    "time_stop": lambda r: f"time {r['bars']} bars",
-    "atr_stop": lambda r: f"ATR stop {r['mult']:g}x{r['period']}",
+    "stop_loss": lambda r: f"stop loss {_pct(r['pct'])}",
+    "take_profit": lambda r: f"take profit {_pct(r['pct'])}",
+    "trailing_stop": lambda r: f"trailing stop {_pct(r['pct'])}",
+    "time_stop": lambda r: f"time stop {_bars(r['bars'])}",
+    "atr_stop": lambda r: f"ATR stop {r['mult']:g} × ATR({r['period']})",
 }
 
 
 def exit_label(rule: Mapping | list | None) -> str:
-    """Short human label, e.g. ``"signal + stop 5%"``; ``"end of data only"`` if none."""
+    """Human label naming each rule and its unit, joined with `` + `` (the signal first).
+
+    E.g. ``"signal + stop loss 5 %"``, ``"take profit 10 % + trailing stop 8 %"``,
+    ``"time stop 20 bars"``, ``"ATR stop 3 × ATR(14)"``; ``"end of data only"`` if none.
+    """
     parts = []
     for r in canonical_exit_rule(rule):
         if r["type"] == "signal":
@@ -128,6 +139,14 @@ def exit_label(rule: Mapping | list | None) -> str:
         else:
             parts.append(_LABELS[r["type"]](r))
     return " + ".join(parts) if parts else "end of data only"
+
+
+def stored_exit_rules(store) -> list[tuple[str, list[dict]]]:
+    """The distinct exit rules of a store's latest backtests as (label, canonical rule list),
+    sorted by label: the choices of an exit-rule filter (pass the list to ``store.query``)."""
+    texts = store.get_all_stats()["exit_rule"].astype(str).unique()
+    rules = [canonical_exit_rule(json.loads(text)) for text in texts]
+    return sorted(((exit_label(rule), rule) for rule in rules), key=lambda item: item[0].lower())
 
 
 def exit_vector(rule: Mapping | list | None) -> np.ndarray:

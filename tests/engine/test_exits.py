@@ -7,7 +7,7 @@ import pytest
 
 from core.canonical import stable_hash
 from core.errors import ParamError, UnknownExitRuleError
-from core.exits import EXIT_RULE_TYPES, canonical_exit_rule, exit_label, exit_vector
+from core.exits import EXIT_RULE_TYPES, canonical_exit_rule, exit_vector
 
 
 def test_none_and_empty_mean_signal_only():
@@ -55,16 +55,6 @@ def test_equivalent_spellings_hash_the_same():
 def test_bad_rules_are_named(rule, error, message):
     with pytest.raises(error, match=message):
         canonical_exit_rule(rule)
-
-
-def test_labels():
-    assert exit_label(None) == "signal"
-    assert exit_label({"type": "stop_loss", "pct": 0.05}) == "signal + stop 5%"
-    assert exit_label([{"type": "signal", "enabled": False}, {"type": "trailing_stop", "pct": 0.025},
-                       {"type": "take_profit", "pct": 0.1}]) == "target 10% + trail 2.5%"
-    assert exit_label([{"type": "time_stop", "bars": 5}, {"type": "atr_stop"}]) == (
-        "signal + ATR stop 2x14 + time 5 bars")
-    assert exit_label({"type": "signal", "enabled": False}) == "end of data only"
 
 
 def test_schema_defaults_are_valid_rules():
