@@ -541,7 +541,9 @@ def _cmd_strategies(ctx: _Context, args: argparse.Namespace) -> int:
         _print_json({"strategies": strategies, "problems": problems})
         return EXIT_OK
     for record in strategies:
-        print(f"{record['name']} ({record['direction']}, {record['source']}): {record['title']}")
+        where = ("built-in" if record["source"] == "built-in"
+                 else f"{record['direction']}, {record['source']}")
+        print(f"{record['name']} ({where}): {record['title']}")
         for p in record["params"]:
             print(f"    {p['name']}: {p['kind']} = {p['default']}{_param_range(p)}")
     for problem in problems:

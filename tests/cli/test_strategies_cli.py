@@ -35,7 +35,7 @@ def cli(tmp_path, monkeypatch, capsys):
 def test_lists_every_strategy_with_params_direction_and_source(cli):
     code, out, _ = cli("strategies")
     assert code == 0
-    assert "rsi_meanrev (long, built-in): RSI mean reversion" in out
+    assert "rsi_meanrev (built-in): RSI mean reversion" in out
     assert "    period: int = 14 (2..500)" in out
     source = cli.folder / "overbought_fade.toml"
     assert f"overbought_fade (short, {source}): Fade overbought rallies" in out
