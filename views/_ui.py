@@ -243,12 +243,13 @@ def warm_up() -> threading.Thread:
 
 
 def _warm_kernels() -> None:
-    """One tiny backtest per strategy with every exit rule, and one store write; best effort."""
+    """One tiny backtest and grid per strategy with every exit rule, and one store write; best
+    effort (a failure is logged, the app works without it)."""
     import tempfile
 
     import numpy as np
 
-    from core.engine import run_backtest
+    from core.engine import run_backtest, run_many
     from core.exits import EXIT_RULE_TYPES
     from core.store import BacktestStore
     from core.strategies import list_strategies
@@ -262,6 +263,8 @@ def _warm_kernels() -> None:
                 for kind, params in EXIT_RULE_TYPES.items()]
         results = [run_backtest(bars, strategy.name, None, exit_rule, symbol="WARMUP")
                    for strategy in list_strategies() for exit_rule in (None, rule)]
+        for strategy in list_strategies():  # the grid kernels of an in-process sweep
+            run_many({"WARMUP": bars}, strategy.name, None, [None, rule], with_trades=True)
         with tempfile.TemporaryDirectory(prefix="hindsight-warm-") as folder:
             warm_store = BacktestStore(f"{folder}/store.zarr")
             warm_store.store_backtest(results[0])

@@ -62,8 +62,10 @@ def test_start_up_warms_the_compiled_kernels_in_the_background(env):
     out = subprocess.run([sys.executable, "-c", WARM_CHECK], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "Warming the kernels failed" not in out.stderr, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["before"] == []
     assert report["threads"] == 1
     assert not report["alive"]
     assert "core.kernels.simulate_nb" in report["after"], report
+    assert any("grid" in name for name in report["after"]), report
