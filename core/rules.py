@@ -530,6 +530,8 @@ def evaluate(node: Node, bars: Bars, params: Mapping[str, Any], memo: dict) -> A
     sub-expressions between calls on the same bars (keyed by text and param values)."""
     if node.type in (INT, FLOAT, CONDITION):
         return scalar(node, params)
+    if node.kind == "series":  # never memoised: the memo must not keep the bars alive
+        return _series(node, bars)
     key = (node.text, *[params[p] for p in node.params])
     found = memo.get(key)
     if found is None:
@@ -537,14 +539,16 @@ def evaluate(node: Node, bars: Bars, params: Mapping[str, Any], memo: dict) -> A
     return found
 
 
+def _series(node: Node, bars: Bars) -> np.ndarray:
+    values = getattr(bars, node.value)
+    if values is None:
+        raise RuleError(f"{node.text}: this run has no volume data (backtests and the "
+                        "scanner read open, high, low and close); remove volume from the rule.")
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
 def _compute(node: Node, bars: Bars, params: Mapping[str, Any], memo: dict) -> np.ndarray:
     kind = node.kind
-    if kind == "series":
-        values = getattr(bars, node.value)
-        if values is None:
-            raise RuleError(f"{node.text}: this run has no volume data (backtests and the "
-                            "scanner read open, high, low and close); remove volume from the rule.")
-        return np.ascontiguousarray(values, dtype=np.float64)
     if kind == "call":
         return _call(node, bars, params, memo)
     values = [evaluate(a, bars, params, memo) for a in node.args]

@@ -1,7 +1,9 @@
 """The rule expression language: parsing, types, canonical text, evaluation, errors, limits."""
 from __future__ import annotations
 
+import gc
 import pickle
+import weakref
 
 import numpy as np
 import pytest
@@ -259,6 +261,19 @@ def test_sub_expressions_are_computed_once_per_bars(monkeypatch):
     other_bars = tuple(a.copy() for a in arrays)  # new arrays: a new memo
     indicators.compute_series(series, *other_bars)
     assert calls == [7]
+
+
+def test_the_shared_memo_lets_the_bars_go():
+    node = rules.parse("close > sma(close, n) and close crosses_above shift(close, n)", PARAMS)
+    close = 100 + np.sin(np.arange(50))
+    arrays = [close.copy() for _ in range(4)]
+    series, other, _ = rules.engine_rule(node, {"n": 3})
+    indicators.compute_series(series, *arrays)
+    indicators.compute_series(other, *arrays)
+    alive = weakref.ref(arrays[3])
+    del arrays
+    gc.collect()
+    assert alive() is None
 
 
 def test_bound_rules_are_keys_and_survive_pickling():
