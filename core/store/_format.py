@@ -53,7 +53,7 @@ RAGGED_CHUNK = 2_048
 RAGGED_SHARD_CHUNKS = 2_048
 #: Values per inner chunk of the ragged arrays in a fresh write (before compaction): larger
 #: chunks cost less CPU to compress (pcodec has a fixed cost per chunk).
-RAGGED_WRITE_CHUNK = 8_192
+RAGGED_WRITE_CHUNK = 65_536
 #: pcodec compression level (0..12): 4 writes fast; compaction rewrites at a higher level.
 WRITE_LEVEL = 4
 COMPACT_LEVEL = 8
