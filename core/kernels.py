@@ -79,7 +79,6 @@ def simulate_nb(
     short = side < 0
     entry_factor = 1.0 + side * slippage  # every fill moves against the trader
     exit_factor = 1.0 - side * slippage
-    bar_fee = borrow if short else 0.0
     adverse = high if short else low  # the extreme that moves against the position
     favorable = low if short else high
 
@@ -95,8 +94,8 @@ def simulate_nb(
     mark_base = 0.0  # equity = mark_base + mark_units * close while in the market
     mark_units = 0.0
     fees = 0.0  # a short's borrow fees so far
-    stop_level = 0.0  # these four are side x level
-    target_level = 0.0
+    stop_level = 0.0  # these four are side x price: stop, target, the best price since entry
+    target_level = 0.0  # (a long's highest high, a short's lowest low) and the atr stop
     extreme = 0.0
     atr_level = np.nan
 
@@ -203,7 +202,7 @@ def simulate_nb(
             reason = END_OF_DATA
             held += 1
         if short and in_market and (reason < 0 or reason == END_OF_DATA):
-            fee = units * close[t] * bar_fee  # held through this close
+            fee = units * close[t] * borrow  # held through this close
             fees += fee
             mark_base -= fee
 
