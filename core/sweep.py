@@ -40,6 +40,8 @@ MAX_TASK_CELLS = 50_000
 #: Tasks per worker (a little over-splitting balances the load and overlaps the writes).
 TASKS_PER_WORKER = 2
 DEFAULT_BATCH_SIZE = 20_000
+#: Grid sizes above this are printed as "more than 10^12" (a 300-digit count helps no one).
+MAX_PRINTED_CELLS = 10**12
 #: How long to try to reach a Dask scheduler given by address.
 DASK_CONNECT_TIMEOUT = "10s"
 
@@ -70,7 +72,13 @@ def _range_length(name: str, spec: Mapping[str, Any]) -> int:
         raise ParamError(
             f"Range for {name!r}: stop ({stop!r}) is below start ({start!r}). Swap them."
         )
-    return int(math.floor((stop - start) / step + 1e-9)) + 1
+    steps = (stop - start) / step
+    if not math.isfinite(steps):
+        raise ParamError(
+            f"Range for {name!r} has too many values to count (start {start!r}, stop {stop!r}, "
+            f"step {step!r}). Narrow the range or take a larger step."
+        )
+    return int(math.floor(steps + 1e-9)) + 1
 
 
 def _axis_length(name: str, spec: Any) -> int:
@@ -127,13 +135,24 @@ def count_grid(param_ranges: Mapping[str, Any] | None, symbols: Any = 1, exit_ru
     return n_params * _count(symbols, "symbols") * n_rules
 
 
+def grid_size_text(cells: int) -> str:
+    """A cell count for messages: ``"1,347,300"``, or ``"more than 10^12"`` above that."""
+    return f"{cells:,}" if cells <= MAX_PRINTED_CELLS else "more than 10^12"
+
+
 def check_grid_size(cells: int, cap: int, detail: str = "") -> None:
-    """Raise ``GridTooLargeError`` with the count and the cap when ``cells > cap``."""
+    """Raise ``GridTooLargeError`` with the count and the cap when ``cells > cap``.
+
+    ``detail`` (e.g. `` (12 param combinations x 3 symbols x 1 exit rules)``) follows the
+    count; above ``MAX_PRINTED_CELLS`` the count is printed as "more than 10^12" and the detail,
+    whose factors may be as long, is left out.
+    """
     if cells > cap:
+        size = (f"{cells:,} cells{detail}, more than" if cells <= MAX_PRINTED_CELLS
+                else "more than 10^12 cells (a range stop or step typo?), far beyond")
         raise GridTooLargeError(
-            f"The sweep has {cells:,} cells{detail}, more than the cap of {cap:,}. Narrow the "
-            f"ranges, sample with max_tries (--max-tries N), or raise max_grid_cells "
-            f"(HINDSIGHT_MAX_GRID_CELLS)."
+            f"The sweep has {size} the cap of {cap:,}. Narrow the ranges, sample with max_tries "
+            f"(--max-tries N), or raise max_grid_cells (HINDSIGHT_MAX_GRID_CELLS)."
         )
 
 

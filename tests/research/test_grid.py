@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from core.errors import GridTooLargeError, ParamError, UnknownStrategyError
 from core.strategies import validate_params
-from core.sweep import count_grid, expand_grid, run_sweep, expand_or_sample
+from core.sweep import (check_grid_size, count_grid, expand_grid, expand_or_sample,
+                        grid_size_text, run_sweep)
 
 
 def test_count_grid_hand_computed():
@@ -45,6 +46,33 @@ def test_cap_refuses_with_number_and_cap(provider):
     assert "59,880" in message  # 499 x 30 x 4 symbols
     assert "10,000" in message
     assert "max-tries" in message
+
+
+def test_an_absurd_grid_is_refused_in_one_short_line_without_its_exact_count(provider):
+    ranges = {"period": {"start": 1, "stop": 1e300}}
+    assert count_grid(ranges, 4, None) > 10**300  # the count itself stays exact
+    with pytest.raises(GridTooLargeError) as info:
+        run_sweep("rsi_meanrev", ranges, provider.symbols(), [None], None, provider,
+                  max_cells=250_000)
+    message = str(info.value)
+    assert message.startswith("The sweep has more than 10^12 cells")
+    assert "250,000" in message and "--max-tries N" in message and "Narrow the ranges" in message
+    assert len(message) < 300 and "\n" not in message
+
+
+def test_grid_sizes_up_to_10_to_the_12_are_printed_exactly():
+    assert grid_size_text(1_347_300) == "1,347,300"
+    assert grid_size_text(10**12) == "1,000,000,000,000"
+    assert grid_size_text(10**12 + 1) == "more than 10^12"
+    with pytest.raises(GridTooLargeError, match=r"^The sweep has 1,347,300 cells \(3 symbols\), more"):
+        check_grid_size(1_347_300, 250_000, " (3 symbols)")
+
+
+@pytest.mark.parametrize("spec", [{"start": -1e308, "stop": 1e308},
+                                  {"start": 0, "stop": 1, "step": 1e-320}])
+def test_a_range_too_long_to_count_is_named(spec):
+    with pytest.raises(ParamError, match="Range for 'period' has too many values to count.*Narrow"):
+        count_grid({"period": spec})
 
 
 def test_expand_grid_validates_and_drops_cross_param_violations():
