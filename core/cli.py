@@ -379,9 +379,11 @@ def _cmd_universe(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _query_frame(ctx: _Context, args: argparse.Namespace):
-    """The store's latest backtests filtered by --where/--order-by/--limit, --columns picked."""
+    """The store's latest backtests filtered by --exit/--where/--order-by/--limit, --columns
+    picked."""
+    exit_rule = _exit_filter(args.exit) if args.exit is not None else None
     frame = ctx.store("r").query(
-        symbol=_symbols_arg(args.symbols) or None, strategy=args.strategy,
+        symbol=_symbols_arg(args.symbols) or None, strategy=args.strategy, exit_rule=exit_rule,
         where=args.where, order_by=args.order_by, limit=args.limit,
         include_history=args.history,
     )
@@ -392,6 +394,17 @@ def _query_frame(ctx: _Context, args: argparse.Namespace):
 
         raise QueryError(f"Unknown column {unknown[0]!r}.{did_you_mean(unknown[0], frame.columns)}")
     return frame[columns] if columns else frame
+
+
+def _exit_filter(text: str) -> list[dict]:
+    """The canonical exit rule named by ``--exit`` (``null``: the signal exit alone)."""
+    from core.exits import canonical_exit_rule
+
+    rule = _json_arg(text, "--exit", '{"type": "stop_loss", "pct": 0.05}')
+    try:
+        return canonical_exit_rule(rule)
+    except HindsightError as exc:
+        raise ValidationError(f"--exit {_clip(text)}: {exc}") from None
 
 
 def _cmd_query(ctx: _Context, args: argparse.Namespace) -> int:
@@ -623,6 +636,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--symbols", help="only these symbols (comma-separated)")
     p.add_argument("--strategy", help="only this strategy")
+    p.add_argument("--exit", help='only this exit rule (JSON), e.g. \'{"type": "stop_loss", '
+                                  '"pct": 0.05}\'; null: the signal exit alone')
     p.add_argument("--where", help="filter, e.g. \"strategy == 'rsi_meanrev' and win_rate > 0.5\"")
     p.add_argument("--order-by", help="column; descending: --order-by -column")
     p.add_argument("--limit", type=int, help="at most this many rows")
