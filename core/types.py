@@ -128,7 +128,8 @@ class BatchResult:
 
     ``table`` columns: symbol, strategy, params_json, params_hash, exit_json, exit_hash, start,
     end, initial_capital, costs_json, settings_json, engine_version, data_fingerprint, one float
-    column per strategy param named ``<prefix>_<param>``, then every name in METRIC_NAMES.
+    column per strategy param named ``<prefix>_<param>`` (``core.strategies.param_columns``: none
+    for ``direction``, which is in params_json), then every name in METRIC_NAMES.
     ``trades`` (optional) holds every trade of every row, TRADE_COLUMNS plus ``direction`` and
     ``row`` (the positional row of ``table`` it belongs to), sorted by row then entry_time.
     ``curves`` (optional) holds every row's equity curve in columnar form; without it a row's
