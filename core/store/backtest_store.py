@@ -3,7 +3,8 @@
 Writes: validate and encode -> write one immutable segment aside -> under the writer lock, append
 it to a fresh copy of the manifest and replace the manifest atomically (the commit point).
 Reads: a lean in-memory index of the current manifest, refreshed whenever the manifest changes
-(one ``os.stat`` per call locally), so a long-lived handle always sees other processes' commits.
+(checked on every call), so a long-lived handle always sees other processes' commits. Where the
+store lives (a local folder or an fsspec URL) is the backend's business (``_backend``).
 """
 from __future__ import annotations
 
