@@ -284,3 +284,48 @@ def test_bound_rules_are_keys_and_survive_pickling():
     assert a != rules.BoundRule(node, {"period": 5, "level": 30.0}, sign=-1)
     copy = pickle.loads(pickle.dumps(a))
     assert copy == a and copy.node.text == node.text and copy.first_valid() == 5
+
+
+# --- robustness --------------------------------------------------------------------------------
+
+ATOMS = st.sampled_from(["close", "open", "high", "low", "period", "level", "3", "2.5",
+                         "sma(close, n)", "rsi(close, period)", "ema(high - low, 3)",
+                         "shift(close, n)", "atr(n)", "bb_lower(close, n, level)"])
+SERIES_TEXT = st.recursive(
+    ATOMS, lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        inner.map(lambda x: f"-{x}"),
+        inner.map(lambda x: f"highest({x}, n)")),
+    max_leaves=6)
+SIGNAL_TEXT = st.recursive(
+    st.tuples(SERIES_TEXT, st.sampled_from(["<", "<=", ">", ">=", "crosses_above",
+                                            "crosses_below"]), SERIES_TEXT).map(
+        lambda t: f"{t[0]} {t[1]} {t[2]}"),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(
+            lambda t: f"({t[0]}) {t[1]} ({t[2]})"),
+        inner.map(lambda x: f"not ({x})")),
+    max_leaves=4)
+
+
+@given(SIGNAL_TEXT)
+def test_canonical_text_parses_back_to_itself(text):
+    try:
+        node = rules.parse(text, PARAMS)
+    except RuleError as exc:  # e.g. two numbers compared, or a size limit
+        assert "column" in str(exc) or "entry" in str(exc) or "rule" in str(exc)
+        return
+    again = rules.parse(node.text, PARAMS)
+    assert again.text == node.text and again.type == node.type
+    close = 100 + np.sin(np.arange(40) / 3) * 5
+    result = rules.evaluate(node, bars_of(close), {"period": 3, "level": 1.5, "n": 4}, {})
+    assert result.dtype == bool and result.shape == (40,)
+
+
+@given(st.text(max_size=80))
+def test_any_text_parses_or_raises_a_rule_error(text):
+    try:
+        rules.parse(text, PARAMS)
+    except RuleError:
+        pass
