@@ -4,10 +4,10 @@ Workload (the issue's): RSI mean reversion, 936-cell grid (period 5..30 x overso
 x overbought 60..80 step 4) on 10 symbols x 2,520 synthetic daily bars = 9,360 backtests, every
 metric, with a 5 % stop-loss exit, with the signal exit only, and with trade logs (what sweeps
 store); the same grid short (``direction="short"``, 5 % stop) alternating with the long one, so
-both see the same load. Bars carry their fingerprint in ``attrs`` as data providers deliver them. Also measured: numba compile
-time with an empty cache, a fresh process's first backtest (imports included, disk cache warm),
-one ``run_backtest`` (p50), peak RSS of the whole grid in a clean process, and - when a peers
-venv with vectorbt exists (env ``PEERS_PYTHON``, default /tmp/peers-venv/bin/python) - vectorbt
+both see the same load. Bars carry their fingerprint in ``attrs`` as data providers deliver
+them. Also measured: numba compile time with an empty cache, a fresh process's first backtest
+(imports included, disk cache warm), one ``run_backtest`` (p50) long and short, peak RSS of the
+whole grid in a clean process, and - when a peers venv with vectorbt exists (env ``PEERS_PYTHON``, default /tmp/peers-venv/bin/python) - vectorbt
 on the same grid in the same run.
 
 Usage: ``.venv/bin/python bench/engine_bench.py [--quick]``

@@ -3,8 +3,8 @@
 ``simulate_nb`` runs one backtest over plain arrays: signals are crossings evaluated on the fly
 (``entry``/``exit`` series, optional second series, level, direction), the trade side is a
 flag (+1 long, -1 short), the exit rule is the vector from ``core.exits.exit_vector`` and
-metrics are accumulated as running sums, so a grid cell needs no equity array. It records the equity curve and the trade log only when given
-non-empty output arrays. ``grid_nb`` runs many cells in parallel (``prange``) over one symbol.
+metrics are accumulated as running sums, so a grid cell needs no equity array. It records the
+equity curve and the trade log only when given non-empty output arrays. ``grid_nb`` runs many cells in parallel (``prange``) over one symbol.
 Conventions (fills, costs, exit order within a bar) are in docs/engine.md.
 """
 from __future__ import annotations
@@ -428,7 +428,8 @@ def grid_metrics_trades_nb(
 @njit(cache=True, parallel=True, nogil=True)
 def grid_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    cells, offsets,
 ):
     """Trade records of ``cells``; ``cells[i]`` fills rows ``offsets[i]:offsets[i + 1]``."""
     n_exits = exit_vecs.shape[0]
@@ -452,7 +453,8 @@ def grid_trades_nb(
 @njit(cache=True, nogil=True)
 def grid_trades_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days, cells, offsets,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    cells, offsets,
 ):
     """``grid_trades_nb`` on one thread."""
     n_exits = exit_vecs.shape[0]

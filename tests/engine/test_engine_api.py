@@ -44,9 +44,13 @@ def test_result_shape(bars):
     assert result.metrics["num_trades"] == len(result.trades)
 
 
-def test_final_equity_is_initial_plus_every_pnl(bars):
-    result = run_backtest(bars, "breakout", {"period": 10, "exit_period": 5},
-                          costs={"commission": 0.002, "fixed": 3, "slippage_bps": 7})
+@pytest.mark.parametrize("direction", ["long", "short"])
+def test_final_equity_is_initial_plus_every_pnl(bars, direction):
+    params = {"period": 10, "exit_period": 5, "direction": direction}
+    result = run_backtest(bars, "breakout", params,
+                          costs={"commission": 0.002, "fixed": 3, "slippage_bps": 7,
+                                 "borrow_rate": 0.04})
+    assert result.metrics["num_trades"] >= 3
     assert result.equity.iloc[-1] == pytest.approx(100_000 + result.trades["pnl"].sum(), rel=1e-12)
     assert result.metrics["total_return"] == pytest.approx(result.equity.iloc[-1] / 1e5 - 1)
 
