@@ -7,8 +7,9 @@ store); the same grid short (``direction="short"``, 5 % stop) alternating with t
 both see the same load. Bars carry their fingerprint in ``attrs`` as data providers deliver
 them. Also measured: numba compile time with an empty cache, a fresh process's first backtest
 (imports included, disk cache warm), one ``run_backtest`` (p50) long and short, peak RSS of the
-whole grid in a clean process, and - when a peers venv with vectorbt exists (env ``PEERS_PYTHON``, default /tmp/peers-venv/bin/python) - vectorbt
-on the same grid in the same run.
+whole grid in a clean process, and - when a peers venv with vectorbt exists (env
+``PEERS_PYTHON``, default /tmp/peers-venv/bin/python) - vectorbt on the same grid in the same
+run.
 
 Usage: ``.venv/bin/python bench/engine_bench.py [--quick]``
 """
