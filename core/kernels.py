@@ -4,8 +4,9 @@
 (``entry``/``exit`` series, optional second series, level, direction), the trade side is a
 flag (+1 long, -1 short), the exit rule is the vector from ``core.exits.exit_vector`` and
 metrics are accumulated as running sums, so a grid cell needs no equity array. It records the
-equity curve and the trade log only when given non-empty output arrays. ``grid_nb`` runs many cells in parallel (``prange``) over one symbol.
-Conventions (fills, costs, exit order within a bar) are in docs/engine.md.
+equity curve and the trade log only when given non-empty output arrays. ``grid_metrics_nb``
+runs many cells in parallel (``prange``) over one symbol. Conventions (fills, costs, exit order
+within a bar) are in docs/engine.md.
 """
 from __future__ import annotations
 
