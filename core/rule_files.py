@@ -11,7 +11,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -53,8 +53,8 @@ class FolderScan:
 
 # --- one file ---------------------------------------------------------------------------------
 
-def load_file(path: str | os.PathLike, taken: Mapping[str, Any] = ()) -> Strategy:
-    """The strategy declared in the TOML file at ``path``; ``taken`` names that are in use."""
+def load_file(path: str | os.PathLike) -> Strategy:
+    """The strategy declared in the TOML file at ``path``."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -66,27 +66,29 @@ def load_file(path: str | os.PathLike, taken: Mapping[str, Any] = ()) -> Strateg
         raise StrategyFileError(f"{path}: the file is not UTF-8 text; save it as UTF-8.") from None
     except OSError as exc:
         raise StrategyFileError(f"{path}: cannot read the file ({exc.strerror or exc}).") from None
-    return load_text(text, str(path), taken)
+    return load_text(text, str(path))
 
 
-def load_text(text: str, source: str = "<text>", taken: Mapping[str, Any] = ()) -> Strategy:
-    """The strategy declared by TOML ``text``; errors start with ``source``."""
+def load_text(text: str, source: str = "<text>") -> Strategy:
+    """The strategy declared by TOML ``text``; errors start with ``source``.
+
+    Whether its name or store columns are free is the registry's check (``Claims``)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StrategyFileError(f"{source}: not valid TOML ({exc}). Check quotes, '=' and "
                                 "[section] headers against docs/strategies.md.") from None
     try:
-        return _strategy(doc, source, taken)
+        return _strategy(doc, source)
     except (RuleError, StrategyFileError) as exc:
         raise StrategyFileError(f"{source}: {exc}") from None
 
 
-def _strategy(doc: dict, source: str, taken: Mapping[str, Any]) -> Strategy:
+def _strategy(doc: dict, source: str) -> Strategy:
     unknown = [k for k in doc if k not in FIELDS]
     if unknown:
         raise StrategyFileError(f"unknown field {unknown[0]!r}.{did_you_mean(unknown[0], FIELDS)}")
-    name = _name(doc.get("name"), taken)
+    name = _name(doc.get("name"))
     direction = doc.get("direction", "long")
     if direction not in DIRECTIONS:
         raise StrategyFileError(f"direction = {direction!r}; use \"long\" or \"short\".")
@@ -122,14 +124,11 @@ def _strategy(doc: dict, source: str, taken: Mapping[str, Any]) -> Strategy:
     return strategy
 
 
-def _name(name: Any, taken: Mapping[str, Any]) -> str:
+def _name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise StrategyFileError(
             f"name = {name!r}: give a name of lowercase letters, digits and _, starting with a "
             "letter, at most 40 characters, e.g. name = \"rsi_trend\".")
-    if name in taken:
-        raise StrategyFileError(f"name {name!r} is already used by {taken[name]}; "
-                                "choose another name.")
     return name
 
 
@@ -300,29 +299,61 @@ _FILES: dict[str, tuple[tuple[int, int], Strategy | str]] = {}  # path -> (mtime
 _SCANS: dict[str, tuple[tuple, FolderScan]] = {}  # folder -> (signature, scan)
 
 
-def scan_folder(folder: str | os.PathLike, reserved: Mapping[str, Any] = ()) -> FolderScan:
+class Claims:
+    """Strategy names and stored param columns (``<name>_<param>``) in use, and by whom."""
+
+    def __init__(self, strategies: Iterable[Strategy] = ()):
+        self.names: dict[str, str] = {}
+        self.columns: dict[str, str] = {}
+        for strategy in strategies:
+            self.add(strategy)
+
+    def add(self, strategy: Strategy) -> None:
+        holder = (f"the built-in {strategy.name}" if strategy.source == "built-in"
+                  else strategy.source)
+        self.names[strategy.name] = holder
+        for column in _columns(strategy):
+            self.columns[column] = holder
+
+    def clash(self, strategy: Strategy) -> str | None:
+        """Why ``strategy`` cannot join (its name or a store column is taken), or None."""
+        if strategy.name in self.names:
+            return (f"name {strategy.name!r} is already used by {self.names[strategy.name]}; "
+                    "choose another name.")
+        for column in _columns(strategy):
+            if column in self.columns:
+                return (f"its stored param column {column!r} (name_param) is already used by "
+                        f"{self.columns[column]}; rename the strategy or the param.")
+        return None
+
+
+def _columns(strategy: Strategy) -> list[str]:
+    return [f"{strategy.prefix}_{p.name}" for p in strategy.params]
+
+
+def scan_folder(folder: str | os.PathLike, reserved: Iterable[Strategy] = ()) -> FolderScan:
     """Every ``*.toml`` strategy of ``folder`` (files in name order; a missing folder is empty).
 
-    ``reserved`` maps names that files may not take (the built-ins) to who holds them. A file
-    that fails, or whose name an earlier file already took, becomes a ``FileProblem``.
+    A file that fails, or whose name or stored param columns a ``reserved`` strategy (the
+    built-ins) or an earlier file already holds, becomes a ``FileProblem``.
     """
     folder = os.path.abspath(folder)
     signature = _signature(folder)
     cached = _SCANS.get(folder)
     if cached is not None and cached[0] == signature:
         return cached[1]
-    taken = {name: f"the built-in {name}" for name in reserved}
+    claims = Claims(reserved)
     found, problems = {}, []
     for name, mtime, size in signature:
         path = os.path.join(folder, name)
         result = _load_cached(path, (mtime, size))
+        clash = claims.clash(result) if not isinstance(result, str) else None
         if isinstance(result, str):
             problems.append(FileProblem(path, result))
-        elif result.name in taken:
-            problems.append(FileProblem(path, f"{path}: name {result.name!r} is already used by "
-                                              f"{taken[result.name]}; choose another name."))
+        elif clash:
+            problems.append(FileProblem(path, f"{path}: {clash}"))
         else:
-            taken[result.name] = os.path.basename(path)
+            claims.add(result)
             found[result.name] = result
     scan = FolderScan(folder, found, tuple(problems))
     _SCANS[folder] = (signature, scan)
@@ -366,10 +397,12 @@ def is_current(strategy: Strategy) -> bool:
         return False
 
 
-def check_file(path: str | os.PathLike, registered: list[Strategy]) -> Strategy:
-    """Load one file as the registry would: its name must not be taken by a built-in or by
-    another file among ``registered`` (the file's own earlier version does not count)."""
+def check_file(path: str | os.PathLike, registered: Iterable[Strategy]) -> Strategy:
+    """Load one file as the registry would: its name and stored param columns must not be
+    held by another of the ``registered`` strategies (its own earlier version does not count)."""
     here = os.path.abspath(path)
-    taken = {s.name: (s.source if s.source != "built-in" else f"the built-in {s.name}")
-             for s in registered if s.source != here}
-    return load_file(here, taken)
+    strategy = load_file(here)
+    clash = Claims(s for s in registered if s.source != here).clash(strategy)
+    if clash:
+        raise StrategyFileError(f"{here}: {clash}")
+    return strategy

@@ -316,7 +316,7 @@ def _folder_scan():
     from core.config import load_settings
     from core.rule_files import scan_folder
 
-    scan = scan_folder(load_settings().strategies_folder, _STRATEGIES)
+    scan = scan_folder(load_settings().strategies_folder, _STRATEGIES.values())
     _LAST_SCAN.clear()
     _LAST_SCAN[_settings_origin()] = scan
     return scan

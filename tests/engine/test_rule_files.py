@@ -214,8 +214,6 @@ BAD_FILES = [
     ("name = 'x'\nentry = ", r"not valid TOML"),
     (RSI_RULE.replace("title =", "titel ="), r"unknown field 'titel'. Did you mean 'title'"),
     (RSI_RULE.replace('name = "rsi_rule"', 'name = "RSI rule"'), r"name = 'RSI rule': give"),
-    (RSI_RULE.replace('name = "rsi_rule"', 'name = "rsi_meanrev"'),
-     "already used by the built-in rsi_meanrev"),
     ('direction = "sideways"\n' + RSI_RULE, r"direction = 'sideways'; use \"long\" or \"short\""),
     (RSI_RULE.replace('exit = "rsi(close, period) crosses_above overbought"', ""),
      "the exit rule is missing"),
@@ -247,7 +245,7 @@ BAD_FILES = [
 @pytest.mark.parametrize("text, message", BAD_FILES)
 def test_bad_files_are_refused_naming_the_file_and_the_fix(text, message):
     with pytest.raises(StrategyFileError, match=r"^bad\.toml: .*" + message):
-        rule_files.load_text(text, "bad.toml", {"rsi_meanrev": "the built-in rsi_meanrev"})
+        rule_files.load_text(text, "bad.toml")
 
 
 def test_a_choice_param_of_numbers_is_usable_and_stored_as_its_index():
@@ -303,8 +301,20 @@ def test_a_malformed_file_never_stops_the_others(folder):
     assert ("column 20: unexpected 'crosses_abov' after a complete expression; join rules "
             "with and / or. Did you mean 'crosses_above'?") in problems["b_broken.toml"]
     assert problems["b_broken.toml"].startswith(str(folder / "b_broken.toml"))
-    assert "'a_good' is already used by a_good.toml" in problems["c_clash.toml"]
+    assert f"'a_good' is already used by {folder / 'a_good.toml'}" in problems["c_clash.toml"]
     assert "already used by the built-in breakout" in problems["d_builtin.toml"]
+
+
+def test_a_file_may_not_reuse_a_stored_param_column(folder):
+    write(folder, "a_rsi", RSI_RULE.replace('"rsi_rule"', '"rsi"'))  # rsi_period: rsi_meanrev's
+    write(folder, "b_x", RSI_RULE.replace('"rsi_rule"', '"x_y"'))  # x_y_period
+    write(folder, "c_x", RSI_RULE.replace('"rsi_rule"', '"x"').replace("period", "y_period"))
+    assert [s.name for s in list_strategies()][4:] == ["x_y"]
+    problems = {Path(p.path).name: p.error for p in strategy_problems()}
+    assert ("its stored param column 'rsi_period' (name_param) is already used by the built-in "
+            "rsi_meanrev; rename the strategy or the param") in problems["a_rsi.toml"]
+    assert (f"column 'x_y_period' (name_param) is already used by {folder / 'b_x.toml'}"
+            in problems["c_x.toml"])
 
 
 def test_a_missing_folder_means_no_rule_strategies(tmp_path, monkeypatch):
