@@ -32,7 +32,7 @@ from core.strategies import (
     validate_params,
 )
 from core.types import (DIRECTION_DTYPE, DIRECTIONS, EXIT_REASON_DTYPE, METRIC_NAMES,
-                        TRADE_COLUMNS, BacktestResult, BatchCurves, BatchResult)
+                        BacktestResult, BatchCurves, BatchResult)
 
 ENGINE_VERSION = "1.0.0"
 
