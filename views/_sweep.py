@@ -23,13 +23,13 @@ def panel() -> None:
         st.markdown("**Param ranges**")
         ranges = {p.name: range_input(p, key=f"sweep.{strategy.name}") for p in strategy.params}
         st.markdown("**Symbols**")
-        symbols_input = symbols_picker()
+        every, typed = symbols_picker()
         st.markdown("**Exit rules** (each value is one rule)")
         use_signal, exit_values = exit_rule_grid(key="sweep.exits")
 
     cells = None
     with _ui.user_errors():
-        symbols = symbols_input()
+        symbols = tuple(_ui.source_symbols()) if every else _ui.parse_symbols(typed)
         check_ranges(strategy, ranges)
         exit_rules = exit_rules_from(use_signal, exit_values)
         cells = sweep.count_grid(ranges, symbols, exit_rules)
@@ -48,17 +48,17 @@ def panel() -> None:
     readouts(strategy)
 
 
-def symbols_picker():
-    """Symbols widgets (all symbols of the data source, or a typed list defaulting to its first
-    three); returns a function giving the validated symbols, so errors show in the main area."""
+def symbols_picker() -> tuple[bool, str]:
+    """Symbols widgets: every symbol of the data source, or a typed list (starting on its first
+    three symbols); returns (every, typed text), checked by the caller so errors show in the
+    main area."""
     label = _ui.source_label(_ui.settings().data_source)
     every = st.checkbox(f"All symbols of {label}", value=False, key="sweep.all_symbols")
     if every:
-        return lambda: tuple(_ui.source_symbols())
+        return True, ""
     _ui.follow_source("sweep.symbols", lambda: _ui.first_symbols(3))
-    text = st.text_area("Symbols", key="sweep.symbols", label_visibility="collapsed",
-                        help=f"Comma- or space-separated symbols of {label}.")
-    return lambda: _ui.parse_symbols(text)
+    return False, st.text_area("Symbols", key="sweep.symbols", label_visibility="collapsed",
+                               help=f"Comma- or space-separated symbols of {label}.")
 
 
 def range_input(param, key: str):
