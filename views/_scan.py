@@ -107,8 +107,8 @@ def raise_nothing_loaded(skipped: list[dict]) -> None:
     """No symbol of the universe could be loaded: one error saying so (the reasons are listed)."""
     from core.errors import DataUnavailableError
 
-    raise DataUnavailableError(f"None of the {len(skipped)} symbol(s) could be loaded; see the skipped "
-                    "files below. Fix the files or switch the data source.")
+    raise DataUnavailableError(f"None of the {len(skipped)} symbol(s) could be loaded; see the "
+                               "skipped files below. Fix the files or switch the data source.")
 
 
 def filter_by_stats(signals: pd.DataFrame, min_win_rate: float, min_trades: int,

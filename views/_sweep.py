@@ -275,7 +275,8 @@ def heatmap(cells: pd.DataFrame, strategy) -> None:
                                       min_trades=min_trades)
         best = json.loads(score["best_params_json"])  # every param as stored (choices by name)
         rule = exit_label(json.loads(score["exit_json"]))
-        st.caption(f"Best cell {_ui.params_label(best)} · {rule}: {metric} {score['best']:.3f}; its "
+        st.caption(f"Best cell {_ui.params_label(best)} · {rule}: {metric} "
+                   f"{score['best']:.3f}; its "
                    f"{score['n_neighbours']} neighbours average {score['neighbour_mean']:.3f} "
                    f"(stability score {score['score']:.2f}: 1 = plateau, 0 = isolated spike).")
 
@@ -312,8 +313,9 @@ def universe(cells: pd.DataFrame, strategy, top: pd.DataFrame) -> None:
     from core import sweep
     from core.exits import exit_label
 
-    configs = {f"{ph}/{eh}": (json.loads(p), json.loads(e)) for ph, eh, p, e in
-               top[["params_hash", "exit_hash", "params_json", "exit_json"]].itertuples(index=False)}
+    identity = top[["params_hash", "exit_hash", "params_json", "exit_json"]]
+    configs = {f"{ph}/{eh}": (json.loads(p), json.loads(e))
+               for ph, eh, p, e in identity.itertuples(index=False)}
     pick = st.selectbox("Universe view of configuration", list(configs), key="sweep.universe",
                         format_func=lambda k: f"{_ui.params_label(configs[k][0])} · "
                                               f"{exit_label(configs[k][1])}")

@@ -1,7 +1,6 @@
 """One data source for every page, switched in the sidebar; bad files skipped and listed."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
