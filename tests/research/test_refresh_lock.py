@@ -14,6 +14,7 @@ from core.data.cached import CachedProvider
 from core.data.demo import DemoProvider
 from core.data.folder import FolderProvider
 from core.data.prices import PriceCache
+from core.errors import ValidationError
 from core.refresh import RefreshRunningError, refresh, refresh_lock_path
 from core.store import open_store
 from core.sweep import run_sweep
@@ -63,16 +64,24 @@ def _versions(store_url: str) -> list[int]:
 def test_two_refreshes_at_once_rerun_each_configuration_once(tmp_path):
     store_url, env = _setup(tmp_path)
     procs = [_start(tmp_path, env), _start(tmp_path, env)]
-    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    results = [(*p.communicate(timeout=300), p.returncode) for p in procs]
     assert _versions(store_url) == [2] * 12  # one new version per changed configuration
-    codes = sorted(code for code, _, _ in results)
+    codes = sorted(code for _, _, code in results)
     assert codes in ([0, 0], [0, 1]), results
-    for code, out, err in results:
+    for out, err, code in results:
         if code == 1:  # the second one said why it did nothing, in one line
             assert out == "" and err.count("\n") == 1
             assert err.startswith("error: Another refresh is running on ") and "--wait" in err
         else:
             assert "configurations: 12 stored" in out
+
+    with FileLock(refresh_lock_path(store_url)):  # one running now: the next exits at once
+        busy = _start(tmp_path, env)
+        out, err = busy.communicate(timeout=300)
+    assert (busy.returncode, out) == (1, "")
+    assert err == (f"error: Another refresh is running on {store_url} (it holds "
+                   f"{refresh_lock_path(store_url)}). Let it finish, or wait for it with --wait "
+                   "SECONDS (refresh(wait=...)).\n")
 
 
 @pytest.mark.slow
@@ -96,3 +105,5 @@ def test_a_held_lock_stops_a_refresh_with_a_clear_message(tmp_path, provider):
         with pytest.raises(RefreshRunningError, match="Another refresh is running on .*--wait"):
             refresh(store, provider, wait=0.2)
     assert refresh(store, provider).current == 1  # free again once the holder is done
+    with pytest.raises(ValidationError, match="wait must be a number of seconds >= 0.*-1"):
+        refresh(store, provider, wait=-1)
