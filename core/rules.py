@@ -375,9 +375,9 @@ class _Parser:
             kind = self.params[name]
             return self.make(token, "param", INT if kind == INT else FLOAT, name, value=name,
                              params=(name,))
-        known = [*SERIES_NAMES, *self.params, *FUNCTIONS]
+        hint = did_you_mean(name, [*SERIES_NAMES, *self.params, *FUNCTIONS])
         raise self.fail(token, f"unknown name {name!r}; declare it under [params.{name}] or "
-                               f"use a series (open high low close volume).{did_you_mean(name, known)}")
+                               f"use a series (open high low close volume).{hint}")
 
     def call(self, token: Token) -> Node:
         spec = FUNCTIONS[token.text]

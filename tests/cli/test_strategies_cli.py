@@ -11,7 +11,8 @@ from core.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "strategies"
-BROKEN = 'name = "broken"\nentry = "rsi(close, 14) crosses_below 30"\nexit = "close > smaa(close, 5)"\n'
+BROKEN = ('name = "broken"\nentry = "rsi(close, 14) crosses_below 30"\n'
+          'exit = "close > smaa(close, 5)"\n')
 
 
 @pytest.fixture
@@ -85,7 +86,8 @@ def test_check_refuses_a_name_taken_by_another_file_or_a_builtin(cli, tmp_path):
     twin = tmp_path / "twin.toml"
     twin.write_text((EXAMPLES / "rsi_trend.toml").read_text())
     code, out, _ = cli("strategies", "check", str(twin))
-    assert code == 1 and f"name 'rsi_trend' is already used by {cli.folder / 'rsi_trend.toml'}" in out
+    holder = cli.folder / "rsi_trend.toml"
+    assert code == 1 and f"name 'rsi_trend' is already used by {holder}" in out
     twin.write_text((EXAMPLES / "rsi_trend.toml").read_text().replace('"rsi_trend"', '"breakout"'))
     code, out, _ = cli("strategies", "check", str(twin), "--json")
     assert code == 1
