@@ -109,6 +109,19 @@ def test_params_and_functions_match_the_indicators():
         assert np.isnan(got[:first]).all() and not np.isnan(got[first:]).any(), text
 
 
+def test_new_indicators_on_hand_computed_values():
+    np.testing.assert_array_equal(value("roc(close, 2)", [1, 2, 4, 8]), [nan, nan, 300, 300])
+    np.testing.assert_array_equal(value("highest(close, 2)", [1, 3, 2, 5]), [nan, 3, 3, 5])
+    np.testing.assert_array_equal(value("lowest(close, 2)", [1, 3, 2, 5]), [nan, 1, 2, 2])
+    np.testing.assert_array_equal(value("shift(close, 1)", [1, 3, 2, 5]), [nan, 1, 3, 2])
+    # EMA(2): alpha 2/3, seed mean(1, 2) = 1.5 at bar 1, then 1.5 + 2/3 x (3 - 1.5) = 2.5;
+    # EMA(1) is the close itself, so the line is 2 - 1.5 = 0.5, then 3 - 2.5 = 0.5
+    np.testing.assert_allclose(value("macd(close, 1, 2)", [1, 2, 3]), [nan, 0.5, 0.5])
+    # the signal line EMA(2) of (0.5, 0.5) is seeded with their mean at bar 2
+    np.testing.assert_allclose(value("macd_signal(close, 1, 2, 2)", [1, 2, 3]), [nan, nan, 0.5])
+    np.testing.assert_array_equal(value("roc(close, 1)", [0, 1, 2]), [nan, nan, 100])
+
+
 def test_an_indicator_of_an_indicator_starts_where_its_input_starts():
     close = 100 + np.sin(np.arange(60) / 3) * 5
     got = value("ema(rsi(close, 5), 3)", close)
