@@ -57,3 +57,11 @@ def test_exit_rule_values_out_of_range_are_refused(env):
     manager_run(at)
     assert "pct=5.0 is out of range" in texts(at.error)
     assert open_test_store(env).count() == 0
+
+
+def test_the_scanner_refuses_an_out_of_range_param_instead_of_scanning_with_the_old_one(env):
+    at = open_page()
+    at.number_input(key="scan.params.rsi_meanrev.period").set_value(100_000).run()
+    assert not at.exception, at.exception
+    assert "period=100000 is out of range" in texts(at.error)
+    assert not at.dataframe, "no table of signals computed with a value the user did not see"
