@@ -21,19 +21,23 @@ from core.strategies import Param
 EXIT_RULE_TYPES: dict[str, tuple[Param, ...]] = {
     "signal": (),
     "stop_loss": (
-        Param("pct", float, 0.05, 0.0001, 0.99, 0.01, help="exit when price falls pct below entry"),
+        Param("pct", float, 0.05, 0.0001, 0.99, 0.01,
+              help="exit when price moves pct against the entry (a short: above it)"),
     ),
     "take_profit": (
-        Param("pct", float, 0.10, 0.0001, 100.0, 0.01, help="exit when price rises pct above entry"),
+        Param("pct", float, 0.10, 0.0001, 100.0, 0.01,
+              help="exit when price moves pct in favour of the entry (a short: below it)"),
     ),
     "trailing_stop": (
-        Param("pct", float, 0.05, 0.0001, 0.99, 0.01, help="exit pct below the highest high since entry"),
+        Param("pct", float, 0.05, 0.0001, 0.99, 0.01,
+              help="exit pct below the highest high since entry (a short: above the lowest low)"),
     ),
     "time_stop": (
         Param("bars", int, 10, 1, 100_000, 1, help="exit at the open N bars after the entry bar"),
     ),
     "atr_stop": (
-        Param("mult", float, 2.0, 0.1, 100.0, 0.1, help="stop at entry - mult x ATR"),
+        Param("mult", float, 2.0, 0.1, 100.0, 0.1,
+              help="stop at entry - mult x ATR (a short: entry + mult x ATR)"),
         Param("period", int, 14, 1, 1000, 1, help="ATR look-back in bars"),
     ),
 }
