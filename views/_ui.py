@@ -464,10 +464,11 @@ def backtest_labels(rows: pd.DataFrame) -> list[str]:
 
 
 def backtest_search(the_store, key: str, exclude: Sequence[str] = (),
-                    label: str = "Compare with", max_selections: int = 8) -> list[str]:
-    """Search box over the whole store plus a picker of what it found; returns picked ids.
+                    label: str = "Compare with", max_selections: int = 8) -> dict[str, str]:
+    """Search box over the whole store plus a picker of what it found.
 
-    Picked backtests stay picked while the search text changes.
+    Returns the picked backtests as ``{id: label}`` in the order picked; picked backtests stay
+    picked while the search text changes. ``exclude``: ids never offered (e.g. the one shown).
     """
     text = st.text_input("Find backtests by id, symbol or strategy", key=f"{key}.search",
                          placeholder="e.g. 42, AAPL or rsi_meanrev",
@@ -475,7 +476,7 @@ def backtest_search(the_store, key: str, exclude: Sequence[str] = (),
     with user_errors() as failed:
         found = search_backtests(the_store, text)
     if failed:
-        return []
+        return {}
     labels = dict(zip(found["backtest_id"], found["label"]))
     known = st.session_state.setdefault(f"{key}.labels", {})
     known.update(labels)
@@ -484,8 +485,9 @@ def backtest_search(the_store, key: str, exclude: Sequence[str] = (),
                                              if b not in exclude)]))
     if text.strip() and not len(found):
         st.caption(f"No stored backtest matches {text.strip()!r}.")
-    return st.multiselect(label, options, key=key, max_selections=max_selections,
-                          format_func=lambda b: f"{known.get(b, b)} [{b}]")
+    chosen = st.multiselect(label, options, key=key, max_selections=max_selections,
+                            format_func=lambda b: f"{known.get(b, b)} [{b}]")
+    return {b: known.get(b, b) for b in chosen}
 
 
 def details_url(backtest_id: str) -> str:

@@ -53,7 +53,8 @@ def test_picked_backtests_stay_picked_while_searching(crowded, env):
     at.multiselect(key="cmp").set_value([crowded]).run()
     at.text_input(key="cmp.search").set_value("5").run()
     assert not at.exception, at.exception
-    assert at.session_state["picked"] == [crowded]
+    assert list(at.session_state["picked"]) == [crowded]
+    assert at.session_state["picked"][crowded].startswith("DEMO02 · rsi_meanrev")
     options = at.multiselect(key="cmp").options
     assert len(options) == 2 and options[1].endswith("[5]"), options
     at.text_input(key="cmp.search").set_value("2").run()
