@@ -135,11 +135,11 @@ def equity_section(details: dict, bars: pd.DataFrame | None) -> None:
                     key=f"details.log.{details['backtest_id']}",
                     help="Equal percentage moves look equal; on by default when the curves "
                          "span more than 10x.")
-    st.altair_chart(_charts.equity_chart(equity, held, log=log), width="stretch")
-    if float(_charts.drawdown_series(equity).min()) >= 0:
+    underwater = float(_charts.drawdown_series(equity).min()) < 0
+    st.altair_chart(_charts.equity_panel(equity, held, log=log, drawdown=underwater),
+                    width="stretch")
+    if not underwater:
         st.info("No drawdown: the equity never fell below a previous high.")
-    else:
-        st.altair_chart(_charts.drawdown_chart(equity), width="stretch")
 
 
 def price_section(details: dict, bars: pd.DataFrame | None) -> None:

@@ -53,7 +53,12 @@ def texts(elements) -> str:
 
 
 def chart_specs(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    """Every chart's spec, the parts of a vertical stack each counted as one."""
+    specs = []
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        specs += spec.get("vconcat", [spec])
+    return specs
 
 
 def chart_titles(at: AppTest) -> list[str]:
