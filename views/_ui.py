@@ -243,13 +243,13 @@ def warm_up() -> threading.Thread:
 
 
 def _warm_kernels() -> None:
-    """One tiny backtest and grid per strategy with every exit rule, and one store write; best
-    effort (a failure is logged, the app works without it)."""
+    """The default strategy's backtest and store write first (what the first run needs), then
+    every strategy with every exit rule; best effort (a failure is logged, the app works)."""
     import tempfile
 
     import numpy as np
 
-    from core.engine import run_backtest, run_many
+    from core.engine import run_backtest
     from core.exits import EXIT_RULE_TYPES
     from core.store import BacktestStore
     from core.strategies import list_strategies
@@ -261,14 +261,15 @@ def _warm_kernels() -> None:
                              "close": close, "volume": 1e5}, index=index)
         rule = [{"type": kind, **{p.name: p.default for p in params}}
                 for kind, params in EXIT_RULE_TYPES.items()]
-        results = [run_backtest(bars, strategy.name, None, exit_rule, symbol="WARMUP")
-                   for strategy in list_strategies() for exit_rule in (None, rule)]
-        for strategy in list_strategies():  # the grid kernels of an in-process sweep
-            run_many({"WARMUP": bars}, strategy.name, None, [None, rule], with_trades=True)
+        strategies = list_strategies()
+        first = run_backtest(bars, strategies[0].name, None, None, symbol="WARMUP")
         with tempfile.TemporaryDirectory(prefix="hindsight-warm-") as folder:
             warm_store = BacktestStore(f"{folder}/store.zarr")
-            warm_store.store_backtest(results[0])
+            warm_store.store_backtest(first)
             warm_store.close()
+        for strategy in strategies:  # the sweep's grid kernels are left out: slow to load,
+            for exit_rule in (None, rule):  # they would hold up a backtest clicked meanwhile
+                run_backtest(bars, strategy.name, None, exit_rule, symbol="WARMUP")
     except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run its speed
         logging.getLogger(__name__).warning("Warming the kernels failed", exc_info=True)
 
