@@ -3,13 +3,16 @@
 Starts ``streamlit run app.py`` on a free 127.0.0.1 port with a temporary store, price cache and
 settings (``HINDSIGHT_*``), and times from navigation (or the click) until the page is painted:
 
-- Backtest Details of a 10-year daily backtest: the first view after a server start and warm
-  views (median), until every chart is drawn and the trade table shows;
+- Backtest Details of a 10-year daily backtest, until every chart is drawn and the trade table
+  shows: the first view after a server start, warm views of its deep link (a full page load)
+  and warm views reached inside the app (the Manager's *Open its details* link; no reload);
 - the first backtest after a server start: click on *Run backtest* until the stored result shows;
 - the Scanner over a 500-symbol demo universe: first view and warm views until its table shows.
 
-Prints one JSON object; each figure has its target beside it. Not a timed test: figures depend
-on the machine and its load. Never downloads a browser: it uses /usr/bin/chromium.
+Prints one JSON object; each figure has its target beside it, with the CPU seconds the server
+and chromium spent (which, unlike wall time, hardly grow when other work loads the machine) and
+the load average. ``python bench/browser_bench.py details`` (or ``backtest``, ``scanner``) runs
+one part. Not a timed test. Never downloads a browser: it uses /usr/bin/chromium.
 """
 from __future__ import annotations
 
@@ -68,6 +71,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def browser_cpu_seconds() -> float:
+    """CPU time used so far by this process's chromium (every descendant but the servers)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text()
+                                               .rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    total, mine, grown = 0.0, {os.getpid()}, True
+    while grown:
+        grown = False
+        for pid, parent in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                grown = True
+    for pid in mine - {os.getpid()}:
+        try:
+            if b"streamlit" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
 @contextmanager
 def app_server(env: dict[str, str]):
     """``streamlit run app.py`` with ``env``; yields (URL, pid) once healthy, stops it after."""
@@ -106,7 +136,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60.0) -> 
 
 def painted(page, charts: int, table: bool) -> None:
     """Wait until ``charts`` charts are drawn (and a table shows), then one more frame."""
-    page.wait_for_function(PAINTED_JS, arg=[charts, table], timeout=WAIT_MS, polling="raf")
+    page.wait_for_function(PAINTED_JS, arg=[charts, table], timeout=WAIT_MS, polling=50)
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => r(null)))")
 
 
@@ -117,6 +147,24 @@ def timed_view(page, url: str, charts: int, table: bool) -> float:
     page.wait_for_timeout(50)  # let the new document replace the old one
     painted(page, charts, table)
     return time.perf_counter() - start
+
+
+def measured_view(page, url: str, charts: int, table: bool, server: int) -> tuple[float, ...]:
+    """(wall seconds, server CPU seconds, browser CPU seconds) of one timed view.
+
+    CPU seconds barely grow when other work shares the machine; wall seconds do.
+    """
+    server_before, browser_before = cpu_seconds(server), browser_cpu_seconds()
+    wall = timed_view(page, url, charts, table)
+    return wall, cpu_seconds(server) - server_before, browser_cpu_seconds() - browser_before
+
+
+def medians(views: list[tuple[float, ...]], prefix: str) -> dict:
+    """Median wall, server CPU and browser CPU seconds of several views, named by ``prefix``."""
+    wall, server, browser = (statistics.median(column) for column in zip(*views))
+    return {f"{prefix}_s": round(wall, 3), f"{prefix}_server_cpu_s": round(server, 3),
+            f"{prefix}_browser_cpu_s": round(browser, 3),
+            f"{prefix}_runs_s": [round(v[0], 3) for v in views]}
 
 
 def chart_count(page, table: bool = True) -> int:
@@ -149,64 +197,79 @@ def prepare(tmp: Path) -> tuple[dict[str, str], str]:
 
 
 def bench_details(browser, env: dict[str, str], bid: str) -> dict:
-    """Warm views of a Details page, then its first view after a server restart.
-
-    Also the server's CPU seconds per view (a figure the machine's load does not inflate).
-    """
+    """Warm views of a Details page, then its first view after a server restart."""
     with app_server(env) as (url, pid):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         link = f"{url}/details?id={bid}"
         page.goto(link)
         charts = chart_count(page)
-        warm, cpu = [], []
-        for _ in range(WARM_RUNS):
-            before = cpu_seconds(pid)
-            warm.append(timed_view(page, link, charts, True))
-            cpu.append(cpu_seconds(pid) - before)
+        warm = [measured_view(page, link, charts, True, pid) for _ in range(WARM_RUNS)]
         page.close()
+        in_app = in_app_views(browser, url, pid, charts)
     with app_server(env) as (url, pid):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
-        before = cpu_seconds(pid)
-        first = timed_view(page, f"{url}/details?id={bid}", charts, True)
-        first_cpu = cpu_seconds(pid) - before
+        first = measured_view(page, f"{url}/details?id={bid}", charts, True, pid)
         page.close()
-    return {"details_charts": charts, "details_first_view_s": round(first, 3),
-            "details_first_view_server_cpu_s": round(first_cpu, 3),
-            "details_warm_s": round(statistics.median(warm), 3),
-            "details_warm_runs_s": [round(t, 3) for t in warm],
-            "details_warm_server_cpu_s": round(statistics.median(cpu), 3)}
+    return {"details_charts": charts, **medians([first], "details_first_view"),
+            **medians(warm, "details_warm"), **medians(in_app, "details_in_app")}
+
+
+def in_app_views(browser, url: str, pid: int, charts: int) -> list[tuple[float, ...]]:
+    """Details reached inside the app: run a backtest in the Manager, click *Open its details*
+    (no page reload), and back through the sidebar; each click timed until painted."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    page.goto(f"{url}/manager")
+    page.get_by_label("Symbol", exact=True).fill("DEMO02")
+    page.get_by_role("button", name="Run backtest").click()
+    page.get_by_text("as backtest").first.wait_for(timeout=WAIT_MS)
+    views = []
+    for _ in range(WARM_RUNS):
+        painted(page, 0, False)
+        server, chromium = cpu_seconds(pid), browser_cpu_seconds()
+        start = time.perf_counter()
+        page.get_by_role("link", name="Open its details").click()
+        page.wait_for_url("**/details?id=*")
+        page.get_by_text("Trade log").first.wait_for(timeout=WAIT_MS)
+        painted(page, charts, True)
+        views.append((time.perf_counter() - start, cpu_seconds(pid) - server,
+                      browser_cpu_seconds() - chromium))
+        page.get_by_role("link", name="Backtest Manager").click()
+        page.get_by_text("as backtest").first.wait_for(timeout=WAIT_MS)
+    page.close()
+    return views
 
 
 def bench_first_backtest(browser, env: dict[str, str]) -> dict:
     """Click *Run backtest* on a fresh server until the stored result shows."""
-    with app_server(env) as (url, _):
+    with app_server(env) as (url, pid):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         page.goto(f"{url}/manager")
         run = page.get_by_role("button", name="Run backtest")
         run.wait_for(timeout=WAIT_MS)
         painted(page, 0, False)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds(pid)
         run.click()
         page.get_by_text("as backtest").first.wait_for(timeout=WAIT_MS)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu
         page.close()
-    return {"first_backtest_s": round(seconds, 3)}
+    return {"first_backtest_s": round(seconds, 3), "first_backtest_server_cpu_s": round(cpu, 3)}
 
 
 def bench_scanner(browser, env: dict[str, str], tmp: Path) -> dict:
     """The Scanner page over a 500-symbol demo universe: first view, then warm views."""
     config = tmp / "scan.toml"
     config.write_text(f"demo_symbols = {SCAN_SYMBOLS}\ndemo_years = 10\n")
-    with app_server({**env, "HINDSIGHT_CONFIG": str(config)}) as (url, _):
+    with app_server({**env, "HINDSIGHT_CONFIG": str(config)}) as (url, pid):
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
-        first = timed_view(page, url, charts=0, table=True)
-        warm = [timed_view(page, url, 0, True) for _ in range(WARM_RUNS)]
+        first = measured_view(page, url, 0, True, pid)
+        warm = [measured_view(page, url, 0, True, pid) for _ in range(WARM_RUNS)]
         page.close()
-    return {"scanner_symbols": SCAN_SYMBOLS, "scanner_first_view_s": round(first, 3),
-            "scanner_500_s": round(statistics.median(warm), 3)}
+    return {"scanner_symbols": SCAN_SYMBOLS, **medians([first], "scanner_first_view"),
+            **medians(warm, "scanner_500")}
 
 
-def main() -> None:
+def main(only: str | None = None) -> None:
+    """Run the benches (or ``only`` one of details, backtest, scanner) and print the JSON."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -217,8 +280,13 @@ def main() -> None:
         env, bid = prepare(tmp)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
-            figures = {**bench_details(browser, env, bid), **bench_first_backtest(browser, env),
-                       **bench_scanner(browser, env, tmp)}
+            benches = {"details": lambda: bench_details(browser, env, bid),
+                       "backtest": lambda: bench_first_backtest(browser, env),
+                       "scanner": lambda: bench_scanner(browser, env, tmp)}
+            figures = {}
+            for name, bench in benches.items():
+                if only in (None, name):
+                    figures.update(bench())
         finally:
             browser.close()
     figures["details_bars"] = DETAILS_BARS
@@ -229,4 +297,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

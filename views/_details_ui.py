@@ -249,16 +249,21 @@ def note_form(store, details: dict) -> None:
             st.success("Saved the note and tags.", icon=":material/check:")
 
 
-def compare_panel(store, details: dict) -> None:
-    """Search the whole store, overlay the chosen backtests' equity and list their metrics."""
+def compare_panel(store, details: dict, newest: pd.DataFrame | None = None) -> None:
+    """Search the whole store, overlay the chosen backtests' equity and list their metrics.
+
+    ``newest`` (the sidebar's listing) saves a query while the search box is empty.
+    """
     bid = details["backtest_id"]
     search = st.text_input("Find backtests to compare", key=f"compare.search.{bid}",
                            placeholder="symbols and/or strategies, e.g. GOOG rsi_meanrev",
                            help="Searches every stored backtest; empty: the newest ones.")
-    with _ui.user_errors() as failed:
-        listing = stored_listing(store, search, limit=MATCHES)
-    if failed:
-        return
+    listing = None if search.strip() or newest is None else newest.head(MATCHES)
+    if listing is None:
+        with _ui.user_errors() as failed:
+            listing = stored_listing(store, search, limit=MATCHES)
+        if failed:
+            return
     known = st.session_state.setdefault(f"compare.labels.{bid}", {})  # labels of picks
     known.update(zip(listing["backtest_id"], listing["label"]))
     chosen_before = [b for b in st.session_state.get(f"compare.{bid}") or [] if b in known]
