@@ -130,6 +130,16 @@ def test_buy_and_hold_grows_the_same_capital_over_the_same_dates():
     assert np.isnan(buy_and_hold_return([5.0]))
 
 
+def test_equity_and_drawdown_share_one_zoomable_time_axis():
+    equity = pd.Series(walk(DAILY, 100_000.0, 0.01), index=DAILY)
+    spec = _charts.equity_panel(equity, equity * 1.1).to_dict()
+    assert [part["title"] for part in spec["vconcat"]] == ["Equity", "Drawdown"]
+    assert spec["resolve"]["scale"]["x"] == "shared"
+    assert spec["params"][0]["bind"] == "scales"
+    alone = _charts.equity_panel(equity, drawdown=False).to_dict()
+    assert "vconcat" not in alone and alone["title"] == "Equity"
+
+
 def test_drawdown_axis_format_follows_the_depth():
     assert _charts.percent_format(-0.42) == ".0%"
     assert _charts.percent_format(-0.028) == ".1%"
