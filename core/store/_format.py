@@ -42,10 +42,9 @@ assert set(TRADE_TIME_COLUMNS + TRADE_FLOAT_COLUMNS + TRADE_INT_COLUMNS) == set(
 ROW_CHUNK = 65_536
 #: Inner chunks per shard file of the per-row blocks (a shard holds every column of its rows).
 SHARD_CHUNKS = 16
-#: Rows per inner chunk of the stat blocks (times, floats) in compacted segments: a lookup on
-#: a handle that has not decoded whole columns yet decodes one chunk per stat column, so
-#: small chunks keep it quick, at a few more bytes per backtest.
-STAT_CHUNK = 8_192
+#: Rows per inner chunk of the stat blocks (times, floats) in compacted segments: zarr has a
+#: cost per chunk, and a fresh handle's first table decodes every column whole.
+STAT_CHUNK = 65_536
 STAT_FIELDS = ("times", "floats")
 #: Values per inner chunk of the compacted ragged (equity / trade) arrays, and chunks per
 #: shard file: a first details read decodes about a dozen such small chunks.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS, TRADE_FLOAT_COLUMNS,
                                 TRADE_TIME_COLUMNS)
@@ -72,7 +73,7 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
         return pd.Categorical.from_codes(codes[kind], validate=False,
                                          dtype=store._categories(kind, vocab[kind], part))
 
-    columns = {"backtest_id": pd.array(bids.astype(str), dtype=STR),
+    columns = {"backtest_id": pd.array(pa.array(bids).cast(pa.string()), dtype=STR),
                "symbol": categorical("symbol"), "strategy": categorical("strategy"),
                "params": categorical("params", 0), "exit_rule": categorical("exit_rule", 0),
                "start": _datetimes(times[0]), "end": _datetimes(times[1])}
