@@ -135,6 +135,10 @@ def count_grid(param_ranges: Mapping[str, Any] | None, symbols: Any = 1, exit_ru
     return n_params * _count(symbols, "symbols") * n_rules
 
 
+#: Values one range axis may list (a sampled sweep still lists each axis).
+MAX_AXIS_VALUES = 1_000_000
+
+
 def grid_size_text(cells: int) -> str:
     """A cell count for messages: ``"1,347,300"``, or ``"more than 10^12"`` above that."""
     return f"{cells:,}" if cells <= MAX_PRINTED_CELLS else "more than 10^12"
@@ -156,6 +160,14 @@ def check_grid_size(cells: int, cap: int, detail: str = "") -> None:
         )
 
 
+def _check_axis_length(name: str, values: int) -> None:
+    """Refuse an axis too long to list (even a sampled sweep lists every axis's values)."""
+    if values > MAX_AXIS_VALUES:
+        raise GridTooLargeError(
+            f"Param {name!r} has {grid_size_text(values)} values in its range; one axis may "
+            f"have at most {MAX_AXIS_VALUES:,}. Narrow its start, stop or step.")
+
+
 def _grid_axes(strategy, param_ranges: Mapping[str, Any] | None) -> dict[str, list]:
     """Every strategy param as an axis of typed, range-checked values (unset -> default)."""
     ranges = dict(param_ranges or {})
@@ -165,6 +177,8 @@ def _grid_axes(strategy, param_ranges: Mapping[str, Any] | None) -> dict[str, li
             raise ParamError(f"{strategy.name} has no parameter {name!r}.{did_you_mean(name, known)}")
     axes = {}
     for p in strategy.params:
+        if p.name in ranges:
+            _check_axis_length(p.name, _axis_length(p.name, ranges[p.name]))
         raw = _axis_values(p.name, ranges[p.name]) if p.name in ranges else [p.default]
         typed = [p.coerce(v, strategy.name) for v in raw]
         axes[p.name] = list(dict.fromkeys(typed))  # drop duplicates, keep order

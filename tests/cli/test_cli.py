@@ -33,7 +33,7 @@ def test_run_json_from_csv_matches_the_engine(cli, csv_file):
         assert (got is None) if math.isnan(value) else got == pytest.approx(value, rel=1e-12)
     assert len(out["trades"]) == len(expected.trades) > 0
     first = out["trades"][0]
-    assert list(first) == list(TRADE_COLUMNS)
+    assert list(first) == [*TRADE_COLUMNS, "direction"] and first["direction"] == "long"
     assert first["entry_time"] == expected.trades["entry_time"].iloc[0].date().isoformat()
     assert first["exit_reason"] in ("signal", "stop_loss", "end_of_data")
 

@@ -143,3 +143,9 @@ def test_decode_walks_the_grid_in_product_order(sizes, data):
     product = list(itertools.product(*(axes[n] for n in names)))
     index = data.draw(st.integers(0, len(product) - 1))
     assert _decode(index, sizes, axes, names) == product[index]
+
+
+def test_a_range_too_long_to_list_is_refused_before_sampling():
+    """A typo'd stop (1e300) with max_tries used to list every value, forever."""
+    with pytest.raises(GridTooLargeError, match="'period'.*more than 10\\^12.*Narrow"):
+        expand_or_sample("rsi_meanrev", {"period": {"start": 1, "stop": 1e300}}, max_tries=5)
