@@ -9,7 +9,6 @@ import streamlit as st
 from views import _charts, _ui
 
 RECENT = 200  # how many stored backtests the sidebar picker offers (newest first)
-MATCHES = 50  # how many search matches the Compare picker offers
 
 
 def pick_backtest(store, listing: pd.DataFrame | None) -> str | None:
@@ -33,39 +32,9 @@ def pick_backtest(store, listing: pd.DataFrame | None) -> str | None:
     return chosen
 
 
-def stored_listing(store, search: str = "", limit: int = RECENT) -> pd.DataFrame:
-    """Stored backtests, newest first, each with a readable label; ``search`` narrows them.
-
-    The search looks through the whole store: words naming a strategy filter on it, the other
-    words are symbols (``GOOG rsi_meanrev``).
-    """
-    from core.exits import exit_label
-
-    rows = store.query(**search_criteria(search), order_by="-created_at", limit=limit)
-    if rows is None or len(rows) == 0:
-        return pd.DataFrame(columns=["backtest_id", "label"])
-    labels = [f"{symbol} · {strategy} · {_ui.params_label(_ui.from_json(params))} · "
-              f"{exit_label(_ui.from_json(rule))}"
-              for symbol, strategy, params, rule in
-              rows[["symbol", "strategy", "params", "exit_rule"]].itertuples(index=False)]
-    return pd.DataFrame({"backtest_id": rows["backtest_id"].astype(str).to_numpy(),
-                         "label": labels})
-
-
-def search_criteria(text: str) -> dict:
-    """``store.query`` filters from typed words: strategy names and symbols."""
-    from core.strategies import list_strategies
-
-    names = {s.name for s in list_strategies()}
-    words = [w.strip() for w in text.replace(",", " ").split() if w.strip()]
-    strategies = [w for w in words if w in names]
-    symbols = [w.upper() for w in words if w not in names]
-    criteria: dict = {}
-    if strategies:
-        criteria["strategy"] = strategies
-    if symbols:
-        criteria["symbol"] = symbols
-    return criteria
+def stored_listing(store, limit: int = RECENT) -> pd.DataFrame:
+    """The newest stored backtests (columns backtest_id, label) for the sidebar picker."""
+    return _ui.search_backtests(store, "", limit=limit)
 
 
 def details_title(details: dict) -> str:
@@ -249,35 +218,22 @@ def note_form(store, details: dict) -> None:
             st.success("Saved the note and tags.", icon=":material/check:")
 
 
-def compare_panel(store, details: dict, newest: pd.DataFrame | None = None) -> None:
-    """Search the whole store, overlay the chosen backtests' equity and list their metrics.
-
-    ``newest`` (the sidebar's listing) saves a query while the search box is empty.
-    """
+def compare_panel(store, details: dict) -> None:
+    """Search the whole store, overlay the chosen backtests' equity and list their metrics."""
     bid = details["backtest_id"]
-    search = st.text_input("Find backtests to compare", key=f"compare.search.{bid}",
-                           placeholder="symbols and/or strategies, e.g. GOOG rsi_meanrev",
-                           help="Searches every stored backtest; empty: the newest ones.")
-    listing = None if search.strip() or newest is None else newest.head(MATCHES)
-    if listing is None:
-        with _ui.user_errors() as failed:
-            listing = stored_listing(store, search, limit=MATCHES)
-        if failed:
-            return
-    known = st.session_state.setdefault(f"compare.labels.{bid}", {})  # labels of picks
-    known.update(zip(listing["backtest_id"], listing["label"]))
-    chosen_before = [b for b in st.session_state.get(f"compare.{bid}") or [] if b in known]
-    others = list(dict.fromkeys(chosen_before + [b for b in listing["backtest_id"] if b != bid]))
-    if not others:
-        st.info("No other stored backtest matches. Store more backtests, or search for other "
-                "symbols or strategies.")
-        return
-    chosen = st.multiselect("Compare with", others, format_func=lambda b: known.get(b, b),
-                            key=f"compare.{bid}", max_selections=8)
-    if chosen:
-        compare(store, [bid, *chosen], known, base=details)
+    picked = _ui.backtest_search(store, key=f"compare.{bid}", exclude=[bid])
+    if picked:
+        compare(store, [bid, *picked], {bid: details_label(details), **picked}, base=details)
     else:
         st.caption("Pick backtests to overlay their equity curves on this one's.")
+
+
+def details_label(details: dict) -> str:
+    """``SYMBOL · strategy · params · exit rule`` of one backtest's details."""
+    from core.exits import exit_label
+
+    return (f"{details['symbol']} · {details['strategy']} · {_ui.params_label(details['params'])}"
+            f" · {exit_label(details['exit_rule'])}")
 
 
 def compare_names(ids: list[str], labels: dict[str, str]) -> list[str]:

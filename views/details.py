@@ -37,7 +37,7 @@ def render() -> None:
     with tab_note:
         view.note_form(the_store, details)
     with tab_compare:
-        view.compare_panel(the_store, details, listing)
+        view.compare_panel(the_store, details)
 
 
 st.title("Backtest Details")
