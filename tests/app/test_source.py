@@ -110,3 +110,41 @@ def test_stale_data_is_named_even_without_a_signal(folder, monkeypatch):
     at = open_page()  # lookback 1: no signal on the last bar of these files
     assert "No signal matches" in texts(at.info)
     assert "3 of 3 symbol(s) have data older than the last expected session" in texts(at.warning)
+
+
+def sweep_on_folder(at: AppTest) -> AppTest:
+    """Sweep mode over every symbol of the folder, RSI period 10 and 12 (the signal exit)."""
+    at.radio(key="manager.mode").set_value("sweep").run()
+    at.number_input(key="sweep.rsi_meanrev.period.start").set_value(10)
+    at.number_input(key="sweep.rsi_meanrev.period.stop").set_value(12)
+    at.number_input(key="sweep.rsi_meanrev.period.step").set_value(2)
+    at.checkbox(key="sweep.all_symbols").check().run()
+    (run,) = [b for b in at.button if b.label.startswith("Run sweep")]
+    run.click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_sweep_leaves_out_a_bad_file_and_names_it(folder, monkeypatch, env):
+    from tests.app.conftest import open_test_store
+
+    (folder / "BROKEN.csv").write_text("Date,Open,High,Low,Close,Volume\n"
+                                       "not a date,10.2,10.6,10.1,10.4,1000\n")
+    use_folder(monkeypatch, folder)
+    at = sweep_on_folder(open_page("views/manager.py"))
+    assert not at.error, texts(at.error)
+    assert "Left out 1 symbol(s)" in texts(at.warning) and "BROKEN" in texts(at.warning)
+    assert sorted(set(open_test_store(env).query()["symbol"])) == ["MYA", "MYB", "MYC"]
+
+
+def test_read_outs_of_this_data_source_leave_the_other_out(filled, folder, monkeypatch):
+    """The store holds demo runs (DEMO01-03); read-outs on the folder source show its cells."""
+    use_folder(monkeypatch, folder)
+    at = sweep_on_folder(open_page("views/manager.py"))
+    for scope in ("last", "source"):
+        at.radio(key="sweep.scope").set_value(scope).run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="sweep.hm.symbol").options == ["all (median)", "MYA", "MYB",
+                                                                "MYC"], scope
+    at.radio(key="sweep.scope").set_value("all").run()
+    assert "DEMO01" in at.selectbox(key="sweep.hm.symbol").options
