@@ -63,29 +63,32 @@ def stats_dict(store, index, row: int, values: list) -> dict:
 def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.DataFrame:
     """One row per given global row: ids, key, dates, metrics, param columns, note, tags.
 
-    ``index`` must be warm. Text columns are categoricals over the store's vocabularies.
+    ``index`` must be warm. Text columns are categoricals over the store's vocabularies; the
+    float columns become one 2-D block (copied once, in table order).
     """
     code_block, times, floats, bids = index.gather(np.asarray(rows, np.int64))
     codes = dict(zip(CODE_KINDS, code_block))
     vocab = store._vocab.values
 
     def categorical(kind: str, part: int | None = None) -> pd.Categorical:
-        return pd.Categorical.from_codes(codes[kind], validate=False,
+        return pd.Categorical.from_codes(codes[kind].copy(), validate=False,
                                          dtype=store._categories(kind, vocab[kind], part))
 
-    columns = {"backtest_id": pd.array(pa.array(bids).cast(pa.string()), dtype=STR),
-               "symbol": categorical("symbol"), "strategy": categorical("strategy"),
-               "params": categorical("params", 0), "exit_rule": categorical("exit_rule", 0),
-               "start": _datetimes(times[0]), "end": _datetimes(times[1])}
-    float_names, float_rows = _float_layout(index, floats, compact_params)
-    columns.update(zip(float_names, float_rows))
+    head = {"backtest_id": pd.array(pa.array(bids).cast(pa.string()), dtype=STR),
+            "symbol": categorical("symbol"), "strategy": categorical("strategy"),
+            "params": categorical("params", 0), "exit_rule": categorical("exit_rule", 0),
+            "start": _datetimes(times[0]), "end": _datetimes(times[1])}
+    float_names, float_block = _float_layout(index, floats, compact_params)
     note, tags = _notes_columns(store._notes(), bids)
-    columns.update({"created_at": _datetimes(times[2], utc=True), "note": note, "tags": tags,
-                    "params_hash": categorical("params", 1),
-                    "exit_hash": categorical("exit_rule", 1),
-                    "engine_version": categorical("engine_version"),
-                    "data_fingerprint": categorical("data_fingerprint")})
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(bids)), copy=False)
+    tail = {"created_at": _datetimes(times[2], utc=True), "note": note, "tags": tags,
+            "params_hash": categorical("params", 1), "exit_hash": categorical("exit_rule", 1),
+            "engine_version": categorical("engine_version"),
+            "data_fingerprint": categorical("data_fingerprint")}
+    rows_index = pd.RangeIndex(len(bids))
+    return pd.concat([pd.DataFrame(head, index=rows_index),
+                      pd.DataFrame(float_block.T, index=rows_index, columns=float_names,
+                                   copy=False),
+                      pd.DataFrame(tail, index=rows_index)], axis=1)
 
 
 def trades_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.DataFrame:
@@ -101,21 +104,22 @@ def trades_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.
 
 
 def _float_layout(index, floats: np.ndarray, compact_params: bool
-                  ) -> tuple[list[str], list[np.ndarray]]:
-    """(table order of the float columns, their values): metrics, param columns (without
-    other strategies' all-NaN ones when ``compact_params``), initial_capital."""
+                  ) -> tuple[list[str], np.ndarray]:
+    """(table order of the float columns, a new (columns, rows) block in that order):
+    metrics, param columns (without other strategies' all-NaN ones when ``compact_params``),
+    initial_capital."""
     position = {name: j for j, name in enumerate(index.float_columns)}
     params = list(index.param_columns)
     if compact_params and floats.shape[1]:
         params = [c for c in params if not np.isnan(floats[position[c]]).all()]
     names = [*(c for c in index.float_columns
                if c not in index.param_columns and c not in FLOAT_LEAD), *params, *FLOAT_LEAD]
-    return names, [floats[position[name]] for name in names]
+    return names, floats[[position[name] for name in names]]
 
 
 def _datetimes(ns: np.ndarray, utc: bool = False) -> pd.DatetimeIndex:
     """Nanosecond integers (UTC instants) as datetimes, naive or UTC-aware."""
-    values = pd.DatetimeIndex(np.ascontiguousarray(ns).view("datetime64[ns]"))
+    values = pd.DatetimeIndex(ns.astype("datetime64[ns]"))  # a copy: callers may own ``ns``
     return values.tz_localize("UTC") if utc else values
 
 

@@ -445,11 +445,11 @@ class Index:
         return block
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(codes, times, floats, bids) of ``rows`` of a warm index, the first three as new
-        (columns, rows) blocks (every row in order: plain copies, faster than a gather)."""
+        """(codes, times, floats, bids) of ``rows`` of a warm index, the first three as
+        (columns, rows) blocks. Every row in order gives the index's own arrays (callers copy
+        what they keep), else new gathered ones."""
         if len(rows) == self.n and _strictly_increasing(rows):
-            return (self.code_block.copy(), self.time_block.copy(), self.float_block.copy(),
-                    self.bids.copy())
+            return self.code_block, self.time_block, self.float_block, self.bids
         return (self.code_block.take(rows, axis=1), self.time_block.take(rows, axis=1),
                 self.float_block.take(rows, axis=1), self.bids[rows])
 
