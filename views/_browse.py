@@ -70,7 +70,7 @@ def filters(the_store) -> dict:
     names = [s.name for s in list_strategies()]
     strategy = st.selectbox("Strategy", ["(any)", *names], key="browse.strategy")
     symbols = st.text_input("Symbols (empty: all)", key="browse.symbols",
-                            help="Comma-separated, e.g. DEMO01, DEMO02")
+                            help=f"Comma-separated, e.g. {_ui.first_symbols(2) or 'AAPL, MSFT'}")
     conditions = []
     min_win = st.slider("Win rate at least (%)", 0, 100, 0, step=5, key="browse.min_win")
     if min_win:
