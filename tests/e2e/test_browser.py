@@ -203,7 +203,7 @@ def test_every_page_on_real_format_data_offline(app_url, page, requests_seen, st
     page.goto(f"{app_url}/details?id={ids[0]}")  # GOOG, ten years of daily bars
     settled(page)
     no_exception(page)
-    assert charts_drawn(page, 5) >= 5
+    assert charts_drawn(page, 4) >= 4  # equity over drawdown, price, monthly, histogram
     page.get_by_test_id("stDataFrame").first.locator("canvas").first.wait_for()
     page.get_by_text("Log scale").wait_for()
     shoot(page, "details")
