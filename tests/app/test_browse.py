@@ -1,6 +1,8 @@
 """Browse stored: the selection stays on the backtests the user picked, through deletes."""
 from __future__ import annotations
 
+import re
+
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import open_test_store
@@ -76,3 +78,16 @@ def test_confirmation_names_the_backtests_and_a_new_selection_asks_again(filled,
     select_rows(at, [0, 1])
     assert not at.warning, "a pending confirmation is dropped when the selection changes"
     assert open_test_store(env).count() == len(filled)
+
+
+def test_compare_shows_exactly_the_selected_backtests(filled, env):
+    at = browse(open_page("views/manager.py"))
+    ids = shown_ids(at)
+    select_rows(at, [0, 2])
+    at.button(key="browse.compare").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    compared = at.dataframe[-1].value
+    assert len(compared) == 2
+    shown = [re.search(r"#(\w+) ·", str(name)).group(1) for name in compared.iloc[:, 0]]
+    assert sorted(shown) == sorted([ids[0], ids[2]])
