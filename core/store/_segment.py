@@ -112,10 +112,11 @@ def array_level(field: str, level: int) -> int:
 
 def _write_array(zstore, path: str, field: str, values: np.ndarray, level: int) -> None:
     """One sharded, pcodec + crc32c array holding ``values``."""
+    level = array_level(field, level)
     inner, shards = chunk_layout(field, values.shape, level)
     with zarr.config.set(PIPELINE_SETTINGS):
         zarr.create_array(store=zstore, name=path, data=values, chunks=inner, shards=shards,
-                          serializer=PCodec(**pcodec_settings(array_level(field, level))),
+                          serializer=PCodec(**pcodec_settings(level)),
                           compressors=[Crc32cCodec()], chunk_key_encoding=_KEYS, fill_value=0,
                           config=WRITE_CONFIG)
 
