@@ -22,13 +22,20 @@ def signal_view(signals: pd.DataFrame) -> pd.DataFrame:
     out = _ui.with_details_links(signals)
     out["params"] = [_ui.params_label(_ui.from_json(text)) for text in out["params_json"]]
     out["exit_rule"] = [exit_label(_ui.from_json(text)) for text in out["exit_json"]]
-    out["signal_date"] = pd.to_datetime(out["signal_date"]).dt.date
+    out["signal_date"] = as_shown(out["signal_date"])
     if "bars_since_signal" in out:
         out["bars_ago"] = out["bars_since_signal"]
     if "last_bar" in out:
-        out["last_bar"] = pd.to_datetime(out["last_bar"]).dt.date
+        out["last_bar"] = as_shown(out["last_bar"])
     out["flag"] = flags(out)
     return out[[c for c in SIGNAL_VIEW if c in out]]
+
+
+def as_shown(stamps: pd.Series) -> pd.Series:
+    """Dates as dates, but intraday times keep their time (an hourly signal names its hour)."""
+    stamps = pd.to_datetime(stamps)
+    intraday = (stamps.dropna() != stamps.dropna().dt.normalize()).any()
+    return stamps if intraday else stamps.dt.date
 
 
 def flags(rows: pd.DataFrame) -> list[str]:

@@ -35,7 +35,8 @@ def panel() -> None:
         cells = sweep.count_grid(ranges, symbols, exit_rules)
     if cells is not None:
         cap = _ui.settings().max_grid_cells
-        st.metric("Grid size", f"{cells:,} cells", help=f"Cap: {cap:,} cells (max_grid_cells).",
+        st.metric("Grid size", f"{sweep.grid_size_text(cells)} cells",
+                  help=f"Cap: {cap:,} cells (max_grid_cells).",
                   border=True, width="content")
         with _ui.user_errors() as too_big:
             sweep.check_grid_size(cells, cap)
@@ -237,11 +238,13 @@ def heatmap(cells: pd.DataFrame, strategy) -> None:
     """Any metric over any two params, sliced by symbol and exit rule (median otherwise)."""
     from core import sweep
     from core.exits import exit_label
+    from core.strategies import param_columns, validate_params
     from core.types import METRIC_NAMES
 
-    names = [p.name for p in strategy.params]
+    columns = param_columns(strategy, validate_params(strategy, {}))  # numeric params only
+    names = [p.name for p in strategy.params if f"{strategy.prefix}_{p.name}" in columns]
     if len(names) < 2:
-        st.info("The heatmap needs a strategy with at least two params.")
+        st.info("The heatmap needs a strategy with at least two numeric params.")
         return
     cols = st.columns(6)
     metric = cols[0].selectbox("Metric", METRIC_NAMES, index=METRIC_NAMES.index("sharpe_ratio"),

@@ -107,3 +107,13 @@ def test_signal_view_without_the_freshness_columns_still_flags_old_signals():
                             "close": [1.0], "params_json": ['{"period":14}'],
                             "exit_json": ['[{"type":"signal"}]'], "backtest_id": [None]})
     assert _scan.signal_view(signals)["flag"].tolist() == ["⚠ signal 1 bar old"]
+
+
+def test_scanner_dates_keep_their_hour_on_intraday_data():
+    """An hourly signal names its hour; daily signals show as dates."""
+    from views._scan import as_shown
+
+    hourly = pd.Series([pd.Timestamp("2020-01-02 13:00"), pd.Timestamp("2020-01-03 00:00")])
+    assert as_shown(hourly).tolist() == hourly.tolist()
+    daily = pd.Series([pd.Timestamp("2020-01-02"), pd.Timestamp("2020-01-03")])
+    assert [str(d) for d in as_shown(daily)] == ["2020-01-02", "2020-01-03"]
