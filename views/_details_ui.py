@@ -26,7 +26,10 @@ def pick_backtest(store, listing: pd.DataFrame | None) -> str | None:
     labels = dict(zip(listing["backtest_id"], listing["label"]))
     with st.sidebar:
         chosen = st.selectbox("Backtest", options, index=options.index(wanted) if wanted else 0,
-                              format_func=lambda b: labels.get(b, b), key=f"details.pick.{wanted}")
+                              format_func=lambda b: f"#{b} · {labels.get(b, '')}".rstrip(" ·"),
+                              key=f"details.pick.{wanted}",
+                              help="The newest stored backtests, led by their id (a narrow box "
+                                   "cuts the label, never the id). Compare searches the store.")
     if chosen != wanted:
         st.query_params["id"] = chosen
     return chosen

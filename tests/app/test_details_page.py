@@ -137,3 +137,11 @@ def test_compare_legend_names_lead_with_the_id(filled):
     assert spec["encoding"]["color"]["legend"]["labelLimit"] == 0
     compared = at.dataframe[-1].value["backtest"].tolist()
     assert compared[0].startswith(f"#{filled[0]} ") and compared[1].startswith(f"#{filled[1]} ")
+
+
+def test_sidebar_picker_labels_lead_with_the_id(filled):
+    """A narrow box cuts long labels: the id comes first so two backtests never read the same."""
+    at = details_page(str(filled[0]))
+    options = at.sidebar.selectbox(key=f"details.pick.{filled[0]}").options
+    assert len(options) == len(filled) and len(set(o[:8] for o in options)) == len(filled)
+    assert all(o.startswith("#") for o in options)
