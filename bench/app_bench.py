@@ -1,6 +1,7 @@
 """App benchmarks: the Backtest Details page on 10 years of daily data, the Scanner page on the
 demo universe, each a full server-side script run through Streamlit's AppTest (load, compute,
-chart specs, Arrow serialisation; browser drawing not included).
+chart specs, Arrow serialisation; browser drawing not included: bench/browser_bench.py times
+the pages in chromium, from navigation until painted).
 
 Prints one JSON object; each figure has its target beside it. Stores live in a temp dir.
 """
