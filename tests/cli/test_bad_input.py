@@ -45,7 +45,9 @@ def test_where_with_400_nested_nots(stored):
 
 
 def test_where_with_a_date_past_2262(stored):
-    one_line_error(stored("query", "--where", "start > '3000-01-01'"), "3000-01-01")
+    """A date datetime64[ns] cannot hold still compares as a date: no row starts after it."""
+    assert stored.json("query", "--where", "start > '3000-01-01'") == []
+    assert len(stored.json("query", "--where", "start < '3000-01-01'")) == 1
 
 
 @pytest.mark.parametrize("number", ["1e400", "9" * 1000])

@@ -32,38 +32,40 @@ SWEEP = textwrap.dedent("""
 """)
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of a live process, None when it is gone."""
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time) of a live process, None when it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    state, ppid = text.rsplit(")", 1)[1].split()[:2]
-    return state, int(ppid)
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1]), int(fields[19])
 
 
-def _descendants(root: int) -> set[int]:
-    parents = {}
+def _descendants(root: int) -> set[tuple[int, int]]:
+    """(pid, start time) of every process below ``root``: a pid alone may be reused."""
+    parents, started = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            parents[int(entry.name)] = stat[1]
+            parents[int(entry.name)], started[int(entry.name)] = stat[1], stat[2]
     found, frontier = set(), {root}
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
         found |= frontier
-    return found
+    return {(pid, started[pid]) for pid in found}
 
 
-def _alive(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
+def _alive(process: tuple[int, int]) -> bool:
+    """Whether that very process (pid and start time) still runs."""
+    stat = _stat(process[0])
+    return stat is not None and stat[0] not in ("Z", "X") and stat[2] == process[1]
 
 
 def test_sigkilled_pool_sweep_leaves_no_workers(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HINDSIGHT_CONFIG": str(tmp_path / "none.toml")}
     proc = subprocess.Popen([sys.executable, "-c", SWEEP], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    children: set[int] = set()
+    children: set[tuple[int, int]] = set()
     try:
         line = proc.stdout.readline()
         assert line.strip() == "running", proc.stderr.read()
@@ -72,13 +74,13 @@ def test_sigkilled_pool_sweep_leaves_no_workers(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 8
-        while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+        while time.monotonic() < deadline and any(map(_alive, children)):
             time.sleep(0.2)
-        left = sorted(pid for pid in children if _alive(pid))
+        left = sorted(pid for pid, started in children if _alive((pid, started)))
         assert not left, f"processes still running after their parent was killed: {left}"
     finally:
-        for pid in children:  # never leave them behind, even when the test fails
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        for child in children:  # never leave them behind, even when the test fails
+            if _alive(child):
+                os.kill(child[0], signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
