@@ -26,6 +26,8 @@ _MASK = (1 << 64) - 1
 _MULT = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5)
 _FINAL = 0xFF51AFD7ED558CCD
 KEY_KINDS = CODE_KINDS[:4]
+#: Lookups of a snapshot answered by scanning the key columns before it sorts them.
+SCANS_BEFORE_SORT = 2
 #: Threads decoding stat columns when an index warms up.
 DECODE_THREADS = 2
 _FLAGGING = threading.Lock()  # guards the creation of a segment's damaged-row flags
@@ -246,6 +248,7 @@ class Index:
         self.alive = key_ok & ~np.isin(self.bids, tomb) if len(tomb) else key_ok
         self._bid_order = None if _strictly_increasing(self.bids) else np.argsort(self.bids)
         self._key_index: tuple[np.ndarray, np.ndarray] | None = None  # built on demand
+        self._scans = 0  # lookups answered by a scan (see find_latest)
         self._latest: np.ndarray | None = None
         self._latest_mask: np.ndarray | None = None
         self.columns: dict[str, np.ndarray] = {}
@@ -268,9 +271,15 @@ class Index:
         if self._key_index is None:
             rows = np.flatnonzero(self.alive)
             hashes = key_hash_rows(self.code_block[:len(KEY_KINDS), rows].T)
-            order = (np.argsort(hashes, kind="stable") if self._bid_order is None
-                     else np.lexsort((self.bids[rows], hashes)))
-            self._key_index = hashes[order], rows[order]
+            order = np.argsort(hashes)  # quicksort; runs of equal hashes are put in id order
+            sorted_hash = hashes[order]
+            ties = np.flatnonzero(sorted_hash[1:] == sorted_hash[:-1])
+            if len(ties):
+                in_run = np.zeros(len(order), bool)
+                in_run[ties] = in_run[ties + 1] = True
+                at = np.flatnonzero(in_run)
+                order[at] = order[at][np.lexsort((self.bids[rows[order[at]]], sorted_hash[at]))]
+            self._key_index = sorted_hash, rows[order]
         return self._key_index
 
     def _candidates(self, codes: tuple[int, int, int, int]) -> np.ndarray:
@@ -287,7 +296,17 @@ class Index:
         return rows[keep]
 
     def find_latest(self, codes: tuple[int, int, int, int]) -> int:
-        """Global row of the newest live version of a key, or -1."""
+        """Global row of the newest live version of a key, or -1.
+
+        The first lookups of a snapshot scan the key columns instead of sorting every key
+        hash: a process that opens the store for one answer never pays for the sort.
+        """
+        if self._key_index is None and self._scans < SCANS_BEFORE_SORT:
+            self._scans += 1
+            match = self.alive & (self.code_block[:len(KEY_KINDS)]
+                                  == np.array(codes)[:, None]).all(axis=0)
+            rows = np.flatnonzero(match)
+            return int(rows[np.argmax(self.bids[rows])]) if len(rows) else -1
         rows = self._matching(self._candidates(codes), codes)
         return int(rows[-1]) if len(rows) else -1
 
