@@ -254,10 +254,10 @@ class _Parser:
         types = {n.type for n in operands}
         if types <= {SIGNAL} or types <= {CONDITION}:
             return types.pop()
-        bad = next(n for n in operands if n.type not in (SIGNAL, CONDITION))
-        if bad.type in (SIGNAL, CONDITION):
+        if types <= {SIGNAL, CONDITION}:
             raise self.fail(token, f"{word} joins a signal with a condition on params; keep "
                                    "conditions on params in the require list.")
+        bad = next(n for n in operands if n.type not in (SIGNAL, CONDITION))
         raise self.fail(token, f"{word} needs true/false on both sides, but {bad.text} is "
                                f"{_TYPE_WORDS[bad.type]}; compare it, e.g. {bad.text} > 0.")
 

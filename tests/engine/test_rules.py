@@ -342,3 +342,9 @@ def test_any_text_parses_or_raises_a_rule_error(text):
         rules.parse(text, PARAMS)
     except RuleError:
         pass
+
+
+def test_a_signal_joined_with_a_condition_on_params_is_a_rule_error():
+    """Found by the round-trip property test: this raised StopIteration instead."""
+    with pytest.raises(RuleError, match="joins a signal with a condition on params"):
+        rules.parse("(close < close) and (period < period)", PARAMS)
