@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from crash_writer import PRELOAD, batch_results, write_batches
+from crash_writer import batch_results, write_batches
 
 from core.store import BacktestStore
 from core.store import backtest_store as backtest_store_module
@@ -24,9 +24,10 @@ ROWS = 4
 
 @pytest.fixture(scope="module")
 def ctx():
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
+    """Fresh interpreters for the writers: the process-wide fork server is shared with every
+    other test of this worker (sweeps start it for their pools), and these tests read the
+    counter a writer leaves behind."""
+    return multiprocessing.get_context("spawn")
 
 
 def run_child(ctx, *args) -> int:
