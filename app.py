@@ -21,19 +21,25 @@ from views import _ui  # noqa: E402
 
 FAVICON = Path(__file__).resolve().parent / "views" / "favicon.png"
 
-st.set_page_config(page_title="Hindsight", page_icon=str(FAVICON), layout="wide",
-                   initial_sidebar_state="expanded")
-_ui.warm_up()
 
-PAGES = [
-    st.Page("views/scanner.py", title="Scanner", icon=":material/radar:", url_path="scanner",
-            default=True),
-    st.Page("views/manager.py", title="Backtest Manager", icon=":material/tune:",
-            url_path="manager"),
-    st.Page("views/details.py", title="Backtest Details", icon=":material/insights:",
-            url_path=_ui.DETAILS_PATH),
-]
+def main() -> None:
+    """Set the page up, start the kernel warm-up, run the selected page."""
+    st.set_page_config(page_title="Hindsight", page_icon=str(FAVICON), layout="wide",
+                       initial_sidebar_state="expanded")
+    _ui.warm_up()
+    pages = [
+        st.Page("views/scanner.py", title="Scanner", icon=":material/radar:",
+                url_path="scanner", default=True),
+        st.Page("views/manager.py", title="Backtest Manager", icon=":material/tune:",
+                url_path="manager"),
+        st.Page("views/details.py", title="Backtest Details", icon=":material/insights:",
+                url_path=_ui.DETAILS_PATH),
+    ]
+    st.navigation(pages).run()
 
-navigation = st.navigation(PAGES)
 
-navigation.run()
+# A sweep's worker processes import the main script again, as ``__mp_main__``
+# (multiprocessing's spawn and forkserver start methods): there it draws nothing and starts no
+# thread (a warm-up thread writing a store in a worker or in the fork server would be wrong).
+if __name__ != "__mp_main__":
+    main()

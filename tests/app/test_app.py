@@ -68,3 +68,14 @@ def test_start_up_warms_the_compiled_kernels_in_the_background(env):
     assert report["threads"] == 1
     assert not report["alive"]
     assert "core.kernels.simulate_nb" in report["after"], report
+
+
+def test_a_worker_importing_the_main_script_draws_nothing_and_starts_no_thread(env):
+    """Sweep workers (spawn, forkserver) import the main script again as ``__mp_main__``;
+    a warm-up thread started there wrote a throw-away store inside every worker."""
+    code = ("import runpy, threading; runpy.run_path('app.py', run_name='__mp_main__'); "
+            "print([t.name for t in threading.enumerate()])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "hindsight-warm-up" not in out.stdout, out.stdout
