@@ -25,7 +25,7 @@ from core.store._format import (FORMAT_VERSION, RAGGED_CHUNK, RAGGED_SHARD_CHUNK
                                 RAGGED_WRITE_CHUNK, ROW_CHUNK, SEGMENT_ATTR, SEGMENTS_DIR,
                                 SHARD_CHUNKS, STAT_CHUNK, STAT_FIELDS, WRITE_LEVEL)
 
-READ_CONFIG = {"read_missing_chunks": False}
+READ_CONFIG = {"read_missing_chunks": False, "order": "F"}  # columns decode into place
 #: Every chunk is written, even one of zeros: readers refuse missing chunks (see READ_CONFIG).
 WRITE_CONFIG = {"write_empty_chunks": True}
 #: zarr's documented runtime setting for how many chunks its codec pipeline handles per batch:
