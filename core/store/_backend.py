@@ -9,6 +9,7 @@ manifest (``CommitCounter``) so that readers notice commits without a system cal
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import json
@@ -81,7 +82,7 @@ class CommitCounter:
         self._view[0] = self._view[0] + 1
 
 
-class Backend:
+class Backend(abc.ABC):
     """A store's address: its zarr store object, manifest I/O, writer lock and folders.
 
     ``open_backend`` picks the implementation; nothing else in the store branches on where it
@@ -96,33 +97,34 @@ class Backend:
         self._lock_path = lock_path
         self._lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT_S)
 
-    # -- to implement -------------------------------------------------------------------------
+    # -- each backend implements these ---------------------------------------------------------
+    @abc.abstractmethod
     def zarr_store(self):
         """A zarr v3 store object for this location (read-only unless writable)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _read_raw(self) -> tuple[bytes | None, object]:
         """(the manifest's bytes or None when absent, its change token)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def manifest_token(self) -> object:
         """Cheap change detector: a new value whenever the manifest was replaced."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _replace_manifest(self, raw: bytes) -> None:
-        raise NotImplementedError
+        """Put ``raw`` in place of the manifest atomically."""
 
+    @abc.abstractmethod
     def list_dir(self, relative: str) -> list[str]:
         """Sub-folder names directly under ``relative`` (empty when missing)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def remove_tree(self, relative: str) -> None:
         """Delete a folder and everything below it (a segment no manifest refers to)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def entries(self) -> list[str]:
         """Names directly at the store's root (empty when it does not exist)."""
-        raise NotImplementedError
 
     # -- shared -------------------------------------------------------------------------------
     def commit_counter(self) -> CommitCounter | None:
