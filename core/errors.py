@@ -41,6 +41,10 @@ class StrategyFileError(ValidationError):
     """A strategy file is malformed: bad TOML, a missing or unknown field, a bad rule."""
 
 
+class StrategyExistsError(StrategyFileError):
+    """Saving a strategy would replace or shadow another one (a file, a built-in, a name)."""
+
+
 class DataValidationError(ValidationError):
     """Price data is malformed (NaN, non-positive, high < low, duplicates, wrong columns, ...)."""
 

@@ -3,15 +3,19 @@
 ``load_text`` turns one file's text into a ``Strategy`` (or raises ``StrategyFileError`` naming
 the file, the field and the fix); ``scan_folder`` loads every ``*.toml`` of a folder, keeping
 each malformed file as a ``FileProblem`` so that it never stops the others from loading. Files
-are re-read only when their modification time or size changes. Format: docs/strategies.md.
+are re-read only when their modification time or size changes. ``render_toml`` and
+``save_strategy`` write a strategy defined elsewhere (the app's "New strategy" form) in the same
+format, checked as loading checks it, so a saved file always loads. Format: docs/strategies.md.
 """
 from __future__ import annotations
 
 import math
 import os
 import re
+import tempfile
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from numbers import Integral, Real
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -21,8 +25,10 @@ import numpy as np
 
 from core import rules
 from core.canonical import canonical_json, hash_of_json
-from core.errors import HindsightError, RuleError, StrategyFileError, did_you_mean
-from core.strategies import ABOVE, Cross, Param, Strategy, crossings, validate_params
+from core.errors import (HindsightError, RuleError, StrategyExistsError, StrategyFileError,
+                         did_you_mean)
+from core.strategies import (ABOVE, Cross, Param, Strategy, crossings, list_strategies,
+                             validate_params)
 
 MAX_FILE_BYTES = 64_000
 MAX_PARAMS = 20
@@ -114,6 +120,7 @@ def _strategy(doc: dict, source: str) -> Strategy:
         params, None, partial(_crosses, program), partial(_check, program),
         direction=direction, source=source, definition=definition,
         definition_hash=hash_of_json(definition),
+        indicators=rules.rule_indicators(program.entry, program.exit),
     )
     # signals validates its params against the declaration, so it is bound once that exists
     strategy = replace(strategy, signals=partial(_signals, program, strategy))
@@ -406,3 +413,191 @@ def check_file(path: str | os.PathLike, registered: Iterable[Strategy]) -> Strat
     if clash:
         raise StrategyFileError(f"{here}: {clash}")
     return strategy
+
+
+# --- a new strategy: render, check, preview, save -----------------------------------------------
+
+DRAFT_SOURCE = "the new strategy"  # how errors name a definition that has no file yet
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+            "\r": "\\r"}
+
+
+def render_toml(definition: Mapping[str, Any]) -> str:
+    """TOML text of a strategy ``definition`` in the documented file format.
+
+    ``definition`` holds a file's fields as a dict: ``name``, ``title``, ``description``,
+    ``direction``, ``entry``, ``exit``, optional ``require`` (a list) and ``params`` as
+    ``{name: {"kind": ..., "default": ..., "low": ...}}``. Empty optional values (None, "",
+    []) are left out. Whether the strategy is valid is ``load_text``'s check, not this one's.
+    """
+    unknown = [k for k in definition if k not in FIELDS]
+    if unknown:
+        raise StrategyFileError(f"unknown field {unknown[0]!r}.{did_you_mean(unknown[0], FIELDS)}")
+    lines = [f"{field} = {_toml_value(definition[field], field)}"
+             for field in FIELDS if field != "params" and not _is_empty(definition.get(field))]
+    params = definition.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise StrategyFileError(f"params must be a table of params by name, got {params!r}.")
+    for name, spec in params.items():
+        where = f"[params.{name}]"
+        if not isinstance(spec, Mapping):
+            raise StrategyFileError(f"{where} must be a table with kind and default, got "
+                                    f"{spec!r}.")
+        keys = [*(k for k in PARAM_FIELDS if k in spec), *(k for k in spec if k not in
+                                                          PARAM_FIELDS)]
+        lines += ["", f"[params.{_toml_key(str(name))}]"]
+        lines += [f"{_toml_key(str(k))} = {_toml_value(spec[k], f'{where} {k}')}"
+                  for k in keys if not _is_empty(spec[k])]
+    return "\n".join(lines) + "\n"
+
+
+def _is_empty(value: Any) -> bool:
+    """None, blank text or an empty list: an optional value left out of the file."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, (list, tuple)) and not value)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_value(value: Any, where: str) -> str:
+    """One value as TOML: text, a number, true/false or a list of them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Integral):
+        return str(int(value))
+    if isinstance(value, Real):
+        return repr(float(value))  # nan and inf are TOML too; loading refuses them by name
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    raise StrategyFileError(f"{where}: cannot write {value!r} ({type(value).__name__}); use "
+                            "text, a number or a list of them.")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    return '"' + "".join(
+        _ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+        for c in text) + '"'
+
+
+def parse_params(table: Any) -> tuple[Param, ...]:
+    """The typed params of a definition's ``params`` table; ``StrategyFileError`` names the
+    first bad one and the fix (the same checks as loading a file)."""
+    return _params(table)
+
+
+def check_rule(text: Any, params: Iterable[Param], where: str = "entry") -> rules.Node:
+    """The parsed entry or exit ``text`` given the declared ``params`` (``RuleError`` names
+    the column and the fix); the node's ``params`` are the ones the rule uses."""
+    return rules.parse(text, {p.name: _number_kind(p) for p in params}, where)
+
+
+def undeclared_names(text: str, params: Iterable[Param]) -> list[str]:
+    """Names in ``text`` that are not a series, a function, a keyword or one of ``params``:
+    the params it still needs declared, in order of appearance (none when it cannot be read)."""
+    try:
+        tokens = rules.tokenize(text, "rule")
+    except RuleError:
+        return []
+    declared = {p.name for p in params}
+    names = [token.text for token, after in zip(tokens, tokens[1:])
+             if token.kind == "name" and after.text != "("
+             and token.text not in rules.RESERVED and token.text not in declared]
+    return list(dict.fromkeys(names))
+
+
+def draft_strategy(definition: Mapping[str, Any]) -> Strategy:
+    """The strategy ``definition`` declares, validated exactly as its saved file would be
+    (``StrategyFileError`` otherwise); not registered and not written anywhere."""
+    return load_text(render_toml(definition), DRAFT_SOURCE)
+
+
+def draft_signals(definition: Mapping[str, Any], bars,
+                  params: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit booleans of an unsaved ``definition`` on ``bars`` (a DataFrame with open,
+    high, low and close), with its default ``params`` unless given: what a backtest of it
+    would trade on, for a preview before the file exists."""
+    strategy = draft_strategy(definition)
+    columns = [bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")]
+    return strategy.signals(*columns, **dict(params or {}))
+
+
+def strategy_path(folder: str | os.PathLike, name: str) -> Path:
+    """Where the strategy ``name`` is saved in ``folder``: ``<folder>/<name>.toml``."""
+    return Path(os.path.abspath(folder)) / f"{name}.toml"
+
+
+def check_definition(definition: Mapping[str, Any], folder: str | os.PathLike,
+                     overwrite: bool = False) -> Strategy:
+    """The strategy ``definition`` declares, checked as if saved in ``folder``.
+
+    ``StrategyFileError`` when it is malformed; ``StrategyExistsError`` when its name or a
+    stored param column is held by a built-in or another file of the folder, or when its file
+    exists already and ``overwrite`` is False.
+    """
+    strategy = draft_strategy(definition)
+    path = strategy_path(folder, strategy.name)
+    builtins = [s for s in list_strategies() if s.source == "built-in"]
+    others = [s for s in scan_folder(folder, builtins).strategies.values()
+              if s.source != str(path)]
+    clash = Claims([*builtins, *others]).clash(strategy)
+    if clash:
+        raise StrategyExistsError(f"{DRAFT_SOURCE}: {clash}")
+    if path.exists() and not overwrite:
+        raise StrategyExistsError(
+            f"{path} exists already; saving would replace that strategy. Confirm the "
+            "overwrite (overwrite=True) or choose another name.")
+    return strategy
+
+
+def save_strategy(definition: Mapping[str, Any], folder: str | os.PathLike,
+                  overwrite: bool = False) -> Path:
+    """Write ``definition`` to ``<folder>/<name>.toml`` and return the path.
+
+    Checked first (``check_definition``: a saved file always loads, and nothing is replaced
+    without ``overwrite``); written atomically (a reader sees the old file or the new one,
+    never part of one); the registry sees the new strategy at once.
+    """
+    strategy = check_definition(definition, folder, overwrite)
+    path = strategy_path(folder, strategy.name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, render_toml(definition))
+    except OSError as exc:
+        raise StrategyFileError(f"{path}: cannot write the file ({exc.strerror or exc}); check "
+                                "the folder's permissions or the strategies_folder setting.") \
+            from None
+    forget(path)
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``text`` into a temporary file beside ``path``, then renamed over it (``os.replace``)."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes it private; a strategy file is a plain file
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def forget(path: str | os.PathLike) -> None:
+    """Drop what is cached about the file at ``path`` and its folder, so the next look-up reads
+    it again (a rewrite within the file system's time resolution may keep mtime and size)."""
+    here = os.path.abspath(path)
+    _FILES.pop(here, None)
+    _SCANS.pop(os.path.dirname(here), None)
