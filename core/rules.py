@@ -681,3 +681,136 @@ def bars_memo(bars: Bars) -> dict:
         for array in arrays:
             weakref.finalize(array, _MEMOS.pop, key, None)
     return memo
+
+
+# --- the indicators a strategy's chart draws ----------------------------------------------------
+
+PRICE, OSCILLATOR = "price", "oscillator"
+
+#: How a legend names each function.
+TITLES = {"sma": "SMA", "ema": "EMA", "rsi": "RSI", "roc": "ROC", "highest": "Highest",
+          "lowest": "Lowest", "shift": "Shift", "atr": "ATR", "bb_upper": "BB upper",
+          "bb_mid": "BB mid", "bb_lower": "BB lower", "donchian_high": "Donchian high",
+          "donchian_low": "Donchian low", "macd": "MACD", "macd_signal": "MACD signal"}
+#: Functions whose values are not prices, by the pane they share (MACD with its signal line).
+OSCILLATORS = {"rsi": "RSI", "roc": "ROC", "macd": "MACD", "macd_signal": "MACD", "atr": "ATR"}
+#: Oscillator panes drawn without levels.
+UNLEVELLED = ("ATR",)
+
+
+class Indicator(NamedTuple):
+    """One series a strategy's chart draws: a call of this language on the strategy's params.
+
+    ``fn`` is a function name, or the name of a choice param whose value is one
+    (``ma_crossover``'s ``kind``). ``args`` and ``levels`` are expressions over the params
+    (``"close"``, ``"period"``, ``"30"``). ``pane`` is ``"price"`` (over the price) or
+    ``"oscillator"`` (a pane below, with dashed lines at ``levels``). ``label`` defaults to the
+    function's title; ``direction`` keeps a built-in's indicator to its long or short runs.
+    """
+
+    fn: str
+    args: tuple[str, ...]
+    pane: str = PRICE
+    levels: tuple[str, ...] = ()
+    label: str = ""
+    direction: str | None = None
+
+
+class IndicatorSeries(NamedTuple):
+    """One indicator computed over bars, ready to draw."""
+
+    label: str  # the call with its numbers: "SMA(50)", "RSI(14)", "SMA(high, 10)"
+    pane: str  # "price" or "oscillator"
+    group: str  # oscillators of one group share a pane: "RSI", "MACD", ...
+    values: np.ndarray  # one value per bar, NaN during warm-up
+    levels: dict[str, float]  # level (a param name or a number's text) -> its value
+
+
+def rule_indicators(*signals: Node) -> tuple[Indicator, ...]:
+    """A rule strategy's indicators: each function call of its rules (nested ones too) in
+    reading order; the numbers an oscillator is compared with or crosses are its levels."""
+    calls: dict[str, Node] = {}
+    for node in _reading_order(signals):
+        if node.kind == "call":
+            calls.setdefault(node.text, node)
+    compared = _compared_numbers(signals)
+    out = []
+    for call in calls.values():
+        group = scale_group(call)
+        pane = PRICE if group == PRICE else OSCILLATOR
+        levels = () if pane == PRICE or group in UNLEVELLED else compared.get(call.text, ())
+        out.append(Indicator(call.op, tuple(a.text for a in call.args), pane, tuple(levels)))
+    return tuple(out)
+
+
+def _reading_order(nodes) -> list[Node]:
+    """Every node under ``nodes``, each before its arguments, left to right."""
+    out, stack = [], list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(reversed(node.args))
+    return out
+
+
+def _compared_numbers(nodes) -> dict[str, list[str]]:
+    """Text of each call -> texts of the numbers it is compared with or crosses."""
+    found: dict[str, list[str]] = {}
+    for node in _reading_order(nodes):
+        if node.kind not in ("cmp", "cross"):
+            continue
+        for side, other in (node.args, node.args[::-1]):
+            if side.kind == "call" and other.type in _NUMBER:
+                texts = found.setdefault(side.text, [])
+                if other.text not in texts:
+                    texts.append(other.text)
+    return found
+
+
+def scale_group(node: Node) -> str:
+    """The scale a series is drawn on: ``"price"``, an oscillator's pane (``"RSI"``,
+    ``"MACD"``, ...) or ``"Volume"``. An indicator of an oscillator goes with it:
+    ``sma(rsi(close, 14), 5)`` is drawn in the RSI pane."""
+    if node.kind == "call" and node.op in OSCILLATORS:
+        return OSCILLATORS[node.op]
+    if node.kind == "series":
+        return "Volume" if node.value == "volume" else PRICE
+    groups = [scale_group(a) for a in node.args if a.type == SERIES]
+    return next((g for g in groups if g != PRICE), PRICE)
+
+
+def compute_indicator(spec: Indicator, bars: Bars, params: Mapping[str, Any],
+                      memo: dict) -> IndicatorSeries:
+    """``spec`` over ``bars`` with validated ``params``: its values, label, pane and levels."""
+    fn = spec.fn if spec.fn in FUNCTIONS else params[spec.fn]
+    kinds = _number_kinds(params)
+    call = parse(f"{fn}({', '.join(spec.args)})", kinds, f"indicator {fn}", SERIES)
+    levels = {text: _level(text, kinds, params) for text in spec.levels}
+    return IndicatorSeries(_label(spec.label or TITLES[fn], call, params), spec.pane,
+                           scale_group(call), evaluate(call, bars, params, memo), levels)
+
+
+def _number_kinds(params: Mapping[str, Any]) -> dict[str, str]:
+    """``"int"`` or ``"float"`` of each numeric param value (choices of text are left out)."""
+    return {name: INT if isinstance(value, int) else FLOAT for name, value in params.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def _level(text: str, kinds: Mapping[str, str], params: Mapping[str, Any]) -> float:
+    node = _Parser(text, kinds, f"level {text!r}").parse()
+    if node.type not in _NUMBER:
+        raise RuleError(f"level {text!r} is {_TYPE_WORDS[node.type]}; a level is a number or "
+                        "a param, e.g. 30 or oversold.")
+    return float(scalar(node, params))
+
+
+def _label(title: str, call: Node, params: Mapping[str, Any]) -> str:
+    """``title`` with the call's numbers: ``RSI(14)``, ``BB upper(20, 2)``; a series other
+    than close is named: ``SMA(high, 10)``."""
+    parts = []
+    for kind, arg in zip(FUNCTIONS[call.op].args, call.args):
+        if kind != "x":
+            parts.append(f"{scalar(arg, params):g}")
+        elif arg.text != "close":
+            parts.append(arg.text)
+    return f"{title}({', '.join(parts)})"

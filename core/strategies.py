@@ -4,7 +4,8 @@ A strategy's entry and exit are each a *crossing*: a series (optionally minus an
 crossing a level. "Crosses below L" at bar t means ``v[t-1] >= L and v[t] < L``; "crosses above
 H" means ``v[t-1] <= H and v[t] > H``; NaN never crosses. Signals are decided on bar t's close.
 The same declaration drives the pure numpy ``signals`` function (scanner, tests) and the numba
-kernels (engine), and the UI builds its forms from ``Param``.
+kernels (engine), and the UI builds its forms from ``Param``. Each strategy also declares the
+indicators its chart draws (``Indicator``; ``indicator_series`` computes them).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from core import indicators
+from core import indicators, rules
 from core.errors import ParamError, UnknownStrategyError, did_you_mean
+from core.rules import OSCILLATOR, Indicator, IndicatorSeries
 
 BELOW = -1
 ABOVE = 1
@@ -103,6 +105,7 @@ class Strategy:
     source: str = "built-in"  # or the path of the rule strategy's file
     definition: str | None = None  # a rule strategy's canonical definition (JSON text)
     definition_hash: str | None = None  # stable_hash of that definition (16 hex)
+    indicators: tuple[Indicator, ...] = ()  # what its chart draws
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -140,9 +143,11 @@ def _signals_from_rules(name: str, open_, high, low, close, **params):
     return entries, exits
 
 
-def _declare(name, prefix, title, description, params, rules, check=None) -> Strategy:
+def _declare(name, prefix, title, description, params, rules, check=None,
+             indicators=()) -> Strategy:
     return Strategy(name, prefix, title, description, tuple(params),
-                    partial(_signals_from_rules, name), rules, check)
+                    partial(_signals_from_rules, name), rules, check,
+                    indicators=tuple(indicators))
 
 
 # --- the strategies -------------------------------------------------------------------------
@@ -230,6 +235,7 @@ _STRATEGIES: dict[str, Strategy] = {
                 DIRECTION,
             ),
             _rsi_rules, _rsi_check,
+            (Indicator("rsi", ("close", "period"), OSCILLATOR, ("oversold", "overbought")),),
         ),
         _declare(
             "ma_crossover", "ma", "Moving-average crossover",
@@ -242,6 +248,8 @@ _STRATEGIES: dict[str, Strategy] = {
                 DIRECTION,
             ),
             _ma_rules, _ma_check,
+            (Indicator("kind", ("close", "fast")),  # fn "kind": the sma or ema the run chose
+             Indicator("kind", ("close", "slow"))),
         ),
         _declare(
             "bollinger_reversion", "bb", "Bollinger band reversion",
@@ -253,7 +261,10 @@ _STRATEGIES: dict[str, Strategy] = {
                 Param("num_std", float, 2.0, 0.1, 10.0, 0.1, help="band width in std devs"),
                 DIRECTION,
             ),
-            _bb_rules,
+            _bb_rules, None,
+            (Indicator("bb_upper", ("close", "period", "num_std")),
+             Indicator("bb_mid", ("close", "period")),
+             Indicator("bb_lower", ("close", "period", "num_std"))),
         ),
         _declare(
             "breakout", "dc", "Donchian breakout",
@@ -269,7 +280,11 @@ _STRATEGIES: dict[str, Strategy] = {
                       help="exit channel: prior N-bar low (short: high)"),
                 DIRECTION,
             ),
-            _dc_rules,
+            _dc_rules, None,
+            (Indicator("donchian_high", ("period",), direction="long"),
+             Indicator("donchian_low", ("exit_period",), direction="long"),
+             Indicator("donchian_low", ("period",), direction="short"),
+             Indicator("donchian_high", ("exit_period",), direction="short")),
         ),
     )
 }
@@ -431,3 +446,24 @@ def param_columns(strategy_name: str | Strategy, params: Mapping[str, Any]) -> d
             value = p.choices.index(value)
         out[f"{strategy.prefix}_{p.name}"] = float(value)
     return out
+
+
+def indicator_series(strategy_name: str | Strategy, params: Mapping[str, Any] | None,
+                     bars: Mapping[str, Any]) -> list[IndicatorSeries]:
+    """The strategy's declared indicators for ``params`` over ``bars`` (columns open, high, low,
+    close and optionally volume, e.g. a DataFrame): what a chart of its runs draws.
+
+    Indicators that come out with the same label are the same series and are drawn once.
+    """
+    strategy = get_strategy(strategy_name)
+    params = validate_params(strategy, params)
+    direction = direction_of(strategy, params)
+    columns = [np.asarray(bars[c], dtype=np.float64) for c in ("open", "high", "low", "close")]
+    volume = np.asarray(bars["volume"], dtype=np.float64) if "volume" in bars else None
+    arrays, memo = rules.Bars(*columns, volume), {}
+    out: dict[str, IndicatorSeries] = {}
+    for spec in strategy.indicators:
+        if spec.direction in (None, direction):
+            found = rules.compute_indicator(spec, arrays, params, memo)
+            out.setdefault(found.label, found)
+    return list(out.values())
