@@ -264,16 +264,8 @@ def price_chart(bars: pd.DataFrame, trades: pd.DataFrame | None) -> alt.LayerCha
     Prices show with the decimals the instrument is quoted in; hovering a marker names the
     side, time, price, the trade's return and P&L and why it closed.
     """
-    close = thin(bars["close"])
+    base = price_line(bars)
     decimals = price_decimals(bars["close"].to_numpy())
-    price = pd.DataFrame({"date": naive_index(close.index), "close": close.to_numpy(dtype=float)})
-    base = (
-        alt.Chart(price, height=HEIGHT)
-        .mark_line(color=NEUTRAL, strokeWidth=1)
-        .encode(x=time_x(bars.index),
-                y=alt.Y("close:Q", title="close", scale=alt.Scale(zero=False)))
-        .add_params(_zoom())
-    )
     markers = trade_markers(trades, decimals=decimals, when=tooltip_time_format(bars.index))
     if markers.empty:
         return alt.layer(base, title="Price and trades")
@@ -297,6 +289,19 @@ def price_chart(bars: pd.DataFrame, trades: pd.DataFrame | None) -> alt.LayerCha
     return alt.layer(base, points, title="Price and trades")
 
 
+def price_line(bars: pd.DataFrame) -> alt.Chart:
+    """The close as a thin zoomable line (thinned for drawing): the base of the price charts."""
+    close = thin(bars["close"])
+    price = pd.DataFrame({"date": naive_index(close.index), "close": close.to_numpy(dtype=float)})
+    return (
+        alt.Chart(price, height=HEIGHT)
+        .mark_line(color=NEUTRAL, strokeWidth=1)
+        .encode(x=time_x(bars.index),
+                y=alt.Y("close:Q", title="close", scale=alt.Scale(zero=False)))
+        .add_params(_zoom())
+    )
+
+
 def trade_markers(trades: pd.DataFrame | None, decimals: int = 2,
                   when: str = "%Y-%m-%d") -> pd.DataFrame:
     """One row per entry and per exit: date, price, side, the trade's return, P&L, exit reason.
@@ -318,6 +323,43 @@ def trade_markers(trades: pd.DataFrame | None, decimals: int = 2,
     markers["when"] = markers["date"].dt.strftime(when)
     markers["price_text"] = [f"{p:,.{decimals}f}" for p in markers["price"]]
     return markers[columns]
+
+
+def signal_markers(bars: pd.DataFrame, entries, exits) -> pd.DataFrame:
+    """One row per bar where the entry or the exit fires: date, close, side, and the time and
+    price as the tooltip shows them."""
+    decimals = price_decimals(bars["close"].to_numpy())
+    when = tooltip_time_format(bars.index)
+    sides = []
+    for side, fired in (("entry", entries), ("exit", exits)):
+        picked = bars.loc[np.asarray(fired, dtype=bool), "close"]
+        sides.append(pd.DataFrame({"date": naive_index(picked.index),
+                                   "price": picked.to_numpy(dtype=float), "side": side}))
+    markers = pd.concat(sides, ignore_index=True)
+    markers["when"] = markers["date"].dt.strftime(when)
+    markers["price_text"] = [f"{p:,.{decimals}f}" for p in markers["price"]]
+    return markers
+
+
+def signal_chart(bars: pd.DataFrame, entries, exits) -> alt.LayerChart:
+    """Close price with a marker on each bar where the entry (up triangle) or the exit (down
+    triangle) fires: a strategy's signals before any backtest (fills follow at the next open)."""
+    markers = signal_markers(bars, entries, exits)
+    points = (
+        alt.Chart(markers)
+        .mark_point(filled=True, size=70, opacity=0.9)
+        .encode(
+            x="date:T", y="price:Q",
+            shape=alt.Shape("side:N", scale=alt.Scale(domain=["entry", "exit"],
+                                                      range=["triangle-up", "triangle-down"]),
+                            title=None),
+            color=alt.Color("side:N", scale=alt.Scale(domain=["entry", "exit"], range=[UP, DOWN]),
+                            title=None),
+            tooltip=[alt.Tooltip("side:N", title="signal"), alt.Tooltip("when:N", title="time"),
+                     alt.Tooltip("price_text:N", title="close")],
+        )
+    )
+    return alt.layer(price_line(bars), points, title="Price and signals")
 
 
 def monthly_returns(equity: pd.Series) -> pd.DataFrame:
