@@ -18,8 +18,9 @@ from core import indicators
 from core.canonical import (canonical_json, fingerprint_of, flat_params_json, hash_of_json,
                             stable_hash)
 from core.data.validate import validate_bars
-from core.errors import DataValidationError, ParamError, did_you_mean
+from core.errors import DataValidationError, FrequencyError, ParamError, did_you_mean
 from core.exits import atr_periods, canonical_exit_rule, exit_vector
+from core.frequency import BarClock, check_periods_per_year, detect_frequency
 from core.kernels import grid_equity_nb, grid_metrics, grid_metrics_and_trades, simulate_nb
 from core.metrics import N_METRICS
 from core.strategies import (
@@ -34,11 +35,9 @@ from core.strategies import (
 from core.types import (DIRECTION_DTYPE, DIRECTIONS, EXIT_REASON_DTYPE, METRIC_NAMES,
                         BacktestResult, BatchCurves, BatchResult)
 
-ENGINE_VERSION = "1.0.0"
+ENGINE_VERSION = "1.1.0"
 
 COST_FIELDS = ("commission", "fixed", "slippage_bps", "borrow_rate")
-#: Bars per year over which a short's annual ``borrow_rate`` is spread (daily bars).
-BARS_PER_YEAR = 252
 _NO_SERIES = np.empty(0)
 
 
@@ -75,10 +74,12 @@ def canonical_costs(costs: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _kernel_costs(costs: dict[str, float]) -> tuple[float, float, float, float]:
-    """(commission, fixed, slippage fraction, borrow fee per bar) for the kernels."""
+def _kernel_costs(costs: dict[str, float], periods_per_year: float
+                  ) -> tuple[float, float, float, float]:
+    """(commission, fixed, slippage fraction, borrow fee per bar) for the kernels; the annual
+    borrow rate is spread over the bars' own year."""
     return (costs["commission"], costs["fixed"], costs["slippage_bps"] / 1e4,
-            costs.get("borrow_rate", 0.0) / BARS_PER_YEAR)
+            costs.get("borrow_rate", 0.0) / periods_per_year)
 
 
 def _side(strategy: Strategy, params: Mapping[str, Any]) -> float:
@@ -98,16 +99,33 @@ def _check_capital(initial_capital: Any, costs: dict[str, float]) -> float:
     return capital
 
 
-def _settings(whole_shares: bool, stop_on_entry_bar: bool) -> dict[str, bool]:
-    return {"whole_shares": bool(whole_shares), "stop_on_entry_bar": bool(stop_on_entry_bar)}
+def _settings(whole_shares: bool, stop_on_entry_bar: bool, periods_per_year: float | None
+              ) -> dict[str, Any]:
+    """A run's settings. An explicit ``periods_per_year`` is recorded, a detected one is not,
+    so default runs keep the settings (and stored identity) they always had."""
+    settings: dict[str, Any] = {"whole_shares": bool(whole_shares),
+                                "stop_on_entry_bar": bool(stop_on_entry_bar)}
+    if periods_per_year is not None:
+        settings["periods_per_year"] = periods_per_year
+    return settings
+
+
+def _clock_of(index: pd.DatetimeIndex, symbol: str, periods_per_year: float | None
+              ) -> BarClock:
+    """The bars' clock (core.frequency); an irregular series' error names its symbol."""
+    try:
+        return detect_frequency(index, periods_per_year)
+    except FrequencyError as exc:
+        raise FrequencyError(f"{symbol or 'bars'}: {exc}") from None
 
 
 class _Bars:
     """Validated bars of one symbol as contiguous float64 arrays plus index facts."""
 
-    __slots__ = ("frame", "symbol", "open", "high", "low", "close", "index", "days", "cache")
+    __slots__ = ("frame", "symbol", "open", "high", "low", "close", "index", "days", "clock",
+                 "cache")
 
-    def __init__(self, bars: pd.DataFrame, symbol: str):
+    def __init__(self, bars: pd.DataFrame, symbol: str, periods_per_year: float | None = None):
         frame = validate_bars(bars, symbol or "?")
         columns = frame.to_numpy(dtype=np.float64, copy=False).T
         self.frame = frame
@@ -117,6 +135,7 @@ class _Bars:
         self.open, self.high, self.low, self.close = (np.array(columns[i]) for i in range(4))
         self.index = frame.index
         self.days = (self.index[-1] - self.index[0]).total_seconds() / 86400.0
+        self.clock = _clock_of(self.index, symbol, periods_per_year)
         self.cache: dict[tuple, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -166,15 +185,22 @@ def run_backtest(
     whole_shares: bool = False,
     stop_on_entry_bar: bool = True,
     symbol: str | None = None,
+    periods_per_year: float | None = None,
 ) -> BacktestResult:
-    """Run one backtest: metrics, equity curve (one point per bar) and the trade log."""
+    """Run one backtest: metrics, equity curve (one point per bar) and the trade log.
+
+    Sharpe and Sortino are annualised by the bars per year read from the bars (see
+    ``core.frequency``) unless ``periods_per_year`` is given, which is then recorded in
+    ``settings``.
+    """
     strategy = get_strategy(strategy)
     params = validate_params(strategy, params)
     rule = canonical_exit_rule(exit_rule)
     costs = canonical_costs(costs)
     capital = _check_capital(initial_capital, costs)
+    override = check_periods_per_year(periods_per_year)
     symbol = _symbol_of(bars, symbol)
-    data = _Bars(bars, symbol)
+    data = _Bars(bars, symbol, override)
     data.require(min_bars(strategy, params), _describe(strategy, params))
 
     entry, exit_ = strategy.rules(**params)
@@ -190,8 +216,8 @@ def run_backtest(
         data.series(entry.series), _other(data, entry), float(entry.level), float(entry.direction),
         data.series(exit_.series), _other(data, exit_), float(exit_.level), float(exit_.direction),
         _side(strategy, params), exit_vector(rule), atr,
-        *_kernel_costs(costs), capital,
-        bool(whole_shares), bool(stop_on_entry_bar), data.days,
+        *_kernel_costs(costs, data.clock.periods_per_year), capital,
+        bool(whole_shares), bool(stop_on_entry_bar), data.days, data.clock.periods_per_year,
         equity, trades_int, trades_float, metrics,
     )
     trades_int, trades_float = trades_int[:count], trades_float[:count]
@@ -209,10 +235,12 @@ def run_backtest(
         end=data.index[-1],
         costs=costs,
         initial_capital=capital,
-        settings=_settings(whole_shares, stop_on_entry_bar),
+        settings=_settings(whole_shares, stop_on_entry_bar, override),
         engine_version=ENGINE_VERSION,
         data_fingerprint=data.fingerprint(),
         direction=direction,
+        periods_per_year=data.clock.periods_per_year,
+        bar_seconds=data.clock.bar_seconds,
     )
 
 
@@ -320,12 +348,14 @@ def run_many(
     with_trades: bool = False,
     progress: Callable[[int, int], None] | None = None,
     with_curves: bool = False,
+    periods_per_year: float | None = None,
 ) -> BatchResult:
     """Metrics for every symbol x params x exit rule (rows in that order), in parallel.
 
     Each row equals ``run_backtest`` of the same cell. ``with_trades`` also returns every
     trade with its ``row``; ``with_curves`` every row's equity curve as ``BatchCurves`` (8 bytes
-    per bar per row in memory; without it a cell's curve is recomputed on demand).
+    per bar per row in memory; without it a cell's curve is recomputed on demand). Each
+    symbol's bars per year are read from its bars unless ``periods_per_year`` is given.
     """
     strategy = get_strategy(strategy)
     if not isinstance(bars_by_symbol, Mapping) or not bars_by_symbol:
@@ -334,13 +364,14 @@ def run_many(
     rules = [canonical_exit_rule(r) for r in (list(exit_rules) if exit_rules else [None])]
     costs = canonical_costs(costs)
     capital = _check_capital(initial_capital, costs)
-    settings = _settings(whole_shares, stop_on_entry_bar)
+    override = check_periods_per_year(periods_per_year)
+    settings = _settings(whole_shares, stop_on_entry_bar, override)
     grid = _GridSpec(strategy, cells, rules)
 
     metrics, symbols, trade_parts, curve_parts, offset = [], [], [], [], 0
     total = len(bars_by_symbol)
     for done, (symbol, bars) in enumerate(bars_by_symbol.items(), start=1):
-        data = _Bars(bars, str(symbol))
+        data = _Bars(bars, str(symbol), override)
         data.require(grid.needed, _describe(strategy, grid.longest))
         cell_metrics, trades = grid.run(data, costs, capital, settings, with_trades, offset)
         metrics.append(cell_metrics)
@@ -428,8 +459,9 @@ class _GridSpec:
         series = np.vstack([data.series(k) for k in self.keys])
         return (
             data.open, data.high, data.low, data.close, series, self.rule_rows, self.exit_vecs,
-            self.atr_rows, *_kernel_costs(costs),
+            self.atr_rows, *_kernel_costs(costs, data.clock.periods_per_year),
             capital, settings["whole_shares"], settings["stop_on_entry_bar"], data.days,
+            data.clock.periods_per_year,
         )
 
     def equity(self, data: _Bars, costs, capital, settings) -> np.ndarray:
@@ -462,6 +494,9 @@ class _GridSpec:
         def stamps(values):
             return np.array(values, dtype="datetime64[ns]")[symbol_of_row]
 
+        def per_symbol(values):
+            return np.array(values, dtype=np.float64)[symbol_of_row]
+
         columns: dict[str, Any] = {
             "symbol": _strings([d.symbol for d in symbols]).take(symbol_of_row),
             "strategy": _strings([self.strategy.name]).take(same),
@@ -476,6 +511,8 @@ class _GridSpec:
             "settings_json": _strings([canonical_json(settings)]).take(same),
             "engine_version": _strings([ENGINE_VERSION]).take(same),
             "data_fingerprint": _strings([d.fingerprint() for d in symbols]).take(symbol_of_row),
+            "periods_per_year": per_symbol([d.clock.periods_per_year for d in symbols]),
+            "bar_seconds": per_symbol([d.clock.bar_seconds for d in symbols]),
         }
         columns.update({k: np.tile(v, n_symbols) for k, v in self.param_columns.items()})
         columns.update({name: metrics[:, i] for i, name in enumerate(METRIC_NAMES)})

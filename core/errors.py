@@ -49,6 +49,10 @@ class DataValidationError(ValidationError):
     """Price data is malformed (NaN, non-positive, high < low, duplicates, wrong columns, ...)."""
 
 
+class FrequencyError(ValidationError):
+    """Bars have no regular frequency, so bars per year cannot be read from them."""
+
+
 class UnknownSymbolError(DataValidationError):
     """The data source has no such symbol."""
 

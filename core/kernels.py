@@ -53,13 +53,15 @@ def simulate_nb(
     exit_x, exit_y, exit_level, exit_dir,
     side, exit_vec, atr,
     commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year,
     equity_out, trades_int, trades_float, metrics_out,
 ):
     """Simulate one all-in backtest, long (``side`` +1) or short (-1); return the trade count.
 
     ``exit_vec`` = (signal on, stop pct, target pct, trail pct, time bars, atr mult, atr
     period), NaN where absent; ``atr`` is the ATR series for the atr stop (empty if none);
-    ``borrow`` is a short's fee per bar held as a fraction of the position's value at the close.
+    ``borrow`` is a short's fee per bar held as a fraction of the position's value at the close;
+    ``days`` (calendar span) and ``periods_per_year`` (bars per year) annualise the metrics.
     Stop, target and trailing levels are kept multiplied by ``side`` so that one comparison
     serves both sides (a short's stop above the entry becomes a level below, as a long's).
     """
@@ -266,7 +268,7 @@ def simulate_nb(
         t += 1
 
     finish_metrics_nb(
-        metrics_out, n, prev_equity, initial, days,
+        metrics_out, n, prev_equity, initial, days, periods_per_year,
         ret_count, ret_sum, ret_sumsq, down_sumsq, worst_drawdown,
         n_trades, wins, trade_ret_sum, gross_win, gross_loss, held_sum, best, worst,
     )
@@ -277,6 +279,7 @@ def simulate_nb(
 def _cell_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
     commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year,
     equity_out, trades_int, trades_float, metrics_out,
 ):
     """Run grid cell ``cell`` (params row = cell // n_exits, exit rule = cell % n_exits)."""
@@ -292,6 +295,7 @@ def _cell_nb(
         series[int(rule[4])], exit_y, rule[6], rule[7],
         rule[8], exit_vecs[e], atr,
         commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+        periods_per_year,
         equity_out, trades_int, trades_float, metrics_out,
     )
 
@@ -300,6 +304,7 @@ def _cell_nb(
 def grid_metrics_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year,
 ):
     """``grid_metrics_nb`` on one thread (for forked children, see ``parallel_allowed``)."""
     n_exits = exit_vecs.shape[0]
@@ -312,6 +317,7 @@ def grid_metrics_serial_nb(
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+            periods_per_year,
             no_equity, no_int, no_float, out[cell],
         )
     return out
@@ -335,6 +341,7 @@ def parallel_allowed() -> bool:
 def grid_metrics_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year,
 ):
     """Metrics (cells x N_METRICS) for every params row x exit rule, in parallel."""
     n_exits = exit_vecs.shape[0]
@@ -347,6 +354,7 @@ def grid_metrics_nb(
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+            periods_per_year,
             no_equity, no_int, no_float, out[cell],
         )
     return out
@@ -406,7 +414,8 @@ def grid_metrics(*args):
 @njit(cache=True, parallel=True, nogil=True)
 def grid_metrics_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
-    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days, cap,
+    commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year, cap,
 ):
     """Metrics and, in the same pass, up to ``cap`` trades per cell (cell i owns rows
     ``i * cap`` onwards). A cell whose ``num_trades`` exceeds ``cap`` has a truncated log."""
@@ -421,6 +430,7 @@ def grid_metrics_trades_nb(
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+            periods_per_year,
             no_equity, trades_int[lo:lo + cap], trades_float[lo:lo + cap], out[cell],
         )
     return out, trades_int, trades_float
@@ -430,6 +440,7 @@ def grid_metrics_trades_nb(
 def grid_trades_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year,
     cells, offsets,
 ):
     """Trade records of ``cells``; ``cells[i]`` fills rows ``offsets[i]:offsets[i + 1]``."""
@@ -446,6 +457,7 @@ def grid_trades_nb(
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+            periods_per_year,
             no_equity, trades_int[lo:hi], trades_float[lo:hi], scratch,
         )
     return trades_int, trades_float
@@ -455,6 +467,7 @@ def grid_trades_nb(
 def grid_trades_serial_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year,
     cells, offsets,
 ):
     """``grid_trades_nb`` on one thread."""
@@ -471,6 +484,7 @@ def grid_trades_serial_nb(
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+            periods_per_year,
             no_equity, trades_int[lo:hi], trades_float[lo:hi], scratch,
         )
     return trades_int, trades_float
@@ -480,6 +494,7 @@ def grid_trades_serial_nb(
 def grid_equity_nb(
     open_, high, low, close, series, rules, exit_vecs, atr_rows,
     commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+    periods_per_year,
 ):
     """Equity curves (cells x bars) of every cell, on one thread.
 
@@ -496,6 +511,7 @@ def grid_equity_nb(
         _cell_nb(
             open_, high, low, close, series, rules, exit_vecs, atr_rows, cell, n_exits,
             commission, fixed, slippage, borrow, initial, whole_shares, stop_on_entry_bar, days,
+            periods_per_year,
             out[cell], no_int, no_float, scratch,
         )
     return out

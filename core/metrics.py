@@ -1,15 +1,17 @@
 """Performance metrics: a numpy version over an equity curve + trade log (single backtests)
 and a numba twin that finishes metrics from running sums (batches keep no equity curve).
 
-Definitions (docs/engine.md pins each with a test). ``r`` are the daily equity returns
-``E[t] / E[t-1] - 1`` for t = 1..n-1; "undefined" gives NaN.
+Definitions (docs/engine.md pins each with a test). ``r`` are the per-bar equity returns
+``E[t] / E[t-1] - 1`` for t = 1..n-1; ``P`` is the bars per year (``core.frequency``: read from
+the bars, or given); "undefined" gives NaN.
 
 - num_trades: closed trades, the end-of-data one included.
 - win_rate: trades with return > 0 / num_trades.
 - total_return: E[-1] / initial - 1.
-- cagr: (E[-1] / initial) ** (365.25 / calendar days from first to last bar) - 1.
-- sharpe_ratio: mean(r) / std(r, ddof=1) x sqrt(252); undefined if std is 0 or < 2 returns.
-- sortino_ratio: mean(r) / sqrt(mean(min(r, 0)^2)) x sqrt(252); undefined if no r < 0.
+- cagr: (E[-1] / initial) ** (365.25 / calendar days from first to last bar) - 1 (elapsed
+  time, so intraday bars need no factor).
+- sharpe_ratio: mean(r) / std(r, ddof=1) x sqrt(P); undefined if std is 0 or < 2 returns.
+- sortino_ratio: mean(r) / sqrt(mean(min(r, 0)^2)) x sqrt(P); undefined if no r < 0.
 - max_drawdown: min over t of E[t] / max(E[0..t]) - 1 (<= 0).
 - calmar_ratio: cagr / |max_drawdown|; undefined if max_drawdown is 0.
 - expectancy: mean trade return; best_trade / worst_trade: max / min trade return.
@@ -24,10 +26,9 @@ import math
 import numpy as np
 from numba import njit
 
+from core.frequency import DAYS_PER_YEAR
 from core.types import METRIC_NAMES
 
-ANNUALISATION = 252.0
-DAYS_PER_YEAR = 365.25
 N_METRICS = len(METRIC_NAMES)
 
 
@@ -42,18 +43,22 @@ def cagr(final_ratio: float, days: float) -> float:
     return final_ratio ** (DAYS_PER_YEAR / days) - 1.0
 
 
-def sharpe_ratio(returns: np.ndarray) -> float:
+def sharpe_ratio(returns: np.ndarray, periods_per_year: float) -> float:
+    """Annualised Sharpe ratio (risk-free 0) of per-bar returns."""
     if returns.size < 2:
         return math.nan
     std = float(np.std(returns, ddof=1))
-    return float(np.mean(returns)) / std * math.sqrt(ANNUALISATION) if std > 0 else math.nan
+    return float(np.mean(returns)) / std * math.sqrt(periods_per_year) if std > 0 else math.nan
 
 
-def sortino_ratio(returns: np.ndarray) -> float:
+def sortino_ratio(returns: np.ndarray, periods_per_year: float) -> float:
+    """Annualised Sortino ratio (target 0) of per-bar returns."""
     if returns.size < 2:
         return math.nan
     downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
-    return float(np.mean(returns)) / downside * math.sqrt(ANNUALISATION) if downside > 0 else math.nan
+    if downside == 0:
+        return math.nan
+    return float(np.mean(returns)) / downside * math.sqrt(periods_per_year)
 
 
 def max_drawdown(equity: np.ndarray) -> float:
@@ -72,6 +77,7 @@ def compute_metrics(
     bars_held: np.ndarray,
     days: float,
     initial_capital: float,
+    periods_per_year: float,
 ) -> dict[str, float]:
     """Every metric in ``METRIC_NAMES`` from one equity curve and its trade log."""
     equity = np.asarray(equity, dtype=np.float64)
@@ -85,8 +91,8 @@ def compute_metrics(
         "win_rate": float(np.mean(trade_returns > 0)) if n_trades else math.nan,
         "total_return": total - 1.0,
         "cagr": growth,
-        "sharpe_ratio": sharpe_ratio(returns),
-        "sortino_ratio": sortino_ratio(returns),
+        "sharpe_ratio": sharpe_ratio(returns, periods_per_year),
+        "sortino_ratio": sortino_ratio(returns, periods_per_year),
         "max_drawdown": drawdown,
         "calmar_ratio": growth / -drawdown if drawdown < 0 else math.nan,
         "expectancy": _nan_if_empty(trade_returns, np.mean),
@@ -103,7 +109,7 @@ def compute_metrics(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def finish_metrics_nb(
-    out, n_bars, final_equity, initial, days,
+    out, n_bars, final_equity, initial, days, periods_per_year,
     ret_count, ret_sum, ret_sumsq, down_sumsq, worst_drawdown,
     n_trades, wins, trade_ret_sum, gross_win, gross_loss, held_sum, best, worst,
 ):
@@ -123,9 +129,9 @@ def finish_metrics_nb(
         mean = ret_sum / ret_count
         var = (ret_sumsq - ret_sum * mean) / (ret_count - 1)
         if var > 0:
-            sharpe = mean / np.sqrt(var) * np.sqrt(ANNUALISATION)
+            sharpe = mean / np.sqrt(var) * np.sqrt(periods_per_year)
         if down_sumsq > 0:
-            sortino = mean / np.sqrt(down_sumsq / ret_count) * np.sqrt(ANNUALISATION)
+            sortino = mean / np.sqrt(down_sumsq / ret_count) * np.sqrt(periods_per_year)
     out[4] = sharpe
     out[5] = sortino
     out[6] = worst_drawdown

@@ -75,10 +75,13 @@ class BacktestResult:
     end: pd.Timestamp
     costs: dict[str, float] = field(default_factory=dict)
     initial_capital: float = 100_000.0
-    settings: dict[str, Any] = field(default_factory=dict)  # whole_shares, stop_on_entry_bar
+    settings: dict[str, Any] = field(default_factory=dict)  # whole_shares, stop_on_entry_bar,
+    # and periods_per_year when given explicitly
     engine_version: str = ""
     data_fingerprint: str = ""
     direction: str = DIRECTIONS[0]  # "long" or "short": a built-in's param, a rule's definition
+    periods_per_year: float = float("nan")  # Sharpe/Sortino annualisation (core.frequency)
+    bar_seconds: float = float("nan")  # the bars' median spacing
 
     @property
     def params_json(self) -> str:
@@ -127,9 +130,11 @@ class BatchResult:
     """Columnar output of ``run_many``: one row per symbol x params x exit rule.
 
     ``table`` columns: symbol, strategy, params_json, params_hash, exit_json, exit_hash, start,
-    end, initial_capital, costs_json, settings_json, engine_version, data_fingerprint, one float
-    column per strategy param named ``<prefix>_<param>`` (``core.strategies.param_columns``: none
-    for ``direction``, which is in params_json), then every name in METRIC_NAMES.
+    end, initial_capital, costs_json, settings_json, engine_version, data_fingerprint,
+    periods_per_year and bar_seconds (floats: the symbol's bars per year and median bar spacing
+    in seconds, see core.frequency), one float column per strategy param named
+    ``<prefix>_<param>`` (``core.strategies.param_columns``: none for ``direction``, which is in
+    params_json), then every name in METRIC_NAMES.
     ``trades`` (optional) holds every trade of every row, TRADE_COLUMNS plus ``direction`` and
     ``row`` (the positional row of ``table`` it belongs to), sorted by row then entry_time.
     ``curves`` (optional) holds every row's equity curve in columnar form; without it a row's

@@ -158,11 +158,14 @@ def short_signals(strategy, params, h, low, c):
 # --- the simulation -------------------------------------------------------------------------
 
 def simulate(o, h, low, c, entries, exits, exit_rule, costs=None, initial=100_000.0,
-             whole_shares=False, stop_on_entry_bar=True, direction="long"):
-    """Bar-by-bar loop. Returns (equity list, trades list of dicts with bar indices)."""
+             whole_shares=False, stop_on_entry_bar=True, direction="long", periods_per_year=252.0):
+    """Bar-by-bar loop. Returns (equity list, trades list of dicts with bar indices).
+
+    ``periods_per_year`` spreads a short's annual borrow rate over the bars of a year.
+    """
     if direction == "short":
         return simulate_short(o, h, low, c, entries, exits, exit_rule, costs, initial,
-                              whole_shares, stop_on_entry_bar)
+                              whole_shares, stop_on_entry_bar, periods_per_year)
     costs = costs or {}
     commission = costs.get("commission", 0.0)
     fixed = costs.get("fixed", 0.0)
@@ -256,7 +259,7 @@ def _exit_for_bar(t, pos, order, rules, o, h, low, stop_on_entry_bar):
 
 
 def simulate_short(o, h, low, c, entries, exits, exit_rule, costs, initial, whole_shares,
-                   stop_on_entry_bar):
+                   stop_on_entry_bar, periods_per_year):
     """The short side, written from the short conventions of docs/engine.md.
 
     Cash holds what is not at stake in the position: entry costs, borrow fees and, at the exit,
@@ -267,7 +270,7 @@ def simulate_short(o, h, low, c, entries, exits, exit_rule, costs, initial, whol
     commission = costs.get("commission", 0.0)
     fixed = costs.get("fixed", 0.0)
     slip = costs.get("slippage_bps", 0.0) / 10_000
-    daily_borrow = costs.get("borrow_rate", 0.0) / 252
+    bar_borrow = costs.get("borrow_rate", 0.0) / periods_per_year
     rules = {r["type"]: r for r in exit_rule}
     signal_on = "signal" in rules and rules["signal"].get("enabled", True)
     atr_series = atr(h, low, c, rules["atr_stop"]["period"]) if "atr_stop" in rules else None
@@ -312,8 +315,8 @@ def simulate_short(o, h, low, c, entries, exits, exit_rule, costs, initial, whol
             else:
                 pos["trough"] = min(pos["trough"], low[t])
         order = None
-        if pos is not None:  # held through this close: a day of borrow
-            fee = pos["units"] * c[t] * daily_borrow
+        if pos is not None:  # held through this close: a bar of borrow
+            fee = pos["units"] * c[t] * bar_borrow
             cash -= fee
             pos["borrow"] += fee
             if t == n - 1:
@@ -363,7 +366,14 @@ def _short_exit_for_bar(t, pos, order, rules, o, h, low, stop_on_entry_bar):
 
 # --- metrics --------------------------------------------------------------------------------
 
-def metrics(equity, trades, days, initial):
+def weekday_bars_per_year(index):
+    """Bars per year of daily weekday bars by the documented rule: bar intervals per year of
+    span (365.25 days) once the span reaches 365 days, else the nominal 252."""
+    days = (index[-1] - index[0]).total_seconds() / 86400
+    return (len(index) - 1) / (days / 365.25) if days >= 365 else 252.0
+
+
+def metrics(equity, trades, days, initial, periods_per_year):
     """Every engine metric from the equity list and trade dicts (plain Python)."""
     nan = math.nan
     returns = [equity[i] / equity[i - 1] - 1 for i in range(1, len(equity))]
@@ -377,10 +387,10 @@ def metrics(equity, trades, days, initial):
         mean = statistics.fmean(returns)
         std = statistics.stdev(returns)
         if std > 0:
-            sharpe = mean / std * math.sqrt(252)
+            sharpe = mean / std * math.sqrt(periods_per_year)
         downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
         if downside > 0:
-            sortino = mean / downside * math.sqrt(252)
+            sortino = mean / downside * math.sqrt(periods_per_year)
     peak, max_dd = -math.inf, 0.0
     for value in equity:
         peak = max(peak, value)
@@ -407,11 +417,17 @@ def metrics(equity, trades, days, initial):
 
 
 def backtest(bars, strategy, params, exit_rule, costs=None, initial=100_000.0,
-             whole_shares=False, stop_on_entry_bar=True):
-    """Full reference run over a bars DataFrame: (metrics, trades, equity)."""
+             whole_shares=False, stop_on_entry_bar=True, periods_per_year=None):
+    """Full reference run over a bars DataFrame: (metrics, trades, equity).
+
+    ``periods_per_year`` defaults to ``weekday_bars_per_year`` (the test bars are weekdays).
+    """
+    if periods_per_year is None:
+        periods_per_year = weekday_bars_per_year(bars.index)
     o, h, low, c = (bars[col].tolist() for col in ("open", "high", "low", "close"))
     entries, exits = signals(strategy, params, o, h, low, c)
     equity, trades = simulate(o, h, low, c, entries, exits, exit_rule, costs, initial,
-                              whole_shares, stop_on_entry_bar, params.get("direction", "long"))
+                              whole_shares, stop_on_entry_bar, params.get("direction", "long"),
+                              periods_per_year)
     days = (bars.index[-1] - bars.index[0]).total_seconds() / 86400
-    return metrics(equity, trades, days, initial), trades, equity
+    return metrics(equity, trades, days, initial, periods_per_year), trades, equity

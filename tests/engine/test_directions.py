@@ -88,15 +88,22 @@ def test_a_long_lookup_of_a_store_written_before_shorts_returns_the_stored_row(f
         # ... a short one does not
         assert store.get_stats(symbol, strategy, {**params, "direction": "short"},
                                exit_rule) is None
-        # today's engine gives the same key and, on the same data, the same numbers
+        # today's engine gives the same key and, on the same data, the same numbers; the
+        # fixture's Sharpe and Sortino were annualised x sqrt(252), today's by the bars' own
+        # factor, so they differ by exactly sqrt(factor / 252)
         result = run_backtest(provider.load_bars(symbol), strategy, params, exit_rule,
                               costs=stored["costs"], symbol=symbol)
         assert result.direction == "long"
         assert result.params_hash == stored["params_hash"]
         assert result.data_fingerprint == stored["data_fingerprint"]
+        rescale = math.sqrt(result.periods_per_year / 252)
         for name, value in result.metrics.items():
-            same = math.isnan(value) and math.isnan(stored[name]) or value == stored[name]
-            assert same, (symbol, strategy, params, name, value, stored[name])
+            was = stored[name]
+            if name in ("sharpe_ratio", "sortino_ratio"):
+                assert value == pytest.approx(was * rescale, rel=1e-12, nan_ok=True), name
+                continue
+            same = math.isnan(value) and math.isnan(was) or value == was
+            assert same, (symbol, strategy, params, name, value, was)
     assert found >= 5
 
 
@@ -140,12 +147,15 @@ def test_borrow_rate_costs_shorts_only_and_is_left_out_when_zero():
         if direction == "long":
             assert paid.metrics == free.metrics
         else:
-            # the first trade (same size either way) pays 0.5 / 252 of its value at every bar
-            # close it was held through
+            # the first trade (same size either way) pays 0.5 / (bars per year) of its value at
+            # every bar close it was held through; 400 weekday bars span more than a year, so
+            # bars per year = 399 intervals / years of span
+            per_year = 399 / ((bars.index[-1] - bars.index[0]).days / 365.25)
+            assert paid.periods_per_year == pytest.approx(per_year, rel=1e-12)
             first = free.trades.iloc[0]
             entry = bars.index.get_loc(first["entry_time"])
             closes = bars["close"].iloc[entry:entry + first["bars_held"]].sum()
-            fees = first["units"] * closes * 0.5 / 252
+            fees = first["units"] * closes * 0.5 / per_year
             assert paid.trades["units"].iloc[0] == first["units"]
             assert paid.trades["pnl"].iloc[0] == pytest.approx(first["pnl"] - fees, rel=1e-12)
             np.testing.assert_allclose(paid.equity.iloc[-1],

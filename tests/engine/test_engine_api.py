@@ -190,7 +190,8 @@ def test_run_many_table_columns_and_order():
     assert list(table.columns) == [
         "symbol", "strategy", "params_json", "params_hash", "exit_json", "exit_hash", "start",
         "end", "initial_capital", "costs_json", "settings_json", "engine_version",
-        "data_fingerprint", "ma_fast", "ma_slow", "ma_kind", *METRIC_NAMES]
+        "data_fingerprint", "periods_per_year", "bar_seconds", "ma_fast", "ma_slow", "ma_kind",
+        *METRIC_NAMES]
     assert table["symbol"].tolist() == ["AAA"] * 4 + ["BBB"] * 4
     assert table["ma_fast"].tolist() == [3, 3, 5, 5] * 2
     assert table["exit_json"].tolist()[:2] == [
@@ -201,6 +202,9 @@ def test_run_many_table_columns_and_order():
                                                           "whole_shares": False}
     assert table["start"].iloc[4] == data["BBB"].index[0]
     assert table["end"].iloc[0] == data["AAA"].index[-1]
+    # under a year of weekday bars: the nominal 252 exchange days, one day apart
+    assert table["periods_per_year"].tolist() == [252.0] * 8
+    assert table["bar_seconds"].tolist() == [86_400.0] * 8
     assert batch.trades is None and calls == [(1, 2), (2, 2)]
 
 

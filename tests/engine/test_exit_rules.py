@@ -52,7 +52,7 @@ def run(exit_rule, entries=(0,), exits=(), ohlc=(OPEN, HIGH, LOW, CLOSE), stop_o
         signal_series(n, exits), np.empty(0), 0.5, -1.0,
         -1.0 if direction == "short" else 1.0, vec, atr_series,
         costs[0], costs[1], costs[2], borrow_rate / 252, initial, whole_shares,
-        stop_on_entry_bar, 10.0, equity, trades_int, trades_float, np.empty(N_METRICS),
+        stop_on_entry_bar, 10.0, 252.0, equity, trades_int, trades_float, np.empty(N_METRICS),
     )
     # The independent reference loop must agree on every hand case too.
     ref_equity, ref_trades = reference.simulate(

@@ -135,12 +135,14 @@ def test_run_backtest_matches_reference(case):
     np.testing.assert_allclose(result.equity.to_numpy(), ref_equity, rtol=1e-9, atol=1e-9)
     for name in METRIC_NAMES:
         assert_close(result.metrics[name], ref_metrics[name], name)
+    assert_close(result.periods_per_year, reference.weekday_bars_per_year(bars.index),
+                 "periods_per_year")
     # The numpy metrics over the equity curve and trade log agree with the kernel's running sums.
     days = (bars.index[-1] - bars.index[0]).total_seconds() / 86400
     trades = result.trades
     from_curve = compute_metrics(result.equity.to_numpy(), trades["return"].to_numpy(),
                                  trades["pnl"].to_numpy(), trades["bars_held"].to_numpy(), days,
-                                 case["initial"])
+                                 case["initial"], result.periods_per_year)
     for name in METRIC_NAMES:
         assert_close(from_curve[name], result.metrics[name], name)
 
@@ -175,6 +177,8 @@ def test_run_many_rows_equal_run_backtest_and_reference(case, extra_rules):
                 got = batch.table.iloc[row]
                 assert got["symbol"] == symbol and got["exit_json"] == single.exit_json
                 assert got["params_hash"] == single.params_hash
+                assert got["periods_per_year"] == single.periods_per_year
+                assert got["bar_seconds"] == single.bar_seconds == 86_400
                 for name in METRIC_NAMES:
                     assert_close(got[name], single.metrics[name], name)
                 ref_metrics, ref_trades, _ = reference.backtest(

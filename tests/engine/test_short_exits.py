@@ -176,7 +176,8 @@ def test_equity_at_zero_gives_undefined_ratios_not_an_error():
     equity = np.empty(7)
     count = simulate_nb(o, h, lo, c, entry, np.empty(0), 0.5, -1.0, np.ones(7), np.empty(0),
                         0.5, -1.0, -1.0, exit_vector(None), np.empty(0), 0.0, 0.0, 0.0, 0.0,
-                        100_000.0, False, True, 8.0, equity, np.empty((7, 4), dtype=np.int64),
+                        100_000.0, False, True, 8.0, 252.0, equity,
+                        np.empty((7, 4), dtype=np.int64),
                         np.empty((7, 5)), metrics)
     assert count == 1
     assert list(equity) == pytest.approx([1e5, 1e5, 1e5, 5e4, 0.0, -5e4, -5e4])
