@@ -102,6 +102,10 @@ def test_write_check_preview_save_and_run_a_strategy(folder, env):
     stored = open_test_store(env).query()
     assert stored["strategy"].tolist() == ["my_dip"]
     assert stored["my_dip_period"].tolist() == [14]
+    at.radio(key="manager.mode").set_value("sweep").run()
+    assert "my_dip (my_dip)" in at.selectbox(key="sweep.strategy").options
+    at.switch_page("views/scanner.py").run()
+    assert "my_dip (my_dip)" in at.multiselect(key="scan.strategies").options
 
 
 def test_an_existing_name_asks_before_it_is_overwritten(folder):
