@@ -101,6 +101,7 @@ def _form() -> tuple[dict[str, Any], bool]:
 
 
 def _param_columns() -> dict[str, Any]:
+    """The params table's column editors: kind from a list, numbers as numbers, help texts."""
     number = "Leave empty for no bound."
     return {
         "name": st.column_config.TextColumn("name", help="A lowercase identifier used in the "
@@ -136,6 +137,7 @@ def params_table(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def _param_spec(name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """One table row as a param's fields, as its ``[params.<name>]`` table would hold them."""
     kind = None if _blank(row.get("kind")) else str(row["kind"])
     spec: dict[str, Any] = {"kind": kind}
     whole = kind == "int"
