@@ -51,7 +51,7 @@ def details_caption(details: dict) -> str:
     from core.exits import exit_label
 
     costs = details.get("costs") or {}
-    period = f"{_day(details.get('start'))} → {_day(details.get('end'))}"
+    period = _period(details.get("start"), details.get("end"))
     cost_text = (f"commission {costs.get('commission', 0) * 100:g} %, fixed "
                  f"{costs.get('fixed', 0):g}, slippage {costs.get('slippage_bps', 0):g} bps")
     source = details.get("equity_source")
@@ -61,8 +61,20 @@ def details_caption(details: dict) -> str:
             f"id `{details.get('backtest_id')}`")
 
 
-def _day(value: Any) -> str:
-    return "?" if value is None else pd.Timestamp(value).strftime("%Y-%m-%d")
+def _period(start: Any, end: Any) -> str:
+    """``start → end`` as dates, with the time of day when either has one (intraday bars)."""
+    stamps = [None if value is None else pd.Timestamp(value) for value in (start, end)]
+    intraday = any(s is not None and s != s.normalize() for s in stamps)
+    pattern = "%Y-%m-%d %H:%M" if intraday else "%Y-%m-%d"
+    return " → ".join("?" if s is None else s.strftime(pattern) for s in stamps)
+
+
+def annualisation_caption(details: dict) -> str:
+    """How the ratios were annualised, e.g. "weekly bars, annualised ×52" (rows stored before
+    the bars' clock existed: daily bars assumed, as they were)."""
+    from core.frequency import annualisation_text
+
+    return annualisation_text(details.get("bar_seconds"), details.get("periods_per_year"))
 
 
 def benchmark(details: dict, bars: pd.DataFrame | None) -> pd.Series | None:
