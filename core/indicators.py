@@ -2,7 +2,8 @@
 
 Each indicator returns an array as long as its input, NaN before the first bar where it is
 defined (``first_valid`` says which bar that is). Recursive indicators run in numba kernels
-(``_nb`` suffix, cached on disk); conventions are pinned in docs/engine.md:
+(``_nb`` suffix, cached on disk) compiled on first use, so importing this module (and the
+strategy registry built on it) does not import numba; conventions are pinned in docs/engine.md:
 
 - SMA: plain rolling mean of the last ``p`` values, defined from bar ``p - 1``.
 - EMA: alpha = 2 / (p + 1), seeded with the SMA of the first ``p`` values (TA-Lib), from ``p - 1``.
@@ -25,10 +26,11 @@ A key whose first item is not a string names a *derived* series (e.g. a rule exp
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
+import threading
+from collections.abc import Callable, Hashable
+from functools import wraps
 
 import numpy as np
-from numba import njit
 
 #: Indicator keys understood by ``compute_series``: name -> number of integer/float arguments.
 SERIES_KINDS: dict[str, int] = {
@@ -44,7 +46,38 @@ SERIES_KINDS: dict[str, int] = {
 }
 
 
-@njit(cache=True, nogil=True)
+_KERNELS: dict[str, Callable] = {}  # name -> plain function of each numba kernel below
+_DISPATCHERS: dict[str, Callable] = {}  # name -> its numba dispatcher, once compiled
+_BINDING = threading.Lock()
+
+
+def kernel(fn: Callable) -> Callable:
+    """Declare ``fn`` a numba kernel without importing numba: the first call of any kernel
+    imports numba and makes every kernel's dispatcher (``_dispatchers``)."""
+    _KERNELS[fn.__name__] = fn
+
+    @wraps(fn)
+    def first_call(*args):
+        return _dispatchers()[fn.__name__](*args)
+
+    return first_call
+
+
+def _dispatchers() -> dict[str, Callable]:
+    """Every kernel as ``numba.njit(cache=True, nogil=True)`` of it, made once and bound to its
+    module name, so kernels calling kernels (``rolling_std_nb`` -> ``sma_nb``) resolve to
+    dispatchers when numba compiles them, and later calls skip ``first_call``."""
+    with _BINDING:
+        if not _DISPATCHERS:
+            from numba import njit
+
+            _DISPATCHERS.update({name: njit(cache=True, nogil=True)(fn)
+                                 for name, fn in _KERNELS.items()})
+            globals().update(_DISPATCHERS)
+    return _DISPATCHERS
+
+
+@kernel
 def sma_nb(x, p):
     out = np.full(x.shape[0], np.nan)
     total = 0.0
@@ -57,7 +90,7 @@ def sma_nb(x, p):
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def ema_nb(x, p):
     n = x.shape[0]
     out = np.full(n, np.nan)
@@ -75,7 +108,7 @@ def ema_nb(x, p):
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _rsi_value(avg_gain, avg_loss):
     total = avg_gain + avg_loss
     if total == 0.0:
@@ -83,7 +116,7 @@ def _rsi_value(avg_gain, avg_loss):
     return 100.0 * avg_gain / total
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def rsi_nb(close, p):
     n = close.shape[0]
     out = np.full(n, np.nan)
@@ -110,7 +143,7 @@ def rsi_nb(close, p):
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def rolling_std_nb(x, p):
     """Population standard deviation (ddof 0) of each window of ``p`` values (two-pass)."""
     n = x.shape[0]
@@ -125,7 +158,7 @@ def rolling_std_nb(x, p):
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def donchian_high_nb(high, p):
     n = high.shape[0]
     out = np.full(n, np.nan)
@@ -138,14 +171,14 @@ def donchian_high_nb(high, p):
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def donchian_low_nb(low, p):
     """Lowest low of the ``p`` bars before bar i: the high channel of ``-low``, negated
     (negation is exact, so this equals a direct running minimum)."""
     return -donchian_high_nb(-low, p)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def atr_nb(high, low, close, p):
     n = close.shape[0]
     out = np.full(n, np.nan)
@@ -166,7 +199,7 @@ def atr_nb(high, low, close, p):
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def rolling_max_nb(x, p):
     """Maximum of the ``p`` values ending at bar i (bar i included)."""
     n = x.shape[0]

@@ -73,7 +73,9 @@ def _source_choice(baseline: str) -> dict[str, str]:
 @st.cache_resource(show_spinner=False)
 def _open_store(url: str):
     from core.store import BacktestStore
+    from core.walkforward import import_legacy_walkforward_store
 
+    import_legacy_walkforward_store(url)  # a walkforward.zarr of earlier versions, once
     return BacktestStore(url)
 
 
@@ -235,7 +237,8 @@ def warm_up() -> threading.Thread:
 
     The first backtest after a start would otherwise wait for numba to load (or compile) every
     kernel it touches; the thread does that with one tiny backtest per strategy and one store
-    write into a throw-away store while the first page is drawn.
+    write into a throw-away store. ``app.py`` calls this once the first page's script has run,
+    so the warm-up does not hold up that page.
     """
     thread = threading.Thread(target=_warm_kernels, name=WARM_UP_THREAD, daemon=True)
     thread.start()
