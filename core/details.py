@@ -82,7 +82,7 @@ def _rerun(details: dict[str, Any], bars):
         initial_capital=float(details.get("initial_capital") or 100_000.0),
         whole_shares=bool(settings.get("whole_shares", False)),
         stop_on_entry_bar=bool(settings.get("stop_on_entry_bar", True)),
-        symbol=details.get("symbol"),
+        symbol=details.get("symbol"), periods_per_year=settings.get("periods_per_year"),
     )
 
 

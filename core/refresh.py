@@ -243,6 +243,7 @@ def _rerun_group(rows: pd.DataFrame, bars: pd.DataFrame):
         costs=costs, initial_capital=float(first["initial_capital"]),
         whole_shares=bool(settings.get("whole_shares", False)),
         stop_on_entry_bar=bool(settings.get("stop_on_entry_bar", True)), with_trades=True,
+        periods_per_year=settings.get("periods_per_year"),
     )
 
 

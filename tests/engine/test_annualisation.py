@@ -266,3 +266,51 @@ def test_frequency_labels(seconds, label):
 ])
 def test_annualisation_text(seconds, factor, text):
     assert annualisation_text(seconds, factor) == text
+
+
+# --- re-runs of a stored backtest use its recorded override ---------------------------------
+
+class OneStored:
+    """A store holding one backtest's details (without its equity curve)."""
+
+    def __init__(self, details: dict):
+        self.details = details
+
+    def get_detailed_results(self, bid: str) -> dict:
+        return dict(self.details)
+
+
+class BarsOf:
+    """A provider serving one series of bars."""
+
+    def __init__(self, bars: pd.DataFrame):
+        self.bars = bars
+
+    def load_bars(self, symbol, start=None, end=None) -> pd.DataFrame:
+        return self.bars.loc[start:end]
+
+
+def test_recomputing_a_stored_curve_and_refreshing_reuse_the_recorded_override():
+    from core.canonical import canonical_json
+    from core.details import load_details
+    from core.refresh import _rerun_group
+
+    bars = irregular_bars()  # detection alone would raise: only the override annualises them
+    result = run_backtest(bars, STRATEGY, PARAMS, periods_per_year=300, symbol="ODD")
+    stored = {"backtest_id": "1", "symbol": "ODD", "strategy": STRATEGY, "params": result.params,
+              "exit_rule": result.exit_rule, "costs": result.costs, "settings": result.settings,
+              "initial_capital": result.initial_capital, "start": result.start,
+              "end": result.end, "data_fingerprint": result.data_fingerprint,
+              "engine_version": result.engine_version, **result.metrics, "equity": None}
+    details = load_details(OneStored(stored), "1", BarsOf(bars))
+    assert details["equity_source"] == "recomputed", details["equity_reason"]
+    pd.testing.assert_series_equal(details["equity"], result.equity)
+    rows = pd.DataFrame({"symbol": ["ODD"], "strategy": [STRATEGY],
+                         "params": [canonical_json(result.params)],
+                         "exit_rule": [result.exit_json],
+                         "costs_json": [canonical_json(result.costs)],
+                         "settings_json": [canonical_json(result.settings)],
+                         "initial_capital": [result.initial_capital]})
+    again = _rerun_group(rows, bars).table.iloc[0]
+    assert again["periods_per_year"] == 300
+    assert again["sharpe_ratio"] == pytest.approx(result.metrics["sharpe_ratio"], rel=1e-9)
