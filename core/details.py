@@ -5,6 +5,7 @@ bulk of the bytes and the engine is fast and deterministic). ``load_details`` re
 curve with ``run_backtest`` — but only when the price data the provider serves today has the
 same fingerprint as the data the backtest was stored with, and the recomputed metrics agree
 with the stored ones. Otherwise the curve is ``None`` and ``equity_reason`` says why.
+``strategy_indicators`` computes the strategy's declared indicators over the bars a chart draws.
 """
 from __future__ import annotations
 
@@ -59,6 +60,23 @@ def recompute_equity(details: dict[str, Any], provider) -> tuple[Any, str | None
             f"{details.get('engine_version')!r}, current {result.engine_version!r}); re-run it"
         )
     return result.equity, None
+
+
+def strategy_indicators(details: dict[str, Any], bars) -> tuple[list | None, str | None]:
+    """``(series, None)``: the indicators the backtest's strategy declares, computed with its
+    stored params over ``bars`` (its period's price data, as drawn), or ``(None, reason)``.
+
+    The caller passes the bars it draws, so the series line up with the price chart bar for bar.
+    """
+    from core.errors import HindsightError
+    from core.strategies import indicator_series
+
+    if bars is None or len(bars) == 0:
+        return None, "no price data for this period"
+    try:
+        return indicator_series(details["strategy"], details["params"], bars), None
+    except HindsightError as exc:
+        return None, str(exc)
 
 
 def stored_metrics(details: dict[str, Any]) -> dict[str, float]:

@@ -18,6 +18,10 @@ import pandas as pd
 HEIGHT = 260
 UP, DOWN, NEUTRAL = "#2e7d5b", "#b3412f", "#5b6b78"
 STRATEGY, BENCHMARK = "#2f6f8f", "#a9b4bd"
+#: Indicator lines: calm colours apart from the price's grey and the trades' green and red.
+INDICATOR_COLORS = ("#c98a2e", "#7866b0", "#3b98a8", "#c0607d", "#8a7a48", "#5e8f40")
+LEVEL = "#8a949c"  # an oscillator's dashed level lines and their labels
+OSCILLATOR_HEIGHT = 120
 BENCHMARK_LABEL = "buy and hold"
 MAX_POINTS = 500  # points drawn per line: each bucket's low and high, ~5 px per bucket
 ROW_HEIGHT = 20  # pixels per year in the monthly heatmap (its height is the cells', not the axes')
@@ -258,27 +262,44 @@ def drawdown_chart(equity: pd.Series) -> alt.Chart:
     )
 
 
-def price_chart(bars: pd.DataFrame, trades: pd.DataFrame | None) -> alt.LayerChart:
+def price_chart(bars: pd.DataFrame, trades: pd.DataFrame | None, lines: list | None = None,
+                colors: dict[str, str] | None = None) -> alt.LayerChart:
     """Close price with entry (up triangle) and exit (down triangle) markers from the trade log.
 
     Prices show with the decimals the instrument is quoted in; hovering a marker names the
-    side, time, price, the trade's return and P&L and why it closed.
+    side, time, price, the trade's return and P&L and why it closed. ``lines`` are price-scale
+    indicators (``core.rules.IndicatorSeries``) drawn over the price, named in a legend above.
     """
     base = price_line(bars)
     decimals = price_decimals(bars["close"].to_numpy())
     markers = trade_markers(trades, decimals=decimals, when=tooltip_time_format(bars.index))
-    if markers.empty:
-        return alt.layer(base, title="Price and trades")
-    points = (
+    layers = [base]
+    if not markers.empty:
+        layers.append(trade_points(markers))
+    if lines:
+        colors = colors or indicator_colors([s.label for s in lines])
+        layers.append(indicator_lines(indicator_frame(bars.index, lines), colors, "close"))
+    chart = alt.layer(*layers, title="Price and trades")
+    return chart.resolve_scale(color="independent", shape="independent") if lines else chart
+
+
+def trade_points(markers: pd.DataFrame) -> alt.Chart:
+    """Entry and exit markers (rows of :func:`trade_markers`) with their hover tooltips.
+
+    Their legend sits above the chart: a legend at the side would widen a chart with panes
+    below beyond the page.
+    """
+    legend = alt.Legend(orient="top", direction="horizontal")
+    return (
         alt.Chart(markers)
         .mark_point(filled=True, size=80, opacity=0.9)
         .encode(
             x="date:T", y="price:Q",
             shape=alt.Shape("side:N", scale=alt.Scale(domain=["entry", "exit"],
                                                       range=["triangle-up", "triangle-down"]),
-                            title=None),
+                            title=None, legend=legend),
             color=alt.Color("side:N", scale=alt.Scale(domain=["entry", "exit"], range=[UP, DOWN]),
-                            title=None),
+                            title=None, legend=legend),
             tooltip=[alt.Tooltip("side:N", title="side"), alt.Tooltip("when:N", title="time"),
                      alt.Tooltip("price_text:N", title="price"),
                      alt.Tooltip("return:Q", title="trade return", format="+.2%"),
@@ -286,7 +307,82 @@ def price_chart(bars: pd.DataFrame, trades: pd.DataFrame | None) -> alt.LayerCha
                      alt.Tooltip("exit_reason:N", title="exit reason")],
         )
     )
-    return alt.layer(base, points, title="Price and trades")
+
+
+def indicator_colors(labels: list[str]) -> dict[str, str]:
+    """One of :data:`INDICATOR_COLORS` per indicator label, in order (repeating after six)."""
+    return {label: INDICATOR_COLORS[i % len(INDICATOR_COLORS)] for i, label in enumerate(labels)}
+
+
+def indicator_frame(dates, series: list, max_points: int = MAX_POINTS) -> pd.DataFrame:
+    """Columns date, value, series: each indicator's defined values (no warm-up), thinned."""
+    stamps = naive_index(dates)
+    return pd.concat([series_frame(pd.Series(s.values, index=stamps).dropna(), s.label, max_points)
+                      for s in series], ignore_index=True)
+
+
+def indicator_lines(frame: pd.DataFrame, colors: dict[str, str], y_title: str | None) -> alt.Chart:
+    """Indicator lines (columns date, value, series) with a legend above, labels never cut."""
+    labels = list(dict.fromkeys(frame["series"]))
+    return (
+        alt.Chart(frame)
+        .mark_line(strokeWidth=1.2, opacity=0.9)
+        .encode(
+            x="date:T",
+            y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", title=None,
+                            scale=alt.Scale(domain=labels, range=[colors[x] for x in labels]),
+                            legend=alt.Legend(orient="top", direction="horizontal",
+                                              labelLimit=0, symbolType="stroke")),
+        )
+    )
+
+
+def level_frame(series: list) -> pd.DataFrame:
+    """Columns value, text: each distinct level of the oscillators, named (``oversold 30``)."""
+    rows: dict[float, str] = {}
+    for s in series:
+        for name, value in s.levels.items():
+            number = f"{value:g}"
+            rows.setdefault(value, number if name == number else f"{name} {number}")
+    return pd.DataFrame({"value": list(rows), "text": list(rows.values())})
+
+
+def oscillator_chart(dates, series: list, colors: dict[str, str], title: str) -> alt.LayerChart:
+    """One pane of oscillators sharing a scale, their levels as labelled dashed lines."""
+    lines = indicator_lines(indicator_frame(dates, series), colors, None).encode(x=time_x(dates))
+    levels = level_frame(series)
+    if levels.empty:
+        return alt.layer(lines, title=title, height=OSCILLATOR_HEIGHT)
+    rule = alt.Chart(levels).mark_rule(color=LEVEL, strokeDash=[4, 3]).encode(y="value:Q")
+    text = rule.mark_text(align="left", baseline="bottom", dx=3, dy=-2, color=LEVEL,
+                          fontSize=10).encode(x=alt.value(0), text="text:N")
+    return alt.layer(lines, rule, text, title=title, height=OSCILLATOR_HEIGHT)
+
+
+def price_panel(bars: pd.DataFrame, trades: pd.DataFrame | None, indicators: list | None = None
+                ) -> alt.LayerChart | alt.VConcatChart:
+    """The price with its trades and price-scale indicators, above one pane per oscillator
+    group (MACD with its signal line) on a shared time axis: zooming the price moves them.
+
+    The chart fits the page's width and keeps its heights for the plots (``fit-x``): by
+    default Streamlit shrinks a lone chart's plot under its legends and lets a stack of layered
+    charts grow past the page by the width of its axes.
+    """
+    fit_width = alt.AutoSizeParams(type="fit-x", contains="padding")
+    indicators = indicators or []
+    colors = indicator_colors([s.label for s in indicators])
+    top = price_chart(bars, trades, [s for s in indicators if s.pane == "price"], colors)
+    groups: dict[str, list] = {}
+    for s in indicators:
+        if s.pane != "price":
+            groups.setdefault(s.group, []).append(s)
+    if not groups:
+        return top.properties(autosize=fit_width)
+    panes = [oscillator_chart(bars.index, members, colors, group)
+             for group, members in groups.items()]
+    stack = alt.vconcat(top, *panes, spacing=8, autosize=fit_width)
+    return stack.resolve_scale(x="shared", color="independent", shape="independent")
 
 
 def price_line(bars: pd.DataFrame) -> alt.Chart:

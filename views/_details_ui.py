@@ -127,13 +127,31 @@ def equity_section(details: dict, bars: pd.DataFrame | None) -> None:
 
 
 def price_section(details: dict, bars: pd.DataFrame | None) -> None:
-    """Close price with the trades' entries and exits, or a message when there are no bars."""
+    """Close price with the trades' entries and exits and the strategy's indicators (oscillators
+    in panes below), or a message when there are no bars."""
     if bars is None:
         return  # the load error is shown already
     if bars.empty:
         st.info("No price data to draw for this period.")
         return
-    st.altair_chart(_charts.price_chart(bars, details.get("trades")), width="stretch")
+    indicators = shown_indicators(details, bars)
+    st.altair_chart(_charts.price_panel(bars, details.get("trades"), indicators),
+                    width="stretch")
+
+
+def shown_indicators(details: dict, bars: pd.DataFrame) -> list:
+    """The strategy's indicators over ``bars`` unless the user hides them (or why there are none)."""
+    from core.details import strategy_indicators
+
+    series, reason = strategy_indicators(details, bars)
+    if reason:
+        st.caption(f"Indicators not drawn: {reason}")
+    if not series:
+        return []
+    shown = st.toggle("Indicators", value=True, key=f"details.indicators.{details['backtest_id']}",
+                      help="The strategy's indicators over the price; oscillators in panes "
+                           "below with the levels its rules compare them with.")
+    return series if shown else []
 
 
 def returns_section(details: dict) -> None:
