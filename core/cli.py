@@ -60,8 +60,19 @@ class _Context:
         if mode not in self._stores:
             from core.store import open_store
 
+            _import_legacy_walk_forwards(self.settings.store_url)
             self._stores[mode] = open_store(self.settings.store_url, mode)
         return self._stores[mode]
+
+
+def _import_legacy_walk_forwards(store_url: str) -> None:
+    """Move the walk-forwards of an old ``walkforward.zarr`` beside the store into it (once)."""
+    from core.walkforward import import_legacy_walkforward_store, legacy_store_url
+
+    copied = import_legacy_walkforward_store(store_url)
+    if copied:
+        print(f"imported {copied} walk-forward backtests from {legacy_store_url(store_url)} "
+              "into the store (the folder is renamed *.imported)", file=sys.stderr)
 
 
 def _json_arg(text: str | None, option: str, example: str) -> Any:
@@ -327,34 +338,37 @@ def _cmd_walkforward(ctx: _Context, args: argparse.Namespace) -> int:
         bars, args.strategy, ranges, _exit_rules_arg(args.exit),
         in_sample=args.in_sample, out_of_sample=args.out_of_sample, step=args.step,
         anchored=args.anchored, metric=args.metric, min_trades=args.min_trades,
-        store=None if args.no_store else _walkforward_store(ctx, args), symbol=symbol,
+        store=None if args.no_store else ctx.store("a"), symbol=symbol,
     )
-    if args.json:
-        _print_json(report.to_dict())
-        return EXIT_OK
-    print(f"walk-forward {report.parent_id}: {args.strategy} on {symbol}, "
-          f"{'anchored' if args.anchored else 'rolling'} windows, optimising {args.metric}")
-    _print_frame(report.windows)
-    _print_summary(report.summary())
+    _print_walk_forward(report, args.json)
     return EXIT_OK
 
 
-def walkforward_store_url(store_url: str) -> str:
-    """Default store of walk-forward windows: ``walkforward.zarr`` next to the main store.
+def _print_walk_forward(report, as_json: bool) -> None:
+    """A walk-forward report: one JSON object, or a heading, the windows and the summary."""
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    scheme = report.spec.get("scheme", "unrecorded")
+    print(f"walk-forward {report.parent_id}: {report.strategy} on {report.symbol}, "
+          f"{scheme} windows, optimising {report.metric or 'an unrecorded metric'}")
+    _print_frame(report.windows)
+    _print_summary(report.summary())
 
-    Window backtests share their key (symbol, strategy, params, exit rule) with full-history
-    backtests, and the store returns the latest version of a key; keeping windows apart stops a
-    one-year out-of-sample test from replacing the full-history figures the scanner shows.
-    """
-    url = str(store_url).rstrip("/")
-    head, _, _ = url.rpartition("/")
-    return f"{head}/walkforward.zarr" if head else "walkforward.zarr"
 
+def _cmd_walkforwards(ctx: _Context, args: argparse.Namespace) -> int:
+    """The stored walk-forwards (newest first), or one of them with ``ID``."""
+    from core.walkforward import list_walk_forwards, load_walk_forward
 
-def _walkforward_store(ctx: _Context, args: argparse.Namespace):
-    from core.store import open_store
-
-    return open_store(args.wf_store or walkforward_store_url(ctx.settings.store_url), "a")
+    if args.id:
+        _print_walk_forward(load_walk_forward(ctx.store("r"), args.id), args.json)
+        return EXIT_OK
+    table = list_walk_forwards(ctx.store("r"))
+    if args.json:
+        _print_json(_records(table))
+    else:
+        _print_frame(table)
+    return EXIT_OK
 
 
 def _cmd_universe(ctx: _Context, args: argparse.Namespace) -> int:
@@ -619,6 +633,15 @@ def _check_strategy_files(files: list[str], as_json: bool) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+class _RemovedWfStore(argparse.Action):
+    """``--wf-store`` is gone: walk-forward windows live in the main store."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("--wf-store was removed: walk-forward windows are stored in the main store "
+                     "(--store), each under its own window. Drop the option; a walkforward.zarr "
+                     "beside the store is imported into it once.")
+
+
 def _add_strategy_args(p: argparse.ArgumentParser, with_params: bool = True) -> None:
     p.add_argument("--strategy", required=True, help="strategy name, e.g. rsi_meanrev")
     if with_params:
@@ -711,11 +734,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored", action="store_true", help="in-sample always starts at bar 0")
     p.add_argument("--metric", default="sharpe_ratio", help="metric to maximise in-sample")
     p.add_argument("--min-trades", type=int, default=1, help="in-sample winner needs this many")
-    p.add_argument("--wf-store", help="store for the window backtests "
-                   "(default: walkforward.zarr next to the main store)")
+    p.add_argument("--wf-store", action=_RemovedWfStore, help=argparse.SUPPRESS)
     p.add_argument("--no-store", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_walkforward)
+
+    p = command("walkforwards", help="list stored walk-forwards, or show one by its id")
+    p.add_argument("id", nargs="?", help="a walk-forward id (wf...) to show its windows")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_walkforwards)
 
     p = command("universe", help="one configuration across every stored symbol")
     _add_strategy_args(p)

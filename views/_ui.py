@@ -73,7 +73,9 @@ def _source_choice(baseline: str) -> dict[str, str]:
 @st.cache_resource(show_spinner=False)
 def _open_store(url: str):
     from core.store import BacktestStore
+    from core.walkforward import import_legacy_walkforward_store
 
+    import_legacy_walkforward_store(url)  # a walkforward.zarr of earlier versions, once
     return BacktestStore(url)
 
 

@@ -1,10 +1,10 @@
 """Backtest Manager: run one backtest, run a sweep, or browse / compare / delete stored ones."""
 import streamlit as st
 
-from views import _browse, _new_strategy, _run, _sweep, _ui
+from views import _browse, _new_strategy, _run, _sweep, _ui, _walkforward
 
 MODES = {"run": "Run one backtest", "sweep": "Run a sweep", "browse": "Browse stored",
-         "new": "New strategy"}
+         "walkforward": "Walk-forward", "new": "New strategy"}
 
 st.title("Backtest Manager")
 with st.sidebar:
@@ -14,5 +14,5 @@ with st.sidebar:
     _new_strategy.sidebar_problems()
 
 {"run": _run.panel, "sweep": _sweep.panel, "browse": _browse.panel,
- "new": _new_strategy.panel}[mode]()
+ "walkforward": _walkforward.panel, "new": _new_strategy.panel}[mode]()
 _ui.sidebar_status()

@@ -83,20 +83,54 @@ def test_sweep_skips_what_is_stored_and_read_outs_work(run, tmp_path):
     assert len(pd.read_parquet(target)) == 24
 
 
-def test_walkforward_command_stores_windows_apart(run, tmp_path):
+def test_walkforward_command_stores_windows_in_the_main_store(run, tmp_path):
     from core.store import open_store
-    from core.walkforward import load_walk_forward
+    from core.walkforward import stored_windows
 
-    code, out, err = run("walkforward", "--strategy", "rsi_meanrev", "--grid",
-                         '{"period": [8, 14], "oversold": [25, 35]}', "--symbol", "DEMO01",
-                         "--in-sample", "200", "--out-of-sample", "100", "--json")
+    argv = ["--strategy", "rsi_meanrev", "--grid", '{"period": [8, 14], "oversold": [25, 35]}',
+            "--symbol", "DEMO01", "--in-sample", "200", "--out-of-sample", "100"]
+    code, out, err = run("walkforward", *argv, "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["windows"] == 3 and len(report["window_rows"]) == 3
     assert report["parent_id"].startswith("wf")
-    assert not (tmp_path / "store.zarr").exists()  # the main store is left alone
-    windows = load_walk_forward(open_store(str(tmp_path / "walkforward.zarr")), report["parent_id"])
+    assert not (tmp_path / "walkforward.zarr").exists()  # one store
+    windows = stored_windows(open_store(str(tmp_path / "store.zarr")), report["parent_id"])
     assert len(windows) == 2 * report["windows_with_winner"]
+    assert run("query", "--json")[1].strip() == "[]"  # the full-history scope holds none of them
+
+    code, out, _ = run("walkforwards", "--json")
+    (listed,) = json.loads(out)
+    assert code == 0 and listed["parent_id"] == report["parent_id"]
+    assert (listed["scheme"], listed["in_sample"], listed["windows"]) == ("rolling", 200, 3)
+    code, out, _ = run("walkforwards", report["parent_id"], "--json")
+    assert code == 0 and json.loads(out)["stored_ids"] == report["stored_ids"]
+    code, out, _ = run("walkforwards", report["parent_id"])
+    assert code == 0 and f"walk-forward {report['parent_id']}: rsi_meanrev on DEMO01" in out
+
+    code, _, err = run("walkforward", *argv, "--wf-store", str(tmp_path / "wf.zarr"))
+    assert code == 2 and "--wf-store was removed" in err
+    code, _, err = run("walkforwards", "wfnope")
+    assert code == 2 and "No stored walk-forward 'wfnope'" in err
+
+
+def test_an_old_walkforward_store_beside_the_store_is_imported_on_first_use(run, tmp_path):
+    from core.data.demo import DemoProvider
+    from core.store import open_store
+    from core.walkforward import walk_forward
+
+    bars = DemoProvider(count=3, years=2).load_bars("DEMO02")
+    with open_store(str(tmp_path / "walkforward.zarr"), "r+") as old:
+        report = walk_forward(bars, "rsi_meanrev", {"period": [8, 14]}, in_sample=200,
+                              out_of_sample=100, store=old)
+    code, out, err = run("walkforwards", "--json")
+    assert code == 0, err
+    assert f"imported {len(report.stored_ids)} walk-forward backtests" in err
+    assert [row["parent_id"] for row in json.loads(out)] == [report.parent_id]
+    assert (tmp_path / "walkforward.zarr.imported").is_dir()
+    assert not (tmp_path / "walkforward.zarr").exists()
+    code, out, err = run("walkforwards", "--json")
+    assert code == 0 and "imported" not in err and len(json.loads(out)) == 1
 
 
 def test_refresh_command_is_idle_when_nothing_changed(run):
