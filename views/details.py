@@ -29,16 +29,30 @@ def render() -> None:
     view.price_section(details, bars)
     view.returns_section(details)
 
-    tab_trades, tab_config, tab_note, tab_compare = st.tabs(
-        ["Trade log", "Params and exit rule", "Note and tags", "Compare"])
-    with tab_trades:
-        view.trade_log(details.get("trades"), bars, name=f"trades_{backtest_id}")
-    with tab_config:
-        view.show_configuration(details)
-    with tab_note:
-        view.note_form(the_store, details)
-    with tab_compare:
-        view.compare_panel(the_store, details)
+    tabs = {
+        "Trade log": lambda: view.trade_log(details.get("trades"), bars,
+                                            name=f"trades_{backtest_id}"),
+        "Params and exit rule": lambda: view.show_configuration(details),
+        "Note and tags": lambda: view.note_form(the_store, details),
+        "Compare": lambda: view.compare_panel(the_store, details),
+    }
+    open_tab_only(tabs)
+
+
+TAB_KEY = "details.tab"  # widget key of the tabs: the label of the open one
+
+
+def open_tab_only(tabs: dict) -> None:
+    """Tabs whose content is drawn only while open (a click on a tab reruns the page).
+
+    Otherwise every page load computes and draws the hidden tabs too (the note form, the
+    store search and picker of Compare), which the browser pays for on each deep link.
+    """
+    for container, draw in zip(st.tabs(list(tabs), key=TAB_KEY, on_change="rerun"),
+                               tabs.values()):
+        if container.open:
+            with container:
+                draw()
 
 
 st.title("Backtest Details")

@@ -38,11 +38,15 @@ def realdata(env, monkeypatch):
     return stored
 
 
-def details_page(bid: str) -> AppTest:
+def details_page(bid: str, tab: str | None = None) -> AppTest:
+    """The Details page of ``bid``, with ``tab`` opened (only the open tab is drawn)."""
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
     at.query_params["id"] = bid
     at.switch_page("views/details.py").run()
+    if tab:
+        at.session_state["details.tab"] = tab
+        at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     return at
@@ -122,7 +126,7 @@ def test_ten_years_of_daily_bars_send_a_light_page(filled):
 
 
 def test_compare_searches_the_whole_store(filled):
-    at = details_page(str(filled[0]))
+    at = details_page(str(filled[0]), tab="Compare")
     picker = at.multiselect(key=f"compare.{filled[0]}")
     assert len(picker.options) == len(filled) - 1
     at.text_input(key=f"compare.{filled[0]}.search").set_value("DEMO03").run()
@@ -131,7 +135,7 @@ def test_compare_searches_the_whole_store(filled):
 
 
 def test_compare_legend_names_lead_with_the_id(filled):
-    at = details_page(str(filled[0]))
+    at = details_page(str(filled[0]), tab="Compare")
     at.multiselect(key=f"compare.{filled[0]}").set_value([str(filled[1])]).run()
     spec = next(s for s in chart_specs(at) if s.get("title") == "Equity compared")
     assert spec["encoding"]["color"]["legend"]["labelLimit"] == 0

@@ -134,9 +134,30 @@ def test_unknown_deep_link_id_is_an_error_not_a_traceback(filled):
     assert "999999" in texts(at.error)
 
 
-def test_note_and_tags_are_saved_with_the_backtest(filled, env):
+def open_details_tab(at: AppTest, label: str) -> AppTest:
+    """Click the Details page's tab ``label`` (a tab's content is drawn only while open)."""
+    at.session_state["details.tab"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_details_draws_only_the_open_tab(filled):
     bid = str(filled[1])
     at = open_page("views/details.py", query={"id": bid})
+    assert [t.label for t in at.tabs] == ["Trade log", "Params and exit rule", "Note and tags",
+                                          "Compare"]
+    assert at.dataframe and not at.text_area and not at.multiselect, "only the trade log"
+    open_details_tab(at, "Note and tags")
+    assert [t.key for t in at.text_area] == [f"note.text.{bid}"]
+    assert not at.dataframe and not at.multiselect
+    open_details_tab(at, "Compare")
+    assert [m.key for m in at.multiselect] == [f"compare.{bid}"] and not at.text_area
+
+
+def test_note_and_tags_are_saved_with_the_backtest(filled, env):
+    bid = str(filled[1])
+    at = open_details_tab(open_page("views/details.py", query={"id": bid}), "Note and tags")
     at.text_area(key=f"note.text.{bid}").set_value("looks robust")
     at.text_input(key=f"note.tags.{bid}").set_value("rsi, keep")
     at.button[[b.label for b in at.button].index("Save note and tags")].click().run()
@@ -288,7 +309,7 @@ def test_scanner_on_the_users_folder(env, monkeypatch):
 
 
 def test_details_compare_overlays_equity_and_lists_metrics(filled):
-    at = open_page("views/details.py", query={"id": str(filled[0])})
+    at = open_details_tab(open_page("views/details.py", query={"id": str(filled[0])}), "Compare")
     at.multiselect(key=f"compare.{filled[0]}").set_value([str(filled[2]), str(filled[4])]).run()
     assert not at.exception, at.exception
     compared = at.dataframe[-1].value

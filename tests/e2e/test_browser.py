@@ -207,6 +207,9 @@ def test_every_page_on_real_format_data_offline(app_url, page, requests_seen, st
     page.get_by_test_id("stDataFrame").first.locator("canvas").first.wait_for()
     page.get_by_text("Log scale").wait_for()
     shoot(page, "details")
+    page.get_by_role("tab", name="Compare").click()  # hidden tabs are drawn once opened
+    page.get_by_role("textbox", name="Find backtests by id, symbol or strategy").wait_for()
+    no_exception(page)
 
     page.goto(app_url)  # the Scanner is the default page: the root URL
     settled(page)
