@@ -4,8 +4,10 @@ Starts ``streamlit run app.py`` on a free 127.0.0.1 port with a temporary store,
 settings (``HINDSIGHT_*``), and times from navigation (or the click) until the page is painted:
 
 - Backtest Details of a 10-year daily backtest, until every chart is drawn and the trade table
-  shows: the first view after a server start, warm views of its deep link (a full page load)
-  and warm views reached inside the app (the Manager's *Open its details* link; no reload);
+  shows: warm views of its deep link (a full page load), warm views reached inside the app (the
+  Manager's *Open its details* link; no reload), the first view after a server restart (same
+  address, so the browser has the app's static files cached, as a user's browser does) and a
+  first visit (a fresh server and a browser context with an empty cache);
 - the first backtest after a server start: click on *Run backtest* until the stored result shows;
 - the Scanner over a 500-symbol demo universe: first view and warm views until its table shows.
 
@@ -35,6 +37,7 @@ CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-sync"]
 WAIT_MS = 120_000
+VIEWPORT = {"width": 1600, "height": 1100}
 WARM_RUNS = 5
 SCAN_SYMBOLS = 500
 DETAILS_BARS = 2520  # 10 years of business days
@@ -99,9 +102,10 @@ def browser_cpu_seconds() -> float:
 
 
 @contextmanager
-def app_server(env: dict[str, str]):
-    """``streamlit run app.py`` with ``env``; yields (URL, pid) once healthy, stops it after."""
-    port = free_port()
+def app_server(env: dict[str, str], port: int | None = None):
+    """``streamlit run app.py`` with ``env`` on ``port`` (default: a free one); yields (URL,
+    pid) once healthy, stops it after."""
+    port = port or free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
@@ -197,27 +201,33 @@ def prepare(tmp: Path) -> tuple[dict[str, str], str]:
 
 
 def bench_details(browser, env: dict[str, str], bid: str) -> dict:
-    """Warm views of a Details page, then its first view after a server restart."""
-    with app_server(env) as (url, pid):
-        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    """Warm views of a Details page, its first view after a server restart, a first visit."""
+    port = free_port()
+    with app_server(env, port) as (url, pid):
+        page = browser.new_page(viewport=VIEWPORT)
         link = f"{url}/details?id={bid}"
         page.goto(link)
         charts = chart_count(page)
         warm = [measured_view(page, link, charts, True, pid) for _ in range(WARM_RUNS)]
         page.close()
         in_app = in_app_views(browser, url, pid, charts)
-    with app_server(env) as (url, pid):
-        page = browser.new_page(viewport={"width": 1600, "height": 1100})
-        first = measured_view(page, f"{url}/details?id={bid}", charts, True, pid)
+    with app_server(env, port) as (url, pid):
+        page = browser.new_page(viewport=VIEWPORT)
+        first = measured_view(page, link, charts, True, pid)
         page.close()
+    with app_server(env, port) as (url, pid):
+        context = browser.new_context(viewport=VIEWPORT)  # an empty browser cache
+        first_visit = measured_view(context.new_page(), link, charts, True, pid)
+        context.close()
     return {"details_charts": charts, **medians([first], "details_first_view"),
+            **medians([first_visit], "details_first_visit"),
             **medians(warm, "details_warm"), **medians(in_app, "details_in_app")}
 
 
 def in_app_views(browser, url: str, pid: int, charts: int) -> list[tuple[float, ...]]:
     """Details reached inside the app: run a backtest in the Manager, click *Open its details*
     (no page reload), and back through the sidebar; each click timed until painted."""
-    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    page = browser.new_page(viewport=VIEWPORT)
     page.goto(f"{url}/manager")
     page.get_by_label("Symbol", exact=True).fill("DEMO02")
     page.get_by_role("button", name="Run backtest").click()
@@ -242,7 +252,7 @@ def in_app_views(browser, url: str, pid: int, charts: int) -> list[tuple[float, 
 def bench_first_backtest(browser, env: dict[str, str]) -> dict:
     """Click *Run backtest* on a fresh server until the stored result shows."""
     with app_server(env) as (url, pid):
-        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        page = browser.new_page(viewport=VIEWPORT)
         page.goto(f"{url}/manager")
         run = page.get_by_role("button", name="Run backtest")
         run.wait_for(timeout=WAIT_MS)
@@ -260,7 +270,7 @@ def bench_scanner(browser, env: dict[str, str], tmp: Path) -> dict:
     config = tmp / "scan.toml"
     config.write_text(f"demo_symbols = {SCAN_SYMBOLS}\ndemo_years = 10\n")
     with app_server({**env, "HINDSIGHT_CONFIG": str(config)}) as (url, pid):
-        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        page = browser.new_page(viewport=VIEWPORT)
         first = measured_view(page, url, 0, True, pid)
         warm = [measured_view(page, url, 0, True, pid) for _ in range(WARM_RUNS)]
         page.close()
