@@ -14,9 +14,10 @@ SELECTED = "wf.selected"  # widget key: the walk-forward shown
 SCHEMES = {"rolling": "Rolling: the in-sample window moves",
            "anchored": "Anchored: the in-sample window starts at the first bar"}
 OOS_LABEL = "walk-forward (out of sample)"
-#: Display formats of the window table's columns (the optimised metric's are added).
-WINDOW_FORMATS = {"oos_return": "percent", "is_trades": "%d", "oos_trades": "%d",
-                  "oos_sharpe_ratio": "%.2f"}
+#: Display formats of the tables' number columns (the optimised metric's are added).
+FORMATS = {"oos_return": "percent", "is_trades": "%d", "oos_trades": "%d",
+           "oos_sharpe_ratio": "%.2f", "oos_total_return": "percent", "wf_efficiency": "%.2f"}
+DATE_COLUMNS = ("is_start", "is_end", "oos_start", "oos_end")
 
 
 def panel() -> None:
@@ -96,7 +97,7 @@ def past_walk_forwards() -> str | None:
                 "the windows in the sidebar, then click **Run walk-forward**.")
         return None
     st.subheader("Stored walk-forwards")
-    _ui.table(table, name="walk_forwards", key="wf.list")
+    show_table(table, FORMATS, name="walk_forwards", key="wf.list")
     labels = {row.parent_id: f"{row.parent_id} · {row.symbol} · {row.strategy} · "
                              f"{'imported' if pd.isna(row.scheme) else row.scheme}"
               for row in table.itertuples()}
@@ -117,14 +118,21 @@ def show(parent_id: str) -> None:
     st.caption(spec_text(report))
     cards(report)
     oos_chart(report)
-    table = window_table(report)
+    show_table(window_table(report), window_formats(report), name=f"walk_forward_{parent_id}",
+               key="wf.windows")
+
+
+def show_table(table: pd.DataFrame, formats: dict[str, str], name: str, key: str) -> None:
+    """A table with its number formats (dates without a time on daily data) and a CSV download."""
     config = {**_ui.column_config(table),
-              **{name: st.column_config.NumberColumn(name.replace("_", " "), format=fmt)
-                 for name, fmt in window_formats(report.metric).items() if name in table}}
-    st.dataframe(table, hide_index=True, column_config=config, key="wf.windows",
-                 width="stretch")
-    _ui.download_csv(table.drop(columns=["details"]), f"walk_forward_{parent_id}",
-                     key="wf.windows.csv")
+              **{column: st.column_config.NumberColumn(column.replace("_", " "), format=fmt)
+                 for column, fmt in formats.items() if column in table}}
+    for column in DATE_COLUMNS:
+        if column in table and not _charts.is_intraday(pd.DatetimeIndex(table[column])):
+            config[column] = st.column_config.DatetimeColumn(column.replace("_", " "),
+                                                             format="YYYY-MM-DD")
+    st.dataframe(table, hide_index=True, column_config=config, key=key, width="stretch")
+    _ui.download_csv(table.drop(columns=["details"], errors="ignore"), name, key=f"{key}.csv")
 
 
 def spec_text(report) -> str:
@@ -192,9 +200,8 @@ def window_table(report) -> pd.DataFrame:
     return _ui.with_details_links(pd.DataFrame(columns), id_column="oos_id")
 
 
-def window_formats(metric: str | None) -> dict[str, str]:
+def window_formats(report) -> dict[str, str]:
     """The window table's formats, with the optimised metric's format for its IS column."""
-    formats = dict(WINDOW_FORMATS)
-    if metric:
-        formats[f"is_{metric}"] = _ui.METRIC_FORMATS.get(metric, "%.2f")
-    return formats
+    if not report.metric:
+        return FORMATS
+    return {**FORMATS, f"is_{report.metric}": _ui.METRIC_FORMATS.get(report.metric, "%.2f")}
