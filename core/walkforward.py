@@ -44,6 +44,7 @@ LEGACY_STORE = "walkforward.zarr"
 IMPORTED_SUFFIX = ".imported"
 #: Metrics every window row carries for both halves (plus the optimised one).
 WINDOW_METRICS = ("cagr", "sharpe_ratio")
+_DATE_COLUMNS = ("is_start", "is_end", "oos_start", "oos_end")
 _PARENT_TAG = r"(?:^|,)wf:([^,]+)"
 _WINDOW_TAG = r"(?:^|,)wf-window:(\d+):(is|oos)"
 #: Columns of ``list_walk_forwards``, in order.
@@ -320,9 +321,6 @@ def _record(metric: str, spec: dict[str, Any], rows: list[dict]) -> dict[str, An
     cash = [[row["window"], *(row[c].isoformat() for c in _DATE_COLUMNS)]
             for row in rows if row["params_json"] is None]
     return {"metric": metric, **spec, "windows": len(rows), "cash_windows": cash}
-
-
-_DATE_COLUMNS = ("is_start", "is_end", "oos_start", "oos_end")
 
 
 def _store_windows(store, results: list, rows: list[dict], parent_id: str,
