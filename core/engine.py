@@ -32,47 +32,16 @@ from core.strategies import (
     param_columns,
     validate_params,
 )
+from core.scope import bars_scope_parts, canonical_costs
 from core.types import (DIRECTION_DTYPE, DIRECTIONS, EXIT_REASON_DTYPE, METRIC_NAMES,
                         BacktestResult, BatchCurves, BatchResult)
 
 ENGINE_VERSION = "1.1.0"
 
-COST_FIELDS = ("commission", "fixed", "slippage_bps", "borrow_rate")
 _NO_SERIES = np.empty(0)
 
 
 # --- validation of the simple inputs --------------------------------------------------------
-
-def canonical_costs(costs: Mapping[str, Any] | None) -> dict[str, float]:
-    """``{"commission": fraction, "fixed": amount, "slippage_bps": bps}``, zeros by default.
-
-    An annual ``borrow_rate`` (a fraction, charged on shorts only) is present only when set
-    above 0, so the costs of runs recorded before it existed keep their form.
-    """
-    if costs is None:
-        costs = {}
-    if not isinstance(costs, Mapping):
-        raise ParamError(
-            f"costs must be a dict like {{'commission': 0.001, 'fixed': 1.0, 'slippage_bps': 5}}, "
-            f"got {costs!r}."
-        )
-    for key in costs:
-        if key not in COST_FIELDS:
-            raise ParamError(f"Unknown cost {key!r}.{did_you_mean(key, COST_FIELDS)}")
-    out = {}
-    for key, high in (("commission", 0.5), ("fixed", math.inf), ("slippage_bps", 5000.0),
-                      ("borrow_rate", 10.0)):
-        value = costs.get(key, 0.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise ParamError(f"Cost {key} must be a number, got {value!r}.")
-        value = float(value)
-        if not math.isfinite(value) or not 0.0 <= value <= high:
-            raise ParamError(f"Cost {key}={value!r} is out of range; use 0..{high}.")
-        out[key] = value
-    if out["borrow_rate"] == 0.0:
-        del out["borrow_rate"]
-    return out
-
 
 def _kernel_costs(costs: dict[str, float], periods_per_year: float
                   ) -> tuple[float, float, float, float]:
@@ -222,6 +191,7 @@ def run_backtest(
     )
     trades_int, trades_float = trades_int[:count], trades_float[:count]
     direction = direction_of(strategy, params)
+    source, window = bars_scope_parts(bars)
     codes = np.full(count, DIRECTIONS.index(direction), dtype=np.int8)
     return BacktestResult(
         symbol=symbol,
@@ -241,6 +211,9 @@ def run_backtest(
         direction=direction,
         periods_per_year=data.clock.periods_per_year,
         bar_seconds=data.clock.bar_seconds,
+        source=source,
+        window=window,
+        definition=strategy.definition_hash or "",
     )
 
 
@@ -513,10 +486,22 @@ class _GridSpec:
             "data_fingerprint": _strings([d.fingerprint() for d in symbols]).take(symbol_of_row),
             "periods_per_year": per_symbol([d.clock.periods_per_year for d in symbols]),
             "bar_seconds": per_symbol([d.clock.bar_seconds for d in symbols]),
+            **_scope_columns(symbols, symbol_of_row, self.strategy),
         }
         columns.update({k: np.tile(v, n_symbols) for k, v in self.param_columns.items()})
         columns.update({name: metrics[:, i] for i, name in enumerate(METRIC_NAMES)})
         return pd.DataFrame(columns, copy=False)
+
+
+def _scope_columns(symbols: list[_Bars], symbol_of_row: np.ndarray, strategy: Strategy
+                   ) -> dict[str, Any]:
+    """``source``, ``window_json`` (per symbol: what its bars were loaded as) and
+    ``definition`` (a rule strategy's definition hash) of a batch table."""
+    parts = [bars_scope_parts(d.frame) for d in symbols]
+    same = np.zeros(len(symbol_of_row), dtype=np.int64)
+    return {"source": _strings([source for source, _ in parts]).take(symbol_of_row),
+            "window_json": _strings([canonical_json(w) for _, w in parts]).take(symbol_of_row),
+            "definition": _strings([strategy.definition_hash or ""]).take(same)}
 
 
 def _strings(values: list[str]):

@@ -80,6 +80,9 @@ class BacktestResult:
     engine_version: str = ""
     data_fingerprint: str = ""
     direction: str = DIRECTIONS[0]  # "long" or "short": a built-in's param, a rule's definition
+    source: str = ""  # the data source (core.scope.source_id); "" means the store's default
+    window: Any = "full"  # "full" or {"start": ..., "end": ...} (core.scope.canonical_window)
+    definition: str = ""  # a rule strategy's definition hash; "" for built-ins
     periods_per_year: float = float("nan")  # Sharpe/Sortino annualisation (core.frequency)
     bar_seconds: float = float("nan")  # the bars' median spacing
 
@@ -132,9 +135,10 @@ class BatchResult:
     ``table`` columns: symbol, strategy, params_json, params_hash, exit_json, exit_hash, start,
     end, initial_capital, costs_json, settings_json, engine_version, data_fingerprint,
     periods_per_year and bar_seconds (floats: the symbol's bars per year and median bar spacing
-    in seconds, see core.frequency), one float column per strategy param named
-    ``<prefix>_<param>`` (``core.strategies.param_columns``: none for ``direction``, which is in
-    params_json), then every name in METRIC_NAMES.
+    in seconds, see core.frequency), source, window_json, definition (see core.scope; what the
+    store's scope is made of), one float column per strategy param named ``<prefix>_<param>``
+    (``core.strategies.param_columns``: none for ``direction``, which is in params_json), then
+    every name in METRIC_NAMES.
     ``trades`` (optional) holds every trade of every row, TRADE_COLUMNS plus ``direction`` and
     ``row`` (the positional row of ``table`` it belongs to), sorted by row then entry_time.
     ``curves`` (optional) holds every row's equity curve in columnar form; without it a row's

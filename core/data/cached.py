@@ -40,6 +40,10 @@ class CachedProvider(Provider):
             names.update(self.cache.symbols(self.cache_key))
         return sorted(names)
 
+    @property
+    def source_id(self) -> str:
+        return self.source.source_id
+
     def check_symbol(self, symbol: str, known=None) -> str:
         return self.source.check_symbol(symbol, known)
 
@@ -48,14 +52,15 @@ class CachedProvider(Provider):
 
     def load_bars(self, symbol: str, start=None, end=None) -> pd.DataFrame:
         symbol = self.check_symbol(symbol)
-        return slice_bars(self.histories([symbol])[symbol], symbol, start, end)
+        return slice_bars(self.histories([symbol])[symbol], symbol, start, end,
+                          self.source_id)
 
     def load_many(self, symbols, start=None, end=None) -> dict[str, pd.DataFrame]:
         symbols = list(dict.fromkeys(symbols))
         known = self.symbols()
         checked = [self.check_symbol(symbol, known) for symbol in symbols]
         histories = self.histories(checked)
-        return {symbol: slice_bars(histories[symbol], symbol, start, end) for symbol in checked}
+        return {symbol: slice_bars(histories[symbol], symbol, start, end, self.source_id) for symbol in checked}
 
     def load_available(self, symbols, start=None, end=None
                        ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
@@ -77,7 +82,7 @@ class CachedProvider(Provider):
             if symbol in skipped:
                 continue
             try:
-                bars[symbol] = slice_bars(histories[symbol], symbol, start, end)
+                bars[symbol] = slice_bars(histories[symbol], symbol, start, end, self.source_id)
             except HindsightError as exc:
                 skipped[symbol] = str(exc)
         return bars, skipped

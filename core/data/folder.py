@@ -24,6 +24,7 @@ from core.data.provider import Provider, slice_bars
 from core.data.symbols import validate_symbol
 from core.data.validate import DATE_RANGE, PRICE_COLUMNS, validate_bars
 from core.errors import DataUnavailableError, DataValidationError
+from core.scope import source_id
 
 SUFFIXES = (".parquet", ".pq", ".csv")  # preference order when a symbol has several files
 _DATE_NAMES = ("date", "datetime", "timestamp", "time", "index", "day", "unnamed0")
@@ -158,6 +159,10 @@ class FolderProvider(Provider):
         self.folder = Path(folder)
         self.date_format = date_format
         self.cache_key = f"folder:{self.folder.absolute()}"
+
+    @property
+    def source_id(self) -> str:
+        return source_id("folder", str(self.folder))
 
     def files(self) -> dict[str, Path]:
         """Symbol -> file; Parquet wins over CSV; names that are not valid symbols are skipped."""

@@ -16,6 +16,7 @@ from core.canonical import fingerprint_of, stamp_fingerprint
 from core.data.symbols import validate_symbol
 from core.data.validate import DATE_RANGE, validate_bars
 from core.errors import DataValidationError, HindsightError, UnknownSymbolError, did_you_mean
+from core.scope import stamp_scope
 
 
 class Provider(ABC):
@@ -26,6 +27,11 @@ class Provider(ABC):
     label: str = ""
     #: Identifies this source's data in the price cache (e.g. one folder vs another).
     cache_key: str = ""
+
+    @property
+    def source_id(self) -> str:
+        """The source part of a stored backtest's scope (``core.scope.source_id``)."""
+        return self.name
 
     @abstractmethod
     def symbols(self) -> list[str]:
@@ -48,7 +54,8 @@ class Provider(ABC):
         The frame carries ``attrs["symbol"]`` and ``attrs["fingerprint"]`` (of the returned bars).
         """
         symbol = self.check_symbol(symbol)
-        return slice_bars(validate_bars(self.fetch(symbol), symbol), symbol, start, end)
+        return slice_bars(validate_bars(self.fetch(symbol), symbol), symbol, start, end,
+                          self.source_id)
 
     def load_many(self, symbols: Iterable[str], start=None, end=None) -> dict[str, pd.DataFrame]:
         """``load_bars`` for several symbols, keyed by symbol in the order given."""
@@ -120,8 +127,10 @@ def _timestamp(value, label: str, symbol: str) -> pd.Timestamp | None:
     )
 
 
-def slice_bars(bars: pd.DataFrame, symbol: str, start=None, end=None) -> pd.DataFrame:
-    """Bars within [start, end] with symbol and fingerprint attrs; no bars is an error."""
+def slice_bars(bars: pd.DataFrame, symbol: str, start=None, end=None, source: str = ""
+               ) -> pd.DataFrame:
+    """Bars within [start, end] with symbol, fingerprint, source and window attrs (the scope
+    a backtest on them is stored under); no bars is an error."""
     lo, hi = _timestamp(start, "start", symbol), _timestamp(end, "end", symbol)
     if lo is not None and hi is not None and lo > hi:
         raise DataValidationError(
@@ -143,4 +152,4 @@ def slice_bars(bars: pd.DataFrame, symbol: str, start=None, end=None) -> pd.Data
     fingerprint = fingerprint_of(bars) if out is bars else None  # whole histories come stamped
     out = out.copy(deep=False)
     out.attrs = {**bars.attrs, "symbol": symbol}
-    return stamp_fingerprint(out, fingerprint)
+    return stamp_scope(stamp_fingerprint(out, fingerprint), source, lo, hi)

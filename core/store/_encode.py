@@ -7,6 +7,7 @@ factorized and its canonical JSON checked on a sample.
 """
 from __future__ import annotations
 
+import json
 import math
 import operator
 from itertools import chain, count
@@ -17,6 +18,7 @@ import pandas as pd
 
 from core.canonical import canonical_json
 from core.errors import ValidationError
+from core.scope import make_scope, scope_hash, scope_json
 from core.store import _keys
 from core.store._curves import attach_batch_curves, attach_curves, curve_arrays
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS,
@@ -31,29 +33,34 @@ _NAT = np.iinfo(np.int64).min
 _REASON_CODE = {name: code for code, name in enumerate(EXIT_REASONS)}
 _KIND_POS = {kind: pos for pos, kind in enumerate(CODE_KINDS)}
 _TABLE_TEXT = {"costs": "costs_json", "settings": "settings_json",
-               "engine_version": "engine_version", "data_fingerprint": "data_fingerprint"}
+               "engine_version": "engine_version", "data_fingerprint": "data_fingerprint",
+               "definition": "definition"}
 _SAMPLE_CHECKS = 16
 _METRIC_GETTER = operator.itemgetter(*METRICS)
 _METRIC_SET = frozenset(METRICS)
 _NS = operator.attrgetter("value")
 
 
-def encode_any(results: Any, created_at_ns: int, memo: KeyMemo | None = None) -> SegmentData:
-    """Validate and encode the input of ``store_many``: a list of results or a batch."""
+def encode_any(results: Any, created_at_ns: int, memo: KeyMemo | None = None,
+               default_source: str = "demo") -> SegmentData:
+    """Validate and encode the input of ``store_many``: a list of results or a batch.
+
+    A row that names no data source is stored under ``default_source`` (the store's)."""
     if isinstance(results, (BatchResult, pd.DataFrame)):
-        return encode_batch(results, created_at_ns)
+        return encode_batch(results, created_at_ns, default_source)
     if isinstance(results, BacktestResult):
         results = [results]
     if not isinstance(results, (list, tuple)):
         raise ValidationError("store_many takes a list of BacktestResult, a BatchResult or "
                               f"a batch DataFrame, got {type(results).__name__}.")
-    return encode_results(list(results), created_at_ns, memo or KeyMemo())
+    return encode_results(list(results), created_at_ns, memo or KeyMemo(), default_source)
 
 
 # --------------------------------------------------------------------------------------------
 # Result objects
 # --------------------------------------------------------------------------------------------
-def encode_results(results: list, created_at_ns: int, memo: KeyMemo) -> SegmentData:
+def encode_results(results: list, created_at_ns: int, memo: KeyMemo,
+                   default_source: str = "demo") -> SegmentData:
     """Validate and encode a list of ``BacktestResult``, column by column.
 
     An error names the first offending result: ``result #i ('SYMBOL', 'strategy'): ...``.
@@ -85,6 +92,11 @@ def encode_results(results: list, created_at_ns: int, memo: KeyMemo) -> SegmentD
                    for column, bare in _keys.param_column_names(strategy).items()}
     param_values = [np.array([form[2].get(c, np.nan) for form in forms])[raw]
                     for c in param_names]
+    scopes = list(zip([source or default_source for source in column("source")],
+                      column("window"), column("costs"), column("initial_capital"),
+                      column("settings")))
+    scope_raw, scope_forms = _distinct(list(map(repr, scopes)), scopes, _scope_form, memo, "scope", where)
+    codes[:, _KIND_POS["scope"]], vocab["scope"] = _vocab_codes(scope_raw, scope_forms)
     times = np.empty((n, 3), np.int64)
     times[:, 0] = _stamps(column("start"), "start", where)
     times[:, 1] = _stamps(column("end"), "end", where)
@@ -94,9 +106,10 @@ def encode_results(results: list, created_at_ns: int, memo: KeyMemo) -> SegmentD
         raise ValidationError(f"{where(row)}: end {results[row].end} is before start "
                               f"{results[row].start}.")
     capital = _capitals(column("initial_capital"), where)
+    clock = [_optional_floats(results, name, where) for name in FLOAT_LEAD[1:]]
     metrics, extra = _metric_block(column("metrics"), where)
     float_columns = [*FLOAT_LEAD, *METRICS, *extra, *param_names]
-    floats = np.column_stack([capital, metrics, *extra.values(), *param_values])
+    floats = np.column_stack([capital, *clock, metrics, *extra.values(), *param_values])
     data = SegmentData(rows=n, vocab={kind: vocab[kind] for kind in CODE_KINDS}, codes=codes,
                        times=times, float_columns=float_columns,
                        floats=np.ascontiguousarray(floats.reshape(n, len(float_columns))),
@@ -177,12 +190,33 @@ def _text(what: str) -> Callable[[Any], str]:
     return check
 
 
+def _scope_form(parts: tuple) -> tuple[str, str]:
+    """(canonical JSON, hash) of a result's scope: (source, window, costs, capital, settings)."""
+    source, window, costs, capital, settings = parts
+    if costs is not None and not isinstance(costs, dict):
+        raise ValidationError(f"costs must be a dict, got {type(costs).__name__}.")
+    scope = make_scope(source, window, costs, _capital(capital, "the scope"), settings)
+    return scope_json(scope), scope_hash(scope)
+
+
+def _optional_floats(results: list, name: str, where: Callable[[int], str]) -> np.ndarray:
+    """A float attribute results may lack (NaN then), e.g. ``periods_per_year``."""
+    values = [getattr(result, name, None) for result in results]
+    try:
+        return np.array([np.nan if v is None else v for v in values], np.float64)
+    except (TypeError, ValueError):
+        row = next(i for i, v in enumerate(values) if not _is_number(v) and v is not None)
+        raise ValidationError(f"{where(row)}: {name} must be a number, got {values[row]!r}.") \
+            from None
+
+
 #: How each key attribute of a result is canonicalised (params, per strategy, apart).
 _CANON: dict[str, Callable[[Any], Any]] = {
     "symbol": _keys.validate_symbol, "strategy": _keys.check_strategy, "exit_rule": _exit_form,
     "costs": lambda value: _json_text(value, "costs"),
     "settings": lambda value: _json_text(value, "settings"),
-    "engine_version": _text("engine_version"), "data_fingerprint": _text("data_fingerprint")}
+    "engine_version": _text("engine_version"), "data_fingerprint": _text("data_fingerprint"),
+    "definition": _text("definition")}
 
 
 def _stamps(values: list, what: str, where: Callable[[int], str]) -> np.ndarray:
@@ -397,7 +431,8 @@ def _reason_codes(column: pd.Series, where: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Batch tables (run_many output)
 # --------------------------------------------------------------------------------------------
-def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> SegmentData:
+def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int,
+                 default_source: str = "demo") -> SegmentData:
     """Validate and encode a batch table (and its trades and curves), vectorised."""
     table = batch.table if isinstance(batch, BatchResult) else batch
     if not isinstance(table, pd.DataFrame):
@@ -438,7 +473,10 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> Segme
     floats = np.empty((n, len(float_columns)), np.float64, order="F")  # filled by column
     floats[:, 0] = _table_capital(table)
     for j, column in enumerate(float_columns[1:], start=1):
-        floats[:, j] = _numeric(table[column], column)
+        floats[:, j] = (_numeric(table[column], column) if column in table.columns
+                        else np.nan)  # a lead column older tables lack
+    codes[:, _KIND_POS["scope"]], vocab["scope"] = _table_scopes(table, floats[:, 0],
+                                                                default_source)
     data = SegmentData(rows=n, vocab=vocab, codes=codes, times=times,
                        float_columns=float_columns, floats=floats, param_columns=param_names)
     if isinstance(batch, BatchResult):
@@ -447,6 +485,43 @@ def encode_batch(batch: BatchResult | pd.DataFrame, created_at_ns: int) -> Segme
         if batch.curves is not None:
             attach_batch_curves(data, batch.curves)  # after the trades: the codec reads them
     return data
+
+
+def _table_scopes(table: pd.DataFrame, capital: np.ndarray, default_source: str
+                  ) -> tuple[np.ndarray, list]:
+    """Codes into the (json, hash) scopes of a batch table's rows, each distinct one checked."""
+    n = len(table)
+
+    def texts(column: str, default: str) -> tuple[np.ndarray, list[str]]:
+        if column in table.columns:
+            return _factorize(table[column], column)
+        return np.zeros(n, np.int32), [default]
+
+    parts = [texts("source", ""), texts("window_json", '"full"'), texts("costs_json", "{}"),
+             texts("settings_json", "{}")]
+    capital_codes, capitals = pd.factorize(capital)
+    key = np.stack([p[0] for p in parts] + [capital_codes.astype(np.int32)], axis=1)
+    distinct, inverse = np.unique(key, axis=0, return_inverse=True)
+    forms = []
+    for source, window, costs, settings, cap in distinct.tolist():
+        values = [parts[0][1][source] or default_source,
+                  *(_load_json_text(parts[k][1][code], what) for k, code, what in
+                    ((1, window, "window_json"), (2, costs, "costs_json"),
+                     (3, settings, "settings_json")))]
+        try:
+            forms.append(_scope_form((*values[:3], float(capitals[cap]), values[3])))
+        except ValidationError as exc:
+            raise type(exc)(f"Batch scope: {exc}") from None
+    remap, vocab = _vocab_codes(np.arange(len(forms)), forms)
+    return remap[inverse.reshape(-1)], vocab
+
+
+def _load_json_text(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ValidationError(f"Batch column {what} holds {text[:80]!r}, which is not JSON.") \
+            from None
 
 
 def _factorize(column: pd.Series, what: str) -> tuple[np.ndarray, list[str]]:

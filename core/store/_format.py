@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from core.types import METRIC_NAMES, TRADE_COLUMNS
 
+#: 4: every row has a scope (data source, window, costs, capital, settings) and a strategy
+#: definition in its key (two more code columns); rows of older segments get theirs by the rule
+#: in ``_scopes`` (its facts are recorded in the manifest when the store is upgraded).
 #: 3: the manifest carries its checksum and the segments compaction retired (kept for a grace
 #: period); segments are laid out as in format 2. 2: equity curves packed by the curve codec
 #: (eq_layout, eq_runs, eq_steps, eq_plain). Format 1 and 2 stores are still read; opening
 #: one for writing migrates its manifest to format 3 (one atomic manifest replacement).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FORMAT_NAME = "hindsight-backtest-store"
 ROOT_ATTR = "hindsight_store"
 SEGMENT_ATTR = "hindsight_segment"
@@ -21,16 +24,23 @@ COMMIT_COUNTER_KEY = "commits.seq"  # see _backend.CommitCounter
 SEGMENTS_DIR = "segments"
 
 #: Columns of the ``codes`` block: int32 codes into the segment's vocabularies, in this order.
+#: The first KEY_KINDS make a stored backtest's identity (latest wins within one).
 CODE_KINDS: tuple[str, ...] = (
+    "symbol", "strategy", "params", "exit_rule", "scope", "definition", "costs", "settings",
+    "engine_version", "data_fingerprint",
+)
+KEY_KINDS = CODE_KINDS[:6]
+#: The code columns of segments written before format 4, in their order.
+LEGACY_CODE_KINDS: tuple[str, ...] = (
     "symbol", "strategy", "params", "exit_rule", "costs", "settings", "engine_version",
     "data_fingerprint",
 )
 #: Vocabularies whose entries carry a hash next to the canonical JSON.
-HASHED_KINDS = ("params", "exit_rule")
+HASHED_KINDS = ("params", "exit_rule", "scope")
 #: Columns of the ``times`` block (int64 nanoseconds since the epoch, UTC).
 TIME_COLUMNS: tuple[str, ...] = ("start", "end", "created_at")
 #: Leading columns of the ``floats`` block; metric then numeric param columns follow.
-FLOAT_LEAD: tuple[str, ...] = ("initial_capital",)
+FLOAT_LEAD: tuple[str, ...] = ("initial_capital", "periods_per_year", "bar_seconds")
 
 #: Trade-log columns by storage block.
 TRADE_TIME_COLUMNS = ("entry_time", "exit_time")

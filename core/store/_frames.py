@@ -1,10 +1,13 @@
 """Build the store's outputs: the stats dict of one backtest and stats tables."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.scope import scope_label
 from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS, TRADE_FLOAT_COLUMNS,
                                 TRADE_TIME_COLUMNS)
 from core.types import EXIT_REASON_DTYPE, TRADE_COLUMNS
@@ -25,8 +28,8 @@ def stats_dict(store, index, row: int, values: list) -> dict:
     Timestamps), so this is dict building only.
     """
     vocab = store._vocab.values
-    symbol, strategy, params, exit_rule, costs, settings, engine, fingerprint = \
-        index.code_block[:, row].tolist()
+    symbol, strategy, params, exit_rule, scope, definition, costs, settings, engine, \
+        fingerprint = index.code_block[:, row].tolist()
     bid = str(index.bids.item(row))
     json_value, stamp, layout = store._json, store._timestamp, index.stat_layout
     out = {
@@ -37,6 +40,10 @@ def stats_dict(store, index, row: int, values: list) -> dict:
         "params_hash": vocab["params"][params][1],
         "exit_rule": json_value("exit_rule", exit_rule),
         "exit_hash": vocab["exit_rule"][exit_rule][1],
+        "scope": _scope_label(store, scope),
+        "scope_hash": vocab["scope"][scope][1],
+        "scope_detail": json_value("scope", scope),
+        "definition": vocab["definition"][definition],
         "start": stamp(values[0]),
         "end": stamp(values[1]),
         "created_at": stamp(values[2], True),
@@ -81,7 +88,9 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
     float_names, float_block = _float_layout(index, floats, compact_params)
     note, tags = _notes_columns(store._notes(), bids)
     tail = {"created_at": _datetimes(times[2], utc=True), "note": note, "tags": tags,
+            "scope": _scope_column(store, codes["scope"]),
             "params_hash": categorical("params", 1), "exit_hash": categorical("exit_rule", 1),
+            "scope_hash": categorical("scope", 1), "definition": categorical("definition"),
             "engine_version": categorical("engine_version"),
             "data_fingerprint": categorical("data_fingerprint")}
     rows_index = pd.RangeIndex(len(bids))
@@ -89,6 +98,32 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
                       pd.DataFrame(float_block.T, index=rows_index, columns=float_names,
                                    copy=False),
                       pd.DataFrame(tail, index=rows_index)], axis=1)
+
+
+def scope_labels(store) -> tuple[np.ndarray, pd.CategoricalDtype]:
+    """(label code of each scope code, categorical dtype of the distinct labels), cached
+    until the scope vocabulary grows."""
+    values = store._vocab.values["scope"]
+    cached = store._category_cache.get(("scope", "label"))
+    if cached is None or cached[0] != len(values):
+        labels = [scope_label(json.loads(value[0])) for value in values]
+        distinct = list(dict.fromkeys(labels))
+        position = {label: i for i, label in enumerate(distinct)}
+        codes = np.array([position[label] for label in labels], np.int32)
+        dtype = pd.CategoricalDtype(pd.Index(distinct, dtype=STR))
+        cached = store._category_cache[("scope", "label")] = (len(values), (codes, dtype))
+    return cached[1]
+
+
+def _scope_label(store, code: int) -> str:
+    remap, dtype = scope_labels(store)
+    return str(dtype.categories[remap[code]])
+
+
+def _scope_column(store, codes: np.ndarray) -> pd.Categorical:
+    remap, dtype = scope_labels(store)
+    return pd.Categorical.from_codes(remap[codes] if len(remap) else codes.copy(),
+                                     dtype=dtype, validate=False)
 
 
 def trades_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.DataFrame:

@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import StoreCorruptionError
-from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, METRICS,
-                                TIME_COLUMNS)
+from core.store._format import (CODE_KINDS, FLOAT_LEAD, HASHED_KINDS, KEY_KINDS,
+                                LEGACY_CODE_KINDS, METRICS, TIME_COLUMNS)
 from core.store._details import ChunkCache, read_stat_row
+from core.store._scopes import LegacyScopes, first_starts, with_scope_columns
 from core.store._segment import SegmentReader, open_segments
 
 _MASK = (1 << 64) - 1
-_MULT = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5)
+_MULT = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5,
+         0x85EBCA77C2B2AE63, 0xD6E8FEB86659FD93)
 _FINAL = 0xFF51AFD7ED558CCD
-KEY_KINDS = CODE_KINDS[:4]
 #: Lookups of a snapshot answered by scanning the key columns before it sorts them.
 SCANS_BEFORE_SORT = 2
 #: Threads decoding stat columns when an index warms up.
@@ -33,18 +34,19 @@ DECODE_THREADS = 2
 _FLAGGING = threading.Lock()  # guards the creation of a segment's damaged-row flags
 
 
-def key_hash_scalar(codes: tuple[int, int, int, int]) -> int:
-    """The key hash of one (symbol, strategy, params, exit) code tuple (matches the array form;
-    unrolled: masking the XOR of the products equals XOR-ing the masked products)."""
-    s, t, p, e = codes
-    h = ((s * _MULT[0]) ^ (t * _MULT[1]) ^ (p * _MULT[2]) ^ (e * _MULT[3])) & _MASK
+def key_hash_scalar(codes: tuple[int, ...]) -> int:
+    """The key hash of one KEY_KINDS code tuple (matches the array form; unrolled: masking
+    the XOR of the products equals XOR-ing the masked products)."""
+    s, t, p, e, c, d = codes
+    h = ((s * _MULT[0]) ^ (t * _MULT[1]) ^ (p * _MULT[2]) ^ (e * _MULT[3]) ^ (c * _MULT[4])
+         ^ (d * _MULT[5])) & _MASK
     h ^= h >> 31
     h = (h * _FINAL) & _MASK
     return h ^ (h >> 29)
 
 
 def key_hash_rows(codes: np.ndarray) -> np.ndarray:
-    """The key hash of each row of a (keys, 4) array of non-negative codes (the array form
+    """The key hash of each row of a (keys, len(KEY_KINDS)) array of non-negative codes (the array form
     of ``key_hash_scalar``; unsigned array arithmetic wraps without a warning)."""
     h = np.bitwise_xor.reduce(codes.astype(np.uint64) * _MULT_ROW, axis=1)
     h ^= h >> np.uint64(31)
@@ -121,20 +123,24 @@ def entry_bids(entry: dict, reader: SegmentReader | None) -> np.ndarray:
 
 
 def load_segments(zstore, entries: list[dict], known: dict[str, LoadedSegment],
-                  vocab: GlobalVocab) -> list[LoadedSegment]:
-    """LoadedSegment per manifest entry, reusing ``known`` ones (segments are immutable)."""
+                  vocab: GlobalVocab, legacy: LegacyScopes | None) -> list[LoadedSegment]:
+    """LoadedSegment per manifest entry, reusing ``known`` ones (segments are immutable).
+
+    Rows of segments written before scopes get theirs by the ``legacy`` rule (``_scopes``).
+    """
     missing = [e["name"] for e in entries if e["name"] not in known]
     opened = open_segments(zstore, missing) if missing else {}
     out = []
     for entry in entries:
         seg = known.get(entry["name"])
         if seg is None:
-            seg = _load_segment(entry, opened[entry["name"]], vocab)
+            seg = _load_segment(entry, opened[entry["name"]], vocab, legacy)
         out.append(seg)
     return out
 
 
-def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
+def _load_segment(entry: dict, opened, vocab: GlobalVocab, legacy: LegacyScopes | None
+                  ) -> LoadedSegment:
     rows = int(entry["rows"])
     if isinstance(opened, StoreCorruptionError):
         return _damaged_segment(entry, opened)
@@ -145,9 +151,10 @@ def _load_segment(entry: dict, opened, vocab: GlobalVocab) -> LoadedSegment:
                                        f"manifest says {rows}.")
         bids = entry_bids(entry, reader)
         local_codes, key_ok = _read_codes(reader)
+        attrs_vocab, local_codes = with_scope_columns(
+            reader.attrs["vocab"], local_codes, lambda: legacy_stats(reader), legacy)
     except StoreCorruptionError as exc:
         return _damaged_segment(entry, exc, reader.attrs)
-    attrs_vocab = reader.attrs["vocab"]
     block = np.empty((len(CODE_KINDS), rows), np.int32)
     every = bool(key_ok.all())
     for j, kind in enumerate(CODE_KINDS):
@@ -203,16 +210,39 @@ def _warn(error: StoreCorruptionError) -> None:
     warnings.warn(str(error), RuntimeWarning, stacklevel=4)
 
 
+def legacy_first_starts(zstore, entries: list[dict]) -> dict[str, int]:
+    """Each symbol's earliest start over the segments written before scopes (their rule's
+    fact); unreadable segments are left out (verify() reports them)."""
+    opened = open_segments(zstore, [e["name"] for e in entries]) if entries else {}
+    parts = []
+    for reader in opened.values():
+        if isinstance(reader, StoreCorruptionError) or "scope" in reader.attrs["vocab"]:
+            continue
+        try:
+            parts.append((reader.attrs["vocab"]["symbol"], reader.read("codes", (slice(None), 0)),
+                          reader.read("times", (slice(None), 0))))
+        except StoreCorruptionError:
+            continue
+    return first_starts(parts)
+
+
+def legacy_stats(reader: SegmentReader) -> tuple[np.ndarray, np.ndarray]:
+    """(times block, initial capital) of a segment written before scopes (their rule's input)."""
+    capital = reader.attrs["float_columns"].index("initial_capital")
+    return reader.read("times"), reader.read("floats", (slice(None), capital))
+
+
 def _read_codes(reader: SegmentReader) -> tuple[np.ndarray, np.ndarray]:
     """The segment's code block; rows in damaged chunks are flagged instead of failing all."""
     try:
         return reader.read("codes"), np.ones(reader.rows, bool)
     except StoreCorruptionError:
         pass
-    out = np.zeros((reader.rows, len(CODE_KINDS)), np.int32)
+    kinds = len(CODE_KINDS) if "scope" in reader.attrs["vocab"] else len(LEGACY_CODE_KINDS)
+    out = np.zeros((reader.rows, kinds), np.int32)
     ok = np.ones(reader.rows, bool)
     step = reader.chunk_rows("codes")
-    for j in range(len(CODE_KINDS)):
+    for j in range(kinds):
         for lo in range(0, reader.rows, step):
             hi = min(reader.rows, lo + step)
             try:
@@ -282,7 +312,7 @@ class Index:
             self._key_index = sorted_hash, rows[order]
         return self._key_index
 
-    def _candidates(self, codes: tuple[int, int, int, int]) -> np.ndarray:
+    def _candidates(self, codes: tuple[int, ...]) -> np.ndarray:
         """Rows whose key hash equals that of ``codes``, oldest version first."""
         sorted_hash, sorted_rows = self._sorted_keys()
         h = np.uint64(key_hash_scalar(codes))
@@ -290,12 +320,12 @@ class Index:
         hi = np.searchsorted(sorted_hash, h, side="right")
         return sorted_rows[lo:hi]
 
-    def _matching(self, rows: np.ndarray, codes: tuple[int, int, int, int]) -> np.ndarray:
+    def _matching(self, rows: np.ndarray, codes: tuple[int, ...]) -> np.ndarray:
         """The rows of ``rows`` whose key codes equal ``codes`` (hash collisions dropped)."""
         keep = (self.code_block[:len(KEY_KINDS), rows] == np.array(codes)[:, None]).all(axis=0)
         return rows[keep]
 
-    def find_latest(self, codes: tuple[int, int, int, int]) -> int:
+    def find_latest(self, codes: tuple[int, ...]) -> int:
         """Global row of the newest live version of a key, or -1.
 
         The first lookups of a snapshot scan the key columns instead of sorting every key
@@ -310,12 +340,12 @@ class Index:
         rows = self._matching(self._candidates(codes), codes)
         return int(rows[-1]) if len(rows) else -1
 
-    def find_versions(self, codes: tuple[int, int, int, int]) -> np.ndarray:
+    def find_versions(self, codes: tuple[int, ...]) -> np.ndarray:
         """Global rows of every live version of a key, oldest first."""
         return self._matching(self._candidates(codes), codes)
 
     def find_many(self, codes: np.ndarray) -> np.ndarray:
-        """Rows of the newest live version of each key of a (keys, 4) code array, in input
+        """Rows of the newest live version of each key of a (keys, len(KEY_KINDS)) code array, in input
         order; keys not stored are left out."""
         if not len(codes):
             return np.empty(0, np.int64)

@@ -12,8 +12,8 @@ from core.canonical import canonical_json, flat_params_json, hash_of_json
 from core.data.symbols import validate_symbol
 from core.errors import ValidationError
 
-__all__ = ["KeyMemo", "canonical_exit", "canonical_params", "check_strategy", "exit_key",
-           "param_column_names", "params_form", "params_key", "validate_symbol"]
+__all__ = ["KeyMemo", "canonical_exit", "canonical_params", "check_strategy", "definition_of",
+           "exit_key", "param_column_names", "params_form", "params_key", "validate_symbol"]
 
 
 def _strategies():
@@ -64,6 +64,11 @@ def exit_key(exit_rule: Any) -> tuple[str, str]:
     """(canonical JSON, hash) of an exit rule."""
     text = canonical_json(canonical_exit(exit_rule))
     return text, hash_of_json(text)
+
+
+def definition_of(strategy: str) -> str:
+    """The current definition hash of a strategy ("" for built-ins): part of a stored key."""
+    return _strategies().get_strategy(strategy).definition_hash or ""
 
 
 def param_column_names(strategy: str) -> dict[str, str]:

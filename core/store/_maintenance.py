@@ -9,8 +9,10 @@ from core.errors import StoreCorruptionError
 from core.store._backend import crash_point
 from core.store._curves import Calendars, pack_curves, unpack_curves
 from core.store._segdata import SegmentData
-from core.store._format import CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, SEGMENTS_DIR
+from core.store._format import (CODE_KINDS, COMPACT_LEVEL, HASHED_KINDS, LEGACY_CODE_KINDS,
+                                SEGMENTS_DIR)
 from core.store._index import bid_range, entry_bids
+from core.store._scopes import LegacyScopes, with_scope_columns
 from core.store._segment import (ARRAY_FIELDS, SegmentReader, new_segment_name, open_segment,
                                  segment_path, write_segment)
 
@@ -23,13 +25,15 @@ RETIRE_GRACE_S = 600.0
 
 
 # -------------------------------------------------------------------------------- compact
-def compact(backend, zstore, damaged: set[str], grace_s: float = RETIRE_GRACE_S) -> dict:
+def compact(backend, zstore, damaged: set[str], grace_s: float = RETIRE_GRACE_S,
+            legacy: LegacyScopes | None = None) -> dict:
     """Merge runs of small segments into large ones; deleted rows are dropped for good.
 
     The merge runs without the writer lock (writers keep committing); only the manifest swap
     is locked, and it is abandoned if another compaction replaced the same segments first.
     Replaced segments are retired, not deleted: readers that loaded the previous manifest may
     still read them. Segments retired more than ``grace_s`` seconds ago are deleted.
+    Rows of segments written before scopes are rewritten with the scope ``legacy`` gives them.
     """
     with backend.lock():
         doc = backend.current_manifest()
@@ -37,7 +41,7 @@ def compact(backend, zstore, damaged: set[str], grace_s: float = RETIRE_GRACE_S)
     merged = []
     for group in _plan(doc["segments"], tombstones, damaged):
         readers = [open_segment(zstore, entry["name"]) for entry in group]
-        data = merge_segments(group, readers, tombstones)
+        data = merge_segments(group, readers, tombstones, legacy)
         name = new_segment_name()
         if data.rows:
             write_segment(zstore, name, data, COMPACT_LEVEL)
@@ -86,9 +90,9 @@ def _has_tombstones(entry: dict, tomb: np.ndarray) -> bool:
 
 
 def merge_segments(entries: list[dict], readers: list[SegmentReader],
-                   tombstones: set[int]) -> SegmentData:
+                   tombstones: set[int], legacy: LegacyScopes | None = None) -> SegmentData:
     """One SegmentData holding the live rows of several segments, in bid order."""
-    parts = [_read_all(entry, reader) for entry, reader in zip(entries, readers)]
+    parts = [_read_all(entry, reader, legacy) for entry, reader in zip(entries, readers)]
     tomb = np.asarray(sorted(tombstones), np.int64)
     keeps = [~np.isin(p["bids"], tomb) for p in parts]
     vocab, codes = _merge_codes(parts, keeps)
@@ -108,11 +112,15 @@ def merge_segments(entries: list[dict], readers: list[SegmentReader],
     return data
 
 
-def _read_all(entry: dict, reader: SegmentReader) -> dict:
+def _read_all(entry: dict, reader: SegmentReader, legacy: LegacyScopes | None) -> dict:
     names = [f for f in ARRAY_FIELDS if reader.has(f)]
     values = reader.read_many([(name, Ellipsis) for name in names])
     part = dict(zip(names, values))
-    part["attrs"] = reader.attrs
+    capital = reader.attrs["float_columns"].index("initial_capital")
+    vocab, part["codes"] = with_scope_columns(
+        reader.attrs["vocab"], part["codes"],
+        lambda: (part["times"], part["floats"][:, capital]), legacy)
+    part["attrs"] = {**reader.attrs, "vocab": vocab}
     part["bids"] = entry_bids(entry, reader)
     if "eq_layout" in part:
         try:
@@ -354,7 +362,8 @@ def _check_structure(reader: SegmentReader, values: dict) -> list[str]:
     vocab = attrs["vocab"]
     codes = values.get("codes")
     if codes is not None:
-        for j, kind in enumerate(CODE_KINDS):
+        kinds = CODE_KINDS if "scope" in vocab else LEGACY_CODE_KINDS
+        for j, kind in enumerate(kinds):
             if len(codes) and (codes[:, j].min() < 0 or codes[:, j].max() >= len(vocab[kind])):
                 problems.append(f"{kind} codes point outside the segment's vocabulary")
     for prefix, fields in (("eq", ("eq_values",)), ("tr", ("tr_times", "tr_floats", "tr_ints"))):

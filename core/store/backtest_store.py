@@ -20,15 +20,18 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from core import scope as scopes
 from core.errors import NotFoundError, StoreCorruptionError, StoreError, ValidationError
+from core.scope import complete_scope
 from core.store import _keys
 from core.store._backend import (Backend, CommitCounter, check_version, crash_point,
                                  empty_manifest, open_backend)
 from core.store._encode import KeyMemo, encode_any
 from core.store._segdata import SegmentData
-from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, METRICS, ROOT_ATTR,
-                                WRITE_LEVEL)
-from core.store._index import GlobalVocab, Index, load_segments
+from core.store._format import (CODE_KINDS, FORMAT_NAME, FORMAT_VERSION, KEY_KINDS, METRICS,
+                                ROOT_ATTR, WRITE_LEVEL)
+from core.store._index import GlobalVocab, Index, legacy_first_starts, load_segments
+from core.store._scopes import LegacyScopes
 from core.store._segment import new_segment_name, write_segment
 from core.store import _details, _frames, _maintenance, _query
 
@@ -61,18 +64,24 @@ def _retry_after_swap(method):
 
 
 class BacktestStore:
-    """Every stored backtest, keyed by (symbol, strategy, params hash, exit-rule hash).
+    """Every stored backtest, keyed by (symbol, strategy, params, exit rule, scope, strategy
+    definition): see docs/store.md.
 
     ``mode="r"`` opens read-only; ``"r+"``/``"a"`` create the store when it is missing. A handle
     is safe to share between threads; any number of processes may read and write one store.
     """
 
     def __init__(self, url: str | os.PathLike = DEFAULT_URL, mode: str = "r+", *,
-                 lock_dir: str | None = None, refresh_interval: float | None = None):
+                 lock_dir: str | None = None, refresh_interval: float | None = None,
+                 default_scope: dict | None = None):
         if mode not in MODES:
             raise ValidationError(f"Unknown store mode {mode!r}; use 'r' (read) or 'r+' (write).")
         self.url = os.fspath(url)
         self.mode = mode
+        #: what lookups mean without a scope, and the source of rows that name none
+        self.default_scope = (complete_scope(default_scope, scopes.default_scope())
+                              if default_scope is not None else scopes.default_scope())
+        self._default_hash = scopes.scope_hash(self.default_scope)
         self._backend: Backend = open_backend(self.url, writable=mode != "r", lock_dir=lock_dir)
         self._refresh_interval = (refresh_interval if refresh_interval is not None
                                   else self._backend.refresh_interval)
@@ -131,12 +140,23 @@ class BacktestStore:
 
     def _migrate(self) -> None:
         """Bring an older store's manifest to this format: one atomic manifest replacement
-        (segments are laid out alike), so a crash leaves the old or the new manifest."""
+        (segments stay as they are), so a crash leaves the old or the new manifest.
+
+        Format 4 records the facts the scope rule of older rows needs (``_scopes``).
+        """
         with self._backend.lock():
             doc = self._fresh_manifest()
             if doc.get("format_version", 0) < FORMAT_VERSION:
                 doc.setdefault("retired", [])
+                if LegacyScopes.from_manifest(doc) is None:
+                    doc["legacy_scopes"] = self._legacy_rule(doc).to_manifest()
                 self._write_manifest(doc)
+
+    def _legacy_rule(self, doc: dict) -> LegacyScopes:
+        """The scope rule of the rows of pre-scope segments: recorded in the manifest by the
+        upgrade, or worked out the same way for a store opened read-only before it."""
+        return LegacyScopes.from_manifest(doc) or LegacyScopes(
+            self.default_scope["source"], legacy_first_starts(self._zstore, doc["segments"]))
 
     def _check_root_attrs(self) -> None:
         try:
@@ -167,7 +187,9 @@ class BacktestStore:
                 raise StoreError(f"The manifest of {self.url!r} disappeared; the store was removed.")
             check_version(doc.get("format_version"), self.url)
             known = {seg.name: seg for seg in (self._index.segments if self._index else [])}
-            segments = load_segments(self._zstore, doc["segments"], known, self._vocab)
+            legacy = self._legacy_rule(doc) if doc["format_version"] < 4 or \
+                "legacy_scopes" in doc else None
+            segments = load_segments(self._zstore, doc["segments"], known, self._vocab, legacy)
             self._index = Index(segments, doc.get("tombstones", []), self._vocab)
             self._manifest, self._token = doc, token
             self._trust_counter(counter, count)
@@ -244,7 +266,8 @@ class BacktestStore:
         self._check_open()
         self._check_writable()
         self._write_memo.trim()
-        data = encode_any(results, time.time_ns() // 1000 * 1000, self._write_memo)
+        data = encode_any(results, time.time_ns() // 1000 * 1000, self._write_memo,
+                          self.default_scope["source"])
         if data.rows == 0:
             return []
         bid0 = self._commit_segment(data)
@@ -323,7 +346,8 @@ class BacktestStore:
             index = self._index
             damaged = {s.name for s in index.damaged} | {
                 s.name for s in index.readable if s.bad_rows is not None}
-            summary = _maintenance.compact(self._backend, self._zstore, damaged, grace_s)
+            summary = _maintenance.compact(self._backend, self._zstore, damaged, grace_s,
+                                           LegacyScopes.from_manifest(self._manifest))
             self.refresh(force=True)
             return {**summary, "segments": len(self._manifest["segments"])}
 
@@ -332,19 +356,47 @@ class BacktestStore:
         return _maintenance.verify(self._backend, self._zstore)
 
     # ------------------------------------------------------------------ key canonicalisation
-    def _key(self, symbol, strategy, params, exit_rule) -> tuple[str, str, str, str]:
-        """(symbol, strategy, params hash, exit hash) of a key given in any accepted form."""
+    def _key(self, symbol, strategy, params, exit_rule, scope) -> tuple[str, ...]:
+        """(symbol, strategy, params hash, exit hash, scope hash, definition) of a key given
+        in any accepted form; the definition is the strategy's current one."""
         _check_names(symbol, strategy)
-        return symbol, strategy, self._params_hash(strategy, params), self._exit_hash(exit_rule)
+        return (symbol, strategy, self._params_hash(strategy, params), self._exit_hash(exit_rule),
+                self._scope_hash(scope, allow_all=False), _keys.definition_of(strategy))
 
-    def _key_codes(self, symbol, strategy, params, exit_rule) -> tuple[int, int, int, int] | None:
+    def _key_codes(self, *key) -> tuple[int, ...] | None:
         """Global codes of a key given in any accepted form, None when some part was never
         stored."""
-        symbol, strategy, params_hash, exit_hash = self._key(symbol, strategy, params, exit_rule)
         known = self._vocab.codes
-        codes = (known["symbol"].get(symbol, -1), known["strategy"].get(strategy, -1),
-                 known["params"].get(params_hash, -1), known["exit_rule"].get(exit_hash, -1))
+        codes = tuple(known[kind].get(part, -1) for kind, part in zip(KEY_KINDS, self._key(*key)))
         return None if min(codes) < 0 else codes
+
+    def scope_hash(self, scope=None) -> str | None:
+        """The hash of a scope as lookups take it (None: every scope, for ``"all"``)."""
+        return self._scope_hash(scope, allow_all=True)
+
+    def _scope_hash(self, scope, allow_all: bool) -> str | None:
+        """``None``/``"default"``: the default scope; ``"all"``: None (every scope, where
+        allowed); a 16-hex hash; a dict or JSON text of scope fields (the rest default)."""
+        if scope is None or (isinstance(scope, str) and scope == "default"):
+            return self._default_hash
+        if isinstance(scope, str) and scope == scopes.ALL_SCOPES:
+            if allow_all:
+                return None
+            raise ValidationError("A lookup needs one scope, not 'all'; use query(scope='all') "
+                                  "to list every scope.")
+        if isinstance(scope, str) and _is_hash(scope):
+            return scope
+        if isinstance(scope, str):
+            scope = _keys._load_json(scope, "scope")
+        if not isinstance(scope, dict):
+            raise ValidationError(f"A scope is 'default', 'all', a scope hash or a dict of "
+                                  f"{', '.join(scopes.SCOPE_FIELDS)}; got {scope!r}.")
+        raw = ("scope", repr(scope))
+        found = self._hash_memo.get(raw)
+        if found is None:
+            found = scopes.scope_hash(complete_scope(scope, self.default_scope))
+            _bounded_put(self._hash_memo, raw, found)
+        return found
 
     def _params_hash(self, strategy: str, params) -> str:
         """The canonical hash of ``params`` for ``strategy`` (memoised per ``repr``)."""
@@ -366,14 +418,16 @@ class BacktestStore:
 
     # ------------------------------------------------------------------ reading
     @_retry_after_swap
-    def get_stats(self, symbol: str, strategy: str, params=None, exit_rule=None) -> dict | None:
-        """Stats of the latest stored backtest of this exact key, or None."""
+    def get_stats(self, symbol: str, strategy: str, params=None, exit_rule=None,
+                  scope=None) -> dict | None:
+        """Stats of the latest stored backtest of this exact key in ``scope`` (default: the
+        store's default scope), or None."""
         with self._guard:
             index = self._current()
-            codes = self._key_codes(symbol, strategy, params, exit_rule)
+            codes = self._key_codes(symbol, strategy, params, exit_rule, scope)
             row = -1 if codes is None else index.find_latest(codes)
             if index.damaged or index.has_bad_rows:
-                self._check_suspects(index, self._key(symbol, strategy, params, exit_rule),
+                self._check_suspects(index, self._key(symbol, strategy, params, exit_rule, scope),
                                      int(index.bids[row]) if row >= 0 else 0)
             return None if row < 0 else self._stats_dict(index, row)
 
@@ -385,34 +439,36 @@ class BacktestStore:
                 f"{suspect.name!r}; it is not served. Run store.verify() for the report.")
 
     @_retry_after_swap
-    def history(self, symbol: str, strategy: str, params=None, exit_rule=None) -> pd.DataFrame:
+    def history(self, symbol: str, strategy: str, params=None, exit_rule=None,
+                scope=None) -> pd.DataFrame:
         """Every live stored version of a key, oldest first (metric drift across re-runs)."""
         with self._guard:
             index = self._current()
-            codes = self._key_codes(symbol, strategy, params, exit_rule)
+            codes = self._key_codes(symbol, strategy, params, exit_rule, scope)
             rows = np.empty(0, np.int64) if codes is None else index.find_versions(codes)
             return self._frame(index, rows)
 
     @_retry_after_swap
-    def bulk_get_stats(self, keys) -> pd.DataFrame:
-        """Latest stats of many keys: one row per key found (input order).
+    def bulk_get_stats(self, keys, scope=None) -> pd.DataFrame:
+        """Latest stats of many keys in one scope: one row per key found (input order).
 
         ``keys``: a list of (symbol, strategy, params, exit_rule) tuples or a DataFrame with those
-        columns (``params``/``exit_rule`` as dicts or JSON, or ``params_hash``/``exit_hash``).
+        columns (``params``/``exit_rule`` as dicts or JSON, or ``params_hash``/``exit_hash``; a
+        ``scope_hash`` column overrides ``scope`` per row).
         """
         with self._guard:
             index = self._current()
-            codes = self._bulk_codes(keys)
+            codes = self._bulk_codes(keys, self._scope_hash(scope, allow_all=False))
             rows = index.find_many(codes[(codes >= 0).all(axis=1)])
             return self._frame(index, rows)
 
-    def _bulk_codes(self, keys) -> np.ndarray:
+    def _bulk_codes(self, keys, scope_hash: str) -> np.ndarray:
         """Global codes (-1 where never stored) of many keys, one row per key."""
         if isinstance(keys, pd.DataFrame):
-            return self._frame_codes(keys)
+            return self._frame_codes(keys, scope_hash)
         parts = [_key_parts(i, key) for i, key in enumerate(keys)]
         if not parts:
-            return np.empty((0, 4), np.int64)
+            return np.empty((0, len(KEY_KINDS)), np.int64)
         symbols, strategies, params, exit_rules = zip(*parts)
         for symbol, strategy in set(zip(symbols, strategies)):
             _check_names(symbol, strategy)
@@ -421,16 +477,22 @@ class BacktestStore:
             (s, id(p)), self._params_hash(s, p)) for s, p in zip(strategies, params)]
         exit_hashes = [exit_of.get(id(e)) or exit_of.setdefault(id(e), self._exit_hash(e))
                        for e in exit_rules]
-        return self._hash_columns(symbols, strategies, params_hashes, exit_hashes)
+        return self._hash_columns(symbols, strategies, params_hashes, exit_hashes,
+                                  [scope_hash] * len(parts))
 
-    def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes) -> np.ndarray:
-        """(keys, 4) global codes of key columns given as sequences of names and hashes."""
+    def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes, scope_hashes
+                      ) -> np.ndarray:
+        """(keys, len(KEY_KINDS)) global codes of key columns given as sequences of names and
+        hashes; the definition is each strategy's current one."""
         lookup = self._vocab.lookup_many
+        current = {s: _keys.definition_of(s) for s in set(strategies)}
         return np.array([lookup("symbol", symbols), lookup("strategy", strategies),
-                         lookup("params", params_hashes), lookup("exit_rule", exit_hashes)],
-                        np.int64).reshape(4, -1).T
+                         lookup("params", params_hashes), lookup("exit_rule", exit_hashes),
+                         lookup("scope", scope_hashes),
+                         lookup("definition", [current[s] for s in strategies])],
+                        np.int64).reshape(len(KEY_KINDS), -1).T
 
-    def _frame_codes(self, keys: pd.DataFrame) -> np.ndarray:
+    def _frame_codes(self, keys: pd.DataFrame, scope_hash: str) -> np.ndarray:
         missing = [c for c in ("symbol", "strategy") if c not in keys.columns]
         if missing:
             raise ValidationError(f"Key DataFrame misses columns {missing}.")
@@ -446,8 +508,10 @@ class BacktestStore:
         else:
             column = keys["exit_rule"] if "exit_rule" in keys.columns else [None] * n
             exit_hashes = [self._exit_hash(e) for e in column]
+        scope_hashes = (keys["scope_hash"].tolist() if "scope_hash" in keys.columns
+                        else [scope_hash] * n)
         return self._hash_columns(keys["symbol"].tolist(), strategies, params_hashes,
-                                  exit_hashes)
+                                  exit_hashes, scope_hashes)
 
     @_retry_after_swap
     def get_all_stats(self, include_history: bool = False) -> pd.DataFrame:
@@ -460,16 +524,20 @@ class BacktestStore:
     @_retry_after_swap
     def query(self, symbol=None, strategy=None, exit_rule=None, params=None, where: str | None
               = None, order_by: str | None = None, limit: int | None = None,
-              include_history: bool = False) -> pd.DataFrame:
+              include_history: bool = False, scope=None) -> pd.DataFrame:
         """Filter, sort and cut the latest backtests; metrics AND numeric params are filterable.
 
         ``symbol``/``strategy``: a name or a list; ``exit_rule``/``params``: one exact value
-        (params need a single strategy); ``where``: e.g. ``"win_rate >= 0.55 and rsi_period <=
-        20"``; ``order_by``: a column, ``-`` prefix for descending (NaN last).
+        (params need a single strategy); ``scope``: the default scope unless given (``"all"``:
+        every scope); ``where``: e.g. ``"win_rate >= 0.55 and rsi_period <= 20"``;
+        ``order_by``: a column, ``-`` prefix for descending (NaN last).
         """
         with self._guard:
             index = self._current()
             mask = self._visible_mask(index, include_history)
+            scope_hash = self._scope_hash(scope, allow_all=True)
+            if scope_hash is not None:
+                mask &= self._hash_filter(index, "scope", scope_hash)
             strategies = _as_list(strategy)
             mask &= self._code_filter(index, "symbol", _as_list(symbol))
             mask &= self._code_filter(index, "strategy", strategies)
@@ -684,6 +752,10 @@ def _key_parts(i: int, key) -> tuple:
         raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
                               f"got {key!r}.")
     return (*key, None) if len(key) == 3 else tuple(key)
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 16 and all(c in "0123456789abcdef" for c in text)
 
 
 def _check_names(symbol, strategy) -> None:

@@ -76,18 +76,21 @@ def test_a_long_lookup_of_a_store_written_before_shorts_returns_the_stored_row(f
     found = 0
     for item in expected["stats"]:
         symbol, strategy, params, exit_rule = decode_key(item["key"])
-        stored = store.get_stats(symbol, strategy, params, exit_rule)
         if item["value"] is None:  # a deleted backtest
-            assert stored is None
+            assert store.get_stats(symbol, strategy, params, exit_rule) is None
             continue
+        bid = item["value"]["$dict"]["backtest_id"]
+        scope = store.get_detailed_results(bid)["scope_hash"]  # the row's documented scope
+        stored = store.get_stats(symbol, strategy, params, exit_rule, scope=scope)
         found += 1
-        assert stored["backtest_id"] == item["value"]["$dict"]["backtest_id"]
+        assert stored["backtest_id"] == bid
         # the same lookup spelled with the default direction finds the same row ...
-        explicit = store.get_stats(symbol, strategy, {**params, "direction": "long"}, exit_rule)
+        explicit = store.get_stats(symbol, strategy, {**params, "direction": "long"}, exit_rule,
+                                   scope=scope)
         assert explicit["backtest_id"] == stored["backtest_id"]
         # ... a short one does not
         assert store.get_stats(symbol, strategy, {**params, "direction": "short"},
-                               exit_rule) is None
+                               exit_rule, scope=scope) is None
         # today's engine gives the same key and, on the same data, the same numbers; the
         # fixture's Sharpe and Sortino were annualised x sqrt(252), today's by the bars' own
         # factor, so they differ by exactly sqrt(factor / 252)

@@ -57,7 +57,7 @@ def make_result(symbol: str = "AAPL", strategy: str = "rsi_meanrev", params: dic
         equity=equity,
         trades=make_trades(rng, trades) if trades else pd.DataFrame(columns=list(TRADE_COLUMNS)),
         start=pd.Timestamp("2020-01-01"), end=pd.Timestamp("2020-03-24"),
-        costs={"commission_pct": 0.001}, engine_version="test-1", data_fingerprint="f" * 16)
+        costs={}, engine_version="test-1", data_fingerprint="f" * 16)
 
 
 def make_batch(symbols: list[str], periods: list[int], exit_rule=None, seed: int = 0,

@@ -26,7 +26,7 @@ def test_store_and_read_back_everything(store):
         assert stats["metrics"][name] == result.metrics[name]
     assert stats["rsi_period"] == 14.0
     assert stats["start"] == result.start and stats["end"] == result.end
-    assert stats["costs"] == {"commission_pct": 0.001}
+    assert stats["costs"] == {}
     assert stats["engine_version"] == "test-1"
     assert stats["data_fingerprint"] == "f" * 16
     assert stats["note"] == "" and stats["tags"] == []

@@ -23,7 +23,8 @@ from core.types import METRIC_NAMES
 STOP = {"type": "stop_loss", "pct": 0.05}
 MA = {"fast": 5, "slow": 20}
 TEXT = ["symbol", "strategy", "params", "exit_rule", "note", "tags", "params_hash", "exit_hash",
-        "engine_version", "data_fingerprint"]
+        "scope", "scope_hash", "definition", "engine_version", "data_fingerprint"]
+K = len(_index.KEY_KINDS)  # code columns of a key
 
 
 def _mixed_store(path) -> tuple[BacktestStore, list[tuple], list]:
@@ -86,7 +87,8 @@ def test_stats_dict_holds_the_stored_values_and_only_its_strategys_params(tmp_pa
         assert stats["end"] == pd.Timestamp("2020-03-24")
         assert str(stats["created_at"].tz) == "UTC"
         assert stats["initial_capital"] == 100_000.0
-        assert stats["costs"] == {"commission_pct": 0.001} and stats["settings"] == {}
+        assert stats["costs"] == {} and stats["settings"] == {}
+        assert stats["scope"] == "demo · full history" and stats["definition"] == ""
         prefix = "rsi_" if key[1] == "rsi_meanrev" else "ma_"
         params = {k for k in stats if k.startswith(("rsi_", "ma_"))}
         assert params and all(k.startswith(prefix) for k in params)
@@ -108,7 +110,8 @@ def test_answers_share_no_mutable_state(tmp_path):
     changed["exit_rule"][0]["type"] = "changed"
     changed["exit_rule"].append({"type": "extra"})
     changed["metrics"]["win_rate"] = -1.0
-    changed["costs"]["commission_pct"] = 1.0
+    changed["costs"]["commission"] = 1.0
+    changed["scope_detail"]["window"] = "changed"
     changed["settings"]["x"] = 1
     changed["tags"].append("changed")
     assert _same(store.get_stats(*key), before)
@@ -126,8 +129,9 @@ def test_tables_match_the_stats_dicts_column_for_column(tmp_path):
     params = ["rsi_period", "rsi_oversold", "rsi_overbought", "ma_fast", "ma_slow", "ma_kind"]
     assert list(table.columns) == ["backtest_id", "symbol", "strategy", "params", "exit_rule",
                                    "start", "end", *METRIC_NAMES, *params, "initial_capital",
-                                   "created_at", "note", "tags", "params_hash", "exit_hash",
-                                   "engine_version", "data_fingerprint"]
+                                   "periods_per_year", "bar_seconds", "created_at", "note",
+                                   "tags", "scope", "params_hash", "exit_hash", "scope_hash",
+                                   "definition", "engine_version", "data_fingerprint"]
     assert table["start"].dtype == "datetime64[ns]" and table["end"].dtype == "datetime64[ns]"
     assert str(table["created_at"].dtype) == "datetime64[ns, UTC]"
     assert all(table[c].dtype == np.float64 for c in [*METRIC_NAMES, *params, "initial_capital"])
@@ -295,7 +299,7 @@ def test_bulk_params_codes_are_the_registrys_in_any_form(params_store, strategy,
     reordered = [dict(reversed(list(p.items()))) for p in dicts]
     for asked in (dicts, dicts, reordered):
         keys = [("AAA", strategy, p, None) for p in asked]
-        found = outcome(lambda: params_store._bulk_codes(keys)[:, 2].tolist())
+        found = outcome(lambda: params_store._bulk_codes(keys, params_store.scope_hash())[:, 2].tolist())
         assert found == _registry_codes(params_store, strategy, asked)
 
 
@@ -344,7 +348,7 @@ def test_bulk_exit_codes_are_the_registrys_in_any_form(exits_store, rules):
     reordered = [dict(reversed(list(rule.items()))) for rule in rules]
     for asked in (rules, rules, reordered, [dict(rules[0]) for _ in rules]):
         keys = [("AAA", "rsi_meanrev", None, rule) for rule in asked]
-        found = outcome(lambda: exits_store._bulk_codes(keys)[:, 3].tolist())
+        found = outcome(lambda: exits_store._bulk_codes(keys, exits_store.scope_hash())[:, 3].tolist())
         assert found == _registry_exit_codes(exits_store, asked)
 
 
@@ -390,8 +394,8 @@ def test_sorted_index_answers_as_a_scan_of_the_key_columns(history_store):
     store, _ = history_store
     index = store._current()
     rows = np.flatnonzero(index.alive)
-    keys = {tuple(index.code_block[:4, row].tolist()) for row in rows}
-    keys |= {(s, t, p + 1, e) for s, t, p, e in keys}  # mostly absent keys
+    keys = {tuple(index.code_block[:K, row].tolist()) for row in rows}
+    keys |= {(s, t, p + 1, *rest) for s, t, p, *rest in keys}  # mostly absent keys
     for codes in keys:
         row = scan_latest(index, codes)
         assert index.find_latest(codes) == row
@@ -400,7 +404,7 @@ def test_sorted_index_answers_as_a_scan_of_the_key_columns(history_store):
 
 def scan_latest(index, codes: tuple) -> int:
     """The reference answer: the live row of ``codes`` with the highest id, by a full scan."""
-    match = index.alive & (index.code_block[:4] == np.array(codes)[:, None]).all(axis=0)
+    match = index.alive & (index.code_block[:K] == np.array(codes)[:, None]).all(axis=0)
     rows = np.flatnonzero(match)
     return int(rows[np.argmax(index.bids[rows])]) if len(rows) else -1
 
@@ -408,26 +412,27 @@ def scan_latest(index, codes: tuple) -> int:
 def test_colliding_key_hashes_still_answer_exactly(history_store, monkeypatch):
     """With every key hashing alike, single, bulk and latest-row lookups answer as scans."""
     store, full = history_store
-    monkeypatch.setattr(_index, "_MULT", (0, 0, 0, 0))
-    monkeypatch.setattr(_index, "_MULT_ROW", np.zeros(4, np.uint64))
+    monkeypatch.setattr(_index, "_MULT", (0,) * K)
+    monkeypatch.setattr(_index, "_MULT_ROW", np.zeros(K, np.uint64))
     reader = open_store(store.url)
     index = reader._current()
     hashes = index._sorted_keys()[0]
     assert (hashes == hashes[0]).all()
-    keys = {tuple(index.code_block[:4, row].tolist()) for row in np.flatnonzero(index.alive)}
-    keys |= {(s, t, p + 1, e) for s, t, p, e in keys}
+    keys = {tuple(index.code_block[:K, row].tolist()) for row in np.flatnonzero(index.alive)}
+    keys |= {(s, t, p + 1, *rest) for s, t, p, *rest in keys}
     codes = np.array(sorted(keys))
     scanned = [scan_latest(index, tuple(key)) for key in codes.tolist()]
     assert [index.find_latest(tuple(key)) for key in codes.tolist()] == scanned
     assert index.find_many(codes).tolist() == [row for row in scanned if row >= 0]
-    latest = full.drop_duplicates(["symbol", "strategy", "params_hash", "exit_hash"], keep="last")
+    latest = full.drop_duplicates(["symbol", "strategy", "params_hash", "exit_hash",
+                                   "scope_hash", "definition"], keep="last")
     assert sorted(reader.get_all_stats()["backtest_id"]) == sorted(latest["backtest_id"])
 
 
 @settings(max_examples=100, deadline=None)
-@given(codes=st.lists(st.tuples(*[st.integers(0, 2**31 - 1)] * 4), max_size=20))
+@given(codes=st.lists(st.tuples(*[st.integers(0, 2**31 - 1)] * K), max_size=20))
 def test_array_key_hashes_equal_the_scalar_ones(codes):
-    rows = np.array(codes, np.int64).reshape(-1, 4)
+    rows = np.array(codes, np.int64).reshape(-1, K)
     assert _index.key_hash_rows(rows).tolist() == [_index.key_hash_scalar(c) for c in codes]
 
 
@@ -437,10 +442,10 @@ def test_a_bulk_find_answers_as_single_lookups(history_store, picks):
     too)."""
     store, _ = history_store
     index = store._current()
-    live = [tuple(index.code_block[:4, row].tolist()) for row in np.flatnonzero(index.alive)]
+    live = [tuple(index.code_block[:K, row].tolist()) for row in np.flatnonzero(index.alive)]
     keys = {"live": live, "none": [],
-            "mixed": [*live[::-1], *((s, t, p + 1, e) for s, t, p, e in live), *live[:3]]}[picks]
-    rows = index.find_many(np.array(keys, np.int64).reshape(-1, 4))
+            "mixed": [*live[::-1], *((s, t, p + 1, *rest) for s, t, p, *rest in live), *live[:3]]}[picks]
+    rows = index.find_many(np.array(keys, np.int64).reshape(-1, K))
     assert rows.tolist() == [row for row in map(index.find_latest, keys) if row >= 0]
 
 

@@ -27,8 +27,8 @@ def metrics_only_results(count: int = 80) -> list:
     results[21] = dataclasses.replace(  # an aware end: stored as its UTC instant
         results[21], end=pd.Timestamp("2020-03-24 09:30", tz="America/New_York"))
     results[22] = dataclasses.replace(results[22], end=pd.Timestamp("2020-03-25").as_unit("s"))
-    for i, commission in ((13, True), (14, 1), (15, 1.0), (16, True)):  # equal, stored apart
-        results[i] = dataclasses.replace(results[i], costs={"commission_pct": commission})
+    for i, fixed in ((13, 1.5), (14, 1), (15, 1.0), (16, 1.5)):  # 1 == 1.0, reprs differ
+        results[i] = dataclasses.replace(results[i], costs={"fixed": fixed})
     return results
 
 
@@ -40,18 +40,18 @@ def vocab_of(segment, kind: str) -> list:
     return [segment.vocab[kind][c] for c in segment.codes[:, _encode._KIND_POS[kind]]]
 
 
-def test_costs_equal_in_python_but_not_as_json_are_stored_apart():
+def test_costs_are_stored_once_per_canonical_form():
     results = metrics_only_results()
-    nested = [dataclasses.replace(r, settings={"windows": [1, 2]} if i % 2 else {})
+    nested = [dataclasses.replace(r, settings={"whole_shares": True} if i % 2 else {})
               for i, r in enumerate(results)]
     for batch in (results, nested):
         segment = encoded(batch)
         costs = vocab_of(segment, "costs")
-        assert costs[13] == costs[16] == '{"commission_pct":true}'
-        assert costs[14] == costs[15] == '{"commission_pct":1}'
-        assert costs[0] == '{"commission_pct":0.001}'
+        assert costs[13] == costs[16] == '{"fixed":1.5}'
+        assert costs[14] == costs[15] == '{"fixed":1}'
+        assert costs[0] == '{}'
         assert len(segment.vocab["costs"]) == 3
-        assert vocab_of(segment, "settings")[1] == ('{"windows":[1,2]}' if batch is nested
+        assert vocab_of(segment, "settings")[1] == ('{"whole_shares":true}' if batch is nested
                                                     else "{}")
 
 
