@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from core.canonical import canonical_json, fingerprint_of, stable_hash
+from core.canonical import fingerprint_of, stable_hash
 from core.errors import HindsightError, ValidationError
 
 #: Metrics whose change is reported, with how to print them.
@@ -41,8 +41,8 @@ DRIFT_METRICS: dict[str, str] = {
     "win_rate": "pct", "total_return": "pct", "num_trades": "int", "sharpe_ratio": "num",
     "max_drawdown": "pct",
 }
-_GROUP_COLUMNS = ("symbol", "strategy", "start", "exit_rule", "costs_json", "settings_json",
-                  "initial_capital")
+#: Rows re-run together within one (symbol, scope): one run_many call each.
+_GROUP_COLUMNS = ("strategy", "exit_rule")
 DEFAULT_BATCH_ROWS = 5_000
 
 
@@ -202,45 +202,72 @@ def update_price_cache(provider, symbols: Sequence[str]) -> tuple[dict[str, int]
     return {str(k): int(v) for k, v in dict(counts or {}).items()}, notes
 
 
-def _stored_configs(store, symbols: Sequence[str] | None) -> pd.DataFrame:
-    """Latest stored configurations, minus walk-forward windows, optionally for some symbols."""
-    frame = store.query(symbol=list(symbols)) if symbols else store.query()
+def _stored_configs(store, symbols: Sequence[str] | None, source: str
+                   ) -> tuple[pd.DataFrame, list[str]]:
+    """Latest stored configurations the refresh can bring up to date, and notes on the others.
+
+    Each identity is re-run in its own scope: only scopes of this data source whose window
+    can grow (``full``, or a start without an end) are kept; fixed windows never change.
+    Walk-forward windows and runs of an older strategy definition are left as they are.
+    """
+    frame = store.query(symbol=list(symbols), scope="all") if symbols else \
+        store.query(scope="all")
     if frame is None or len(frame) == 0:
-        return pd.DataFrame()
+        return pd.DataFrame(), []
     frame = frame.copy()
     for column in ("symbol", "strategy", "params", "exit_rule", "params_hash", "exit_hash",
-                   "data_fingerprint", "tags"):
+                   "scope_hash", "definition", "data_fingerprint", "tags"):
         frame[column] = frame[column].astype(object).astype(str)
     is_window = frame["tags"].str.split(",").apply(lambda tags: any(t.startswith("wf:") for t in tags))
-    return frame[~is_window].reset_index(drop=True)
+    frame = frame[~is_window]
+    scopes = store.scopes()
+    source = source or store.default_scope["source"]
+    ours = frame["scope_hash"].map(lambda h: scopes[h]["source"] == source)
+    growing = frame["scope_hash"].map(lambda h: _window_grows(scopes[h]["window"]))
+    current = _current_definitions(frame)
+    notes = []
+    for count, why in (((~ours).sum(), "another data source"),
+                       ((ours & ~growing).sum(), "a fixed window"),
+                       ((ours & growing & ~current).sum(), "an older strategy definition")):
+        if count:
+            notes.append(f"{count} configuration(s) of {why} left as they are.")
+    return frame[ours & growing & current].reset_index(drop=True), notes
 
 
-def _with_run_settings(store, rows: pd.DataFrame) -> pd.DataFrame:
-    """Add ``costs_json`` and ``settings_json`` of each row (stored per backtest)."""
-    costs, settings = [], []
-    for symbol, strategy, params, rule in zip(rows["symbol"], rows["strategy"], rows["params"],
-                                              rows["exit_rule"]):
-        stats = store.get_stats(symbol, strategy, json.loads(params), json.loads(rule)) or {}
-        costs.append(canonical_json(stats.get("costs") or {}))
-        settings.append(canonical_json(stats.get("settings") or {}))
-    return rows.assign(costs_json=costs, settings_json=settings)
+def _window_grows(window) -> bool:
+    return window == "full" or window.get("end") is None
 
 
-def _current_bars(provider, symbol: str, start: Any) -> pd.DataFrame:
-    return provider.load_bars(symbol, start=pd.Timestamp(start), end=None)
+def _current_definitions(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose strategy is registered with the definition they ran."""
+    from core.store._keys import definition_of
+
+    current = {}
+    for strategy in frame["strategy"].unique():
+        try:
+            current[strategy] = definition_of(strategy)
+        except HindsightError:
+            current[strategy] = None
+    return frame["strategy"].map(current) == frame["definition"]
 
 
-def _rerun_group(rows: pd.DataFrame, bars: pd.DataFrame):
-    """Re-run rows sharing symbol, strategy, start, exit rule, costs and settings at once."""
+def _current_bars(provider, symbol: str, window) -> pd.DataFrame:
+    """Today's bars of ``symbol`` in a scope's window (``full``: all of them)."""
+    if window == "full":
+        return provider.load_bars(symbol)
+    return provider.load_bars(symbol, start=window.get("start"), end=window.get("end"))
+
+
+def _rerun_group(rows: pd.DataFrame, bars: pd.DataFrame, scope: dict):
+    """Re-run rows sharing symbol, scope, strategy and exit rule at once, in that scope."""
     from core.engine import run_many
 
     first = rows.iloc[0]
-    settings = json.loads(first["settings_json"]) if first["settings_json"] else {}
-    costs = json.loads(first["costs_json"]) if first["costs_json"] else None
+    settings = scope["settings"]
     params = [json.loads(p) for p in rows["params"]]
     return run_many(
         {first["symbol"]: bars}, first["strategy"], params, [json.loads(first["exit_rule"])],
-        costs=costs, initial_capital=float(first["initial_capital"]),
+        costs=scope["costs"], initial_capital=float(scope["capital"]),
         whole_shares=bool(settings.get("whole_shares", False)),
         stop_on_entry_bar=bool(settings.get("stop_on_entry_bar", True)), with_trades=True,
         periods_per_year=settings.get("periods_per_year"),
@@ -300,8 +327,9 @@ def _refresh(store, provider, symbols, update_prices, progress, journal, batch_r
     t0 = time.perf_counter()
     jpath = journal_path(_store_url(store)) if journal == "auto" else (Path(journal) if journal else None)
     report = _resume(_read_journal(jpath))
-    configs = _stored_configs(store, symbols)
+    configs, skipped = _stored_configs(store, symbols, getattr(provider, "source_id", ""))
     report.configs = len(configs)
+    report.notes = list(dict.fromkeys(report.notes + skipped))
     if update_prices and len(configs):
         counts, notes = update_price_cache(provider, sorted(configs["symbol"].unique()))
         report.prices_updated = _merge_counts(report.prices_updated, counts)
@@ -310,14 +338,16 @@ def _refresh(store, provider, symbols, update_prices, progress, journal, batch_r
     bar = _bar(progress, len(configs))
     writer = _Batcher(store, report, jpath, batch_rows)
     failed_configs = 0
-    for (symbol, start), rows in configs.groupby(["symbol", "start"], sort=True):
+    scopes = store.scopes() if len(configs) else {}
+    for (symbol, scope_hash), rows in configs.groupby(["symbol", "scope_hash"], sort=True):
+        scope = scopes[scope_hash]
         try:
-            bars = _current_bars(provider, symbol, start)
+            bars = _current_bars(provider, symbol, scope["window"])
         except HindsightError as exc:
             report.failed.append(f"{symbol}: {len(rows)} configuration(s) not refreshed: {exc}")
             failed_configs += len(rows)
         else:
-            failed_configs += _rerun_changed(store, rows, bars, writer)
+            failed_configs += _rerun_changed(rows, bars, scope, writer)
         if bar is not None:
             bar.update(len(rows))
     writer.flush()
@@ -336,17 +366,17 @@ def _resume(previous: dict | None) -> RefreshReport:
                          notes=list(previous.get("notes", [])))
 
 
-def _rerun_changed(store, rows: pd.DataFrame, bars: pd.DataFrame, writer: "_Batcher") -> int:
+def _rerun_changed(rows: pd.DataFrame, bars: pd.DataFrame, scope: dict, writer: "_Batcher"
+                   ) -> int:
     """Re-run the rows whose data fingerprint differs from ``bars``; returns configs failed."""
     fp = fingerprint_of(bars)
     changed = rows[rows["data_fingerprint"] != fp]
     if len(changed) == 0:
         return 0
     failed = 0
-    changed = _with_run_settings(store, changed)
     for _, group in changed.groupby(list(_GROUP_COLUMNS), sort=False, dropna=False):
         try:
-            batch = _rerun_group(group, bars)
+            batch = _rerun_group(group, bars, scope)
         except HindsightError as exc:
             first = group.iloc[0]
             writer.report.failed.append(f"{first['symbol']} {first['strategy']} "

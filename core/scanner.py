@@ -229,34 +229,36 @@ def is_stale(index: pd.DatetimeIndex, now: Any = None) -> bool:
     return missed > _bar_interval(index, every_day) - 1 + STALE_TOLERANCE_SESSIONS
 
 
-def add_backtest_stats(signals: pd.DataFrame, store, universe: Sequence[str] | None = None
-                       ) -> pd.DataFrame:
+def add_backtest_stats(signals: pd.DataFrame, store, universe: Sequence[str] | None = None,
+                       scope=None) -> pd.DataFrame:
     """``signals`` with the stored stats of each row's exact configuration joined on.
 
     Adds ``STAT_COLUMNS`` and ``backtest_id`` from ``store.bulk_get_stats`` on the key (symbol,
-    strategy, params, exit rule), and ``POOLED_COLUMNS``: the same configuration's trades and
-    trade-weighted win rate summed over every stored symbol (of ``universe`` when given). A
-    configuration never backtested keeps NaN (and no id): missing is shown as missing.
+    strategy, params, exit rule) in ``scope`` (default: the store's default scope, the full
+    history of the configured source), and ``POOLED_COLUMNS``: the same configuration's trades
+    and trade-weighted win rate summed over every stored symbol (of ``universe`` when given)
+    in that scope. A configuration never backtested keeps NaN (and no id): missing is shown as
+    missing.
     """
     out = signals.copy()
     if out.empty:
         for column in (*STAT_COLUMNS, "backtest_id", *POOLED_COLUMNS):
             out[column] = pd.Series(dtype="object" if column == "backtest_id" else "float64")
         return out
-    stats = _exact_stats(out, store)
+    stats = _exact_stats(out, store, scope)
     for column in STAT_COLUMNS:
         out[column] = stats[column].to_numpy()
     out["backtest_id"] = pd.Series(stats["backtest_id"].tolist(), index=out.index, dtype="object")
-    pooled = _pooled_stats(out, store, universe)
+    pooled = _pooled_stats(out, store, universe, scope)
     for column in POOLED_COLUMNS:
         out[column] = pooled[column].to_numpy()
     return out
 
 
-def _exact_stats(signals: pd.DataFrame, store) -> pd.DataFrame:
+def _exact_stats(signals: pd.DataFrame, store, scope) -> pd.DataFrame:
     """Stored stats for every signal row, aligned with the rows (NaN / None where missing)."""
     keys = signals[list(KEY_COLUMNS)].reset_index(drop=True)
-    found = store.bulk_get_stats(keys)
+    found = store.bulk_get_stats(keys, scope=scope)
     wanted = [*KEY_COLUMNS, *STAT_COLUMNS, "backtest_id"]
     found = found[wanted] if len(found) else pd.DataFrame(columns=wanted)
     found = found.drop_duplicates(list(KEY_COLUMNS), keep="last")
@@ -267,14 +269,15 @@ def _exact_stats(signals: pd.DataFrame, store) -> pd.DataFrame:
     return joined
 
 
-def _pooled_stats(signals: pd.DataFrame, store, universe: Sequence[str] | None) -> pd.DataFrame:
+def _pooled_stats(signals: pd.DataFrame, store, universe: Sequence[str] | None, scope
+                  ) -> pd.DataFrame:
     """Pooled trades, trade-weighted win rate and symbol count per configuration of the rows."""
     allowed = None if universe is None else set(universe)
     by_config: dict[tuple[str, str, str], dict[str, float]] = {}
     for strategy, params_json, exit_json in signals[
             ["strategy", "params_json", "exit_json"]].drop_duplicates().itertuples(index=False):
         stored = store.query(strategy=strategy, params=json.loads(params_json),
-                             exit_rule=json.loads(exit_json))
+                             exit_rule=json.loads(exit_json), scope=scope)
         if allowed is not None and len(stored):
             stored = stored[stored["symbol"].isin(allowed)]
         by_config[(strategy, params_json, exit_json)] = pool(stored)

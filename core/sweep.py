@@ -15,7 +15,6 @@ Read-outs over stored cells (or any DataFrame shaped like ``store.query``): ``he
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -29,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.canonical import (canonical_json, fingerprint_of, flat_params_json, hash_of_json,
+from core.canonical import (fingerprint_of, flat_params_json, hash_of_json,
                             stable_hash)
 from core.errors import GridTooLargeError, ParamError, ValidationError, did_you_mean
+from core.scope import bars_scope_parts, make_scope, scope_hash
 
 #: Below this many cells a sweep runs in this process (a pool costs more than it saves).
 INLINE_MAX_CELLS = 4_000
@@ -414,81 +414,44 @@ def shutdown_pools() -> None:
 
 
 class _StoredCells:
-    """What the store holds now for a strategy's cells, to decide which cells to skip.
+    """What the store holds for a strategy's cells, to decide which cells to skip.
 
-    A stored cell counts as done when its data fingerprint, initial capital, engine version,
-    costs and settings all equal this sweep's. The first three come from one ``query``; costs
-    and settings are compared per candidate through ``get_stats`` when the query table does not
-    carry them.
+    A stored cell counts as done when the latest backtest of its identity (key, scope and
+    strategy definition) ran on the same data (fingerprint) with the same engine version.
     """
 
     def __init__(self, store, strategy: str, symbols: Sequence[str]):
-        self.store, self.strategy = store, strategy
-        frame = store.query(strategy=strategy, symbol=list(symbols)) if store is not None else None
-        self.rows: dict[tuple, dict] = {}
-        if frame is None or len(frame) == 0:
-            return
-        frame = frame.rename(columns={"costs_json": "costs", "settings_json": "settings"})
-        columns = {c: frame[c].astype(object).to_numpy() for c in
-                   ("symbol", "params_hash", "exit_hash", *_FRAME_IDENTITY) if c in frame.columns}
-        for i in range(len(frame)):
-            key = (str(columns["symbol"][i]), str(columns["params_hash"][i]),
-                   str(columns["exit_hash"][i]))
-            self.rows[key] = {c: columns[c][i] for c in _FRAME_IDENTITY if c in columns}
+        from core.store._keys import definition_of
 
-    def is_done(self, symbol: str, params_json: str, params_hash: str, rule_json: str,
-                exit_hash: str, wanted: dict[str, Any]) -> bool:
-        have = self.rows.get((symbol, params_hash, exit_hash))
-        if have is None:
-            return False
-        if str(have.get("data_fingerprint")) != wanted["data_fingerprint"]:
-            return False
-        if "engine_version" in have and str(have["engine_version"]) != wanted["engine_version"]:
-            return False
-        if "initial_capital" in have and not math.isclose(float(have["initial_capital"]),
-                                                          wanted["initial_capital"]):
-            return False
-        if "costs" in have and "settings" in have:
-            costs, settings = have["costs"], have["settings"]
-        else:  # the query table does not carry them: ask for this key's stats
-            stats = self.store.get_stats(symbol, self.strategy, params_json, rule_json) or {}
-            costs, settings = stats.get("costs"), stats.get("settings")
-        return (_canonical(costs) == wanted["costs"]
-                and _canonical(settings) == wanted["settings"])
+        self.default_source = store.default_scope["source"]
+        frame = store.query(strategy=strategy, symbol=list(symbols), scope="all")
+        frame = frame[frame["definition"].astype(object) == definition_of(strategy)]
+        columns = [frame[c].astype(object).astype(str).tolist() for c in
+                   ("symbol", "params_hash", "exit_hash", "scope_hash", "data_fingerprint",
+                    "engine_version")]
+        self.rows = {(s, p, e, c): (f, v) for s, p, e, c, f, v in zip(*columns)}
+
+    def is_done(self, symbol: str, params_hash: str, exit_hash: str, wanted: dict[str, Any]
+                ) -> bool:
+        have = self.rows.get((symbol, params_hash, exit_hash, wanted["scope_hash"]))
+        return have == (wanted["data_fingerprint"], wanted["engine_version"])
 
 
-def _canonical(value: Any) -> str:
-    """Canonical JSON of a flat dict (costs, settings), or of a JSON text holding one."""
-    if isinstance(value, str):
-        import json
+def _wanted_identity(frame: pd.DataFrame, run_kwargs: dict, default_source: str
+                     ) -> dict[str, Any]:
+    """The identity a stored cell must have to be skipped: the scope the engine will record
+    for these bars and settings, the bars' fingerprint and this engine's version."""
+    from core.engine import ENGINE_VERSION
 
-        value = json.loads(value) if value else {}
-    return _canonical_items(tuple(sorted((value or {}).items())))
-
-
-@functools.lru_cache(maxsize=256)
-def _canonical_items(items: tuple) -> str:
-    """Memoised: a sweep compares the same few costs/settings dicts thousands of times."""
-    return canonical_json(dict(items))
-
-
-#: Identity columns read from the store's query table (costs/settings when it has them).
-_FRAME_IDENTITY = ("data_fingerprint", "initial_capital", "engine_version", "costs", "settings")
-
-
-def _wanted_identity(fingerprint: str, run_kwargs: dict) -> dict[str, Any]:
-    """The identity a stored cell must have to be skipped (canonical, as the engine stores it)."""
-    from core.engine import ENGINE_VERSION, canonical_costs
-
+    source, window = bars_scope_parts(frame)
     settings = {"whole_shares": run_kwargs["whole_shares"],
                 "stop_on_entry_bar": run_kwargs["stop_on_entry_bar"]}
-    return {
-        "data_fingerprint": fingerprint,
-        "initial_capital": float(run_kwargs["initial_capital"]),
-        "engine_version": ENGINE_VERSION,
-        "costs": canonical_json(canonical_costs(run_kwargs.get("costs"))),
-        "settings": canonical_json(settings),
-    }
+    if run_kwargs.get("periods_per_year") is not None:
+        settings["periods_per_year"] = run_kwargs["periods_per_year"]
+    scope = make_scope(source or default_source, window, run_kwargs.get("costs"),
+                       run_kwargs["initial_capital"], settings)
+    return {"scope_hash": scope_hash(scope), "data_fingerprint": fingerprint_of(frame),
+            "engine_version": ENGINE_VERSION}
 
 
 def _plan_cells(bars: Mapping[str, pd.DataFrame], param_grid: list[dict], rules: list[list],
@@ -498,20 +461,17 @@ def _plan_cells(bars: Mapping[str, pd.DataFrame], param_grid: list[dict], rules:
     Symbols needing the same cells share a bucket, so they share engine calls (the engine sets
     a grid up once per call). Returns (buckets, cells skipped).
     """
-    params_json = [flat_params_json(p) for p in param_grid]  # validated, flat: the fast form
-    params_hashes = [hash_of_json(j) for j in params_json]
-    exit_json = [canonical_json(r) for r in rules]
+    params_hashes = [hash_of_json(flat_params_json(p)) for p in param_grid]  # validated, flat
     exit_hashes = [stable_hash(r) for r in rules]
     buckets: dict[tuple, list[str]] = {}
     skipped = 0
     full = (tuple(range(len(param_grid))), tuple(range(len(rules))))
     for symbol, frame in bars.items():
-        wanted = _wanted_identity(fingerprint_of(frame), run_kwargs)
+        wanted = stored and _wanted_identity(frame, run_kwargs, stored.default_source)
         missing = {}
         for r, eh in enumerate(exit_hashes):
             todo = tuple(i for i, ph in enumerate(params_hashes) if stored is None
-                         or not stored.is_done(symbol, params_json[i], ph, exit_json[r], eh,
-                                               wanted))
+                         or not stored.is_done(symbol, ph, eh, wanted))
             skipped += len(param_grid) - len(todo)
             if todo:
                 missing[r] = todo
@@ -824,11 +784,12 @@ def grid_cap() -> int:
 
 
 def sweep_frame(source: Any, strategy: str | None = None,
-                filters: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                filters: Mapping[str, Any] | None = None, scope: Any = None) -> pd.DataFrame:
     """Stored cells as a DataFrame (from a store or a DataFrame), filtered.
 
     ``filters`` maps a column (or a bare param name such as ``period``) to a value or a list
-    of accepted values. ``strategy`` may also be given as ``filters["strategy"]``.
+    of accepted values. ``strategy`` may also be given as ``filters["strategy"]``. A store's
+    cells are those of ``scope`` (the store's default scope unless given; ``"all"``: every one).
     """
     filters = dict(filters or {})
     strategy = strategy or filters.pop("strategy", None)
@@ -837,7 +798,7 @@ def sweep_frame(source: Any, strategy: str | None = None,
         if strategy is not None and "strategy" in frame.columns:
             frame = frame[frame["strategy"] == strategy]
     else:
-        frame = source.query(strategy=strategy) if strategy else source.query()
+        frame = source.query(strategy=strategy, scope=scope)
     frame = _plain_columns(frame)
     if strategy is None and len(frame) and "strategy" in frame.columns:
         found = frame["strategy"].unique()

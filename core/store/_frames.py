@@ -15,8 +15,10 @@ from core.types import EXIT_REASON_DTYPE, TRADE_COLUMNS
 STR = pd.StringDtype("pyarrow", na_value=np.nan)
 #: Text columns of stats tables and the vocabulary each comes from.
 TEXT_COLUMNS = {"symbol": "symbol", "strategy": "strategy", "engine_version": "engine_version",
-                "data_fingerprint": "data_fingerprint"}
-HASH_COLUMNS = {"params_hash": "params", "exit_hash": "exit_rule"}
+                "data_fingerprint": "data_fingerprint", "definition": "definition"}
+HASH_COLUMNS = {"params_hash": "params", "exit_hash": "exit_rule", "scope_hash": "scope"}
+#: A text column of labels derived from a vocabulary (``scope``: its readable name).
+LABEL_COLUMN = "scope"
 _EMPTY_TEXT = pd.CategoricalDtype(pd.Index([""], dtype=STR))  # note/tags when none are set
 
 
@@ -106,13 +108,19 @@ def scope_labels(store) -> tuple[np.ndarray, pd.CategoricalDtype]:
     values = store._vocab.values["scope"]
     cached = store._category_cache.get(("scope", "label"))
     if cached is None or cached[0] != len(values):
-        labels = [scope_label(json.loads(value[0])) for value in values]
-        distinct = list(dict.fromkeys(labels))
-        position = {label: i for i, label in enumerate(distinct)}
-        codes = np.array([position[label] for label in labels], np.int32)
+        codes, distinct = label_codes(values)
         dtype = pd.CategoricalDtype(pd.Index(distinct, dtype=STR))
         cached = store._category_cache[("scope", "label")] = (len(values), (codes, dtype))
     return cached[1]
+
+
+def label_codes(scopes: list) -> tuple[np.ndarray, list[str]]:
+    """(label code of each (json, hash) scope entry, the distinct labels): scopes that read
+    alike share a label."""
+    labels = [scope_label(json.loads(value[0])) for value in scopes]
+    distinct = list(dict.fromkeys(labels))
+    position = {label: i for i, label in enumerate(distinct)}
+    return np.array([position[label] for label in labels], np.int32), distinct
 
 
 def _scope_label(store, code: int) -> str:

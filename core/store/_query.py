@@ -23,7 +23,7 @@ import pandas as pd
 from core.errors import QueryError, did_you_mean
 from core.store import _keys
 from core.store._format import TIME_COLUMNS
-from core.store._frames import HASH_COLUMNS, TEXT_COLUMNS
+from core.store._frames import HASH_COLUMNS, LABEL_COLUMN, TEXT_COLUMNS, label_codes
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -79,16 +79,17 @@ class Columns:
         self.index = index
         self.strategies = strategies or []
         self.vocab = index.vocab
+        self._scope_labels: tuple[np.ndarray, list[str]] | None = None
 
     def names(self) -> list[str]:
         bare = sorted(set(self.index.param_columns.values()))
-        return ["backtest_id", *TEXT_COLUMNS, *HASH_COLUMNS, *TIME_COLUMNS,
+        return ["backtest_id", *TEXT_COLUMNS, LABEL_COLUMN, *HASH_COLUMNS, *TIME_COLUMNS,
                 *self.index.float_columns, *bare]
 
     def resolve(self, name: str) -> str:
         """Canonical column name (bare param names map to their prefixed column)."""
         if name in TEXT_COLUMNS or name in HASH_COLUMNS or name in TIME_COLUMNS or \
-                name == "backtest_id" or name in self.index.float_columns:
+                name in ("backtest_id", LABEL_COLUMN) or name in self.index.float_columns:
             return name
         candidates = [c for c, bare in self.index.param_columns.items() if bare == name]
         if self.strategies and len(candidates) > 1:
@@ -109,7 +110,7 @@ class Columns:
                          f"columns: {', '.join(self.names())}.")
 
     def kind(self, column: str) -> str:
-        if column in TEXT_COLUMNS or column in HASH_COLUMNS:
+        if column in TEXT_COLUMNS or column in HASH_COLUMNS or column == LABEL_COLUMN:
             return "text"
         if column in TIME_COLUMNS:
             return "date"
@@ -122,9 +123,26 @@ class Columns:
             return self.index.codes[TEXT_COLUMNS[column]]
         if column in HASH_COLUMNS:
             return self.index.codes[HASH_COLUMNS[column]]
+        if column == LABEL_COLUMN:
+            remap, _ = self._labels()
+            return remap[self.index.codes["scope"]] if len(remap) else self.index.codes["scope"]
         return self.index.column(column)
 
+    def _labels(self) -> tuple[np.ndarray, list[str]]:
+        """(label code per scope code, the distinct scope labels)."""
+        if self._scope_labels is None:
+            self._scope_labels = label_codes(self.vocab.values["scope"])
+        return self._scope_labels
+
     def text_code(self, column: str, value: str) -> int:
+        """The code a text column holds for ``value`` (-1: never stored). A scope is named by
+        its label or its hash."""
+        if column == LABEL_COLUMN:
+            remap, labels = self._labels()
+            by_hash = self.vocab.lookup("scope", value)
+            if by_hash >= 0:
+                return int(remap[by_hash])
+            return labels.index(value) if value in labels else -1
         kind = TEXT_COLUMNS.get(column) or HASH_COLUMNS[column]
         return self.vocab.lookup(kind, value)
 
@@ -133,8 +151,10 @@ class Columns:
         values = self.values(column)[rows]
         if self.kind(column) != "text":
             return values.astype(np.float64, copy=False)
-        kind = TEXT_COLUMNS.get(column) or HASH_COLUMNS[column]
-        words = self.vocab.values[kind]
+        if column == LABEL_COLUMN:
+            words = self._labels()[1]
+        else:
+            words = self.vocab.values[TEXT_COLUMNS.get(column) or HASH_COLUMNS[column]]
         words = [w[1] if isinstance(w, tuple) else w for w in words]
         rank = np.empty(len(words), np.float64)
         rank[np.argsort(np.asarray(words, dtype=object), kind="stable")] = np.arange(len(words))

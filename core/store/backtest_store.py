@@ -370,6 +370,12 @@ class BacktestStore:
         codes = tuple(known[kind].get(part, -1) for kind, part in zip(KEY_KINDS, self._key(*key)))
         return None if min(codes) < 0 else codes
 
+    def scopes(self) -> dict[str, dict]:
+        """Every scope the store has seen: ``{scope hash: scope dict}``."""
+        with self._guard:
+            self._current()
+            return {value[1]: json.loads(value[0]) for value in self._vocab.values["scope"]}
+
     def scope_hash(self, scope=None) -> str | None:
         """The hash of a scope as lookups take it (None: every scope, for ``"all"``)."""
         return self._scope_hash(scope, allow_all=True)

@@ -35,6 +35,11 @@ def _universe():
             for name, demo_name in zip(SYMBOLS, demo.symbols())}
 
 
+def _folder_scope(folder: Path) -> dict:
+    """The default scope of a store used with the folder source (lookups default to it)."""
+    return {"source": FolderProvider(folder).source_id}
+
+
 def _write(folder: Path, bars_by_symbol, rows: int | None = None) -> None:
     folder.mkdir(exist_ok=True)
     for symbol, bars in bars_by_symbol.items():
@@ -46,7 +51,7 @@ def test_refresh_reruns_changed_configs_reports_drift_and_is_idempotent(tmp_path
     folder = tmp_path / "prices"
     _write(folder, full, rows=380)
     provider = CachedProvider(FolderProvider(folder), PriceCache.at(tmp_path / "cache.zarr"))
-    store = open_store(str(tmp_path / "store.zarr"), "a")
+    store = open_store(str(tmp_path / "store.zarr"), "a", default_scope=_folder_scope(folder))
     run_sweep("rsi_meanrev", GRID, SYMBOLS, [None], store, provider)
     single = run_backtest(provider.load_bars("AAA"), "rsi_meanrev", {"period": 10},
                           {"type": "stop_loss", "pct": 0.05}, costs={"commission": 0.001},
@@ -65,10 +70,14 @@ def test_refresh_reruns_changed_configs_reports_drift_and_is_idempotent(tmp_path
     fresh = run_backtest(full["AAA"], "rsi_meanrev", {"period": 10},
                          {"type": "stop_loss", "pct": 0.05}, costs={"commission": 0.001},
                          whole_shares=True, symbol="AAA")
-    stats = store.get_stats("AAA", "rsi_meanrev", {"period": 10}, {"type": "stop_loss", "pct": 0.05})
+    scope = {"source": provider.source_id, "costs": {"commission": 0.001},
+             "settings": {"whole_shares": True}}  # the single run's own scope
+    stats = store.get_stats("AAA", "rsi_meanrev", {"period": 10}, {"type": "stop_loss", "pct": 0.05},
+                            scope=scope)
     assert stats["total_return"] == pytest.approx(fresh.metrics["total_return"], rel=1e-12)
     assert stats["end"] == full["AAA"].index[-1]
-    history = store.history("AAA", "rsi_meanrev", {"period": 10}, {"type": "stop_loss", "pct": 0.05})
+    history = store.history("AAA", "rsi_meanrev", {"period": 10}, {"type": "stop_loss", "pct": 0.05},
+                            scope=scope)
     assert len(history) == 2
     assert history["total_return"].iloc[0] == pytest.approx(single.metrics["total_return"])
 
@@ -122,7 +131,7 @@ def test_refresh_resumes_after_sigkill(tmp_path):
     folder = tmp_path / "prices"
     _write(folder, full, rows=380)
     store_url = str(tmp_path / "store.zarr")
-    store = open_store(store_url, "a")
+    store = open_store(store_url, "a", default_scope=_folder_scope(folder))
     cached = CachedProvider(FolderProvider(folder), PriceCache.at(tmp_path / "cache.zarr"))
     run_sweep("rsi_meanrev", GRID, SYMBOLS, [None], store, cached)
     _write(folder, full)  # every symbol gets new bars: 12 configurations to re-run
@@ -173,7 +182,7 @@ def test_a_symbol_gone_from_the_source_is_reported_not_fatal(tmp_path):
     folder = tmp_path / "prices"
     _write(folder, _universe(), rows=300)
     provider = CachedProvider(FolderProvider(folder), PriceCache.at(tmp_path / "cache.zarr"))
-    store = open_store(str(tmp_path / "store.zarr"), "a")
+    store = open_store(str(tmp_path / "store.zarr"), "a", default_scope=_folder_scope(folder))
     run_sweep("rsi_meanrev", {"period": [8, 14]}, SYMBOLS, [None], store, provider)
     (folder / "CCC.csv").unlink()
     report = refresh(store, provider)

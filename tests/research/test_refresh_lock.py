@@ -55,7 +55,8 @@ def _start(tmp_path: Path, env: dict, *options: str) -> subprocess.Popen:
 
 
 def _versions(store_url: str) -> list[int]:
-    store = open_store(store_url, "r")
+    folder = Path(store_url).parent / "prices"
+    store = open_store(store_url, "r", default_scope={"source": FolderProvider(folder).source_id})
     return [len(store.history(s, "rsi_meanrev", {"period": p, "oversold": o}))
             for s in SYMBOLS for p in GRID["period"] for o in GRID["oversold"]]
 
