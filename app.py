@@ -1,14 +1,16 @@
 """Hindsight: the Streamlit entry point (``streamlit run app.py``).
 
-Sets the page up, registers the three pages with ``st.navigation`` and runs the selected one, then
-starts warming the compiled kernels in the background (once per process, so the first backtest does
-not wait for them). The warm-up starts after the first page's script has run: on a small machine it
-would otherwise compete with that page's own imports and drawing. The browser-tab icon is a bundled
-file (``views/favicon.png``, served by this server): a Material-icon ``page_icon`` makes the
-browser fetch an SVG from fonts.gstatic.com, and the app makes no request beyond 127.0.0.1. Because
-``page_icon`` is set, the navigation's Material icons only draw with the font bundled in Streamlit
-and never become the favicon. Each page ends with ``_ui.sidebar_status()`` (which store and data
-source are open, how many backtests it holds), so the count includes what the page just stored.
+Sets the page up, starts warming the compiled kernels in the background (once per process, so the
+first backtest does not wait for them) and registers the three pages with ``st.navigation``. The
+warm-up starts before the first page runs: a backtest clicked right after that page shows would
+otherwise share the interpreter with it (starting it once the first page's script had run measured
+slower first backtests and no faster first page, docs/benchmarks.md). The browser-tab icon is a
+bundled file (``views/favicon.png``, served by this server): a Material-icon ``page_icon`` makes
+the browser fetch an SVG from fonts.gstatic.com, and the app makes no request beyond 127.0.0.1.
+Because ``page_icon`` is set, the navigation's Material icons only draw with the font bundled in
+Streamlit and never become the favicon. Each page ends with ``_ui.sidebar_status()`` (which store
+and data source are open, how many backtests it holds), so the count includes what the page just
+stored.
 """
 import sys
 from pathlib import Path
@@ -23,9 +25,10 @@ FAVICON = Path(__file__).resolve().parent / "views" / "favicon.png"
 
 
 def main() -> None:
-    """Set the page up, run the selected page, then start the kernel warm-up."""
+    """Set the page up, start the kernel warm-up, run the selected page."""
     st.set_page_config(page_title="Hindsight", page_icon=str(FAVICON), layout="wide",
                        initial_sidebar_state="expanded")
+    _ui.warm_up()
     pages = [
         st.Page("views/scanner.py", title="Scanner", icon=":material/radar:",
                 url_path="scanner", default=True),
@@ -35,7 +38,6 @@ def main() -> None:
                 url_path=_ui.DETAILS_PATH),
     ]
     st.navigation(pages).run()
-    _ui.warm_up()
 
 
 # A sweep's worker processes import the main script again, as ``__mp_main__``

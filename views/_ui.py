@@ -237,8 +237,7 @@ def warm_up() -> threading.Thread:
 
     The first backtest after a start would otherwise wait for numba to load (or compile) every
     kernel it touches; the thread does that with one tiny backtest per strategy and one store
-    write into a throw-away store. ``app.py`` calls this once the first page's script has run,
-    so the warm-up does not hold up that page.
+    write into a throw-away store while the first page is drawn.
     """
     thread = threading.Thread(target=_warm_kernels, name=WARM_UP_THREAD, daemon=True)
     thread.start()

@@ -39,7 +39,6 @@ def test_the_tab_icon_is_a_bundled_file_set_before_the_navigation(env, monkeypat
 
 WARM_CHECK = """
 import json, threading
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 import core.kernels, core.indicators
 
@@ -47,21 +46,6 @@ def compiled():
     return sorted(f"{m.__name__}.{n}" for m in (core.kernels, core.indicators)
                   for n, f in vars(m).items() if getattr(f, "signatures", None))
 
-during_page = []
-navigation = st.navigation
-
-def recording_navigation(*args, **kwargs):
-    page = navigation(*args, **kwargs)
-    run = page.run
-
-    def recording_run():
-        during_page.extend(t.name for t in threading.enumerate())
-        return run()
-
-    page.run = recording_run
-    return page
-
-st.navigation = recording_navigation
 before = compiled()
 at = AppTest.from_file("app.py", default_timeout=120)
 at.run()
@@ -69,21 +53,18 @@ threads = [t for t in threading.enumerate() if t.name == "hindsight-warm-up"]
 for t in threads:
     t.join(120)
 print(json.dumps({"before": before, "threads": len(threads), "after": compiled(),
-                  "alive": any(t.is_alive() for t in threads),
-                  "warming_during_page": "hindsight-warm-up" in during_page}))
+                  "alive": any(t.is_alive() for t in threads)}))
 """
 
 
 def test_start_up_warms_the_compiled_kernels_in_the_background(env):
-    """A fresh process: the app starts one warm-up thread that loads the backtest kernels,
-    once the first page's script has run (not competing with that page)."""
+    """A fresh process: the app starts one warm-up thread that loads the backtest kernels."""
     out = subprocess.run([sys.executable, "-c", WARM_CHECK], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Warming the kernels failed" not in out.stderr, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["before"] == []
-    assert not report["warming_during_page"]
     assert report["threads"] == 1
     assert not report["alive"]
     assert "core.kernels.simulate_nb" in report["after"], report
