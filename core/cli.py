@@ -56,12 +56,15 @@ class _Context:
         return self._provider
 
     def store(self, mode: str = "a"):
-        """The backtest store at ``--store`` (or the configured one), opened once per mode."""
+        """The backtest store at ``--store`` (or the configured one), opened once per mode; its
+        default scope is the full history of ``--data-source`` (or the configured source)."""
         if mode not in self._stores:
+            from core.scope import default_scope
             from core.store import open_store
 
             _import_legacy_walk_forwards(self.settings.store_url)
-            self._stores[mode] = open_store(self.settings.store_url, mode)
+            self._stores[mode] = open_store(self.settings.store_url, mode,
+                                            default_scope=default_scope(self.settings))
         return self._stores[mode]
 
 
@@ -255,10 +258,11 @@ def _cmd_run(ctx: _Context, args: argparse.Namespace) -> int:
         stop_on_entry_bar=not args.no_stop_on_entry_bar, symbol=symbol,
     )
     bid = None if args.no_store else ctx.store("a").store_backtest(result)
+    stored = None if bid is None else f"stored backtest {bid} under {_scope_of(ctx, bid)}"
     if args.json:
         _print_json({"metrics": _typed_metrics(result.metrics), "trades": _records(result.trades)})
-        if bid is not None:
-            print(f"stored backtest {bid}", file=sys.stderr)
+        if stored is not None:
+            print(stored, file=sys.stderr)
         return EXIT_OK
     print(f"{result.strategy} on {result.symbol}  {_iso(result.start)} .. {_iso(result.end)}")
     print(f"  params  {result.params_json}")
@@ -266,9 +270,15 @@ def _cmd_run(ctx: _Context, args: argparse.Namespace) -> int:
     _print_metrics(result.metrics)
     print(f"\ntrades ({len(result.trades)}):")
     _print_frame(result.trades)
-    if bid is not None:
-        print(f"\nstored backtest {bid}  (python -m core show {bid})")
+    if stored is not None:
+        print(f"\n{stored}  (python -m core show {bid})")
     return EXIT_OK
+
+
+def _scope_of(ctx: _Context, bid: str) -> str:
+    """The scope label a stored backtest was filed under (e.g. ``demo · full history``)."""
+    row = ctx.store("a").query(where=f"backtest_id == {bid}", scope="all")
+    return str(row["scope"].iloc[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +409,7 @@ def _query_frame(ctx: _Context, args: argparse.Namespace):
     frame = ctx.store("r").query(
         symbol=_symbols_arg(args.symbols) or None, strategy=args.strategy, exit_rule=exit_rule,
         where=args.where, order_by=args.order_by, limit=args.limit,
-        include_history=args.history,
+        include_history=args.history, scope=_scope_filter(ctx, args.scope),
     )
     columns = _symbols_arg(args.columns)
     unknown = [c for c in columns if c not in frame.columns]
@@ -419,6 +429,34 @@ def _exit_filter(text: str) -> list[dict]:
         return canonical_exit_rule(rule)
     except HindsightError as exc:
         raise ValidationError(f"--exit {_clip(text)}: {exc}") from None
+
+
+SCOPE_EXAMPLE = '{"window": {"start": "2016-01-01", "end": "2019-12-31"}}'
+
+
+def _scope_filter(ctx: _Context, text: str) -> str:
+    """The scope named by ``--scope``: ``default``, ``all``, a scope hash, or JSON of scope
+    fields (the others from the default scope), checked before the store is read."""
+    from core.scope import ALL_SCOPES
+
+    text = text.strip()
+    if text in ("default", ALL_SCOPES):
+        return text
+    if not text.startswith("{"):
+        if len(text) == 16 and all(c in "0123456789abcdef" for c in text):
+            return text
+        raise ValidationError(
+            f"--scope {_clip(text)} is not 'default', 'all', a scope hash (16 hex digits, see "
+            f"the scope_hash column) or JSON of scope fields. Example: --scope '{SCOPE_EXAMPLE}'."
+        )
+    fields = _json_arg(text, "--scope", SCOPE_EXAMPLE)
+    if not isinstance(fields, dict):
+        raise ValidationError(f"--scope must be a JSON object of scope fields, got {_clip(text)}."
+                              f" Example: --scope '{SCOPE_EXAMPLE}'.")
+    try:
+        return ctx.store("r").scope_hash(fields)
+    except HindsightError as exc:
+        raise ValidationError(f"--scope {_clip(text)}: {exc}") from None
 
 
 def _cmd_query(ctx: _Context, args: argparse.Namespace) -> int:
@@ -448,13 +486,15 @@ def _cmd_show(ctx: _Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     from core.details import stored_metrics
 
-    for key in ("backtest_id", "symbol", "strategy", "params", "exit_rule", "start", "end",
-                "costs", "settings", "data_fingerprint", "engine_version", "created_at", "note",
-                "tags"):
+    for key in ("backtest_id", "symbol", "strategy", "params", "exit_rule", "scope",
+                "scope_hash", "start", "end", "costs", "settings", "data_fingerprint",
+                "engine_version", "created_at", "note", "tags"):
         if key in details:
             value = jsonable(details[key])
             text = json.dumps(value) if isinstance(value, (dict, list)) else value
             print(f"{key:>17}: {text}")
+        if key == "strategy":
+            print(f"{'definition':>17}: {_definition_text(details)}")
     _print_metrics(stored_metrics(details))
     if equity is None:
         print(f"\nequity: not available ({details.get('equity_reason', 'not stored')})")
@@ -464,6 +504,20 @@ def _cmd_show(ctx: _Context, args: argparse.Namespace) -> int:
     print(f"\ntrades ({0 if trades is None else len(trades)}):")
     _print_frame(trades)
     return EXIT_OK
+
+
+def _definition_text(details: dict[str, Any]) -> str:
+    """The rule definition a backtest ran, and whether it is still the strategy's current one."""
+    from core.strategies import get_strategy
+
+    ran = details.get("definition") or ""
+    try:
+        current = get_strategy(details["strategy"]).definition_hash or ""
+    except HindsightError:
+        return f"{ran or 'built-in'} (strategy no longer registered)"
+    if ran == current:
+        return f"{ran} (current)" if ran else "built-in"
+    return f"{ran or 'built-in'} (an older definition; the current one is {current or 'built-in'})"
 
 
 def _cmd_export(ctx: _Context, args: argparse.Namespace) -> int:
@@ -538,8 +592,11 @@ def _cmd_scan(ctx: _Context, args: argparse.Namespace) -> int:
     if not args.no_stats:
         from core.errors import StoreError
 
+        from core.scope import default_scope
+
         try:
-            signals = add_backtest_stats(signals, ctx.store("r"))
+            signals = add_backtest_stats(signals, ctx.store("r"),
+                                         scope=default_scope(ctx.settings))
         except StoreError as exc:  # no store yet: the signals are still worth showing
             print(f"note: no stored stats joined ({exc})", file=sys.stderr)
     if args.json:
@@ -667,6 +724,10 @@ def _add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", help="comma-separated columns to show")
     p.add_argument("--history", action="store_true",
                    help="every stored version of each key, not only the latest")
+    p.add_argument("--scope", default="default",
+                   help="default (the data source's full history, no costs), all (every scope), "
+                        "a scope hash, or JSON of scope fields, e.g. "
+                        "'{\"window\": {\"start\": \"2016-01-01\", \"end\": \"2019-12-31\"}}'")
 
 
 def _add_global_args(p: argparse.ArgumentParser, default: Any) -> None:
