@@ -7,7 +7,7 @@ import streamlit as st
 
 from views import _ui
 
-LAST = "run.last"  # session key: the last stored run (id, replaced, label, metrics)
+LAST = "run.last"  # session key: the last stored run (id, replaced, label, scope, metrics)
 
 
 def panel() -> None:
@@ -104,7 +104,8 @@ def _costs(commission: float, fixed: float, slippage: float, capital: float,
 
 def _show(last: dict) -> None:
     verb = "Replaced the stored result of" if last["replaced"] else "Stored"
-    st.success(f"{verb} {last['label']} as backtest `{last['id']}`.", icon=":material/check:")
+    st.success(f"{verb} {last['label']} as backtest `{last['id']}` under {last['scope']}.",
+               icon=":material/check:")
     _ui.metric_cards(last["metrics"], columns=5, names=_ui.SUMMARY_METRICS)
     st.page_link("views/details.py", label="Open its details", icon=":material/insights:",
                  query_params={"id": last["id"]})

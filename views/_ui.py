@@ -442,10 +442,11 @@ def search_backtests(the_store, text: str, limit: int = SEARCH_LIMIT) -> pd.Data
     symbols = parse_symbols(" ".join(w for w in words if not w.isdigit() and w not in strategies))
     frames = []
     if ids:
-        frames.append(the_store.query(where=" or ".join(f"backtest_id == {i}" for i in ids)))
+        frames.append(the_store.query(where=" or ".join(f"backtest_id == {i}" for i in ids),
+                                      scope="all"))
     if symbols or chosen or not words:
         frames.append(the_store.query(symbol=list(symbols) or None, strategy=chosen or None,
-                                      order_by="-created_at", limit=limit))
+                                      order_by="-created_at", limit=limit, scope="all"))
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame({"backtest_id": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
@@ -626,8 +627,9 @@ def run_and_store(symbol: str, strategy: str, params, exit_rule, *, start=None, 
                   source: str | None = None, **run_kwargs) -> dict[str, Any]:
     """Load bars, ``run_backtest``, ``store_backtest``; says whether it replaced a stored result.
 
-    Returns ``{"id", "replaced", "label", "metrics"}`` for the page to show. Any bad input
-    raises a ``HindsightError`` before anything is stored.
+    Returns ``{"id", "replaced", "label", "scope", "metrics"}`` for the page to show (replaced:
+    an earlier run of this configuration in the same scope was stored). Any bad input raises a
+    ``HindsightError`` before anything is stored.
     """
     from core.engine import run_backtest
     from core.exits import canonical_exit_rule, exit_label
@@ -638,23 +640,14 @@ def run_and_store(symbol: str, strategy: str, params, exit_rule, *, start=None, 
     bars = load_bars(symbol, start, end, source=source)
     result = run_backtest(bars, strategy, params, exit_rule, symbol=symbol, **run_kwargs)
     the_store = store()
-    replaced = stored_stats(the_store, result.symbol, result.strategy, result.params,
-                            result.exit_rule) is not None
     backtest_id = the_store.store_backtest(result)
+    stored = the_store.query(where=f"backtest_id == {backtest_id}", scope="all")
+    versions = the_store.history(result.symbol, result.strategy, result.params, result.exit_rule,
+                                 scope=str(stored["scope_hash"].iloc[0]))
     label = (f"{result.symbol} · {result.strategy} {params_label(result.params)} · "
              f"{exit_label(result.exit_rule)}")
-    return {"id": backtest_id, "replaced": replaced, "label": label,
-            "metrics": dict(result.metrics)}
-
-
-def stored_stats(the_store, symbol, strategy, params, exit_rule) -> dict | None:
-    """The stored stats of one exact configuration, or None when it was never stored."""
-    from core.errors import NotFoundError
-
-    try:
-        return the_store.get_stats(symbol, strategy, params, exit_rule)
-    except NotFoundError:
-        return None
+    return {"id": backtest_id, "replaced": len(versions) > 1, "label": label,
+            "scope": str(stored["scope"].iloc[0]), "metrics": dict(result.metrics)}
 
 
 def from_json(value: Any) -> Any:
