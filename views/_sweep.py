@@ -8,10 +8,10 @@ import streamlit as st
 
 from views import _charts, _ui
 
-REPORT = "sweep.report"  # session key: summary and scope of the last sweep run
-SCOPE = "sweep.scope"  # widget key: which stored cells the read-outs show
-SCOPES = {"last": "The sweep just run", "source": "Every stored cell on this data source",
-          "all": "Every stored cell of this strategy"}
+REPORT = "sweep.report"  # session key: summary and cells of the last sweep run
+CELLS = "sweep.cells"  # widget key: which stored cells the read-outs show
+CELL_SETS = {"last": "The sweep just run", "source": "Every stored cell in {default}",
+             "all": "Every stored cell of this strategy, in every scope"}
 
 
 def panel() -> None:
@@ -149,7 +149,7 @@ def _numbers(text: str, what: str) -> list[float]:
 
 
 def run(strategy, ranges: dict, symbols, exit_rules: list) -> None:
-    """Run and store the sweep with a progress bar; remembers its summary and scope."""
+    """Run and store the sweep with a progress bar; remembers its summary and cells."""
     from core.sweep import run_sweep
 
     bar = st.progress(0.0, text="Loading the bars and counting what is stored already...")
@@ -163,20 +163,23 @@ def run(strategy, ranges: dict, symbols, exit_rules: list) -> None:
         report = run_sweep(strategy.name, ranges, list(symbols), exit_rules, _ui.store(),
                            _ui.provider(), progress=progress, skip_bad_data=True)
         summary = report.summary()
-        summary["scope"] = sweep_scope(strategy, ranges, report.symbols, exit_rules)
+        summary["cells"] = sweep_cells(strategy, ranges, report.symbols, exit_rules)
         summary["skipped_symbols"] = list(report.skipped)
         st.session_state[REPORT] = summary
-        st.session_state[SCOPE] = "last"  # the read-outs below show this sweep
+        st.session_state[CELLS] = "last"  # the read-outs below show this sweep
     bar.empty()
 
 
-def sweep_scope(strategy, ranges: dict, symbols, exit_rules: list) -> dict:
-    """The exact cells of a sweep: its strategy, symbols, params hashes and exit-rule hashes."""
+def sweep_cells(strategy, ranges: dict, symbols, exit_rules: list) -> dict:
+    """The exact cells of a sweep: its strategy, store scope (the source's full history),
+    symbols, params hashes and exit-rule hashes."""
     from core.canonical import stable_hash
     from core.exits import canonical_exit_rule
+    from core.scope import default_scope
     from core.sweep import expand_grid
 
-    return {"strategy": strategy.name, "symbols": list(symbols),
+    return {"strategy": strategy.name, "scope": default_scope(_ui.settings()),
+            "symbols": list(symbols),
             "params_hash": [stable_hash(p) for p in expand_grid(strategy.name, ranges)],
             "exit_hash": [stable_hash(canonical_exit_rule(r)) for r in exit_rules]}
 
@@ -197,41 +200,52 @@ def readouts(strategy) -> None:
     """Heatmap, stability and top configurations of the chosen stored cells of this strategy."""
     from core import sweep
 
-    filters = scope_filters(strategy)
-    if filters is None:
-        return
+    scope, filters = cell_filters(strategy)
     with _ui.user_errors() as failed:
-        cells = sweep.sweep_frame(_ui.store(), strategy.name, filters)
+        cells = sweep.sweep_frame(_ui.store(), strategy.name, filters, scope=scope)
     if failed:
         return
     if cells.empty:
-        st.info(f"No stored backtests of {strategy.title} in this scope yet. Set ranges in the "
-                "sidebar and run a sweep; its heatmap and top configurations appear here.")
+        st.info(f"No stored backtests of {strategy.title} among these cells yet. Set ranges in "
+                "the sidebar and run a sweep; its heatmap and top configurations appear here.")
         return
-    st.subheader(f"{SCOPES[st.session_state[SCOPE]]}: {len(cells):,} cells of {strategy.title}")
+    st.subheader(f"{cell_set_label(st.session_state[CELLS])}: {len(cells):,} cells of "
+                 f"{strategy.title}")
+    mixed = sorted(cells["scope"].astype(str).unique())
+    if len(mixed) > 1:
+        st.caption(f"These cells mix {len(mixed)} scopes ({'; '.join(mixed[:4])}"
+                   f"{' …' if len(mixed) > 4 else ''}): a configuration may count once per "
+                   "scope. Pick another set of cells to compare like with like.")
     heatmap(cells, strategy)
     top = top_configurations(cells, strategy)
     if top is not None and len(top):
         universe(cells, strategy, top)
 
 
-def scope_filters(strategy) -> dict | None:
-    """Which cells the read-outs use; defaults to the sweep just run (None: nothing to show)."""
+def cell_filters(strategy) -> tuple[dict | str, dict]:
+    """The store scope and cell filters the read-outs use; defaults to the sweep just run."""
+    from core.scope import ALL_SCOPES, default_scope
+
     report = st.session_state.get(REPORT) or {}
-    scope = report.get("scope") or {}
-    options = list(SCOPES) if scope.get("strategy") == strategy.name else ["source", "all"]
-    if st.session_state.get(SCOPE) not in options:
-        st.session_state[SCOPE] = options[0]
-    choice = st.radio("Read-outs of", options, format_func=SCOPES.get, key=SCOPE,
+    last = report.get("cells") or {}
+    options = list(CELL_SETS) if last.get("strategy") == strategy.name else ["source", "all"]
+    if st.session_state.get(CELLS) not in options:
+        st.session_state[CELLS] = options[0]
+    choice = st.radio("Read-outs of", options, format_func=cell_set_label, key=CELLS,
                       horizontal=True)
     if choice == "last":
-        return {"symbol": scope["symbols"], "params_hash": scope["params_hash"],
-                "exit_hash": scope["exit_hash"]}
+        return last["scope"], {"symbol": last["symbols"], "params_hash": last["params_hash"],
+                               "exit_hash": last["exit_hash"]}
     if choice == "source":
-        with _ui.user_errors() as failed:
-            symbols = _ui.source_symbols()
-        return None if failed else {"symbol": symbols}
-    return {}
+        return default_scope(_ui.settings()), {}
+    return ALL_SCOPES, {}
+
+
+def cell_set_label(choice: str) -> str:
+    """How a set of cells is named ("source": the configured default scope, by its label)."""
+    from core.scope import default_scope, scope_label
+
+    return CELL_SETS[choice].format(default=scope_label(default_scope(_ui.settings())))
 
 
 def heatmap(cells: pd.DataFrame, strategy) -> None:

@@ -141,10 +141,10 @@ def test_read_outs_of_this_data_source_leave_the_other_out(filled, folder, monke
     """The store holds demo runs (DEMO01-03); read-outs on the folder source show its cells."""
     use_folder(monkeypatch, folder)
     at = sweep_on_folder(open_page("views/manager.py"))
-    for scope in ("last", "source"):
-        at.radio(key="sweep.scope").set_value(scope).run()
+    for cells in ("last", "source"):
+        at.radio(key="sweep.cells").set_value(cells).run()
         assert not at.exception, at.exception
         assert at.selectbox(key="sweep.hm.symbol").options == ["all (median)", "MYA", "MYB",
-                                                                "MYC"], scope
-    at.radio(key="sweep.scope").set_value("all").run()
+                                                                "MYC"], cells
+    at.radio(key="sweep.cells").set_value("all").run()
     assert "DEMO01" in at.selectbox(key="sweep.hm.symbol").options

@@ -34,7 +34,7 @@ def test_read_outs_default_to_the_sweep_just_run(filled, env):
     assert at.selectbox(key="sweep.hm.symbol").options == ["all (median)", "DEMO04", "DEMO05"]
     assert "4 cells" in texts(at.subheader)
     # Every stored cell of the strategy is one click away, the ad-hoc runs included.
-    at.radio(key="sweep.scope").set_value("all").run()
+    at.radio(key="sweep.cells").set_value("all").run()
     assert not at.exception, at.exception
     assert f"{len(filled) + 4} cells" in texts(at.subheader)
 
