@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import pandas as pd
 import streamlit as st
@@ -12,9 +13,11 @@ LIMIT = 5_000  # rows fetched for the table
 TABLE = "browse.table"  # prefix of the table's widget key (see table_key)
 CONFIRM = "browse.confirm_delete"  # session key: ids waiting for a delete confirmation
 DELETED = "browse.deleted"  # session key: what the last delete did, shown once after it
-SHOWN = ("details", "symbol", "strategy", "params", "exit_rule", "num_trades", "win_rate",
-         "total_return", "cagr", "sharpe_ratio", "max_drawdown", "expectancy", "profit_factor",
-         "exposure", "start", "end", "backtest_id")
+SHOWN = ("details", "symbol", "strategy", "params", "exit_rule", "scope", "definition",
+         "num_trades", "win_rate", "total_return", "cagr", "sharpe_ratio", "max_drawdown",
+         "expectancy", "profit_factor", "exposure", "start", "end", "backtest_id")
+OLDER = "older definition"  # a rule strategy's row computed before its file was edited
+MISSING = "strategy missing"  # a row of a strategy no longer registered
 
 
 def panel() -> None:
@@ -85,18 +88,58 @@ def filters(the_store) -> dict:
     max_dd = st.slider("Max drawdown no deeper than (%)", 0, 100, 100, step=5, key="browse.dd")
     if max_dd < 100:
         conditions.append(f"max_drawdown >= {-max_dd / 100}")
+    conditions += choice_conditions("Scopes (empty: all)", "scope_hash", scope_choices(the_store),
+                                    key="browse.scopes",
+                                    help="Data source, window, costs and settings a backtest "
+                                         "ran with; one configuration may be stored in several.")
+    conditions += choice_conditions("Exit rules (empty: all)", "exit_hash",
+                                    exit_choices(the_store), key="browse.exits")
     if strategy != "(any)":
         conditions += param_conditions(get_strategy(strategy))
     order = st.selectbox("Sort by", ["sharpe_ratio", "win_rate", "total_return", "cagr",
                                      "num_trades", "max_drawdown", "expectancy"],
                          key="browse.order")
-    criteria: dict = {"where": " and ".join(conditions) or None, "order_by": f"-{order}"}
+    criteria: dict = {"where": " and ".join(conditions) or None, "order_by": f"-{order}",
+                      "scope": "all"}
     if strategy != "(any)":
         criteria["strategy"] = strategy
     typed = _ui.parse_symbols(symbols) if symbols.strip() else ()
     if typed:
         criteria["symbol"] = list(typed)
     return criteria
+
+
+def choice_conditions(label: str, column: str, choices: dict[str, str], key: str,
+                      help: str | None = None) -> list[str]:
+    """A multiselect over ``{hash: label}``; the picked hashes as one ``where`` condition."""
+    picked = st.multiselect(label, list(choices), format_func=choices.get, key=key, help=help)
+    if not picked:
+        return []
+    return ["(" + " or ".join(f"{column} == '{h}'" for h in picked) + ")"]
+
+
+def scope_choices(the_store) -> dict[str, str]:
+    """``{scope hash: label}`` of the store's scopes, by label (a shared label gets its hash)."""
+    from core.scope import scope_label
+
+    labels = {h: scope_label(scope) for h, scope in the_store.scopes().items()}
+    return unique_labels(labels)
+
+
+def exit_choices(the_store) -> dict[str, str]:
+    """``{exit hash: label}`` of the exit rules stored, by label."""
+    from core.canonical import stable_hash
+    from core.exits import stored_exit_rules
+
+    return unique_labels({stable_hash(rule): label for label, rule in stored_exit_rules(the_store)})
+
+
+def unique_labels(labels: dict[str, str]) -> dict[str, str]:
+    """``labels`` sorted by label; a label two hashes share is told apart by the hash."""
+    counts = Counter(labels.values())
+    named = {h: f"{text} [{h[:8]}]" if counts[text] > 1 else text
+             for h, text in labels.items()}
+    return dict(sorted(named.items(), key=lambda item: item[1].lower()))
 
 
 def param_conditions(strategy) -> list[str]:
@@ -123,10 +166,30 @@ def readable(rows: pd.DataFrame) -> pd.DataFrame:
     out = _ui.with_details_links(rows)
     out["params"] = [_ui.params_label(_ui.from_json(t)) for t in out["params"]]
     out["exit_rule"] = [exit_label(_ui.from_json(t)) for t in out["exit_rule"]]
+    out["definition"] = definition_marks(out)
     for column in ("start", "end"):
         if column in out:
             out[column] = pd.to_datetime(out[column]).dt.date
     return out[[c for c in SHOWN if c in out]]
+
+
+def definition_marks(rows: pd.DataFrame) -> list[str]:
+    """Per row: "" when it ran the strategy's current definition, else ``OLDER`` (the rule
+    file was edited since) or ``MISSING`` (the strategy is no longer registered)."""
+    current = {name: current_definition(name) for name in rows["strategy"].astype(str).unique()}
+    return ["" if current[s] == str(d) else (MISSING if current[s] is None else OLDER)
+            for s, d in zip(rows["strategy"].astype(str), rows["definition"])]
+
+
+def current_definition(strategy: str) -> str | None:
+    """A registered strategy's current definition hash ("" for built-ins); None if missing."""
+    from core.errors import UnknownStrategyError
+    from core.strategies import get_strategy
+
+    try:
+        return get_strategy(strategy).definition_hash or ""
+    except UnknownStrategyError:
+        return None
 
 
 def actions(the_store, chosen: list[str], view: pd.DataFrame) -> None:

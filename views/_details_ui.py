@@ -41,9 +41,14 @@ def stored_listing(store, limit: int = RECENT) -> pd.DataFrame:
 
 
 def details_title(details: dict) -> str:
+    from core.errors import UnknownStrategyError
     from core.strategies import get_strategy
 
-    return f"{details['symbol']} · {get_strategy(details['strategy']).title}"
+    try:
+        title = get_strategy(details["strategy"]).title
+    except UnknownStrategyError:  # no longer registered: named as stored
+        title = details["strategy"]
+    return f"{details['symbol']} · {title}"
 
 
 def details_caption(details: dict) -> str:
@@ -57,8 +62,27 @@ def details_caption(details: dict) -> str:
     source = details.get("equity_source")
     curve = f"equity {source}" if source else "no equity curve"
     return (f"{_ui.params_label(details['params'])} · exit: {exit_label(details['exit_rule'])} · "
-            f"{period} · {cost_text} · engine {details.get('engine_version', '?')} · {curve} · "
+            f"scope: {details.get('scope', '?')} · {period} · {cost_text} · "
+            f"engine {details.get('engine_version', '?')} · {curve} · "
             f"id `{details.get('backtest_id')}`")
+
+
+def definition_warning(details: dict) -> None:
+    """A warning when the backtest ran another definition than the strategy's current one."""
+    from core.errors import UnknownStrategyError
+    from core.strategies import get_strategy
+
+    name = details["strategy"]
+    try:
+        current = get_strategy(name).definition_hash or ""
+    except UnknownStrategyError:
+        st.warning(f"The strategy '{name}' is no longer registered; this backtest stays "
+                   "browsable as it was stored.", icon=":material/warning:")
+        return
+    if (details.get("definition") or "") != current:
+        st.warning(f"This backtest ran an older definition of '{name}': its rule file was "
+                   "edited since. Run it again for the current definition's result.",
+                   icon=":material/history:")
 
 
 def _period(start: Any, end: Any) -> str:

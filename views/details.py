@@ -23,6 +23,7 @@ def render() -> None:
 
     st.subheader(view.details_title(details))
     st.caption(view.details_caption(details))
+    view.definition_warning(details)
     view.metric_grid(details.get("metrics") or {}, bars)
     st.caption(view.annualisation_caption(details))
     view.equity_section(details, bars)

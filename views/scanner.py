@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core.scanner import add_backtest_stats, scan
+from core.scope import default_scope, scope_label
 from views import _scan, _ui
 
 st.title("Scanner")
@@ -30,6 +31,7 @@ if not picked:
     st.info("Pick at least one strategy in the sidebar to scan for its signals.")
 elif universe is not None:
     signals, skipped = [], []
+    stats_scope = default_scope(_ui.settings())  # the store handle's default may be stale
     with _ui.user_errors() as failed, st.spinner(f"Scanning {len(universe.symbols):,} symbols..."):
         bars, skipped = _ui.load_universe(universe.symbols, source=universe.source)
         if not bars:
@@ -37,13 +39,15 @@ elif universe is not None:
         for strat, params in configs:
             found = scan(bars, strat.name, params, exit_rule, lookback=lookback)
             skipped += found.attrs.get("skipped", [])
-            signals.append(add_backtest_stats(found, _ui.store(), universe=universe.symbols))
+            signals.append(add_backtest_stats(found, _ui.store(), universe=universe.symbols,
+                                              scope=stats_scope))
     _scan.show_skipped(skipped)
     if not failed:
         table = pd.concat(signals, ignore_index=True) if signals else pd.DataFrame()
         table = _scan.without_demo_staleness(table, universe.source)
         st.caption(f"{len(bars)} of {len(universe.symbols)} symbols from {universe.label} "
-                   f"scanned; {len(table)} signal(s) within the last {lookback} bar(s).")
+                   f"scanned; {len(table)} signal(s) within the last {lookback} bar(s). "
+                   f"Stats: {scope_label(stats_scope)}.")
         _scan.show_staleness(bars, universe.source)
         missing = table[table["backtest_id"].isna()] if len(table) else table
         if len(missing) and st.button(f"Backtest these {len(missing)}", key="scan.fill",
