@@ -92,11 +92,6 @@ def encode_results(results: list, created_at_ns: int, memo: KeyMemo,
                    for column, bare in _keys.param_column_names(strategy).items()}
     param_values = [np.array([form[2].get(c, np.nan) for form in forms])[raw]
                     for c in param_names]
-    scopes = list(zip([source or default_source for source in column("source")],
-                      column("window"), column("costs"), column("initial_capital"),
-                      column("settings")))
-    scope_raw, scope_forms = _distinct(list(map(repr, scopes)), scopes, _scope_form, memo, "scope", where)
-    codes[:, _KIND_POS["scope"]], vocab["scope"] = _vocab_codes(scope_raw, scope_forms)
     times = np.empty((n, 3), np.int64)
     times[:, 0] = _stamps(column("start"), "start", where)
     times[:, 1] = _stamps(column("end"), "end", where)
@@ -106,6 +101,12 @@ def encode_results(results: list, created_at_ns: int, memo: KeyMemo,
         raise ValidationError(f"{where(row)}: end {results[row].end} is before start "
                               f"{results[row].start}.")
     capital = _capitals(column("initial_capital"), where)
+    scopes = list(zip([source or default_source for source in column("source")],
+                      column("window"), column("costs"), column("initial_capital"),
+                      column("settings")))
+    scope_raw, scope_forms = _distinct(list(map(repr, scopes)), scopes, _scope_form, memo,
+                                       "scope", where)
+    codes[:, _KIND_POS["scope"]], vocab["scope"] = _vocab_codes(scope_raw, scope_forms)
     clock = [_optional_floats(results, name, where) for name in FLOAT_LEAD[1:]]
     metrics, extra = _metric_block(column("metrics"), where)
     float_columns = [*FLOAT_LEAD, *METRICS, *extra, *param_names]

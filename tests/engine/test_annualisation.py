@@ -294,6 +294,7 @@ def test_recomputing_a_stored_curve_and_refreshing_reuse_the_recorded_override()
     from core.canonical import canonical_json
     from core.details import load_details
     from core.refresh import _rerun_group
+    from core.scope import make_scope
 
     bars = irregular_bars()  # detection alone would raise: only the override annualises them
     result = run_backtest(bars, STRATEGY, PARAMS, periods_per_year=300, symbol="ODD")
@@ -307,10 +308,8 @@ def test_recomputing_a_stored_curve_and_refreshing_reuse_the_recorded_override()
     pd.testing.assert_series_equal(details["equity"], result.equity)
     rows = pd.DataFrame({"symbol": ["ODD"], "strategy": [STRATEGY],
                          "params": [canonical_json(result.params)],
-                         "exit_rule": [result.exit_json],
-                         "costs_json": [canonical_json(result.costs)],
-                         "settings_json": [canonical_json(result.settings)],
-                         "initial_capital": [result.initial_capital]})
-    again = _rerun_group(rows, bars).table.iloc[0]
+                         "exit_rule": [result.exit_json]})
+    scope = make_scope("demo", "full", result.costs, result.initial_capital, result.settings)
+    again = _rerun_group(rows, bars, scope).table.iloc[0]
     assert again["periods_per_year"] == 300
     assert again["sharpe_ratio"] == pytest.approx(result.metrics["sharpe_ratio"], rel=1e-9)

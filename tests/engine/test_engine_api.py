@@ -190,8 +190,8 @@ def test_run_many_table_columns_and_order():
     assert list(table.columns) == [
         "symbol", "strategy", "params_json", "params_hash", "exit_json", "exit_hash", "start",
         "end", "initial_capital", "costs_json", "settings_json", "engine_version",
-        "data_fingerprint", "source", "window_json", "definition", "periods_per_year",
-        "bar_seconds", "ma_fast", "ma_slow", "ma_kind",
+        "data_fingerprint", "periods_per_year", "bar_seconds", "source", "window_json",
+        "definition", "ma_fast", "ma_slow", "ma_kind",
         *METRIC_NAMES]
     assert table["symbol"].tolist() == ["AAA"] * 4 + ["BBB"] * 4
     assert table["ma_fast"].tolist() == [3, 3, 5, 5] * 2

@@ -67,12 +67,14 @@ def test_every_column_of_a_result_list_is_encoded_in_first_seen_order():
     assert segment.times[21, 1] == pd.Timestamp("2020-03-24 13:30").value
     assert segment.times[22, 1] == pd.Timestamp("2020-03-25").value
     assert (segment.times[:, 2] == 7).all()
-    assert segment.float_columns[:2] == ["initial_capital", "num_trades"]
+    assert segment.float_columns[:4] == ["initial_capital", "periods_per_year", "bar_seconds",
+                                         "num_trades"]
+    assert np.isnan(segment.floats[:, 1:3]).all()  # results without a bars' clock
     period = segment.float_columns.index("rsi_period")
     assert segment.floats[:, period].tolist() == [2 + i % 7 for i in range(80)]
     assert segment.param_columns["rsi_period"] == "period"
     metrics = np.array([[r.metrics[m] for m in _encode.METRICS] for r in results])
-    assert np.array_equal(segment.floats[:, 1:1 + len(_encode.METRICS)], metrics, equal_nan=True)
+    assert np.array_equal(segment.floats[:, 3:3 + len(_encode.METRICS)], metrics, equal_nan=True)
 
 
 def test_extra_metrics_become_columns_and_bad_ones_name_the_result():
