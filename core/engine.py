@@ -91,8 +91,8 @@ def _clock_of(index: pd.DatetimeIndex, symbol: str, periods_per_year: float | No
 class _Bars:
     """Validated bars of one symbol as contiguous float64 arrays plus index facts."""
 
-    __slots__ = ("frame", "symbol", "open", "high", "low", "close", "index", "days", "clock",
-                 "cache")
+    __slots__ = ("frame", "symbol", "open", "high", "low", "close", "volume", "index", "days",
+                 "clock", "cache")
 
     def __init__(self, bars: pd.DataFrame, symbol: str, periods_per_year: float | None = None):
         frame = validate_bars(bars, symbol or "?")
@@ -101,7 +101,8 @@ class _Bars:
         self.symbol = symbol
         # Own writable copies: the kernels then always see one array type (a read-only view
         # from pandas would need its own compiled specialization).
-        self.open, self.high, self.low, self.close = (np.array(columns[i]) for i in range(4))
+        self.open, self.high, self.low, self.close, self.volume = (np.array(columns[i])
+                                                                   for i in range(5))
         self.index = frame.index
         self.days = (self.index[-1] - self.index[0]).total_seconds() / 86400.0
         self.clock = _clock_of(self.index, symbol, periods_per_year)
@@ -114,7 +115,7 @@ class _Bars:
         """Indicator series ``key`` over these bars, computed once."""
         if key not in self.cache:
             self.cache[key] = indicators.compute_series(
-                key, self.open, self.high, self.low, self.close
+                key, self.open, self.high, self.low, self.close, self.volume
             )
         return self.cache[key]
 

@@ -542,8 +542,8 @@ def evaluate(node: Node, bars: Bars, params: Mapping[str, Any], memo: dict) -> A
 def _series(node: Node, bars: Bars) -> np.ndarray:
     values = getattr(bars, node.value)
     if values is None:
-        raise RuleError(f"{node.text}: this run has no volume data (backtests and the "
-                        "scanner read open, high, low and close); remove volume from the rule.")
+        raise RuleError(f"{node.text}: these bars have no volume data; remove volume from "
+                        "the rule or load bars with a volume column.")
     return np.ascontiguousarray(values, dtype=np.float64)
 
 

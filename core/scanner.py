@@ -170,6 +170,8 @@ def _latest_entry(strat, params, bars: pd.DataFrame, tail: int, lookback: int) -
     if len(bars) == 0:
         return None
     columns = [bars[c].to_numpy(dtype=np.float64)[-tail:] for c in ("open", "high", "low", "close")]
+    if getattr(strat, "definition_hash", None):  # a rule strategy may read volume too
+        params = {**params, "volume": bars["volume"].to_numpy(dtype=np.float64)[-tail:]}
     entries, _ = strat.signals(*columns, **params)
     window = np.asarray(entries[-lookback:], dtype=bool)
     fired = np.flatnonzero(window)
