@@ -109,6 +109,7 @@ def test_browse_filters_on_scope_and_exit_rule(filled, env):
     everything = table(at)
     assert len(everything) == len(filled) + 1, "every scope is listed by default"
     assert sorted(set(everything["scope"])) == [WINDOW, FULL]
+    assert set(everything["definition"]) == {""}, "built-ins never have an older definition"
     assert list(everything.columns[:7]) == ["details", "symbol", "strategy", "params",
                                              "exit_rule", "scope", "definition"]
 
