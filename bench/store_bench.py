@@ -119,7 +119,7 @@ def batch_table(grid: Grid, symbol: str, rng: np.random.Generator, rows: int = B
         "params_json": grid.json[:rows], "params_hash": grid.hash[:rows],
         "exit_json": grid.exit_json, "exit_hash": grid.exit_hash,
         "start": pd.Timestamp("2015-01-02"), "end": pd.Timestamp("2024-12-31"),
-        "initial_capital": 100_000.0, "costs_json": '{"commission_pct":0.001}',
+        "initial_capital": 100_000.0, "costs_json": '{}',
         "settings_json": "{}", "engine_version": "bench-1", "data_fingerprint": "0" * 16,
     }
     table.update({name: values[:rows] for name, values in grid.columns.items()})
@@ -172,7 +172,7 @@ def curve_results(grid: Grid, symbol: str, rng: np.random.Generator, rows: int,
             symbol=symbol, strategy="rsi_meanrev", params=grid.params[offset + i],
             exit_rule=EXIT_RULE, metrics={k: float(v[i]) for k, v in metrics.items()},
             equity=equity, trades=trades, start=dates[0], end=dates[-1],
-            costs={"commission_pct": 0.001}, engine_version="bench-1",
+            costs={}, engine_version="bench-1",
             data_fingerprint="0" * 16))
     return results
 
@@ -209,7 +209,7 @@ def metric_results(grid: Grid, symbol: str, rng: np.random.Generator, rows: int
         symbol=symbol, strategy="rsi_meanrev", params=grid.params[i], exit_rule=EXIT_RULE,
         metrics={k: float(v[i]) for k, v in metrics.items()}, equity=None, trades=None,
         start=pd.Timestamp("2015-01-02"), end=pd.Timestamp("2024-12-31"),
-        costs={"commission_pct": 0.001}, engine_version="bench-1", data_fingerprint="0" * 16)
+        costs={}, engine_version="bench-1", data_fingerprint="0" * 16)
         for i in range(rows)]
 
 

@@ -710,7 +710,7 @@ def run_sweep(
             f"No valid param combination in the grid for {strat.name}: all {invalid} break a "
             "cross-param rule (e.g. oversold must be below overbought). Adjust the ranges."
         )
-    run_kwargs = {"strategy": strat.name, "costs": dict(costs) if costs else None,
+    run_kwargs = {"strategy": strat, "costs": dict(costs) if costs else None,  # pickles whole
                   "initial_capital": float(initial_capital), "whole_shares": bool(whole_shares),
                   "stop_on_entry_bar": bool(stop_on_entry_bar)}
     bars = _load_bars(provider, symbols, start, end, skip_bad_data, report)

@@ -53,3 +53,33 @@ def test_unreachable_scheduler_is_a_clear_error(provider, monkeypatch):
     with pytest.raises(HindsightError, match="Cannot reach the Dask scheduler"):
         run_sweep("rsi_meanrev", GRID, provider.symbols()[:1], RULES, None, provider,
                   scheduler="tcp://127.0.0.1:1")
+
+
+def test_a_task_carries_its_rule_strategy_to_a_worker_without_the_files(tmp_path, monkeypatch,
+                                                                       provider):
+    """Dask and pool workers may not see the user's strategies folder: a sweep's tasks pickle
+    the strategy's whole declaration, so they run where no rule file exists."""
+    import pickle
+    from pathlib import Path
+
+    from core import rule_files, sweep
+
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    example = (Path(__file__).parents[2] / "strategies" / "rsi_trend.toml").read_text()
+    (folder / "dip.toml").write_text(example.replace('name = "rsi_trend"', 'name = "dip"'))
+    monkeypatch.setenv("HINDSIGHT_STRATEGIES", str(folder))
+    compute = sweep._compute_task
+
+    def on_a_bare_worker(task, bars):
+        shipped = pickle.loads(pickle.dumps(task))
+        with monkeypatch.context() as worker:
+            worker.setenv("HINDSIGHT_STRATEGIES", str(tmp_path / "elsewhere"))
+            rule_files.forget(folder / "dip.toml")
+            return compute(shipped, bars)
+
+    monkeypatch.setattr(sweep, "_compute_task", on_a_bare_worker)
+    store = open_store(str(tmp_path / "s.zarr"), "a")
+    report = sweep.run_sweep("dip", {"period": [10, 14]}, provider.symbols()[:2], [None], store,
+                             provider, workers=1)
+    assert report.n_stored == 4 and len(store.query(strategy="dip")) == 4
