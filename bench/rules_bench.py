@@ -5,7 +5,8 @@ the close is above its SMA) over 10 symbols x 2,520 synthetic daily bars x 900 c
 5..14 x oversold 20..38 step 2 x trend 40..200 step 20) with a 5 % stop, through
 ``core.engine.run_many`` exactly as a sweep runs it; the built-in ``rsi_meanrev`` grid of
 bench/engine_bench.py (936 cells) on the same bars in the same run is the baseline. Also:
-loading 50 strategy files into a fresh folder scan, and a rule strategy's single backtest.
+loading 50 strategy files into a fresh folder scan, a rule strategy's single backtest, and the
+built-in grid run short (it may cost no more than the long one, within NOISE).
 
 Usage: ``.venv/bin/python bench/rules_bench.py``
 """
@@ -30,7 +31,10 @@ from engine_bench import STOP, frames, make_arrays  # noqa: E402
 
 RULE_GRID = {"period": list(range(5, 15)), "oversold": list(range(20, 39, 2)),
              "trend": list(range(40, 201, 20))}
-TARGETS = {"rule_backtests_per_s": 20_000, "load_50_files_s": 0.2}
+TARGETS = {"rule_backtests_per_s": 20_000, "builtin_backtests_per_s": 50_000,
+           "load_50_files_s": 0.2, "short_vs_long_seconds": 1.0}
+#: Run-to-run noise allowed when comparing the short and the long grid measured back to back.
+NOISE = 0.05
 REPEATS = 3
 
 
@@ -91,6 +95,7 @@ def main() -> None:
         data = frames(make_arrays())
         rule = throughput(data, "rsi_trend", RULE_GRID)
         builtin = throughput(data, "rsi_meanrev", BUILTIN_GRID)
+        short = throughput(data, "rsi_meanrev", {**BUILTIN_GRID, "direction": ["short"]})
         loading = load_fifty(template)
         single = single_backtest_ms(next(iter(data.values())))
     finally:
@@ -101,12 +106,17 @@ def main() -> None:
         "rule_rsi_trend_with_5pct_stop": rule,
         "builtin_rsi_meanrev_with_5pct_stop": builtin,
         "rule_vs_builtin_speed": round(rule["backtests_per_s"] / builtin["backtests_per_s"], 3),
+        "builtin_short_rsi_meanrev_with_5pct_stop": short,
+        "short_vs_long_seconds": round(short["seconds"] / builtin["seconds"], 3),
         "load_50_strategy_files": loading,
         "rule_single_backtest_ms_p50": single,
         "targets": TARGETS,
         "meets_targets": {
             "rule_backtests_per_s": rule["backtests_per_s"] >= TARGETS["rule_backtests_per_s"],
+            "builtin_backtests_per_s":
+                builtin["backtests_per_s"] >= TARGETS["builtin_backtests_per_s"],
             "load_50_files_s": loading["cold_s"] <= TARGETS["load_50_files_s"],
+            "short_vs_long_seconds": short["seconds"] <= builtin["seconds"] * (1 + NOISE),
         },
         "cpu_count": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -8,7 +8,6 @@ Within-bar order and fill prices are documented in docs/engine.md.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -146,10 +145,9 @@ def exit_label(rule: Mapping | list | None) -> str:
 
 
 def stored_exit_rules(store) -> list[tuple[str, list[dict]]]:
-    """The distinct exit rules of a store's latest backtests as (label, canonical rule list),
-    sorted by label: the choices of an exit-rule filter (pass the list to ``store.query``)."""
-    texts = store.get_all_stats()["exit_rule"].astype(str).unique()
-    rules = [canonical_exit_rule(json.loads(text)) for text in texts]
+    """The distinct exit rules a store holds as (label, canonical rule list), sorted by label:
+    the choices of an exit-rule filter (pass the list to ``store.query``)."""
+    rules = [canonical_exit_rule(rule) for rule in store.exit_rules().values()]
     return sorted(((exit_label(rule), rule) for rule in rules), key=lambda item: item[0].lower())
 
 

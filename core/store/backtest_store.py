@@ -372,9 +372,17 @@ class BacktestStore:
 
     def scopes(self) -> dict[str, dict]:
         """Every scope the store has seen: ``{scope hash: scope dict}``."""
+        return self._hashed_values("scope")
+
+    def exit_rules(self) -> dict[str, list]:
+        """Every exit rule the store has seen: ``{exit hash: canonical rule list}``."""
+        return self._hashed_values("exit_rule")
+
+    def _hashed_values(self, kind: str) -> dict:
+        """A hashed vocabulary's values by hash, parsed (no table is built: cheap at any size)."""
         with self._guard:
             self._current()
-            return {value[1]: json.loads(value[0]) for value in self._vocab.values["scope"]}
+            return {value[1]: json.loads(value[0]) for value in self._vocab.values[kind]}
 
     def scope_hash(self, scope=None) -> str | None:
         """The hash of a scope as lookups take it (None: every scope, for ``"all"``)."""
