@@ -439,7 +439,7 @@ def param_columns(strategy_name: str | Strategy, params: Mapping[str, Any]) -> d
     strategy = get_strategy(strategy_name)
     out = {}
     for p in strategy.params:
-        if p is DIRECTION:
+        if p == DIRECTION:  # by value: a declaration may come unpickled in a worker
             continue
         value = params[p.name]
         if p.kind_name == "choice":

@@ -14,7 +14,7 @@ from core.sweep import run_sweep
 def test_sweep_cell_equity_is_recomputed_when_the_data_still_matches(store, provider):
     run_sweep("rsi_meanrev", {"period": [9, 13]}, ["DEMO01"], [{"type": "take_profit", "pct": 0.08}],
               store, provider, costs={"commission": 0.002}, whole_shares=True)
-    row = store.query(strategy="rsi_meanrev", where="rsi_period == 13").iloc[0]
+    row = store.query(strategy="rsi_meanrev", where="rsi_period == 13", scope="all").iloc[0]
     details = load_details(store, str(row["backtest_id"]), provider)
     assert details["equity_source"] == "recomputed" and details["equity_reason"] is None
     expected = run_backtest(provider.load_bars("DEMO01"), "rsi_meanrev", {"period": 13},
@@ -44,7 +44,7 @@ def test_changed_data_gives_no_curve_and_says_why(store, provider, tmp_path):
     bars.rename_axis("date").to_csv(folder / "DEMO03.csv")
     files = FolderProvider(folder)
     run_sweep("rsi_meanrev", {"period": [9]}, ["DEMO03"], [None], store, files)
-    bid = str(store.query(symbol="DEMO03")["backtest_id"].iloc[0])
+    bid = str(store.query(symbol="DEMO03", scope="all")["backtest_id"].iloc[0])
     assert load_details(store, bid, files)["equity_source"] == "recomputed"
     changed = bars.copy()
     changed.iloc[100, changed.columns.get_loc("close")] *= 1.01
