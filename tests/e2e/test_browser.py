@@ -171,7 +171,7 @@ def run_backtest(page, symbol: str) -> str:
     stored.wait_for()
     settled(page)
     no_exception(page)
-    return re.search(r"as backtest (\S+?)\.?$", stored.inner_text().strip()).group(1).strip("`")
+    return re.search(r"as backtest `?([^`\s]+?)`?[ .]", stored.inner_text()).group(1)
 
 
 def tick_row(page, grid, row: int) -> None:
@@ -233,7 +233,7 @@ def test_every_page_on_real_format_data_offline(app_url, page, requests_seen, st
     assert page.get_by_role("button", name=re.compile(r"Delete \d+ selected")).count() == 0
     from core.store import BacktestStore
 
-    left = set(BacktestStore(str(store_path)).query()["backtest_id"].astype(str))
+    left = set(BacktestStore(str(store_path)).query(scope="all")["backtest_id"].astype(str))
     assert len(left) == 2 and left < set(ids), left
 
     page.get_by_text("Run a sweep").click()
