@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
+
 from core.canonical import fingerprint_of
 
 #: Metrics compared between a stored backtest and its recomputation (relative tolerance).
@@ -27,11 +29,50 @@ def load_details(store, bid: str, provider=None) -> dict[str, Any]:
     Raises ``NotFoundError`` for an unknown id (from the store).
     """
     details = dict(store.get_detailed_results(bid))
+    details["direction"] = stored_direction(details["strategy"], details["params"])
+    details["trades"] = with_direction(details.get("trades"), details["direction"])
     if details.get("equity") is not None:
         return {**details, "equity_source": "stored", "equity_reason": None}
     equity, reason = recompute_equity(details, provider)
     source = None if equity is None else "recomputed"
     return {**details, "equity": equity, "equity_source": source, "equity_reason": reason}
+
+
+def stored_direction(strategy: str, params: dict) -> str:
+    """``"long"`` or ``"short"``: a stored run's side, from its params (built-ins) or its
+    strategy's declaration (rule files); a strategy no longer registered reads its params."""
+    from core.errors import UnknownStrategyError
+    from core.strategies import direction_of, get_strategy
+
+    try:
+        return direction_of(get_strategy(strategy), params)
+    except UnknownStrategyError:
+        return str(params.get("direction", "long"))
+
+
+def directions(rows) -> list[str]:
+    """``stored_direction`` of every row of a stats table (each distinct pair worked out once)."""
+    import json
+
+    known: dict[tuple[str, str], str] = {}
+    out = []
+    for strategy, params in zip(rows["strategy"].astype(str), rows["params"].astype(str)):
+        key = (strategy, params)
+        if key not in known:
+            known[key] = stored_direction(strategy, json.loads(params))
+        out.append(known[key])
+    return out
+
+
+def with_direction(trades, direction: str):
+    """A stored trade log with the engine's ``direction`` column (the store keeps a run's side
+    in its params, not per trade)."""
+    if trades is None:
+        return None
+    from core.types import DIRECTION_DTYPE
+
+    return trades.assign(direction=pd.Categorical([direction] * len(trades),
+                                                  dtype=DIRECTION_DTYPE))
 
 
 def recompute_equity(details: dict[str, Any], provider) -> tuple[Any, str | None]:

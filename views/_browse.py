@@ -13,7 +13,8 @@ LIMIT = 5_000  # rows fetched for the table
 TABLE = "browse.table"  # prefix of the table's widget key (see table_key)
 CONFIRM = "browse.confirm_delete"  # session key: ids waiting for a delete confirmation
 DELETED = "browse.deleted"  # session key: what the last delete did, shown once after it
-SHOWN = ("details", "symbol", "strategy", "params", "exit_rule", "scope", "definition",
+SHOWN = ("details", "symbol", "strategy", "direction", "params", "exit_rule", "scope",
+         "definition",
          "num_trades", "win_rate", "total_return", "cagr", "sharpe_ratio", "max_drawdown",
          "expectancy", "profit_factor", "exposure", "start", "end", "backtest_id")
 OLDER = "older definition"  # a rule strategy's row computed before its file was edited
@@ -45,6 +46,10 @@ def panel() -> None:
     view = readable(rows)
     event = _ui.table(view, name="backtests", key=table_key(view["backtest_id"]),
                       selectable=True, height=420)
+    by_side = direction_split(view)
+    if by_side is not None:
+        st.caption("Long and short runs side by side (medians over the listed backtests):")
+        _ui.table(by_side, name="backtests-by-direction", key=f"{TABLE}.by_direction")
     chosen = selected_ids(event, view)
     actions(the_store, chosen, view)
 
@@ -161,16 +166,30 @@ def param_conditions(strategy) -> list[str]:
 
 def readable(rows: pd.DataFrame) -> pd.DataFrame:
     """Stored rows with details links and human-readable params / exit rule columns."""
+    from core.details import directions
     from core.exits import exit_label
 
     out = _ui.with_details_links(rows)
     out["params"] = [_ui.params_label(_ui.from_json(t)) for t in out["params"]]
     out["exit_rule"] = [exit_label(_ui.from_json(t)) for t in out["exit_rule"]]
     out["definition"] = definition_marks(out)
+    out["direction"] = directions(rows)
     for column in ("start", "end"):
         if column in out:
             out[column] = pd.to_datetime(out[column]).dt.date
     return out[[c for c in SHOWN if c in out]]
+
+
+def direction_split(view: pd.DataFrame) -> pd.DataFrame | None:
+    """Headline metrics per direction when the listing holds both long and short runs."""
+    if view["direction"].nunique() < 2:
+        return None
+    metrics = ["win_rate", "total_return", "sharpe_ratio", "max_drawdown"]
+    grouped = view.groupby("direction", observed=True)
+    out = grouped[metrics].median()
+    out.insert(0, "trades", grouped["num_trades"].sum())
+    out.insert(0, "backtests", grouped.size())
+    return out.reset_index()
 
 
 def definition_marks(rows: pd.DataFrame) -> list[str]:

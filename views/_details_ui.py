@@ -48,7 +48,8 @@ def details_title(details: dict) -> str:
         title = get_strategy(details["strategy"]).title
     except UnknownStrategyError:  # no longer registered: named as stored
         title = details["strategy"]
-    return f"{details['symbol']} · {title}"
+    side = " · short" if details.get("direction") == "short" else ""
+    return f"{details['symbol']} · {title}{side}"
 
 
 def details_caption(details: dict) -> str:
