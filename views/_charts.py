@@ -102,14 +102,21 @@ def percent_format(depth: float) -> str:
 def downsample_positions(values, max_points: int = MAX_POINTS) -> np.ndarray:
     """Positions of a long series worth drawing: first, last and each bucket's min and max.
 
-    At most about ``max_points`` positions, ascending; a series this short is kept whole. NaNs
-    are never picked as a low or high unless a bucket holds nothing else.
+    Never more than ``max_points`` positions (at least 2: the first and the last), ascending; a
+    series this short is kept whole. The points between the first and the last are cut into
+    ``(max_points - 2) // 2`` buckets of ``ceil(inner / buckets)`` consecutive points (the last
+    bucket may be shorter) and each bucket's lowest and highest are kept. NaNs are never picked
+    as a low or high unless a bucket holds nothing else.
     """
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2, not {max_points}")
     data = np.asarray(values, dtype=float)
     n = data.size
-    if n <= max(max_points, 3):
+    if n <= max_points:
         return np.arange(n)
-    buckets = max(1, (max_points - 2) // 2)
+    buckets = (max_points - 2) // 2
+    if buckets == 0:
+        return np.array([0, n - 1])
     inner = data[1:-1]
     size = -(-inner.size // buckets)
     pad = size * buckets - inner.size
