@@ -80,6 +80,7 @@ def simulate_nb(
     has_time = time_bars == time_bars
     has_atr = atr_mult == atr_mult
     short = side < 0
+    charges_borrow = short and borrow > 0.0  # a short without a fee skips the per-bar charge
     entry_factor = 1.0 + side * slippage  # every fill moves against the trader
     exit_factor = 1.0 - side * slippage
     adverse = high if short else low  # the extreme that moves against the position
@@ -204,7 +205,7 @@ def simulate_nb(
             exit_price = close[t]
             reason = END_OF_DATA
             held += 1
-        if short and in_market and (reason < 0 or reason == END_OF_DATA):
+        if charges_borrow and in_market and (reason < 0 or reason == END_OF_DATA):
             fee = units * close[t] * borrow  # held through this close
             fees += fee
             mark_base -= fee
