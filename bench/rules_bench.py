@@ -6,9 +6,9 @@ the close is above its SMA) over 10 symbols x 2,520 synthetic daily bars x 900 c
 ``core.engine.run_many`` exactly as a sweep runs it; the built-in ``rsi_meanrev`` grid of
 bench/engine_bench.py (936 cells) on the same bars in the same run is the baseline. Also:
 loading 50 strategy files into a fresh folder scan, a rule strategy's single backtest, and the
-built-in grid run short (it may cost no more than the long one, within NOISE: compared on
-mirrored bars, where the short run meets the long run's signals; on the same bars a short
-run trades more or less often than the long one, and its time says so).
+built-in grid run short (it may cost no more than the long one, within NOISE: each side runs
+on the bars and on their mirror image, where a short meets the long run's signals, so both
+sides do the same total work).
 
 Usage: ``.venv/bin/python bench/rules_bench.py``
 """
@@ -70,24 +70,31 @@ def mirrored(data: dict) -> dict:
     return out
 
 
-def long_and_short_seconds(data: dict, grid: dict, rounds: int = 25) -> dict:
-    """Best wall-clock seconds of the built-in grid run long, then short on the mirrored bars
-    and short on the same bars, measured in alternation (a run lasts about a tenth of a
-    second: alternating keeps all three under the same load); trades of each. The exit is the
-    strategy's signal: a percentage stop would sit at other distances on the mirrored prices."""
+def long_and_short_seconds(data: dict, grid: dict, rounds: int = 9) -> dict:
+    """Best wall-clock seconds of the built-in grid run long and run short, each on the bars
+    and on their mirror image: the long run on one meets the short run on the other's signals
+    and trades, so both sides do the same total work. Measured in alternation, one numba
+    thread (two threads sharing the grid add more noise than the difference asked), with the
+    strategy's signal exit (a percentage stop sits at other distances on mirrored prices)."""
+    import numba
+
     from core.engine import run_many
 
     short_grid = {**grid, "direction": ["short"]}
-    runs = {"long": (data, grid), "short_mirrored": (mirrored(data), short_grid),
-            "short_same_bars": (data, short_grid)}
+    flipped = mirrored(data)
+    runs = {"long": (data, grid), "long_mirrored": (flipped, grid),
+            "short": (data, short_grid), "short_mirrored": (flipped, short_grid)}
     best = dict.fromkeys(runs, float("inf"))
     trades = {}
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
     for _ in range(rounds):
         for name, (bars, cells) in runs.items():
             t0 = time.perf_counter()
             table = run_many(bars, "rsi_meanrev", cells, [None]).table
             best[name] = min(best[name], time.perf_counter() - t0)
             trades[name] = int(table["num_trades"].sum())
+    numba.set_num_threads(threads)
     return {name: {"seconds": round(best[name], 4), "trades": trades[name]} for name in runs}
 
 
@@ -134,7 +141,8 @@ def main() -> None:
         builtin = throughput(data, "rsi_meanrev", BUILTIN_GRID)
         short = throughput(data, "rsi_meanrev", {**BUILTIN_GRID, "direction": ["short"]})
         sides = long_and_short_seconds(data, BUILTIN_GRID)
-        ratio = sides["short_mirrored"]["seconds"] / sides["long"]["seconds"]
+        ratio = ((sides["short"]["seconds"] + sides["short_mirrored"]["seconds"])
+                 / (sides["long"]["seconds"] + sides["long_mirrored"]["seconds"]))
         loading = load_fifty(template)
         single = single_backtest_ms(next(iter(data.values())))
     finally:
