@@ -754,6 +754,9 @@ def _load_bars(provider, symbols: list[str], start, end, skip_bad_data: bool,
     if not skip_bad_data:
         return provider.load_many(symbols, start, end)
     bars, skipped = provider.load_available(symbols, start, end)
+    for symbol, error in _irregular(bars).items():  # the engine could not annualise them
+        skipped[symbol] = error
+        del bars[symbol]
     if not bars:
         first, *others = skipped.values()
         more = f" ({len(others)} more symbol(s) failed too)" if others else ""
@@ -764,6 +767,20 @@ def _load_bars(provider, symbols: list[str], start, end, skip_bad_data: bool,
         report.n_symbols = len(report.symbols)
         report.n_cells = report.n_params * report.n_symbols * report.n_exit_rules
     return bars
+
+
+def _irregular(bars: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """Symbols whose bars keep no regular clock, with the reason (``core.frequency``)."""
+    from core.errors import FrequencyError
+    from core.frequency import detect_frequency
+
+    found = {}
+    for symbol, frame in bars.items():
+        try:
+            detect_frequency(frame.index)
+        except FrequencyError as exc:
+            found[symbol] = f"{symbol}: {exc}"
+    return found
 
 
 def _check_positive(name: str, value: Any) -> None:

@@ -96,3 +96,26 @@ def test_progress_reports_every_cell(provider):
               batch_size=5, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (24, 24)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_a_symbol_with_irregular_bars_is_skipped_and_named(tmp_path, provider):
+    """With skip_bad_data, bars the engine cannot annualise (no regular clock) leave their
+    symbol out of the sweep, named with the reason; the other symbols are stored."""
+    from core.data import FolderProvider
+    from core.store import open_store
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    good = provider.load_bars("DEMO01")
+    good.rename_axis("date").to_csv(folder / "GOOD.csv")
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(len(good), size=len(good) // 3, replace=False))
+    good.iloc[keep].rename_axis("date").to_csv(folder / "ODD.csv")  # random gaps
+    store = open_store(str(tmp_path / "s.zarr"), "a")
+    files = FolderProvider(folder)
+    report = run_sweep("rsi_meanrev", {"period": [9, 14]}, ["GOOD", "ODD"], [None], store, files,
+                       skip_bad_data=True)
+    assert report.symbols == ["GOOD"] and report.n_stored == 2
+    (skipped,) = report.skipped
+    assert skipped["symbol"] == "ODD" and "periods_per_year" in skipped["error"]
+    assert set(store.query(scope="all")["symbol"].astype(str)) == {"GOOD"}
