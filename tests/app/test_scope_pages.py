@@ -110,8 +110,8 @@ def test_browse_filters_on_scope_and_exit_rule(filled, env):
     assert len(everything) == len(filled) + 1, "every scope is listed by default"
     assert sorted(set(everything["scope"])) == [WINDOW, FULL]
     assert set(everything["definition"]) == {""}, "built-ins never have an older definition"
-    assert list(everything.columns[:7]) == ["details", "symbol", "strategy", "params",
-                                             "exit_rule", "scope", "definition"]
+    assert list(everything.columns[:8]) == ["details", "symbol", "strategy", "direction",
+                                             "params", "exit_rule", "scope", "definition"]
 
     scopes = at.multiselect(key="browse.scopes")
     assert sorted(scopes.options) == [WINDOW, FULL]
