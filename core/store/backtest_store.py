@@ -414,7 +414,7 @@ class BacktestStore:
 
     def _params_hash(self, strategy: str, params) -> str:
         """The canonical hash of ``params`` for ``strategy`` (memoised per ``repr``)."""
-        raw = (strategy, params if isinstance(params, str) else repr(params))
+        raw = (strategy, _memo_text(params))
         found = self._hash_memo.get(raw)
         if found is None:
             found = _keys.params_key(_keys.check_strategy(strategy), params)[1]
@@ -423,7 +423,7 @@ class BacktestStore:
 
     def _exit_hash(self, exit_rule) -> str:
         """The canonical hash of an exit rule (memoised per ``repr``)."""
-        raw = ("", exit_rule if isinstance(exit_rule, str) else repr(exit_rule))
+        raw = ("", _memo_text(exit_rule))
         found = self._hash_memo.get(raw)
         if found is None:
             found = _keys.exit_key(exit_rule)[1]
@@ -480,19 +480,28 @@ class BacktestStore:
         """Global codes (-1 where never stored) of many keys, one row per key."""
         if isinstance(keys, pd.DataFrame):
             return self._frame_codes(keys, scope_hash)
-        parts = [_key_parts(i, key) for i, key in enumerate(keys)]
-        if not parts:
+        keys = list(keys)
+        if not keys:
             return np.empty((0, len(KEY_KINDS)), np.int64)
-        symbols, strategies, params, exit_rules = zip(*parts)
+        if not all(type(key) is tuple and len(key) == 4 for key in keys):
+            keys = [_key_parts(i, key) for i, key in enumerate(keys)]
+        symbols, strategies, params, exit_rules = zip(*keys)
         for symbol, strategy in set(zip(symbols, strategies)):
             _check_names(symbol, strategy)
-        params_of, exit_of = {}, {}  # per object: keys often share one dict
-        params_hashes = [params_of.get((s, id(p))) or params_of.setdefault(
-            (s, id(p)), self._params_hash(s, p)) for s, p in zip(strategies, params)]
-        exit_hashes = [exit_of.get(id(e)) or exit_of.setdefault(id(e), self._exit_hash(e))
-                       for e in exit_rules]
-        return self._hash_columns(symbols, strategies, params_hashes, exit_hashes,
-                                  [scope_hash] * len(parts))
+        exit_of = {id(e): e for e in exit_rules}  # keys often share one exit rule object
+        exit_of = {ident: self._exit_hash(e) for ident, e in exit_of.items()}
+        return self._hash_columns(symbols, strategies, self._params_hashes(strategies, params),
+                                  list(map(exit_of.__getitem__, map(id, exit_rules))),
+                                  [scope_hash] * len(keys))
+
+    def _params_hashes(self, strategies, params) -> list[str]:
+        """``_params_hash`` of many (strategy, params) pairs: one memo probe each, computed
+        only for the ones the memo does not hold."""
+        raws = list(zip(strategies, map(_memo_text, params)))
+        found = list(map(self._hash_memo.get, raws))
+        for i in [i for i, value in enumerate(found) if value is None]:
+            found[i] = self._params_hash(strategies[i], params[i])
+        return found
 
     def _hash_columns(self, symbols, strategies, params_hashes, exit_hashes, scope_hashes
                       ) -> np.ndarray:
@@ -766,6 +775,12 @@ def _key_parts(i: int, key) -> tuple:
         raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
                               f"got {key!r}.")
     return (*key, None) if len(key) == 3 else tuple(key)
+
+
+def _memo_text(value) -> str:
+    """The text a key value is memoised under: JSON text as given, anything else its ``repr``
+    (equal reprs mean equal values; ``14`` and ``14.0``, ``True`` and ``1`` differ)."""
+    return value if isinstance(value, str) else repr(value)
 
 
 def _is_hash(text: str) -> bool:
