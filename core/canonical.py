@@ -76,7 +76,7 @@ def bars_fingerprint(bars: Any) -> str:
     return digest.hexdigest()
 
 
-def _span(bars: Any) -> list[int]:
+def bars_span(bars: Any) -> list[int]:
     """Length and first/last timestamp (ns): what tells a slice from the frame it came from."""
     index = bars.index
     if len(index) == 0:
@@ -87,7 +87,7 @@ def _span(bars: Any) -> list[int]:
 def stamp_fingerprint(bars: Any, fingerprint: str | None = None) -> Any:
     """Record the fingerprint of ``bars`` (computed unless given) in ``bars.attrs``; returns bars."""
     bars.attrs["fingerprint"] = fingerprint or bars_fingerprint(bars)
-    bars.attrs["fingerprint_span"] = _span(bars)
+    bars.attrs["fingerprint_span"] = bars_span(bars)
     return bars
 
 
@@ -98,6 +98,6 @@ def fingerprint_of(bars: Any) -> str:
     and last timestamp) matches the bars it is attached to.
     """
     fingerprint = bars.attrs.get("fingerprint")
-    if fingerprint and bars.attrs.get("fingerprint_span") == _span(bars):
+    if fingerprint and bars.attrs.get("fingerprint_span") == bars_span(bars):
         return fingerprint
     return bars_fingerprint(bars)

@@ -508,12 +508,11 @@ def _cmd_show(ctx: _Context, args: argparse.Namespace) -> int:
 
 def _definition_text(details: dict[str, Any]) -> str:
     """The rule definition a backtest ran, and whether it is still the strategy's current one."""
-    from core.strategies import get_strategy
+    from core.strategies import current_definition
 
     ran = details.get("definition") or ""
-    try:
-        current = get_strategy(details["strategy"]).definition_hash or ""
-    except HindsightError:
+    current = current_definition(details["strategy"])
+    if current is None:
         return f"{ran or 'built-in'} (strategy no longer registered)"
     if ran == current:
         return f"{ran} (current)" if ran else "built-in"

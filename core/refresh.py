@@ -240,14 +240,9 @@ def _window_grows(window) -> bool:
 
 def _current_definitions(frame: pd.DataFrame) -> pd.Series:
     """Rows whose strategy is registered with the definition they ran."""
-    from core.store._keys import definition_of
+    from core.strategies import current_definition
 
-    current = {}
-    for strategy in frame["strategy"].unique():
-        try:
-            current[strategy] = definition_of(strategy)
-        except HindsightError:
-            current[strategy] = None
+    current = {name: current_definition(name) for name in frame["strategy"].unique()}
     return frame["strategy"].map(current) == frame["definition"]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.canonical import canonical_json, hash_of_json
+from core.canonical import bars_span, canonical_json, hash_of_json
 from core.errors import ParamError, ValidationError, did_you_mean
 
 COST_FIELDS = ("commission", "fixed", "slippage_bps", "borrow_rate")
@@ -240,7 +240,7 @@ def stamp_scope(bars: pd.DataFrame, source: str, start: Any = None, end: Any = N
     """Record on ``bars.attrs`` the source and requested window they were loaded with."""
     bars.attrs["source"] = source
     bars.attrs["window"] = canonical_window({"start": start, "end": end})
-    bars.attrs["window_span"] = _span(bars)
+    bars.attrs["window_span"] = bars_span(bars)
     return bars
 
 
@@ -269,18 +269,11 @@ def bars_scope_parts(bars: pd.DataFrame) -> tuple[str, Any]:
     window = attrs.get("window")
     if window is None:
         return source, FULL
-    if attrs.get("window_span") == _span(bars):
+    if attrs.get("window_span") == bars_span(bars):
         return source, window
     if len(bars.index) == 0:
         return source, window
     return source, canonical_window({"start": bars.index[0], "end": bars.index[-1]})
-
-
-def _span(bars: pd.DataFrame) -> list[int]:
-    index = bars.index
-    if len(index) == 0:
-        return [0, 0, 0]
-    return [len(index), int(pd.Timestamp(index[0]).value), int(pd.Timestamp(index[-1]).value)]
 
 
 def _is_real(value: Any) -> bool:

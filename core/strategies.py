@@ -168,6 +168,15 @@ def identity_params(params: dict) -> dict:
     return params
 
 
+def current_definition(name: str) -> str | None:
+    """The definition hash a strategy runs today ("" for built-ins, whose behaviour the engine
+    version covers); None when no strategy of that name is registered any more."""
+    try:
+        return get_strategy(name).definition_hash or ""
+    except UnknownStrategyError:
+        return None
+
+
 def direction_of(strategy: Strategy, params: Mapping[str, Any]) -> str:
     """``"long"`` or ``"short"``: a built-in's ``direction`` param (long when left out of the
     validated params), else the strategy's fixed direction."""

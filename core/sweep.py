@@ -421,11 +421,11 @@ class _StoredCells:
     """
 
     def __init__(self, store, strategy: str, symbols: Sequence[str]):
-        from core.store._keys import definition_of
+        from core.strategies import current_definition
 
         self.default_source = store.default_scope["source"]
         frame = store.query(strategy=strategy, symbol=list(symbols), scope="all")
-        frame = frame[frame["definition"].astype(object) == definition_of(strategy)]
+        frame = frame[frame["definition"].astype(object) == current_definition(strategy)]
         columns = [frame[c].astype(object).astype(str).tolist() for c in
                    ("symbol", "params_hash", "exit_hash", "scope_hash", "data_fingerprint",
                     "engine_version")]

@@ -195,20 +195,11 @@ def direction_split(view: pd.DataFrame) -> pd.DataFrame | None:
 def definition_marks(rows: pd.DataFrame) -> list[str]:
     """Per row: "" when it ran the strategy's current definition, else ``OLDER`` (the rule
     file was edited since) or ``MISSING`` (the strategy is no longer registered)."""
+    from core.strategies import current_definition
+
     current = {name: current_definition(name) for name in rows["strategy"].astype(str).unique()}
     return ["" if current[s] == str(d) else (MISSING if current[s] is None else OLDER)
             for s, d in zip(rows["strategy"].astype(str), rows["definition"])]
-
-
-def current_definition(strategy: str) -> str | None:
-    """A registered strategy's current definition hash ("" for built-ins); None if missing."""
-    from core.errors import UnknownStrategyError
-    from core.strategies import get_strategy
-
-    try:
-        return get_strategy(strategy).definition_hash or ""
-    except UnknownStrategyError:
-        return None
 
 
 def actions(the_store, chosen: list[str], view: pd.DataFrame) -> None:

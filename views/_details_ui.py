@@ -70,13 +70,11 @@ def details_caption(details: dict) -> str:
 
 def definition_warning(details: dict) -> None:
     """A warning when the backtest ran another definition than the strategy's current one."""
-    from core.errors import UnknownStrategyError
-    from core.strategies import get_strategy
+    from core.strategies import current_definition
 
     name = details["strategy"]
-    try:
-        current = get_strategy(name).definition_hash or ""
-    except UnknownStrategyError:
+    current = current_definition(name)
+    if current is None:
         st.warning(f"The strategy '{name}' is no longer registered; this backtest stays "
                    "browsable as it was stored.", icon=":material/warning:")
         return

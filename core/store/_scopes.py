@@ -23,7 +23,7 @@ import pandas as pd
 
 from core.errors import StoreCorruptionError
 from core.canonical import hash_of_json
-from core.scope import lenient_scope, scope_json
+from core.scope import canonical_window, lenient_scope, scope_json
 from core.store._format import CODE_KINDS, LEGACY_CODE_KINDS
 
 _START = 0  # column of the start date in the times block
@@ -64,7 +64,7 @@ class LegacyScopes:
         entries: dict[str, int] = {}
         remap = np.empty(len(distinct), np.int32)
         for i, (c, s, cap, is_full, lo, hi) in enumerate(distinct.tolist()):
-            window = "full" if is_full else {"start": _date(lo), "end": _date(hi)}
+            window = "full" if is_full else canonical_window((pd.Timestamp(lo), pd.Timestamp(hi)))
             scope = lenient_scope(self.source, window, _parsed(vocab["costs"][c]),
                                   float(np.int64(cap).view(np.float64)),
                                   _parsed(vocab["settings"][s]))
@@ -105,11 +105,6 @@ def first_starts(parts) -> dict[str, int]:
             if value != np.iinfo(np.int64).max:
                 out[symbol] = min(value, out.get(symbol, value))
     return out
-
-
-def _date(ns: int) -> str:
-    stamp = pd.Timestamp(ns)
-    return stamp.strftime("%Y-%m-%d") if stamp == stamp.normalize() else stamp.isoformat()
 
 
 def _parsed(text: str):
