@@ -11,6 +11,7 @@ from core import rule_files
 from core.errors import StrategyFileError
 from tests.app.conftest import open_test_store
 from tests.app.test_pages import manager_run, open_page, texts
+from tests.conftest import strategies_folder
 from views._new_strategy import params_table
 
 PARAMS = [{"name": "period", "kind": "int", "default": 14.0, "low": 2.0, "high": 100.0},
@@ -22,10 +23,7 @@ EXIT = "rsi(close, period) crosses_above 70"
 @pytest.fixture
 def folder(env, monkeypatch):
     """An empty strategies folder that the app's registry reads."""
-    path = env / "strategies"
-    path.mkdir()
-    monkeypatch.setenv("HINDSIGHT_STRATEGIES", str(path))
-    return path
+    return strategies_folder(env, monkeypatch)
 
 
 def new_mode():

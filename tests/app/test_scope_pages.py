@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import FILLED_SYMBOLS, open_test_store
 from tests.app.test_pages import manager_run, open_page, texts
+from tests.conftest import strategies_folder
 
 FULL = "demo · full history"
 START, END = dt.date(2016, 1, 4), dt.date(2019, 12, 31)  # inside the demo data (2014-2025)
@@ -146,10 +147,7 @@ high = 100
 @pytest.fixture
 def rule_file(env, monkeypatch):
     """A rule strategy file in a strategies folder the app reads."""
-    folder = env / "strategies"
-    folder.mkdir()
-    monkeypatch.setenv("HINDSIGHT_STRATEGIES", str(folder))
-    path = folder / "dip_rule.toml"
+    path = strategies_folder(env, monkeypatch) / "dip_rule.toml"
     path.write_text(RULE.format(level=30))
     return path
 

@@ -17,9 +17,9 @@ import pytest
 
 from core import rule_files
 from core.store import BacktestStore
-from tests.e2e.test_browser import (  # noqa: F401 - fixtures are found by name
-    app_url, charts_drawn, no_exception, outside_requests, page, requests_seen, run_backtest,
-    settled, store_path)
+from tests.conftest import strategies_folder
+from tests.e2e.test_browser import (charts_drawn, no_exception, outside_requests, run_backtest,
+                                    settled)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -37,10 +37,7 @@ LOOKBACK = 20
 @pytest.fixture
 def strategies(tmp_path, monkeypatch):
     """An empty strategies folder for the app (set before the server starts)."""
-    folder = tmp_path / "strategies"
-    folder.mkdir()
-    monkeypatch.setenv("HINDSIGHT_STRATEGIES", str(folder))
-    return folder
+    return strategies_folder(tmp_path, monkeypatch)
 
 
 @pytest.fixture

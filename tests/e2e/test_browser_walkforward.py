@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_browser import (app_url, charts_drawn, no_exception,  # noqa: F401 fixtures
-                                    outside_requests, page, requests_seen, settled, shoot,
-                                    store_path)
+from tests.e2e.test_browser import (charts_drawn, no_exception, outside_requests, settled,
+                                    shoot)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import strategies_folder
+
 
 def make_bars(n: int = 250, seed: int = 0, vol: float = 0.02, start: str = "2020-01-01",
               symbol: str = "TEST") -> pd.DataFrame:
@@ -34,3 +36,9 @@ def bars_from(open_, high, low, close, start: str = "2021-01-04") -> pd.DataFram
 @pytest.fixture
 def bars():
     return make_bars()
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    """An empty strategies folder that the registry reads (rule-file tests)."""
+    return strategies_folder(tmp_path, monkeypatch)

@@ -52,15 +52,6 @@ high = 100
 """
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    """An empty strategies folder that the registry reads."""
-    path = tmp_path / "strategies"
-    path.mkdir()
-    monkeypatch.setenv("HINDSIGHT_STRATEGIES", str(path))
-    return path
-
-
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.toml"
     path.write_text(text)

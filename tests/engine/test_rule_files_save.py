@@ -34,15 +34,6 @@ def rsi_definition(**changes) -> dict:
     return definition
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    """An empty strategies folder that the registry reads."""
-    path = tmp_path / "strategies"
-    path.mkdir()
-    monkeypatch.setenv("HINDSIGHT_STRATEGIES", str(path))
-    return path
-
-
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)
 def test_an_example_file_rendered_again_loads_as_the_same_strategy(example):
     original = rule_files.load_file(example)
