@@ -110,3 +110,39 @@ def test_configurations_are_told_apart_by_their_params_not_only_numeric_columns(
     score = sweep.stability_score(cells, "sharpe_ratio", strategy="ma_crossover")
     assert '"kind":"sma"' in score["best_params_json"].replace(" ", "")
     assert score["n_neighbours"] == 1 and score["neighbour_mean"] == 1.04
+
+
+def test_a_sweep_reports_its_progress_on_a_bar_then_clears_it(env, monkeypatch):
+    """The bar counts the backtests as they are stored, ends at all of them, and is gone once
+    the read-outs show (recorded through Streamlit's own element, whatever the sweep's speed)."""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    shown, cleared = [], []
+    progress, empty = DeltaGenerator.progress, DeltaGenerator.empty
+
+    def recording_progress(self, value, text=None):
+        shown.append((value, text))
+        return progress(self, value, text=text)
+
+    def recording_empty(self):
+        if shown:
+            cleared.append(len(shown))
+        return empty(self)
+
+    monkeypatch.setattr(DeltaGenerator, "progress", recording_progress)
+    monkeypatch.setattr(st, "progress", lambda value, text=None: recording_progress(
+        st.container(), value, text))
+    monkeypatch.setattr(DeltaGenerator, "empty", recording_empty)
+    at = sweep_mode(open_page("views/manager.py"))
+    base = "sweep.rsi_meanrev"
+    at.number_input(key=f"{base}.period.start").set_value(10)
+    at.number_input(key=f"{base}.period.stop").set_value(12)
+    at.number_input(key=f"{base}.period.step").set_value(2)
+    at.text_area(key="sweep.symbols").set_value("DEMO04, DEMO05")
+    shown.clear()
+    run_sweep(at.run())
+    assert shown[0] == (0.0, "Loading the bars and counting what is stored already...")
+    assert shown[-1] == (1.0, "4 of 4 backtests")
+    assert [value for value, _ in shown] == sorted(value for value, _ in shown)
+    assert cleared and not [e for e in at.get("progress")]
