@@ -198,7 +198,10 @@ def test_write_preview_save_run_sweep_and_scan_a_strategy_in_the_browser(
 def pick(page, label: str, option: str) -> None:
     """Choose ``option`` in the selectbox labelled ``label`` (typed to filter the list, then
     clicked)."""
+    from playwright.sync_api import expect
+
     box = page.get_by_label(label, exact=True)
+    expect(box).to_have_count(1)  # the previous mode's box of that name may linger a moment
     box.click()
     page.keyboard.type(option)
     page.get_by_role("option", name=option, exact=True).click()
