@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test install browser screenshots bench clean
 
 run: install
-	$(BIN)/streamlit run app.py
+	$(BIN)/python serve.py
 
 test: install browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q

@@ -1,13 +1,15 @@
 """Browser bench: what the user waits for, measured in Debian chromium driven by Playwright.
 
-Starts ``streamlit run app.py`` on a free 127.0.0.1 port with a temporary store, price cache and
+Starts the app as ``make run`` does (``python serve.py``: ``streamlit run app.py`` warmed from the
+process start) on a free 127.0.0.1 port with a temporary store, price cache and
 settings (``HINDSIGHT_*``), and times from navigation (or the click) until the page is painted:
 
 - Backtest Details of a 10-year daily backtest, until every chart is drawn and the trade table
   shows: warm views of its deep link (a full page load), warm views reached inside the app (the
   Manager's *Open its details* link; no reload), the first view after a server restart (same
-  address, so the browser has the app's static files cached, as a user's browser does) and a
-  first visit (a fresh server and a browser context with an empty cache);
+  address, so the browser has the app's static files cached, as a user's browser does), with
+  the seconds from launching the server until it answered and until that view was painted,
+  and a first visit (a fresh server and a browser context with an empty cache);
 - the first backtest after a server start: click on *Run backtest* until the stored result shows;
 - the Scanner over a 500-symbol demo universe: first view and warm views until its table shows.
 
@@ -103,11 +105,11 @@ def browser_cpu_seconds() -> float:
 
 @contextmanager
 def app_server(env: dict[str, str], port: int | None = None):
-    """``streamlit run app.py`` with ``env`` on ``port`` (default: a free one); yields (URL,
+    """``python serve.py`` (what ``make run`` starts) with ``env`` on ``port`` (default: a free one); yields (URL,
     pid) once healthy, stops it after."""
     port = port or free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "serve.py", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
@@ -211,15 +213,20 @@ def bench_details(browser, env: dict[str, str], bid: str) -> dict:
         warm = [measured_view(page, link, charts, True, pid) for _ in range(WARM_RUNS)]
         page.close()
         in_app = in_app_views(browser, url, pid, charts)
+    launched = time.perf_counter()
     with app_server(env, port) as (url, pid):
+        ready = time.perf_counter()
         page = browser.new_page(viewport=VIEWPORT)
         first = measured_view(page, link, charts, True, pid)
+        painted_after = time.perf_counter() - launched
         page.close()
     with app_server(env, port) as (url, pid):
         context = browser.new_context(viewport=VIEWPORT)  # an empty browser cache
         first_visit = measured_view(context.new_page(), link, charts, True, pid)
         context.close()
     return {"details_charts": charts, **medians([first], "details_first_view"),
+            "server_ready_after_launch_s": round(ready - launched, 3),
+            "details_first_view_painted_after_launch_s": round(painted_after, 3),
             **medians([first_visit], "details_first_visit"),
             **medians(warm, "details_warm"), **medians(in_app, "details_in_app")}
 

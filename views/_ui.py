@@ -8,8 +8,6 @@ the details page. Nothing here computes a backtest or touches zarr directly.
 from __future__ import annotations
 
 import json
-import logging
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -224,56 +222,6 @@ def load_universe(symbols: Sequence[str], start=None, end=None, source: str | No
 
 def _iso(value) -> str | None:
     return None if value is None else pd.Timestamp(value).strftime("%Y-%m-%d")
-
-
-# --- warm-up ----------------------------------------------------------------------------------
-
-WARM_UP_THREAD = "hindsight-warm-up"  # name of the background thread (see warm_up)
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up() -> threading.Thread:
-    """Load the compiled kernels in a background thread, once per server process.
-
-    The first backtest after a start would otherwise wait for numba to load (or compile) every
-    kernel it touches; the thread does that with one tiny backtest per strategy and one store
-    write into a throw-away store while the first page is drawn.
-    """
-    thread = threading.Thread(target=_warm_kernels, name=WARM_UP_THREAD, daemon=True)
-    thread.start()
-    return thread
-
-
-def _warm_kernels() -> None:
-    """The default strategy's backtest and store write first (what the first run needs), then
-    every strategy with every exit rule; best effort (a failure is logged, the app works)."""
-    import tempfile
-
-    import numpy as np
-
-    from core.engine import run_backtest
-    from core.exits import EXIT_RULE_TYPES
-    from core.store import BacktestStore
-    from core.strategies import list_strategies
-
-    try:
-        index = pd.bdate_range("2020-01-01", periods=300)
-        close = 100.0 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, len(index))))
-        bars = pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99,
-                             "close": close, "volume": 1e5}, index=index)
-        rule = [{"type": kind, **{p.name: p.default for p in params}}
-                for kind, params in EXIT_RULE_TYPES.items()]
-        strategies = list_strategies()
-        first = run_backtest(bars, strategies[0].name, None, None, symbol="WARMUP")
-        with tempfile.TemporaryDirectory(prefix="hindsight-warm-") as folder:
-            warm_store = BacktestStore(f"{folder}/store.zarr")
-            warm_store.store_backtest(first)
-            warm_store.close()
-        for strategy in strategies:  # the sweep's grid kernels are left out: slow to load,
-            for exit_rule in (None, rule):  # they would hold up a backtest clicked meanwhile
-                run_backtest(bars, strategy.name, None, exit_rule, symbol="WARMUP")
-    except Exception:  # noqa: BLE001 - a failed warm-up only costs the first run its speed
-        logging.getLogger(__name__).warning("Warming the kernels failed", exc_info=True)
 
 
 # --- errors ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The entry script: icons that need no network, and kernels warmed at start-up."""
+"""The entry scripts: icons that need no network, and the process warmed at start-up."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import streamlit as st
 
 from tests.app.conftest import ROOT
@@ -62,7 +63,7 @@ def test_start_up_warms_the_compiled_kernels_in_the_background(env):
     out = subprocess.run([sys.executable, "-c", WARM_CHECK], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "Warming the kernels failed" not in out.stderr, out.stderr[-3000:]
+    assert "Warm-up step" not in out.stderr, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["before"] == []
     assert report["threads"] == 1
@@ -70,10 +71,43 @@ def test_start_up_warms_the_compiled_kernels_in_the_background(env):
     assert "core.kernels.simulate_nb" in report["after"], report
 
 
-def test_a_worker_importing_the_main_script_draws_nothing_and_starts_no_thread(env):
+SERVE_CHECK = """
+import json, runpy, sys, threading
+import core.kernels
+
+def serving(name, run_name, alter_sys):
+    compiled = [n for n, f in vars(core.kernels).items() if getattr(f, "signatures", None)]
+    print(json.dumps({"module": name, "run_name": run_name, "argv": sys.argv,
+                      "compiled": compiled,
+                      "threads": [t.name for t in threading.enumerate()]}))
+
+runpy.run_module = serving  # where serve.py hands over to `python -m streamlit`
+sys.argv = ["serve.py", "--server.port", "8599"]
+import serve
+serve.main()
+"""
+
+
+def test_serve_is_ready_for_a_first_run_before_streamlit_starts(env):
+    """``python serve.py`` (``make run``): the default strategy's kernels are loaded before
+    Streamlit's server starts, the warm-up thread goes on with the rest, and the options go
+    to ``streamlit run app.py``."""
+    out = subprocess.run([sys.executable, "-c", SERVE_CHECK], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Warm-up step" not in out.stderr, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["module"] == "streamlit" and report["run_name"] == "__main__"
+    assert report["argv"] == ["streamlit", "run", str(ROOT / "app.py"), "--server.port", "8599"]
+    assert "simulate_nb" in report["compiled"], report
+    assert "hindsight-warm-up" in report["threads"]
+
+
+@pytest.mark.parametrize("script", ["app.py", "serve.py"])
+def test_a_worker_importing_the_main_script_draws_nothing_and_starts_no_thread(env, script):
     """Sweep workers (spawn, forkserver) import the main script again as ``__mp_main__``;
     a warm-up thread started there wrote a throw-away store inside every worker."""
-    code = ("import runpy, threading; runpy.run_path('app.py', run_name='__mp_main__'); "
+    code = (f"import runpy, threading; runpy.run_path({script!r}, run_name='__mp_main__'); "
             "print([t.name for t in threading.enumerate()])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)

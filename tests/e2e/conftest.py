@@ -49,7 +49,8 @@ def store_path(tmp_path) -> Path:
 
 @pytest.fixture
 def app_url(tmp_path, store_path):
-    """``streamlit run app.py`` on a free port over the fixture folder; store under tmp_path."""
+    """``python serve.py`` (``streamlit run app.py``, warmed; what ``make run`` starts) on a free
+    port over the fixture folder; store under tmp_path."""
     port = free_port()
     env = {**os.environ,
            "HINDSIGHT_STORE": str(store_path),
@@ -58,7 +59,7 @@ def app_url(tmp_path, store_path):
            "HINDSIGHT_DATA_FOLDER": str(REALDATA),
            "HINDSIGHT_CONFIG": str(tmp_path / "absent.toml")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "serve.py", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
