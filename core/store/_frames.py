@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core.scope import scope_label
-from core.store._format import (CODE_KINDS, FLOAT_LEAD, METRICS, TRADE_FLOAT_COLUMNS,
+from core.store._format import (CODE_KINDS, METRICS, TRADE_FLOAT_COLUMNS,
                                 TRADE_TIME_COLUMNS)
 from core.types import EXIT_REASON_DTYPE, TRADE_COLUMNS
 
@@ -87,7 +87,7 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
             "symbol": categorical("symbol"), "strategy": categorical("strategy"),
             "params": categorical("params", 0), "exit_rule": categorical("exit_rule", 0),
             "start": _datetimes(times[0]), "end": _datetimes(times[1])}
-    float_names, float_block = _float_layout(index, floats, compact_params)
+    float_table = _float_table(index, floats, compact_params)
     note, tags = _notes_columns(store._notes(), bids)
     tail = {"created_at": _datetimes(times[2], utc=True), "note": note, "tags": tags,
             "scope": _scope_column(store, codes["scope"]),
@@ -96,9 +96,7 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
             "engine_version": categorical("engine_version"),
             "data_fingerprint": categorical("data_fingerprint")}
     rows_index = pd.RangeIndex(len(bids))
-    return pd.concat([pd.DataFrame(head, index=rows_index),
-                      pd.DataFrame(float_block.T, index=rows_index, columns=float_names,
-                                   copy=False),
+    return pd.concat([pd.DataFrame(head, index=rows_index), float_table,
                       pd.DataFrame(tail, index=rows_index)], axis=1)
 
 
@@ -146,18 +144,26 @@ def trades_frame(times: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> pd.
                         index=pd.RangeIndex(len(times)))
 
 
-def _float_layout(index, floats: np.ndarray, compact_params: bool
-                  ) -> tuple[list[str], np.ndarray]:
-    """(table order of the float columns, a new (columns, rows) block in that order):
-    metrics, param columns (without other strategies' all-NaN ones when ``compact_params``),
-    initial_capital."""
-    position = {name: j for j, name in enumerate(index.float_columns)}
-    params = list(index.param_columns)
+def _float_table(index, floats: np.ndarray, compact_params: bool) -> pd.DataFrame:
+    """The float columns of a table, in the index's order (metrics, param columns without
+    other strategies' all-NaN ones when ``compact_params``, FLOAT_LEAD), from a (columns,
+    rows) block.
+
+    A table of every row shares the index's float block instead of copying it: through one
+    DataFrame the index keeps, so pandas' copy-on-write copies the data before any change to
+    the table, and the index never changes under its caller.
+    """
+    names = index.float_columns
+    position = {name: j for j, name in enumerate(names)}
     if compact_params and floats.shape[1]:
-        params = [c for c in params if not np.isnan(floats[position[c]]).all()]
-    names = [*(c for c in index.float_columns
-               if c not in index.param_columns and c not in FLOAT_LEAD), *params, *FLOAT_LEAD]
-    return names, floats[[position[name] for name in names]]
+        names = [c for c in names
+                 if c not in index.param_columns or not np.isnan(floats[position[c]]).all()]
+    if floats is index.float_block and names is index.float_columns:
+        if index.float_frame is None:
+            index.float_frame = pd.DataFrame(floats.T, columns=names, copy=False)
+        return index.float_frame
+    kept = floats if names is index.float_columns else floats[[position[c] for c in names]]
+    return pd.DataFrame(kept.T, columns=names, index=pd.RangeIndex(floats.shape[1]), copy=False)
 
 
 def _datetimes(ns: np.ndarray, utc: bool = False) -> pd.DatetimeIndex:

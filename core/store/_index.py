@@ -48,7 +48,9 @@ def key_hash_scalar(codes: tuple[int, ...]) -> int:
 def key_hash_rows(codes: np.ndarray) -> np.ndarray:
     """The key hash of each row of a (keys, len(KEY_KINDS)) array of non-negative codes (the array form
     of ``key_hash_scalar``; unsigned array arithmetic wraps without a warning)."""
-    h = np.bitwise_xor.reduce(codes.astype(np.uint64) * _MULT_ROW, axis=1)
+    h = np.zeros(len(codes), np.uint64)
+    for j in range(codes.shape[1]):  # column by column: each a contiguous row of a code block
+        h ^= codes[:, j].astype(np.uint64) * _MULT_ROW[j]
     h ^= h >> np.uint64(31)
     h *= np.uint64(_FINAL)
     h ^= h >> np.uint64(29)
@@ -282,16 +284,20 @@ class Index:
         self._latest: np.ndarray | None = None
         self._latest_mask: np.ndarray | None = None
         self.columns: dict[str, np.ndarray] = {}
-        self.float_columns = _union([list(s.float_pos) for s in readable])
+        self.param_columns: dict[str, str] = {}
+        for seg in readable:
+            self.param_columns.update(seg.reader.attrs.get("param_columns", {}))
+        #: in table order: metrics (and any other stat), param columns, FLOAT_LEAD
+        self.float_columns = _table_order(_union([list(s.float_pos) for s in readable]),
+                                          self.param_columns)
         self.stat_names = [*TIME_COLUMNS, *self.float_columns]  # what a stats dict reads
         self.warm = False  # every stat column decoded and cached in the two blocks below
         self.time_block: np.ndarray | None = None  # (3, rows) int64 ns, once warm
         self.float_block: np.ndarray | None = None  # (float columns, rows) float64, once warm
+        #: the float block as a DataFrame, shared by tables of every row (see _frames)
+        self.float_frame = None
         #: some rows sit in damaged chunks (found while loading keys or columns)
         self.has_bad_rows = any(seg.bad_rows is not None for seg in readable)
-        self.param_columns: dict[str, str] = {}
-        for seg in readable:
-            self.param_columns.update(seg.reader.attrs.get("param_columns", {}))
         self.stat_layout = StatLayout(self.stat_names, self.param_columns)
 
     # -- keys ---------------------------------------------------------------------------------
@@ -300,7 +306,8 @@ class Index:
         order (built on first use)."""
         if self._key_index is None:
             rows = np.flatnonzero(self.alive)
-            hashes = key_hash_rows(self.code_block[:len(KEY_KINDS), rows].T)
+            keys = self.code_block[:len(KEY_KINDS)]
+            hashes = key_hash_rows((keys if len(rows) == self.n else keys[:, rows]).T)
             order = np.argsort(hashes)  # quicksort; runs of equal hashes are put in id order
             sorted_hash = hashes[order]
             ties = np.flatnonzero(sorted_hash[1:] == sorted_hash[:-1])
@@ -591,6 +598,12 @@ def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
 
 def _strictly_increasing(values: np.ndarray) -> bool:
     return len(values) < 2 or bool((values[1:] > values[:-1]).all())
+
+
+def _table_order(names: list[str], param_columns: dict[str, str]) -> list[str]:
+    """Float columns as tables show them: stats, then param columns, then FLOAT_LEAD."""
+    stats = [c for c in names if c not in param_columns and c not in FLOAT_LEAD]
+    return [*stats, *(c for c in names if c in param_columns), *FLOAT_LEAD]
 
 
 def _union(lists: list[list[str]]) -> list[str]:

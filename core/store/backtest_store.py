@@ -95,7 +95,9 @@ class BacktestStore:
         self._trusted_until = 0.0
         self._checked_at = 0.0
         self._row_misses = 0
-        self._hash_memo: dict[tuple, str] = {}  # see _params_hash, _exit_hash
+        #: canonical hashes by the ``repr`` of what was given: equal reprs mean equal values
+        #: (``14`` and ``14.0``, ``True`` and ``1`` differ)
+        self._hash_memo: dict[tuple, str] = {}
         self._json_copiers: dict[str, dict[int, Any]] = {kind: {} for kind in CODE_KINDS}
         self._write_memo = KeyMemo()
         self._stamps: dict[bool, dict[int, pd.Timestamp]] = {False: {}, True: {}}
@@ -414,7 +416,7 @@ class BacktestStore:
 
     def _params_hash(self, strategy: str, params) -> str:
         """The canonical hash of ``params`` for ``strategy`` (memoised per ``repr``)."""
-        raw = (strategy, _memo_text(params))
+        raw = (strategy, repr(params))
         found = self._hash_memo.get(raw)
         if found is None:
             found = _keys.params_key(_keys.check_strategy(strategy), params)[1]
@@ -423,7 +425,7 @@ class BacktestStore:
 
     def _exit_hash(self, exit_rule) -> str:
         """The canonical hash of an exit rule (memoised per ``repr``)."""
-        raw = ("", _memo_text(exit_rule))
+        raw = ("", repr(exit_rule))
         found = self._hash_memo.get(raw)
         if found is None:
             found = _keys.exit_key(exit_rule)[1]
@@ -497,7 +499,7 @@ class BacktestStore:
     def _params_hashes(self, strategies, params) -> list[str]:
         """``_params_hash`` of many (strategy, params) pairs: one memo probe each, computed
         only for the ones the memo does not hold."""
-        raws = list(zip(strategies, map(_memo_text, params)))
+        raws = list(zip(strategies, map(repr, params)))
         found = list(map(self._hash_memo.get, raws))
         for i in [i for i, value in enumerate(found) if value is None]:
             found[i] = self._params_hash(strategies[i], params[i])
@@ -775,12 +777,6 @@ def _key_parts(i: int, key) -> tuple:
         raise ValidationError(f"Key #{i} must be (symbol, strategy, params, exit_rule), "
                               f"got {key!r}.")
     return (*key, None) if len(key) == 3 else tuple(key)
-
-
-def _memo_text(value) -> str:
-    """The text a key value is memoised under: JSON text as given, anything else its ``repr``
-    (equal reprs mean equal values; ``14`` and ``14.0``, ``True`` and ``1`` differ)."""
-    return value if isinstance(value, str) else repr(value)
 
 
 def _is_hash(text: str) -> bool:

@@ -116,11 +116,16 @@ def test_answers_share_no_mutable_state(tmp_path):
     changed["tags"].append("changed")
     assert _same(store.get_stats(*key), before)
     table = store.get_all_stats()
+    original = table.copy()
     table.columns.name = "renamed"
     table.loc[0, "win_rate"] = -5.0
+    table["sharpe_ratio"] *= 2  # a table of every row shares the store's float block
+    table.iloc[:, list(table.columns).index("initial_capital")] = 1.0
     again = store.get_all_stats()
     assert again.columns.name is None and again.loc[0, "win_rate"] != -5.0
+    pd.testing.assert_frame_equal(again, original)
     assert _same(store.get_stats(*key), before)
+    assert store.query(where="initial_capital == 1").empty
 
 
 def test_tables_match_the_stats_dicts_column_for_column(tmp_path):
