@@ -336,14 +336,20 @@ print(json.dumps({{"s": elapsed, "rss_mb": resource.getrusage(resource.RUSAGE_SE
 """
 
 FRESH_ALL_SNIPPET = """
-import json, sys, time
+import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import core.store, core.store.backtest_store
 from core.store import BacktestStore
 store = BacktestStore({url!r}, mode="r")
+before = resource.getrusage(resource.RUSAGE_SELF)
 start = time.perf_counter()
 table = store.get_all_stats()
-print(json.dumps({{"s": time.perf_counter() - start, "rows": len(table)}}))
+elapsed = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"s": elapsed, "rows": len(table),
+                  "user_s": after.ru_utime - before.ru_utime,
+                  "system_s": after.ru_stime - before.ru_stime,
+                  "page_faults": after.ru_minflt - before.ru_minflt}}))
 """
 
 WARM_SNIPPET = """
@@ -519,6 +525,9 @@ def run_size(rows: int, workdir: Path, grid: Grid, curves: int | None = None) ->
     result["cold_open_first_lookup_s"] = statistics.median(c["s"] for c in colds)
     fresh = [fresh_process(FRESH_ALL_SNIPPET, url=str(store_path)) for _ in range(3)]
     result["get_all_stats_fresh_process_s"] = statistics.median(f["s"] for f in fresh)
+    # CPU in the process (user) and in the kernel filling its new memory pages (system)
+    result["get_all_stats_fresh_process_runs"] = [
+        {name: round(f[name], 3) for name in ("s", "user_s", "system_s")} for f in fresh]
     result["count"] = handle.count()
     assert result["count"] == rows
     result["first_reads_after_a_commit_ms"] = after_commit_ms(store, handle, grid, rng, keys[0],

@@ -80,8 +80,9 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
     vocab = store._vocab.values
 
     def categorical(kind: str, part: int | None = None) -> pd.Categorical:
-        return pd.Categorical.from_codes(codes[kind].copy(), validate=False,
-                                         dtype=store._categories(kind, vocab[kind], part))
+        dtype = store._categories(kind, vocab[kind], part)
+        return pd.Categorical.from_codes(_own_codes(codes[kind], len(dtype.categories)),
+                                         dtype=dtype, validate=False)
 
     head = {"backtest_id": pd.array(pa.array(bids).cast(pa.string()), dtype=STR),
             "symbol": categorical("symbol"), "strategy": categorical("strategy"),
@@ -98,6 +99,16 @@ def stats_frame(store, index, rows: np.ndarray, compact_params: bool) -> pd.Data
     rows_index = pd.RangeIndex(len(bids))
     return pd.concat([pd.DataFrame(head, index=rows_index), float_table,
                       pd.DataFrame(tail, index=rows_index)], axis=1)
+
+
+def _own_codes(codes: np.ndarray, categories: int) -> np.ndarray:
+    """A new array of ``codes`` in the smallest integer type pandas keeps for that many
+    categories (a table never shares the index's codes, and a million rows of a small
+    vocabulary take a megabyte, not four)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if categories < np.iinfo(dtype).max:
+            return codes.astype(dtype)
+    return codes.astype(np.int64)
 
 
 def scope_labels(store) -> tuple[np.ndarray, pd.CategoricalDtype]:
