@@ -1,10 +1,11 @@
 """Warm a server process: what every first page and first backtest would otherwise wait for.
 
 A fresh process pays once for importing pandas, zarr, altair and numba with the app's own
-modules, for Altair's first chart (its schema validator) and for loading the compiled kernels.
-``python serve.py`` (what ``make run`` starts) calls ``prepare()`` before Streamlit's server
-answers (the imports, the first chart and the default strategy's first backtest: a server
-that says it is up is ready for a first page and a first run), then ``start()``: one daemon
+modules, for the compiled kernels and for Altair's first charts (its schema validator compiles
+what each kind of chart needs). ``python serve.py`` (what ``make run`` starts) calls
+``prepare()`` before Streamlit's server answers (the imports, the default strategy's first
+backtest and the Details page's charts of it: a server that says it is up is ready for a first
+page and a first run), then ``start()``: one daemon
 thread loads every other strategy's kernels. ``app.py`` calls ``start()`` too, for a plain
 ``streamlit run app.py`` (then all of it runs in the background from the first page). Each
 step runs once per process; a failure is logged and the app works, only slower to its first
@@ -12,6 +13,7 @@ answer.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -19,7 +21,8 @@ import threading
 THREAD_NAME = "hindsight-warm-up"
 #: What the pages import, heaviest first (the Details page's needs lead: deep links open it).
 #: The pages' own modules are left to the first page: they declare Streamlit caches, which
-#: belong to the server's runtime, and they are light once these are loaded.
+#: belong to the server's runtime, and they are light once these are loaded (the chart
+#: builders, which declare none, come with the first charts).
 MODULES = ("pandas", "core.store", "core.data.cached", "core.details", "altair", "core.engine",
            "core.scanner", "core.sweep", "core.walkforward", "core.rule_files")
 
@@ -29,8 +32,8 @@ _lock = threading.Lock()
 
 
 def prepare() -> None:
-    """The imports, the first chart and the first backtest, here and now."""
-    for step in (_imports, _first_chart, _first_backtest):
+    """The imports, the first backtest and its charts, here and now."""
+    for step in (_imports, _first_backtest, _first_charts):
         _once(step)
 
 
@@ -45,8 +48,8 @@ def start() -> threading.Thread:
 
 
 def warm() -> None:
-    """Every step not done yet: imports, the first chart, the first backtest, the kernels."""
-    for step in (_imports, _first_chart, _first_backtest, _kernels):
+    """Every step not done yet: imports, the first backtest, its charts, the kernels."""
+    for step in (_imports, _first_backtest, _first_charts, _kernels):
         _once(step)
 
 
@@ -68,15 +71,7 @@ def _imports() -> None:
         importlib.import_module(name)
 
 
-def _first_chart() -> None:
-    """Build and validate one small Altair chart: the first one loads its schema validator."""
-    import altair as alt
-    import pandas as pd
-
-    data = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=3), "equity": [1.0, 2.0, 3.0]})
-    alt.Chart(data).mark_line().encode(x="date:T", y="equity:Q").to_dict()
-
-
+@functools.cache
 def _bars():
     """300 business days of a random walk: enough bars for every strategy's defaults."""
     import numpy as np
@@ -88,16 +83,39 @@ def _bars():
                          "close": close, "volume": 1e5}, index=index)
 
 
-def _first_backtest() -> None:
-    """The default strategy's backtest and an in-memory store write: what a first run needs."""
+@functools.cache
+def _first_result():
+    """The default strategy's backtest of the warm-up bars (made once)."""
     from core.engine import run_backtest
-    from core.store import BacktestStore
     from core.strategies import list_strategies
 
-    result = run_backtest(_bars(), list_strategies()[0].name, None, None, symbol="WARMUP")
+    return run_backtest(_bars(), list_strategies()[0].name, None, None, symbol="WARMUP")
+
+
+def _first_backtest() -> None:
+    """The default strategy's backtest and an in-memory store write: what a first run needs."""
+    from core.store import BacktestStore
+
     store = BacktestStore("memory://hindsight-warm-up")  # this process's memory only
-    store.store_backtest(result)
+    store.store_backtest(_first_result())
     store.close()
+
+
+def _first_charts() -> None:
+    """The Details page's four charts of the first backtest, built and validated."""
+    from core.strategies import indicator_series
+    from views import _charts
+
+    result, bars = _first_result(), _bars()
+    held = bars["close"] / bars["close"].iloc[0] * result.initial_capital
+    charts = [_charts.equity_panel(result.equity, held, drawdown=True),
+              _charts.price_panel(bars, result.trades,
+                                  indicator_series(result.strategy, result.params, bars)),
+              _charts.monthly_heatmap(result.equity)]
+    if len(result.trades):
+        charts.append(_charts.trade_histogram(result.trades))
+    for chart in charts:
+        chart.to_dict()
 
 
 def _kernels() -> None:
