@@ -1,9 +1,10 @@
-"""Start Hindsight: ``python serve.py [streamlit options]`` is ``streamlit run app.py`` with the
-process warmed from its first moment (``make run`` starts it this way).
+"""Start Hindsight: ``python serve.py [streamlit options]`` is ``streamlit run app.py`` in a
+warmed process (``make run`` starts it this way).
 
-The warm-up thread (``views/_warm.py``: imports, the first chart, the compiled kernels) starts
-before Streamlit's server, so it overlaps the server's start and the browser's first load
-instead of the first page's script run. Options after ``serve.py`` go to ``streamlit run``.
+Before Streamlit's server answers, ``views/_warm.py`` loads what a first page and a first
+backtest need (imports, the default strategy's kernels, the Details page's charts); its
+background thread then loads the other strategies' kernels. Options after ``serve.py`` go to
+``streamlit run``.
 """
 import runpy
 import sys
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    """Start the warm-up thread, then run ``streamlit run app.py`` in this process."""
+    """Warm this process, start the warm-up thread, then run ``streamlit run app.py`` here."""
     sys.path.insert(0, str(ROOT))
     from views import _warm
 
