@@ -172,14 +172,10 @@ class BacktestStore:
         check_version(info.get("format_version"), self.url)
 
     def refresh(self, force: bool = False) -> bool:
-        """Pick up commits of other handles/processes; True when something changed."""
+        """Pick up commits of other handles/processes now; True when something changed."""
         with self._guard:
             self._check_open()
-            now = time.monotonic()
-            if not force and self._refresh_interval and now - self._checked_at < \
-                    self._refresh_interval:
-                return False
-            self._checked_at = now
+            self._checked_at = time.monotonic()
             if not force and self._index is not None and self._manifest_unchanged():
                 return False
             counter = self._backend.commit_counter()
@@ -216,6 +212,9 @@ class BacktestStore:
                 return index
             if self._manifest_unchanged():
                 return index
+        elif index is not None and \
+                time.monotonic() - self._checked_at < self._refresh_interval:
+            return index  # an object store's manifest is read at most this often by lookups
         self.refresh()
         return self._index
 
