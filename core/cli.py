@@ -209,14 +209,14 @@ def _print_frame(frame, max_rows: int | None = None) -> None:
         print(frame.to_string(index=False, max_rows=max_rows))
 
 
-def _progress_bar(enabled: bool, total: int | None, desc: str):
+def _progress_bar(enabled: bool, total: int | None, desc: str, unit: str = "bt"):
     """A tqdm bar on stderr when asked for (silent when stderr is not a terminal), else None."""
     if not enabled:
         return None
     from tqdm import tqdm
 
     # disable=None: tqdm stays silent when stderr is not a terminal (cron, pipes, logs)
-    return tqdm(total=total, desc=desc, unit="bt", file=sys.stderr, dynamic_ncols=True,
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
                 disable=None)
 
 
@@ -344,12 +344,18 @@ def _cmd_walkforward(ctx: _Context, args: argparse.Namespace) -> int:
 
     ranges = _json_arg(args.grid, "--grid", '{"period": [10, 14, 20]}')
     symbol, bars = _load_single_bars(ctx, args)
-    report = walk_forward(
-        bars, args.strategy, ranges, _exit_rules_arg(args.exit),
-        in_sample=args.in_sample, out_of_sample=args.out_of_sample, step=args.step,
-        anchored=args.anchored, metric=args.metric, min_trades=args.min_trades,
-        store=None if args.no_store else ctx.store("a"), symbol=symbol,
-    )
+    bar = _progress_bar(not args.no_progress and not args.json, None, "walk-forward", "window")
+    try:
+        report = walk_forward(
+            bars, args.strategy, ranges, _exit_rules_arg(args.exit),
+            in_sample=args.in_sample, out_of_sample=args.out_of_sample, step=args.step,
+            anchored=args.anchored, metric=args.metric, min_trades=args.min_trades,
+            store=None if args.no_store else ctx.store("a"), symbol=symbol,
+            progress=_tqdm_callback(bar),
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     _print_walk_forward(report, args.json)
     return EXIT_OK
 
@@ -796,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-trades", type=int, default=1, help="in-sample winner needs this many")
     p.add_argument("--wf-store", action=_RemovedWfStore, help=argparse.SUPPRESS)
     p.add_argument("--no-store", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_walkforward)
 

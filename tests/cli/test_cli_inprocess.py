@@ -83,6 +83,41 @@ def test_sweep_skips_what_is_stored_and_read_outs_work(run, tmp_path):
     assert len(pd.read_parquet(target)) == 24
 
 
+class RecordingBar:
+    """Stands in for the tqdm bar: what the command reported, and whether it closed it."""
+
+    def __init__(self, total, desc, unit):
+        self.total, self.desc, self.unit, self.n, self.seen, self.closed = \
+            total, desc, unit, 0, [], False
+
+    def update(self, step):
+        self.n += step
+        self.seen.append((self.n, self.total))
+
+    def close(self):
+        self.closed = True
+
+
+def test_walkforward_shows_progress_per_window_unless_asked_not_to(run, monkeypatch):
+    import core.cli
+
+    bars = []
+
+    def recording(enabled, total, desc, unit="bt"):
+        bars.append(RecordingBar(total, desc, unit) if enabled else None)
+        return bars[-1]
+
+    monkeypatch.setattr(core.cli, "_progress_bar", recording)
+    argv = ["walkforward", "--strategy", "rsi_meanrev", "--grid", '{"period": [8, 14]}',
+            "--symbol", "DEMO01", "--in-sample", "200", "--out-of-sample", "100", "--no-store"]
+    code, _, err = run(*argv)
+    assert code == 0, err
+    (bar,) = bars
+    assert (bar.desc, bar.unit, bar.closed) == ("walk-forward", "window", True)
+    assert bar.seen == [(1, 3), (2, 3), (3, 3)]
+    assert run(*argv, "--no-progress")[0] == 0 and bars[-1] is None
+
+
 def test_walkforward_command_stores_windows_in_the_main_store(run, tmp_path):
     from core.store import open_store
     from core.walkforward import stored_windows
