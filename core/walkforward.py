@@ -325,14 +325,15 @@ def _record(metric: str, spec: dict[str, Any], rows: list[dict]) -> dict[str, An
 
 def _store_windows(store, results: list, rows: list[dict], parent_id: str,
                    record: dict[str, Any]) -> list[str]:
-    """Store every window's IS and OOS backtest in one atomic batch and tag each one (the first
-    also holds the run's record in its note), then delete what an earlier run of the same
-    walk-forward stored."""
+    """Store every window's IS and OOS backtest in one atomic batch, tag them all in one commit
+    (the first also holds the run's record in its note), then delete what an earlier run of
+    the same walk-forward stored."""
     if not results:
         return []
     previous = stored_windows(store, parent_id)["backtest_id"].tolist()
     batch = [r for _, _, is_result, oos_result in results for r in (is_result, oos_result)]
     ids = store.store_many(batch)
+    notes = {}
     for (row_pos, k, _, _), is_id, oos_id in zip(results, ids[0::2], ids[1::2]):
         rows[row_pos]["is_id"], rows[row_pos]["oos_id"] = is_id, oos_id
         for bid, part in ((is_id, "is"), (oos_id, "oos")):
@@ -340,7 +341,8 @@ def _store_windows(store, results: list, rows: list[dict], parent_id: str,
             tags = window_tags(parent_id, k, part)
             if bid == ids[0]:
                 note, tags = note + RECORD_MARK + json.dumps(record), [*tags, RUN_TAG]
-            store.set_note(bid, note=note, tags=tags)
+            notes[bid] = {"note": note, "tags": tags}
+    store.set_notes(notes)  # one commit tags every window
     if previous:
         store.delete_backtest(previous)
     return list(ids)

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -317,22 +317,37 @@ class BacktestStore:
     def set_note(self, bid: str | int, note: str | None = None,
                  tags: Iterable[str] | None = None) -> None:
         """Set the editable note and/or tags of a backtest (None leaves a field unchanged)."""
+        self.set_notes({bid: {"note": note, "tags": tags}})
+
+    def set_notes(self, notes: Mapping[str | int, Mapping[str, Any]]) -> None:
+        """Set the notes and/or tags of many backtests in one commit, all or none:
+        ``{id: {"note": text, "tags": [...]}}`` (a field left out or None stays unchanged)."""
         self._check_writable()
-        (number,) = _bid_list(bid)
-        if note is not None:
-            _check_text(note, "A note")
-        tag_list = _clean_tags(tags) if tags is not None else None
+        changes = []
+        for bid, fields in notes.items():
+            (number,) = _bid_list(bid)
+            unknown = sorted(set(fields) - {"note", "tags"})
+            if unknown:
+                raise ValidationError(f"Backtest {number}: unknown note fields {unknown}; "
+                                      "use 'note' and 'tags'.")
+            note, tags = fields.get("note"), fields.get("tags")
+            if note is not None:
+                _check_text(note, "A note")
+            changes.append((number, note, _clean_tags(tags) if tags is not None else None))
         with self._guard, self._backend.lock():
             self.refresh(force=True)
-            self._require_live_row(number)
+            for number, _, _ in changes:
+                self._require_live_row(number)
             doc = self._fresh_manifest()
-            entry = doc.setdefault("notes", {}).setdefault(str(number), {"note": "", "tags": []})
-            if note is not None:
-                entry["note"] = note
-            if tag_list is not None:
-                entry["tags"] = tag_list
-            if not entry["note"] and not entry["tags"]:
-                doc["notes"].pop(str(number))
+            for number, note, tag_list in changes:
+                entry = doc.setdefault("notes", {}).setdefault(str(number),
+                                                               {"note": "", "tags": []})
+                if note is not None:
+                    entry["note"] = note
+                if tag_list is not None:
+                    entry["tags"] = tag_list
+                if not entry["note"] and not entry["tags"]:
+                    doc["notes"].pop(str(number))
             self._write_manifest(doc)
 
     def compact(self, grace_s: float = _maintenance.RETIRE_GRACE_S) -> dict:

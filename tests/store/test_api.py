@@ -131,6 +131,29 @@ def test_bulk_get_stats_tuples_and_frame(store):
     assert len(store.bulk_get_stats([])) == 0
 
 
+def test_notes_of_many_backtests_are_one_commit_all_or_none(store, store_path):
+    from core.store._format import COMMIT_COUNTER_KEY
+
+    def commits() -> int:
+        return int.from_bytes((store_path / COMMIT_COUNTER_KEY).read_bytes()[:8], "little")
+
+    ids = store.store_many(make_batch(["AAA", "BBB"], [5, 9], seed=3))
+    before = commits()
+    store.set_notes({ids[0]: {"note": "first", "tags": ["wf:1"]}, ids[1]: {"tags": ["wf:2"]},
+                     int(ids[2]): {"note": "third"}})
+    assert commits() == before + 2  # one commit: the counter is odd while it runs
+    table = store.get_all_stats().set_index("backtest_id")
+    assert table.loc[ids[0], ["note", "tags"]].tolist() == ["first", "wf:1"]
+    assert table.loc[ids[1], ["note", "tags"]].tolist() == ["", "wf:2"]
+    assert table.loc[ids[2], "note"] == "third"
+    with pytest.raises(NotFoundError):
+        store.set_notes({ids[3]: {"note": "never"}, "999999": {"note": "x"}})
+    with pytest.raises(ValueError, match="unknown note fields \\['colour'\\]"):
+        store.set_notes({ids[3]: {"colour": "red"}})
+    assert store.get_detailed_results(ids[3])["note"] == ""
+    assert commits() == before + 2
+
+
 def test_delete_and_notes(store):
     ids = store.store_many([make_result(symbol=s, seed=i) for i, s in enumerate("ABCD")])
     assert store.delete_backtest([ids[0], ids[1]]) == 2
