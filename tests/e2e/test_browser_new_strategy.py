@@ -195,16 +195,25 @@ def test_write_preview_save_run_sweep_and_scan_a_strategy_in_the_browser(
     assert outside_requests(requests_seen) == []
 
 
-def pick(page, label: str, option: str) -> None:
+def pick(page, label: str, option: str, tries: int = 3) -> None:
     """Choose ``option`` in the selectbox labelled ``label`` (typed to filter the list, then
-    clicked)."""
+    clicked) once the page has settled; again if a rerun redrew the list while it was open."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
-    box = page.get_by_label(label, exact=True)
-    expect(box).to_have_count(1)  # the previous mode's box of that name may linger a moment
-    box.click()
-    page.keyboard.type(option)
-    page.get_by_role("option", name=option, exact=True).click()
+    for attempt in range(tries):
+        settled(page)
+        box = page.get_by_label(label, exact=True)
+        expect(box).to_have_count(1)  # the previous mode's box of that name may linger a moment
+        box.click()
+        page.keyboard.type(option)
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
     settled(page)
 
 
