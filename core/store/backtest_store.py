@@ -387,18 +387,22 @@ class BacktestStore:
         return None if min(codes) < 0 else codes
 
     def scopes(self) -> dict[str, dict]:
-        """Every scope the store has seen: ``{scope hash: scope dict}``."""
+        """The scopes of the stored backtests (not of deleted ones): ``{hash: scope dict}``."""
         return self._hashed_values("scope")
 
     def exit_rules(self) -> dict[str, list]:
-        """Every exit rule the store has seen: ``{exit hash: canonical rule list}``."""
+        """The exit rules of the stored backtests (not of deleted ones): ``{hash: rule list}``."""
         return self._hashed_values("exit_rule")
 
     def _hashed_values(self, kind: str) -> dict:
-        """A hashed vocabulary's values by hash, parsed (no table is built: cheap at any size)."""
+        """A hashed vocabulary's values that a live row uses, by hash, parsed (no table is
+        built: cheap at any size)."""
         with self._guard:
-            self._current()
-            return {value[1]: json.loads(value[0]) for value in self._vocab.values[kind]}
+            index = self._current()
+            values = self._vocab.values[kind]
+            used = np.zeros(len(values), bool)
+            used[index.codes[kind][index.alive]] = True
+            return {value[1]: json.loads(value[0]) for value, live in zip(values, used) if live}
 
     def scope_hash(self, scope=None) -> str | None:
         """The hash of a scope as lookups take it (None: every scope, for ``"all"``)."""

@@ -15,6 +15,7 @@ from core.canonical import canonical_json
 from core.data import DemoProvider
 from core.engine import run_backtest
 from core.errors import ValidationError
+from core.exits import canonical_exit_rule
 from core.scanner import add_backtest_stats
 from core.scope import default_scope, make_scope, scope_hash, scope_label
 from core.store import open_store
@@ -144,6 +145,19 @@ def test_scopes_survive_compaction(store, demo):
     assert set(store.scopes()) == set(before["scope_hash"])
     for scope in store.scopes().values():
         assert scope_label(scope) in set(before["scope"])
+
+
+def test_filter_choices_list_only_scopes_and_exit_rules_of_stored_backtests(store, demo):
+    kept = store.store_backtest(_run(demo))
+    gone = store.store_backtest(_run(demo, "2018-01-01", "2020-12-31"))
+    signal_only = store.store_backtest(
+        run_backtest(demo.load_bars("DEMO02"), "rsi_meanrev", PARAMS, None))
+    table = store.query(scope="all").set_index("backtest_id")
+    assert len(store.scopes()) == 2 and len(store.exit_rules()) == 2
+    store.delete_backtest([gone, signal_only])
+    assert set(store.scopes()) == {table.loc[kept, "scope_hash"]}
+    assert set(store.exit_rules()) == {table.loc[kept, "exit_hash"]}
+    assert store.exit_rules()[table.loc[kept, "exit_hash"]] == canonical_exit_rule(STOP)
 
 
 RULE = """
