@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from serve import free_port, serving  # noqa: E402  (the app as `make run` starts it)
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -61,13 +59,6 @@ PAINTED_JS = """([charts, table]) => {
     .filter(g => g.offsetParent !== null);
   return grids.length > 0 && grids.every(g => g.querySelector('canvas'));
 }"""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -101,43 +92,6 @@ def browser_cpu_seconds() -> float:
         except OSError:
             continue
     return total
-
-
-@contextmanager
-def app_server(env: dict[str, str], port: int | None = None):
-    """``python serve.py`` (what ``make run`` starts) with ``env`` on ``port`` (default: a free one); yields (URL,
-    pid) once healthy, stops it after."""
-    port = port or free_port()
-    server = subprocess.Popen(
-        [sys.executable, "serve.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, server)
-        yield url, server.pid
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"streamlit did not become healthy at {url}")
 
 
 def painted(page, charts: int, table: bool) -> None:
@@ -205,7 +159,7 @@ def prepare(tmp: Path) -> tuple[dict[str, str], str]:
 def bench_details(browser, env: dict[str, str], bid: str) -> dict:
     """Warm views of a Details page, its first view after a server restart, a first visit."""
     port = free_port()
-    with app_server(env, port) as (url, pid):
+    with serving(env, port) as (url, pid):
         page = browser.new_page(viewport=VIEWPORT)
         link = f"{url}/details?id={bid}"
         page.goto(link)
@@ -214,13 +168,13 @@ def bench_details(browser, env: dict[str, str], bid: str) -> dict:
         page.close()
         in_app = in_app_views(browser, url, pid, charts)
     launched = time.perf_counter()
-    with app_server(env, port) as (url, pid):
+    with serving(env, port) as (url, pid):
         ready = time.perf_counter()
         page = browser.new_page(viewport=VIEWPORT)
         first = measured_view(page, link, charts, True, pid)
         painted_after = time.perf_counter() - launched
         page.close()
-    with app_server(env, port) as (url, pid):
+    with serving(env, port) as (url, pid):
         context = browser.new_context(viewport=VIEWPORT)  # an empty browser cache
         first_visit = measured_view(context.new_page(), link, charts, True, pid)
         context.close()
@@ -258,7 +212,7 @@ def in_app_views(browser, url: str, pid: int, charts: int) -> list[tuple[float, 
 
 def bench_first_backtest(browser, env: dict[str, str]) -> dict:
     """Click *Run backtest* on a fresh server until the stored result shows."""
-    with app_server(env) as (url, pid):
+    with serving(env) as (url, pid):
         page = browser.new_page(viewport=VIEWPORT)
         page.goto(f"{url}/manager")
         run = page.get_by_role("button", name="Run backtest")
@@ -276,7 +230,7 @@ def bench_scanner(browser, env: dict[str, str], tmp: Path) -> dict:
     """The Scanner page over a 500-symbol demo universe: first view, then warm views."""
     config = tmp / "scan.toml"
     config.write_text(f"demo_symbols = {SCAN_SYMBOLS}\ndemo_years = 10\n")
-    with app_server({**env, "HINDSIGHT_CONFIG": str(config)}) as (url, pid):
+    with serving({**env, "HINDSIGHT_CONFIG": str(config)}) as (url, pid):
         page = browser.new_page(viewport=VIEWPORT)
         first = measured_view(page, url, 0, True, pid)
         warm = [measured_view(page, url, 0, True, pid) for _ in range(WARM_RUNS)]

@@ -64,6 +64,19 @@ def directions(rows) -> list[str]:
     return out
 
 
+def direction_summary(rows: pd.DataFrame) -> pd.DataFrame | None:
+    """Backtests, trades and the median headline metrics per direction of a stats table with a
+    ``direction`` column; None unless it holds both long and short runs."""
+    if rows["direction"].nunique() < 2:
+        return None
+    metrics = ["win_rate", "total_return", "sharpe_ratio", "max_drawdown"]
+    grouped = rows.groupby("direction", observed=True)
+    out = grouped[metrics].median()
+    out.insert(0, "trades", grouped["num_trades"].sum())
+    out.insert(0, "backtests", grouped.size())
+    return out.reset_index()
+
+
 def with_direction(trades, direction: str):
     """A stored trade log with the engine's ``direction`` column (the store keeps a run's side
     in its params, not per trade)."""

@@ -23,6 +23,8 @@ MISSING = "strategy missing"  # a row of a strategy no longer registered
 
 def panel() -> None:
     """Sidebar filters -> ``store.query`` -> selectable table -> compare / delete the selection."""
+    from core.details import direction_summary
+
     with _ui.user_errors() as failed:
         the_store = _ui.store()
         everything = the_store.count()
@@ -46,7 +48,7 @@ def panel() -> None:
     view = readable(rows)
     event = _ui.table(view, name="backtests", key=table_key(view["backtest_id"]),
                       selectable=True, height=420)
-    by_side = direction_split(view)
+    by_side = direction_summary(view)
     if by_side is not None:
         st.caption("Long and short runs side by side (medians over the listed backtests):")
         _ui.table(by_side, name="backtests-by-direction", key=f"{TABLE}.by_direction")
@@ -178,18 +180,6 @@ def readable(rows: pd.DataFrame) -> pd.DataFrame:
         if column in out:
             out[column] = pd.to_datetime(out[column]).dt.date
     return out[[c for c in SHOWN if c in out]]
-
-
-def direction_split(view: pd.DataFrame) -> pd.DataFrame | None:
-    """Headline metrics per direction when the listing holds both long and short runs."""
-    if view["direction"].nunique() < 2:
-        return None
-    metrics = ["win_rate", "total_return", "sharpe_ratio", "max_drawdown"]
-    grouped = view.groupby("direction", observed=True)
-    out = grouped[metrics].median()
-    out.insert(0, "trades", grouped["num_trades"].sum())
-    out.insert(0, "backtests", grouped.size())
-    return out.reset_index()
 
 
 def definition_marks(rows: pd.DataFrame) -> list[str]:

@@ -47,10 +47,18 @@ def compiled():
     return sorted(f"{m.__name__}.{n}" for m in (core.kernels, core.indicators)
                   for n, f in vars(m).items() if getattr(f, "signatures", None))
 
+started = []  # every thread started from here on (the warm-up may end before the run does)
+thread_start = threading.Thread.start
+
+def recording_start(self):
+    started.append(self)
+    return thread_start(self)
+
+threading.Thread.start = recording_start
 before = compiled()
 at = AppTest.from_file("app.py", default_timeout=120)
 at.run()
-threads = [t for t in threading.enumerate() if t.name == "hindsight-warm-up"]
+threads = [t for t in started if t.name == "hindsight-warm-up"]
 for t in threads:
     t.join(120)
 print(json.dumps({"before": before, "threads": len(threads), "after": compiled(),

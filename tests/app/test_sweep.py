@@ -21,14 +21,20 @@ def run_sweep(at: AppTest) -> AppTest:
     return at
 
 
-def test_read_outs_default_to_the_sweep_just_run(filled, env):
-    """The store holds ad-hoc RSI runs on DEMO01-03; a sweep on DEMO04-05 shows only its cells."""
+def four_cell_sweep() -> AppTest:
+    """The Manager in sweep mode, filled for rsi_meanrev periods 10 and 12 on DEMO04, DEMO05."""
     at = sweep_mode(open_page("views/manager.py"))
     base = "sweep.rsi_meanrev"
     at.number_input(key=f"{base}.period.start").set_value(10)
     at.number_input(key=f"{base}.period.stop").set_value(12)
     at.number_input(key=f"{base}.period.step").set_value(2)
     at.text_area(key="sweep.symbols").set_value("DEMO04, DEMO05")
+    return at
+
+
+def test_read_outs_default_to_the_sweep_just_run(filled, env):
+    """The store holds ad-hoc RSI runs on DEMO01-03; a sweep on DEMO04-05 shows only its cells."""
+    at = four_cell_sweep()
     run_sweep(at.run())
     assert open_test_store(env).count() == len(filled) + 4
     assert at.selectbox(key="sweep.hm.symbol").options == ["all (median)", "DEMO04", "DEMO05"]
@@ -134,12 +140,7 @@ def test_a_sweep_reports_its_progress_on_a_bar_then_clears_it(env, monkeypatch):
     monkeypatch.setattr(st, "progress", lambda value, text=None: recording_progress(
         st.container(), value, text))
     monkeypatch.setattr(DeltaGenerator, "empty", recording_empty)
-    at = sweep_mode(open_page("views/manager.py"))
-    base = "sweep.rsi_meanrev"
-    at.number_input(key=f"{base}.period.start").set_value(10)
-    at.number_input(key=f"{base}.period.stop").set_value(12)
-    at.number_input(key=f"{base}.period.step").set_value(2)
-    at.text_area(key="sweep.symbols").set_value("DEMO04, DEMO05")
+    at = four_cell_sweep()
     shown.clear()
     run_sweep(at.run())
     assert shown[0] == (0.0, "Loading the bars and counting what is stored already...")

@@ -1,16 +1,13 @@
-"""The browser tests' fixtures: ``streamlit run app.py`` over the real-format fixture folder
-with a store under tmp_path, and a Debian chromium page that records every request it makes."""
+"""The browser tests' fixtures: the app as ``make run`` starts it over the real-format fixture
+folder with a store under tmp_path, and a Debian chromium page that records every request it
+makes."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from serve import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 REALDATA = ROOT / "tests" / "fixtures" / "realdata"
@@ -20,28 +17,6 @@ LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backgro
 WAIT_MS = 60_000
 LOCAL_HOSTS = {"127.0.0.1"}
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Poll Streamlit's health endpoint until it answers ok (or the server died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            output = server.stdout.read() if server.stdout else ""
-            pytest.fail(f"streamlit exited with code {server.returncode}:\n{output}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"streamlit did not become healthy at {url} within {timeout:.0f} s")
-
-
 @pytest.fixture
 def store_path(tmp_path) -> Path:
     return tmp_path / "store.zarr"
@@ -49,30 +24,15 @@ def store_path(tmp_path) -> Path:
 
 @pytest.fixture
 def app_url(tmp_path, store_path):
-    """``python serve.py`` (``streamlit run app.py``, warmed; what ``make run`` starts) on a free
-    port over the fixture folder; store under tmp_path."""
-    port = free_port()
-    env = {**os.environ,
-           "HINDSIGHT_STORE": str(store_path),
+    """The app as ``make run`` starts it (``serve.serving``) over the fixture folder; store
+    under tmp_path."""
+    env = {"HINDSIGHT_STORE": str(store_path),
            "HINDSIGHT_PRICE_CACHE": str(tmp_path / "prices.zarr"),
            "HINDSIGHT_DATA_SOURCE": "folder",
            "HINDSIGHT_DATA_FOLDER": str(REALDATA),
            "HINDSIGHT_CONFIG": str(tmp_path / "absent.toml")}
-    server = subprocess.Popen(
-        [sys.executable, "serve.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
+    with serving(env) as (url, _pid):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.fixture

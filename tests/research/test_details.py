@@ -75,3 +75,18 @@ def test_a_recomputation_that_disagrees_is_refused(store, provider, monkeypatch)
     monkeypatch.setattr(details_module, "_rerun", drifted)
     out = load_details(store, bid, provider)
     assert out["equity"] is None and "different results" in out["equity_reason"]
+
+
+def test_direction_summary_counts_and_medians_per_side():
+    from core.details import direction_summary
+
+    rows = pd.DataFrame({"direction": ["long", "short", "long", "long"],
+                         "num_trades": [10, 4, 6, 2], "win_rate": [0.5, 0.25, 0.7, 0.1],
+                         "total_return": [0.1, -0.2, 0.3, 0.0], "sharpe_ratio": [1.0, -1.0, 2.0, 0.5],
+                         "max_drawdown": [-0.1, -0.3, -0.2, -0.05]})
+    summary = direction_summary(rows).set_index("direction")
+    assert summary.loc["long"].to_dict() == {"backtests": 3, "trades": 18, "win_rate": 0.5,
+                                             "total_return": 0.1, "sharpe_ratio": 1.0,
+                                             "max_drawdown": -0.1}
+    assert summary.loc["short", "backtests"] == 1 and summary.loc["short", "trades"] == 4
+    assert direction_summary(rows[rows["direction"] == "long"]) is None
